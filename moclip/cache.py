@@ -1,0 +1,206 @@
+"""Per-video HDF5 caches of motion vectors and frames, written shard by shard.
+
+Layout under a cache root: ``mv/shard-NNNNN/<video_id>.h5``, ``frames/shard-NNNNN/<video_id>.h5``
+and ``index/shard-NNNNN.tsv`` (one status line a video). Every file is written to a temp
+name and renamed, so a killed job never leaves a file that looks complete. A video that
+cannot be decoded gets files with ``status=failed`` and the decoder's message; it is
+listed by name, never replaced by zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+
+from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
+from moclip.io import atomic_path
+
+log = logging.getLogger(__name__)
+INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
+FAILURE_COLUMNS = ("video_id", "path", "error")
+
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}"
+
+
+def video_cache_path(root: Path | str, kind: str, shard: int, video_id: str) -> Path:
+    """Where the ``kind`` ('mv' or 'frames') cache of one video lives."""
+    return Path(root) / kind / shard_name(shard) / f"{video_id}.h5"
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """One line of a shard index."""
+
+    video_id: str
+    path: str
+    status: str
+    n_frames: int
+    error: str
+
+
+def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str) -> dict:
+    if dec is None:
+        return dict(video_id=video_id, status="failed", error=error, width=0, height=0, fps=0.0,
+                    codec="", n_frames=0, mv_cell=cell, truncated=False, notes="")
+    return dict(video_id=video_id, status="ok", error="", width=dec.width, height=dec.height, fps=dec.fps,
+                codec=dec.codec, n_frames=dec.n_frames, mv_cell=cell, truncated=dec.truncated,
+                notes="; ".join(dec.notes))
+
+
+def _write_failed(mv_out: Path, frames_out: Path, video_id: str, cell: int, error: str) -> None:
+    attrs = _common_attrs(video_id, None, cell, error)
+    with atomic_path(mv_out) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("mv", shape=(0, 0, 0, 2), dtype=np.float16)
+        f.create_dataset("frame_type", shape=(0,), dtype=np.uint8)
+        f.create_dataset("ref_distance", shape=(0,), dtype=np.int16)
+        f.attrs.update(attrs)
+    with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("frames", shape=(0, 0, 0, 3), dtype=np.uint8)
+        f.create_dataset("frame_index", shape=(0,), dtype=np.int32)
+        f.attrs.update(attrs)
+
+
+def cache_video(
+    video: Path | str,
+    video_id: str,
+    mv_out: Path | str,
+    frames_out: Path | str,
+    settings: DecodeSettings,
+    compression: str | None = "lzf",
+) -> CacheRecord:
+    """Decode ``video`` once and write its MV and frame caches; failures become failed records."""
+    mv_out, frames_out = Path(mv_out), Path(frames_out)
+    comp = None if compression in (None, "none") else compression
+    try:
+        with atomic_path(mv_out) as tmp, h5py.File(tmp, "w") as f:
+            ds: list[h5py.Dataset] = []
+
+            def append(maps: np.ndarray) -> None:
+                if not ds:
+                    _, hc, wc, _ = maps.shape
+                    ds.append(f.create_dataset("mv", shape=(0, hc, wc, 2), maxshape=(None, hc, wc, 2),
+                                               dtype=np.float16, chunks=(settings.chunk, hc, wc, 2),
+                                               compression=comp))
+                d = ds[0]
+                n0 = d.shape[0]
+                d.resize(n0 + len(maps), axis=0)
+                d[n0:] = maps
+
+            dec = decode_video(video, settings, append)
+            f.create_dataset("frame_type", data=dec.frame_type)
+            f.create_dataset("ref_distance", data=dec.ref_distance)
+            f.attrs.update(_common_attrs(video_id, dec, settings.mv_cell, ""))
+            f.attrs["n_mv_frames"] = dec.n_mv_frames
+        with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("frames", data=dec.frames, compression=comp, chunks=(1, *dec.frames.shape[1:]))
+            f.create_dataset("frame_index", data=dec.frame_index)
+            f.attrs.update(_common_attrs(video_id, dec, settings.mv_cell, ""))
+            f.attrs["second_pass"] = dec.second_pass
+    except (DecodeError, av.error.FFmpegError) as e:
+        msg = str(e) or type(e).__name__
+        _write_failed(mv_out, frames_out, video_id, settings.mv_cell, msg)
+        return CacheRecord(video_id, str(video), "failed", 0, msg)
+    except Exception as e:  # a bug, not a bad video: stop, naming the video
+        raise RuntimeError(f"{video_id} ({video}): unexpected {type(e).__name__}: {e}") from e
+    return CacheRecord(video_id, str(video), "ok", dec.n_frames, "")
+
+
+def _cache_one(args: tuple) -> CacheRecord:
+    return cache_video(*args)
+
+
+def _pool_context():
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def cache_shard(
+    videos: Iterable[tuple[str, Path | str]],
+    mv_dir: Path | str,
+    frames_dir: Path | str,
+    index_out: Path | str,
+    settings: DecodeSettings,
+    compression: str | None = "lzf",
+    threads: int = 1,
+) -> list[CacheRecord]:
+    """Cache every ``(video_id, path)`` of one shard, ``threads`` videos at a time; write its index last."""
+    mv_dir, frames_dir = Path(mv_dir), Path(frames_dir)
+    jobs = [(path, vid, mv_dir / f"{vid}.h5", frames_dir / f"{vid}.h5", settings, compression) for vid, path in videos]
+    mv_dir.mkdir(parents=True, exist_ok=True)
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    name = Path(index_out).stem
+    t0, records = time.perf_counter(), []
+    if threads > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(threads, len(jobs)), mp_context=_pool_context()) as pool:
+            for rec in pool.map(_cache_one, jobs, chunksize=1):
+                records.append(rec)
+                _progress(name, len(records), len(jobs), rec, t0)
+    else:
+        for job in jobs:
+            records.append(_cache_one(job))
+            _progress(name, len(records), len(jobs), records[-1], t0)
+    write_index(records, index_out)
+    return records
+
+
+def _progress(name: str, i: int, n: int, rec: CacheRecord, t0: float) -> None:
+    rate = i / max(time.perf_counter() - t0, 1e-9)
+    detail = f"{rec.n_frames} frames" if rec.status == "ok" else f"FAILED: {rec.error}"
+    log.info("%s %d/%d %.1f videos/s %s %s", name, i, n, rate, rec.video_id, detail)
+
+
+def write_index(records: list[CacheRecord], path: Path | str) -> None:
+    _write_tsv(path, INDEX_COLUMNS, [asdict(r) for r in records])
+
+
+def read_index(path: Path | str) -> list[CacheRecord]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [CacheRecord(r["video_id"], r["path"], r["status"], int(r["n_frames"]), r["error"])
+                for r in csv.DictReader(f, delimiter="\t")]
+
+
+def collect_failures(index_files: Iterable[Path | str], out: Path | str) -> list[CacheRecord]:
+    """Gather the failed videos of every shard index into one TSV (header only when none failed)."""
+    failed = [r for p in index_files for r in read_index(p) if r.status != "ok"]
+    for r in failed:
+        log.warning("failed video %s (%s): %s", r.video_id, r.path, r.error)
+    _write_tsv(out, FAILURE_COLUMNS, [asdict(r) for r in failed])
+    return failed
+
+
+def _write_tsv(path: Path | str, columns: tuple[str, ...], rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([str(r[c]).replace("\t", " ").replace("\n", " ") for c in columns])
+
+
+def read_mv(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(mv float16 [T,Hc,Wc,2], frame_type uint8 [T], ref_distance int16 [T], attrs) of one cache."""
+    with h5py.File(path, "r") as f:
+        return f["mv"][()], f["frame_type"][()], f["ref_distance"][()], dict(f.attrs)
+
+
+def read_frames(path: Path | str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(frames uint8 [K,H,W,3], frame_index int32 [K], attrs) of one cache."""
+    with h5py.File(path, "r") as f:
+        return f["frames"][()], f["frame_index"][()], dict(f.attrs)
+
+
+__all__ = [
+    "CacheRecord", "cache_shard", "cache_video", "collect_failures", "read_frames",
+    "read_index", "read_mv", "shard_name", "video_cache_path",
+]

@@ -1,0 +1,314 @@
+"""One PyAV decode pass: motion vectors rasterised on a cell grid, and K RGB frames.
+
+Motion vectors come from FFmpeg's ``flags2=+export_mvs``. For a block whose content came
+from a past reference, FFmpeg gives ``src = dst + motion / motion_scale``, so the content
+moved by ``dst - src = -motion / scale`` from the reference to this frame. Vectors that
+point to a future reference (B-frames) are negated, so every stored vector is the
+displacement *forward in time*: an object moving right gives ``dx > 0`` in every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+# Decoders whose frames carry motion-vector side data with flags2=+export_mvs.
+MV_CODECS = frozenset(
+    {"mpeg4", "h264", "mpeg1video", "mpeg2video", "h263", "h263p", "flv", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2"}
+)
+# Codecs whose P-frames always predict from the previous anchor (I or P) in display order,
+# so the reference distance is certain. H.264 may use any of several references and does
+# not export which: its distance is recorded as unknown (0).
+SINGLE_REF_CODECS = frozenset(MV_CODECS - {"h264"})
+FRAME_TYPES = {"I": ord("I"), "P": ord("P"), "B": ord("B")}
+UNKNOWN_TYPE = ord("?")
+
+
+class DecodeError(RuntimeError):
+    """A video that cannot be decoded into motion vectors and frames."""
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Everything that shapes a cache: each field reaches the workflow as a param."""
+
+    mv_cell: int = 8
+    frame_count: int = 8
+    short_side: int = 256
+    max_frames: int = 10_000
+    chunk: int = 64  # frames rasterised and handed on at a time: bounds memory on long videos
+
+
+@dataclass
+class DecodedVideo:
+    """What one pass yields besides the motion maps (which are streamed to a callback)."""
+
+    width: int
+    height: int
+    fps: float
+    codec: str
+    n_frames: int
+    truncated: bool
+    frame_type: np.ndarray  # uint8 [T], ASCII of I/P/B or '?'
+    ref_distance: np.ndarray  # int16 [T], frames back to the reference of the vectors; 0 = none/unknown
+    frames: np.ndarray  # uint8 [K, h, w, 3]
+    frame_index: np.ndarray  # int32 [K]
+    n_mv_frames: int  # frames that carried at least one vector
+    second_pass: bool = False  # True when the container's frame count was wrong and frames were re-read
+    notes: list[str] = field(default_factory=list)
+
+
+def segment_centres(n_frames: int, k: int) -> np.ndarray:
+    """Indices of the centres of ``k`` equal segments of ``n_frames`` (repeats when n < k)."""
+    if n_frames <= 0:
+        return np.zeros(0, dtype=np.int32)
+    return np.minimum(((np.arange(k) + 0.5) * n_frames / k).astype(np.int64), n_frames - 1).astype(np.int32)
+
+
+def grid_shape(height: int, width: int, cell: int) -> tuple[int, int]:
+    return -(-height // cell), -(-width // cell)
+
+
+def output_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(h, w) with the aspect kept and the shorter side at most ``short_side``."""
+    scale = min(1.0, short_side / min(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def rasterize(blocks: np.ndarray, frame_of_block: np.ndarray, n: int, height: int, width: int, cell: int) -> np.ndarray:
+    """Average forward displacements of MV blocks onto a ``cell``-pixel grid: float16 [n, Hc, Wc, 2].
+
+    Vectorised over all blocks of ``n`` frames. A block covers the cells its pixels touch;
+    where several blocks share a cell their vectors are averaged, weighted by the overlap.
+    Cells without any vector (intra blocks, I-frames) are 0.
+    """
+    hc, wc = grid_shape(height, width, cell)
+    w = blocks["w"].astype(np.int64)
+    h = blocks["h"].astype(np.int64)
+    x0 = blocks["dst_x"].astype(np.int64) - w // 2
+    y0 = blocks["dst_y"].astype(np.int64) - h // 2
+    cx0, cy0 = np.maximum(x0 // cell, 0), np.maximum(y0 // cell, 0)
+    cx1, cy1 = np.minimum((x0 + w - 1) // cell, wc - 1), np.minimum((y0 + h - 1) // cell, hc - 1)
+    nx, ny = cx1 - cx0 + 1, cy1 - cy0 + 1
+    keep = (nx > 0) & (ny > 0)
+    scale = np.maximum(blocks["motion_scale"].astype(np.float32), 1.0)
+    sign = np.where(blocks["source"] > 0, 1.0, -1.0).astype(np.float32)
+    dx = sign * blocks["motion_x"].astype(np.float32) / scale
+    dy = sign * blocks["motion_y"].astype(np.float32) / scale
+    weight = (np.minimum(w, cell) * np.minimum(h, cell)).astype(np.float32)
+    nx, ny, cx0, cy0, dx, dy, weight, fi = (a[keep] for a in (nx, ny, cx0, cy0, dx, dy, weight, frame_of_block))
+    count = nx * ny
+    rep = np.repeat(np.arange(len(count)), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    ix = cx0[rep] + local % nx[rep]
+    iy = cy0[rep] + local // nx[rep]
+    flat = (fi[rep].astype(np.int64) * hc + iy) * wc + ix
+    size = n * hc * wc
+    wsum = np.bincount(flat, weights=weight[rep], minlength=size)
+    out = np.zeros((size, 2), np.float32)
+    nz = wsum > 0
+    out[:, 0] = np.bincount(flat, weights=(dx * weight)[rep], minlength=size)
+    out[:, 1] = np.bincount(flat, weights=(dy * weight)[rep], minlength=size)
+    out[nz] /= wsum[nz, None]
+    return out.reshape(n, hc, wc, 2).astype(np.float16)
+
+
+def _frame_type(frame: av.VideoFrame) -> int:
+    name = av.video.frame.PictureType(frame.pict_type).name
+    return FRAME_TYPES.get(name, UNKNOWN_TYPE)
+
+
+def _open(path: Path):
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise DecodeError(f"cannot open: {e}") from None
+    if not container.streams.video:
+        container.close()
+        raise DecodeError("no video stream")
+    return container
+
+
+def _declared_frames(stream) -> int:
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base and stream.average_rate:
+        return int(round(float(stream.duration * stream.time_base * stream.average_rate)))
+    return 0
+
+
+def _to_rgb(reformatter, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    return reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+
+
+def _read_frames(path: Path, wanted: set[int], size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Second pass: RGB of the frames at ``wanted`` display indices (no vectors)."""
+    out: dict[int, np.ndarray] = {}
+    reformatter = av.video.reformatter.VideoReformatter()
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        last = max(wanted)
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                out[i] = _to_rgb(reformatter, frame, size)
+            if i >= last:
+                break
+    return out
+
+
+def decode_video(
+    path: Path | str, settings: DecodeSettings, on_mv: Callable[[np.ndarray], None]
+) -> DecodedVideo:
+    """Decode ``path`` once; stream float16 MV maps to ``on_mv`` in chunks; return the rest.
+
+    Raises :class:`DecodeError` with the decoder's message for anything that cannot be read.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        if codec not in MV_CODECS:
+            raise DecodeError(f"codec {codec!r} does not export motion vectors (supported: {sorted(MV_CODECS)})")
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+        stream.codec_context.thread_count = 1
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise DecodeError("video stream has no frame size")
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        declared = _declared_frames(stream)
+        cell, limit = settings.mv_cell, settings.max_frames
+        size = output_size(height, width, settings.short_side)
+        guess = set(segment_centres(min(declared, limit), settings.frame_count).tolist()) if declared else set()
+        reformatter = av.video.reformatter.VideoReformatter()
+        kept: dict[int, np.ndarray] = {}
+        types: list[int] = []
+        refdist: list[int] = []
+        pending: list[np.ndarray] = []
+        pending_frame: list[np.ndarray] = []
+        chunk_start, n_mv, last_anchor, truncated = 0, 0, -1, False
+        single_ref = codec in SINGLE_REF_CODECS
+        mv_type = av.sidedata.sidedata.Type.MOTION_VECTORS
+
+        def flush(end: int) -> None:
+            nonlocal chunk_start, pending, pending_frame
+            n = end - chunk_start
+            if pending:
+                on_mv(rasterize(np.concatenate(pending), np.concatenate(pending_frame), n, height, width, cell))
+            else:
+                on_mv(np.zeros((n, *grid_shape(height, width, cell), 2), np.float16))
+            chunk_start, pending, pending_frame = end, [], []
+
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i >= limit:
+                    truncated = True
+                    break
+                if (frame.width, frame.height) != (width, height):
+                    raise DecodeError(f"frame {i} is {frame.width}x{frame.height}, stream is {width}x{height}")
+                t = _frame_type(frame)
+                types.append(t)
+                sd = frame.side_data.get(mv_type)
+                if sd is not None:
+                    a = sd.to_ndarray()
+                    if len(a):
+                        n_mv += 1
+                        pending.append(a)
+                        pending_frame.append(np.full(len(a), i - chunk_start, np.int64))
+                dist = 0
+                if t == FRAME_TYPES["P"] and single_ref and last_anchor >= 0:
+                    dist = i - last_anchor
+                refdist.append(dist)
+                if t in (FRAME_TYPES["I"], FRAME_TYPES["P"]):
+                    last_anchor = i
+                if i in guess:
+                    kept[i] = _to_rgb(reformatter, frame, size)
+                if i + 1 - chunk_start >= settings.chunk:
+                    flush(i + 1)
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"decoding failed after {len(types)} frames: {e}") from None
+        n_frames = len(types)
+        if n_frames == 0:
+            raise DecodeError("no frame could be decoded")
+        if chunk_start < n_frames:
+            flush(n_frames)
+    if declared and not truncated and n_frames < declared - max(1, declared // 50):
+        raise DecodeError(f"truncated or corrupt: decoded {n_frames} of the {declared} frames the container declares")
+    if n_mv == 0 and any(t != FRAME_TYPES["I"] for t in types):
+        raise DecodeError(f"decoder {codec!r} exported no motion vectors in {n_frames} frames")
+
+    notes = []
+    if truncated:
+        notes.append(f"read the first {limit} frames only (decode.max_frames)")
+    index = segment_centres(n_frames, settings.frame_count)
+    missing = set(index.tolist()) - kept.keys()
+    second = bool(missing)
+    if second:
+        notes.append(f"container declared {declared} frames, decoded {n_frames}: frames re-read in a second pass")
+        kept.update(_read_frames(path, missing, size))
+    frames = np.stack([kept[i] for i in index.tolist()])
+    return DecodedVideo(
+        width=width,
+        height=height,
+        fps=fps,
+        codec=codec,
+        n_frames=n_frames,
+        truncated=truncated,
+        frame_type=np.asarray(types, np.uint8),
+        ref_distance=np.asarray(refdist, np.int16),
+        frames=frames,
+        frame_index=index,
+        n_mv_frames=n_mv,
+        second_pass=second,
+        notes=notes,
+    )
+
+
+
+def encode_video(
+    path: Path | str,
+    frames,
+    fps: int = 25,
+    codec: str = "mpeg4",
+    gop: int = 12,
+    bframes: int = 0,
+    bit_rate: int = 1_500_000,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Write RGB uint8 frames ``[H, W, 3]`` as a video; MPEG-4 Part 2 gets UCF101's XVID tag in AVI.
+
+    Used by the demo dataset and the tests; the file is renamed into place only when complete.
+    """
+    from moclip.io import atomic_path
+
+    path = Path(path)
+    fmt = {".avi": "avi", ".mp4": "mp4", ".mkv": "matroska"}.get(path.suffix.lower())
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format=fmt) as out:
+            stream = None
+            for i, img in enumerate(frames):
+                if stream is None:
+                    stream = out.add_stream(codec, rate=fps)
+                    stream.height, stream.width = img.shape[:2]
+                    stream.pix_fmt = "yuv420p"
+                    stream.bit_rate = bit_rate
+                    if codec == "mpeg4" and fmt == "avi":
+                        stream.codec_tag = "XVID"
+                    stream.codec_context.thread_count = 1  # deterministic bytes for a seed
+                    stream.codec_context.gop_size = gop
+                    stream.codec_context.max_b_frames = bframes
+                    opts = {"bf": str(bframes)} if codec == "libx264" else {}
+                    stream.codec_context.options = {**opts, **(options or {})}
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            if stream is None:
+                raise ValueError(f"{path}: no frames to encode")
+            out.mux(stream.encode(None))

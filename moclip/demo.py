@@ -1,0 +1,188 @@
+"""An embedded demo dataset in UCF101's exact layout, where only appearance + motion together name the class.
+
+Every class is a pair (appearance, motion pattern): each appearance is shared by several
+classes and each motion by several, so a frame alone (CLIP) or the motion alone (MV
+network) leaves the class ambiguous, and only their fusion separates all of them.
+Nuisance variation: position, size, speed, amplitude, per-group background texture and
+object shade (UCF101's groups are one recording each), per-frame noise.
+Motion patterns are chosen invariant under horizontal flips (rise, fall, shake), so the
+MV network's flip augmentation never turns one class into another.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moclip.codec import encode_video
+
+APPEARANCES = {  # name -> (shape, RGB colour)
+    "Ball": ("disc", (220, 40, 40)),
+    "Box": ("square", (40, 200, 60)),
+    "Kite": ("diamond", (50, 80, 230)),
+    "Ring": ("ring", (230, 200, 40)),
+}
+MOTIONS = ("Rise", "Fall", "Shake", "Orbit")
+WIDTH, HEIGHT, FPS = 320, 240, 25
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """What shapes the demo dataset; every field is a workflow param."""
+
+    appearances: tuple[str, ...] = ("Ball", "Box", "Kite")
+    motions: tuple[str, ...] = ("Rise", "Fall", "Shake")
+    groups: int = 8
+    clips: int = 3
+    frames: int = 50
+    seed: int = 0
+
+    def classes(self) -> list[str]:
+        """Class names in classInd order (case-insensitive, as UCF101 orders them)."""
+        return sorted((a + m for a in self.appearances for m in self.motions), key=str.lower)
+
+    def test_groups(self, split: int) -> range:
+        """Groups tested in ``split``: consecutive blocks, as UCF101's 1-7, 8-14, 15-21 of 25."""
+        b = max(1, self.groups * 7 // 25)
+        return range((split - 1) * b + 1, split * b + 1)
+
+    def validate(self) -> None:
+        for a in self.appearances:
+            if a not in APPEARANCES:
+                raise ValueError(f"demo.appearances: unknown {a!r} (choose from {sorted(APPEARANCES)})")
+        for m in self.motions:
+            if m not in MOTIONS:
+                raise ValueError(f"demo.motions: unknown {m!r} (choose from {list(MOTIONS)})")
+        if max(self.test_groups(3)) >= self.groups:
+            raise ValueError(f"demo.groups={self.groups}: need more groups than the 3 test blocks use")
+        if self.frames < 2 or self.clips < 1:
+            raise ValueError("demo.frames must be >= 2 and demo.clips >= 1")
+
+
+def smooth_noise(rng: np.random.Generator, height: int, width: int, scale: int) -> np.ndarray:
+    """Bilinearly upsampled noise in [0, 1): a texture encoders' motion search can track."""
+    n = rng.random((height // scale + 2, width // scale + 2, 3))
+    yi, xi = np.arange(height) / scale, np.arange(width) / scale
+    y0, x0 = yi.astype(int), xi.astype(int)
+    fy, fx = (yi - y0)[:, None, None], (xi - x0)[None, :, None]
+    a, b = n[y0][:, x0], n[y0][:, x0 + 1]
+    c, d = n[y0 + 1][:, x0], n[y0 + 1][:, x0 + 1]
+    return a * (1 - fy) * (1 - fx) + b * (1 - fy) * fx + c * fy * (1 - fx) + d * fy * fx
+
+
+def _mask(shape: str, size: int) -> np.ndarray:
+    r = (np.arange(size) - (size - 1) / 2) / (size / 2)
+    y, x = np.meshgrid(r, r, indexing="ij")
+    if shape == "disc":
+        return x**2 + y**2 <= 1
+    if shape == "square":
+        return (np.abs(x) <= 0.85) & (np.abs(y) <= 0.85)
+    if shape == "diamond":
+        return np.abs(x) + np.abs(y) <= 1
+    if shape == "ring":
+        d = x**2 + y**2
+        return (d <= 1) & (d >= 0.35)
+    raise ValueError(shape)
+
+
+def _trajectory(motion: str, n: int, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Top-left corner per frame [n, 2] (x, y), kept inside the frame."""
+    t = np.arange(n, dtype=np.float64)
+    speed = rng.uniform(1.5, 4.0)
+    mx, my = WIDTH - size, HEIGHT - size
+    if motion in ("Rise", "Fall"):
+        travel = min(speed * (n - 1), my)
+        speed = travel / max(n - 1, 1)
+        x = np.full(n, rng.uniform(0, mx))
+        y0 = rng.uniform(travel, my) if motion == "Rise" else rng.uniform(0, my - travel)
+        y = y0 - speed * t if motion == "Rise" else y0 + speed * t
+    elif motion == "Shake":
+        amp, period = rng.uniform(15, 35), rng.uniform(10, 18)
+        xc, y = rng.uniform(amp, mx - amp), np.full(n, rng.uniform(0, my))
+        x = xc + amp * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
+    elif motion == "Orbit":
+        rad, period = rng.uniform(20, 45), rng.uniform(25, 40)
+        xc, yc = rng.uniform(rad, mx - rad), rng.uniform(rad, my - rad)
+        ph = 2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)
+        x, y = xc + rad * np.cos(ph), yc + rad * np.sin(ph)
+    else:
+        raise ValueError(motion)
+    return np.stack([np.clip(x, 0, mx), np.clip(y, 0, my)], 1)
+
+
+def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: int) -> np.ndarray:
+    """RGB uint8 frames [T, 240, 320, 3] of one clip, fixed by (seed, class, group, clip)."""
+    shape, colour = APPEARANCES[appearance]
+    key = [spec.seed, zlib.crc32((appearance + motion).encode()), group]
+    grng = np.random.default_rng(key)  # shared by the clips of a group: one "recording"
+    bg = smooth_noise(grng, HEIGHT, WIDTH, int(grng.integers(12, 40))) * 120 + grng.uniform(40, 90)
+    shade = np.clip(np.array(colour) * grng.uniform(0.8, 1.1) + grng.normal(0, 12, 3), 0, 255)
+    rng = np.random.default_rng(key + [clip])
+    size = int(rng.integers(36, 60))
+    mask = _mask(shape, size)
+    tex = shade * (0.75 + 0.5 * smooth_noise(rng, size, size, 8))
+    pos = np.round(_trajectory(motion, spec.frames, rng, size)).astype(int)
+    out = np.empty((spec.frames, HEIGHT, WIDTH, 3), np.uint8)
+    for i, (x, y) in enumerate(pos):
+        img = bg.copy()
+        region = img[y : y + size, x : x + size]
+        region[mask] = tex[mask]
+        img += rng.normal(0, 3, img.shape[:2])[..., None]
+        out[i] = np.clip(img, 0, 255)
+    return out
+
+
+def _write_clip(args: tuple) -> str:
+    spec, appearance, motion, group, clip, path = args
+    encode_video(path, render_clip(spec, appearance, motion, group, clip), fps=FPS, codec="mpeg4", gop=12)
+    return str(path)
+
+
+def make_demo_dataset(
+    videos: Path | str, lists: Path | str, spec: DemoSpec = DemoSpec(), threads: int = 1
+) -> None:
+    """Write ``videos/<Class>/v_<Class>_gGG_cCC.avi`` and the split lists under ``lists``."""
+    spec.validate()
+    videos, lists = Path(videos), Path(lists)
+    classes = spec.classes()
+    jobs, rel = [], {}
+    for name in classes:
+        a = next(x for x in spec.appearances if name.startswith(x) and name[len(x) :] in spec.motions)
+        m = name[len(a) :]
+        for g in range(1, spec.groups + 1):
+            for c in range(1, spec.clips + 1):
+                r = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                rel[(name, g, c)] = r
+                jobs.append((spec, a, m, g, c, videos / r))
+    for name in classes:
+        (videos / name).mkdir(parents=True, exist_ok=True)
+    if threads > 1:
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ProcessPoolExecutor(threads, mp_context=ctx) as pool:
+            list(pool.map(_write_clip, jobs, chunksize=4))
+    else:
+        for j in jobs:
+            _write_clip(j)
+    lists.mkdir(parents=True, exist_ok=True)
+    crlf = "\r\n"  # the official lists have Windows line ends
+    (lists / "classInd.txt").write_bytes(
+        "".join(f"{i} {n}{crlf}" for i, n in enumerate(classes, 1)).encode()
+    )
+    for k in (1, 2, 3):
+        test = set(spec.test_groups(k))
+        train_lines, test_lines = [], []
+        for i, name in enumerate(classes, 1):
+            for g in range(1, spec.groups + 1):
+                for c in range(1, spec.clips + 1):
+                    if g in test:
+                        test_lines.append(f"{rel[(name, g, c)]}{crlf}")
+                    else:
+                        train_lines.append(f"{rel[(name, g, c)]} {i}{crlf}")
+        (lists / f"trainlist0{k}.txt").write_bytes("".join(train_lines).encode())
+        (lists / f"testlist0{k}.txt").write_bytes("".join(test_lines).encode())

@@ -1,0 +1,20 @@
+# The embedded demo dataset, in UCF101's exact layout (only when dataset.videos is null).
+
+
+rule demo_data:
+    output:
+        videos=directory(f"{RESULTS}/demo/UCF-101"),
+        lists=directory(f"{RESULTS}/demo/ucfTrainTestlist"),
+    params:
+        spec={**config["demo"], "seed": config["seed"]},
+        code=code_digest("demo", "codec"),
+    log:
+        f"{LOGS}/demo_data.log",
+    threads: 4
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/moclip.yaml"
+    script:
+        "../workflow_scripts/demo_data.py"

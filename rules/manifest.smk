@@ -1,0 +1,26 @@
+# UCF101 split lists -> results/manifest.tsv (labels, groups, train/val/test, shards).
+
+
+checkpoint manifest:
+    input:
+        videos=VIDEOS if DEMO else ancient(VIDEOS),
+        lists=LISTS if DEMO else ancient(LISTS),
+        list_files=[] if DEMO else list_files(),
+    output:
+        tsv=f"{RESULTS}/manifest.tsv",
+    params:
+        splits=config["dataset"]["splits"],
+        val_groups=config["dataset"]["val_groups"],
+        shards=config["dataset"]["shards"],
+        seed=config["seed"],
+        code=code_digest("manifest"),
+    log:
+        f"{LOGS}/manifest.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/moclip.yaml"
+    script:
+        "../workflow_scripts/manifest.py"

@@ -1,0 +1,210 @@
+"""Manifest parsing: UCF101's label traps, group-based validation, shards, and errors naming file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moclip.manifest import (
+    COLUMNS,
+    ManifestError,
+    build_manifest,
+    read_class_index,
+    read_manifest,
+    shard_of,
+    write_manifest,
+)
+
+# UCF101's own ordering traps: case-insensitive classInd order, and a folder whose files
+# spell the class differently.
+CLASSES = ["ApplyEyeMakeup", "Hammering", "HammerThrow", "HandstandPushups", "JumpingJack", "JumpRope"]
+FILE_CLASS = {"HandstandPushups": "HandStandPushups"}
+
+
+def make_tree(
+    root: Path,
+    groups: int = 6,
+    clips: int = 2,
+    test_groups=(1, 2),
+    crlf: bool = True,
+    labelled_test: bool = False,
+    classes=CLASSES,
+    splits=(1,),
+) -> tuple[Path, Path]:
+    videos, lists = root / "UCF-101", root / "ucfTrainTestlist"
+    eol = "\r\n" if crlf else "\n"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("".join(f"{i} {c}{eol}" for i, c in enumerate(classes, 1)), newline="")
+    train, test = [], []
+    for i, c in enumerate(classes, 1):
+        (videos / c).mkdir(parents=True)
+        for g in range(1, groups + 1):
+            for k in range(1, clips + 1):
+                name = f"v_{FILE_CLASS.get(c, c)}_g{g:02d}_c{k:02d}.avi"
+                (videos / c / name).write_bytes(b"")
+                if g in test_groups:
+                    test.append(f"{c}/{name}" + (f" {i}" if labelled_test else "") + eol)
+                else:
+                    train.append(f"{c}/{name} {i}{eol}")
+    for s in splits:
+        (lists / f"trainlist0{s}.txt").write_text("".join(train), newline="")
+        (lists / f"testlist0{s}.txt").write_text("".join(test), newline="")
+    return videos, lists
+
+
+def test_labels_follow_classind_not_a_sort(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    rows = build_manifest(videos, lists, splits=[1])
+    label = {r.class_name: r.label for r in rows}
+    assert label == {c: i for i, c in enumerate(CLASSES)}
+    # A case-sensitive sort would swap both pairs; classInd.txt must win.
+    assert sorted(CLASSES) != CLASSES
+    assert label["Hammering"] < label["HammerThrow"] and label["JumpingJack"] < label["JumpRope"]
+
+
+def test_class_from_folder_not_file_name(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    rows = [r for r in build_manifest(videos, lists, splits=[1]) if r.class_name == "HandstandPushups"]
+    assert rows and all(r.video_id.startswith("v_HandStandPushups_") for r in rows)
+    assert {r.label for r in rows} == {CLASSES.index("HandstandPushups")}
+
+
+@pytest.mark.parametrize("crlf", [True, False])
+@pytest.mark.parametrize("labelled_test", [True, False])
+def test_line_ends_and_labelled_test_lists(tmp_path, crlf, labelled_test):
+    videos, lists = make_tree(tmp_path, crlf=crlf, labelled_test=labelled_test)
+    rows = build_manifest(videos, lists, splits=[1])
+    assert len(rows) == len(CLASSES) * 6 * 2
+    assert {r.group for r in rows if r.split1 == "test"} == {1, 2}
+    assert all("\r" not in r.path and "\r" not in r.class_name for r in rows)
+
+
+def test_columns_groups_clips_and_roundtrip(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    rows = build_manifest(videos, lists, splits=[1], val_groups=1, num_shards=3)
+    r = next(r for r in rows if r.video_id == "v_JumpRope_g04_c02")
+    assert (r.path, r.class_name, r.label, r.group, r.clip) == (
+        "JumpRope/v_JumpRope_g04_c02.avi", "JumpRope", 5, 4, 2)
+    out = tmp_path / "m.tsv"
+    write_manifest(rows, out)
+    assert out.read_text().splitlines()[0].split("\t") == list(COLUMNS)
+    assert read_manifest(out) == rows
+
+
+def test_val_is_whole_training_groups_deterministic(tmp_path):
+    videos, lists = make_tree(tmp_path, groups=8)
+    rows = build_manifest(videos, lists, splits=[1], val_groups=2, seed=3)
+    by = {s: {r.group for r in rows if r.split1 == s} for s in ("train", "val", "test")}
+    assert by["test"] == {1, 2}
+    assert len(by["val"]) == 2 and not by["val"] & by["train"] and not by["val"] & by["test"]
+    # Every clip of a held-out group, in every class, is val.
+    assert all(r.split1 == "val" for r in rows if r.group in by["val"])
+    assert build_manifest(videos, lists, splits=[1], val_groups=2, seed=3) == rows
+    seeds = {frozenset(g.group for g in build_manifest(videos, lists, [1], 2, 1, s) if g.split1 == "val")
+             for s in range(6)}
+    assert len(seeds) > 1  # the seed, not a constant, picks the groups
+
+
+def test_configured_splits_only(tmp_path):
+    videos, lists = make_tree(tmp_path, splits=(1, 2, 3))
+    rows = build_manifest(videos, lists, splits=[2])
+    assert all(r.split1 == "" and r.split3 == "" and r.split2 in ("train", "test") for r in rows)
+
+
+def test_shards_stable_when_a_video_is_added(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    before = {r.video_id: r.shard for r in build_manifest(videos, lists, splits=[1], num_shards=4)}
+    assert set(before.values()) == {0, 1, 2, 3}
+    name = "v_JumpRope_g06_c03.avi"
+    (videos / "JumpRope" / name).write_bytes(b"")
+    with open(lists / "trainlist01.txt", "a", newline="") as f:
+        f.write(f"JumpRope/{name} 6\r\n")
+    after = {r.video_id: r.shard for r in build_manifest(videos, lists, splits=[1], num_shards=4)}
+    assert {k: after[k] for k in before} == before
+    assert after["v_JumpRope_g06_c03"] == shard_of("v_JumpRope_g06_c03", 4)
+
+
+def test_unicode_and_spaces_in_dataset_path(tmp_path):
+    videos, lists = make_tree(tmp_path / "données vidéo")
+    rows = build_manifest(videos, lists, splits=[1])
+    assert len(rows) == 72
+
+
+def _append(path: Path, line: str) -> int:
+    text = path.read_text()
+    path.write_text(text + line + "\r\n", newline="")
+    return len(text.splitlines()) + 1
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("JumpRope/v_JumpRope_g09_c01.avi 6", "does not exist"),
+        ("Skiing/v_Skiing_g09_c01.avi 1", "not in classInd.txt"),
+        ("../UCF-101/JumpRope/v_JumpRope_g03_c01.avi 6", "must be <ClassName>/<file>"),
+        ("/etc/JumpRope/v_JumpRope_g03_c01.avi 6", "must be <ClassName>/<file>"),
+        ("JumpRope/v_JumpRope_g03_c01.avi 6", "listed twice"),
+        ("JumpRope/v_JumpRope_g09.avi 6", "v_<Class>_gGG_cCC"),
+        ("JumpRope/v_JumpRope_g07_c01.avi 2", "disagrees with classInd.txt"),
+    ],
+)
+def test_bad_entries_name_file_and_line(tmp_path, line, message):
+    videos, lists = make_tree(tmp_path)
+    (videos / "JumpRope" / "v_JumpRope_g07_c01.avi").write_bytes(b"")  # a real file, unlisted
+    lineno = _append(lists / "trainlist01.txt", line)
+    with pytest.raises(ManifestError, match=message) as e:
+        build_manifest(videos, lists, splits=[1])
+    assert f"trainlist01.txt:{lineno}" in str(e.value)
+
+
+def test_escape_through_symlink(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "v_JumpRope_g09_c01.avi").write_bytes(b"")
+    (videos / "JumpRope" / "v_JumpRope_g09_c01.avi").symlink_to(outside / "v_JumpRope_g09_c01.avi")
+    lineno = _append(lists / "trainlist01.txt", "JumpRope/v_JumpRope_g09_c01.avi 6")
+    with pytest.raises(ManifestError, match=f"trainlist01.txt:{lineno}.*escapes"):
+        build_manifest(videos, lists, splits=[1])
+
+
+def test_video_in_train_and_test(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    lineno = _append(lists / "testlist01.txt", "JumpRope/v_JumpRope_g03_c01.avi")
+    with pytest.raises(ManifestError, match=f"testlist01.txt:{lineno}: video v_JumpRope_g03_c01 is listed twice"):
+        build_manifest(videos, lists, splits=[1])
+
+
+def test_missing_and_empty_lists(tmp_path):
+    videos, lists = make_tree(tmp_path)
+    with pytest.raises(ManifestError, match="trainlist02.txt: split list not found"):
+        build_manifest(videos, lists, splits=[1, 2])
+    (lists / "testlist01.txt").write_text("")
+    with pytest.raises(ManifestError, match="testlist01.txt: split list is empty"):
+        build_manifest(videos, lists, splits=[1])
+    with pytest.raises(ManifestError, match="not a directory"):
+        build_manifest(tmp_path / "nope", lists, splits=[1])
+
+
+def test_bad_class_index(tmp_path):
+    p = tmp_path / "classInd.txt"
+    p.write_text("1 A\r\n3 B\r\n")
+    with pytest.raises(ManifestError, match="without gaps"):
+        read_class_index(p)
+    p.write_text("1 A\r\nB\r\n")
+    with pytest.raises(ManifestError, match=r"classInd.txt:2"):
+        read_class_index(p)
+
+
+def test_val_groups_leaving_no_training_group(tmp_path):
+    videos, lists = make_tree(tmp_path, groups=3, test_groups=(1,))
+    with pytest.raises(ManifestError, match="val_groups=2 would leave no training group"):
+        build_manifest(videos, lists, splits=[1], val_groups=2)
+
+
+def test_corrupt_manifest_names_line(tmp_path):
+    p = tmp_path / "m.tsv"
+    p.write_text("\t".join(COLUMNS) + "\n" + "a\tb\n")
+    with pytest.raises(ManifestError, match=r"m.tsv:2"):
+        read_manifest(p)
