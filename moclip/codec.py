@@ -281,6 +281,7 @@ def encode_video(
     bframes: int = 0,
     bit_rate: int = 1_500_000,
     options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> None:
     """Write RGB uint8 frames ``[H, W, 3]`` as a video; MPEG-4 Part 2 gets UCF101's XVID tag in AVI.
 
@@ -297,7 +298,7 @@ def encode_video(
                 if stream is None:
                     stream = out.add_stream(codec, rate=fps)
                     stream.height, stream.width = img.shape[:2]
-                    stream.pix_fmt = "yuv420p"
+                    stream.pix_fmt = pix_fmt
                     stream.bit_rate = bit_rate
                     if codec == "mpeg4" and fmt == "avi":
                         stream.codec_tag = "XVID"
@@ -312,3 +313,17 @@ def encode_video(
             if stream is None:
                 raise ValueError(f"{path}: no frames to encode")
             out.mux(stream.encode(None))
+
+
+def reencode(src: Path | str, dst: Path | str, codec: str = "mpeg4", gop: int = 12, bframes: int = 0,
+             bit_rate: int = 1_500_000) -> None:
+    """Re-encode a video (as the paper's code does to every video: MPEG-4 Part 2, GOP 12, no
+    B-frames); here an opt-in step for footage whose codec exports no vectors."""
+    def frames():
+        with _open(Path(src)) as container:
+            for frame in container.decode(container.streams.video[0]):
+                yield frame.to_ndarray(format="rgb24")
+
+    with _open(Path(src)) as container:
+        fps = int(round(float(container.streams.video[0].average_rate or 25)))
+    encode_video(dst, frames(), fps=fps, codec=codec, gop=gop, bframes=bframes, bit_rate=bit_rate)

@@ -133,7 +133,7 @@ def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: 
         img = bg.copy()
         region = img[y : y + size, x : x + size]
         region[mask] = tex[mask]
-        img += rng.normal(0, 3, img.shape[:2])[..., None]
+        img += rng.normal(0, 1, img.shape[:2])[..., None]
         out[i] = np.clip(img, 0, 255)
     return out
 

@@ -9,7 +9,6 @@ rule cache_shard:
         frames=directory(f"{RESULTS}/cache/frames/shard-{{shard}}"),
         index=f"{RESULTS}/cache/index/shard-{{shard}}.tsv",
     params:
-        video_ids=shard_video_ids,
         decode={**config["decode"], **{
             "frame_count": config["frames"]["count"],
             "short_side": config["frames"]["short_side"],

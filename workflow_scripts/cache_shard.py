@@ -1,5 +1,7 @@
 """Decode one shard's videos into motion-vector and frame caches."""
 
+from pathlib import Path
+
 from moclip.cache import cache_shard
 from moclip.codec import DecodeSettings
 from moclip.io import log_to
@@ -7,7 +9,7 @@ from moclip.io import log_to
 log_to(snakemake.log[0])
 p, out = snakemake.params, snakemake.output
 cache_shard(
-    zip(p.video_ids, snakemake.input.videos, strict=True),
+    [(Path(v).stem, v) for v in snakemake.input.videos],
     out.mv,
     out.frames,
     out.index,

@@ -1,0 +1,89 @@
+"""HDF5 caches: layout, failed records, atomic writes, determinism, shards in parallel."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import moving_object_video
+from moclip.cache import cache_shard, cache_video, collect_failures, read_frames, read_index, read_mv
+from moclip.codec import DecodeSettings
+
+SETTINGS = DecodeSettings(frame_count=4)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    moving_object_video(d / "v_right.avi", 3, 0, n=30)
+    moving_object_video(d / "v_down.mp4", 0, 2, codec="libx264", bframes=2, n=30)
+    (d / "v_empty.avi").write_bytes(b"")
+    (d / "v_text.avi").write_text("not a video")
+    return d
+
+
+def test_cache_layout_and_attrs(videos, tmp_path):
+    rec = cache_video(videos / "v_right.avi", "v_right", tmp_path / "mv.h5", tmp_path / "fr.h5", SETTINGS)
+    assert rec.status == "ok" and rec.n_frames == 30
+    mv, ft, rd, attrs = read_mv(tmp_path / "mv.h5")
+    assert mv.dtype == np.float16 and mv.shape == (30, 30, 40, 2)
+    assert ft.dtype == np.uint8 and bytes(ft).decode()[:13] == "IPPPPPPPPPPPI"
+    assert rd.dtype == np.int16
+    assert (attrs["video_id"], attrs["status"], attrs["error"], attrs["codec"]) == ("v_right", "ok", "", "mpeg4")
+    assert (attrs["width"], attrs["height"], attrs["fps"], attrs["n_frames"], attrs["mv_cell"]) == (320, 240, 25, 30, 8)
+    assert np.median(mv[5][mv[5, ..., 0] != 0][:, 0]) == 3
+    frames, idx, fattrs = read_frames(tmp_path / "fr.h5")
+    assert frames.shape == (4, 240, 320, 3) and frames.dtype == np.uint8
+    assert idx.dtype == np.int32 and idx.tolist() == [3, 11, 18, 26]
+    assert fattrs["status"] == "ok" and fattrs["n_frames"] == 30
+
+
+@pytest.mark.parametrize("name, message", [("v_empty.avi", "empty file"), ("v_text.avi", "cannot open")])
+def test_failed_video_gets_failed_files_not_zeros(videos, tmp_path, name, message):
+    rec = cache_video(videos / name, "bad", tmp_path / "mv.h5", tmp_path / "fr.h5", SETTINGS)
+    assert rec.status == "failed" and message in rec.error
+    for f in ("mv.h5", "fr.h5"):
+        with h5py.File(tmp_path / f) as h:
+            assert h.attrs["status"] == "failed" and message in h.attrs["error"]
+            assert all(d.shape[0] == 0 for d in h.values())  # nothing passed off as features
+
+
+def test_no_partial_file_on_crash(videos, tmp_path, monkeypatch):
+    import moclip.cache as cache
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # a kill arriving mid-decode
+
+    monkeypatch.setattr(cache, "decode_video", boom)
+    with pytest.raises(KeyboardInterrupt):
+        cache_video(videos / "v_right.avi", "v", tmp_path / "mv.h5", tmp_path / "fr.h5", SETTINGS)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_runs_identical_bytes(videos, tmp_path):
+    for run in ("a", "b"):
+        cache_video(videos / "v_down.mp4", "v", tmp_path / run / "mv.h5", tmp_path / run / "fr.h5", SETTINGS)
+    for f in ("mv.h5", "fr.h5"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shard_index_and_failures(videos, tmp_path, threads):
+    items = [(p.stem, p) for p in sorted(videos.iterdir())]
+    recs = cache_shard(items, tmp_path / "mv", tmp_path / "fr", tmp_path / "index.tsv", SETTINGS, threads=threads)
+    assert [r.video_id for r in recs] == [p.stem for p in sorted(videos.iterdir())]
+    assert read_index(tmp_path / "index.tsv") == recs
+    assert sorted(p.name for p in (tmp_path / "mv").iterdir()) == sorted(f"{v}.h5" for v, _ in items)
+    failed = collect_failures([tmp_path / "index.tsv"], tmp_path / "failures.tsv")
+    assert {r.video_id for r in failed} == {"v_empty", "v_text"}
+    lines = (tmp_path / "failures.tsv").read_text().splitlines()
+    assert lines[0] == "video_id\tpath\terror" and len(lines) == 3 and "empty file" in "".join(lines)
+
+
+def test_parallel_shard_equals_serial(videos, tmp_path):
+    items = [(p.stem, p) for p in sorted(videos.iterdir())]
+    for t in (1, 2):
+        cache_shard(items, tmp_path / f"mv{t}", tmp_path / f"fr{t}", tmp_path / f"i{t}.tsv", SETTINGS, threads=t)
+    for v, _ in items:
+        assert (tmp_path / "mv1" / f"{v}.h5").read_bytes() == (tmp_path / "mv2" / f"{v}.h5").read_bytes()

@@ -1,0 +1,72 @@
+"""The embedded demo dataset: UCF101's layout, ambiguous streams, determinism, CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import TINY_DEMO
+from moclip.cache import cache_video, read_mv
+from moclip.codec import DecodeSettings
+from moclip.demo import DemoSpec, render_clip
+from moclip.manifest import build_manifest
+
+
+def test_layout_and_splits_follow_ucf101(tiny_demo):
+    videos, lists = tiny_demo
+    classes = TINY_DEMO.classes()
+    assert sorted(p.name for p in videos.iterdir()) == sorted(classes)
+    assert (lists / "classInd.txt").read_bytes().startswith(f"1 {classes[0]}\r\n".encode())
+    for k in (1, 2, 3):
+        assert (lists / f"trainlist0{k}.txt").read_bytes().endswith(b"\r\n")
+    rows = build_manifest(videos, lists, splits=[1, 2, 3], val_groups=1)
+    assert len(rows) == 9 * 5
+    for k in (1, 2, 3):
+        assert {r.group for r in rows if r.split(k) == "test"} == set(TINY_DEMO.test_groups(k))
+    assert {r.path.split("/")[1] for r in rows} == {
+        f"v_{c}_g{g:02d}_c01.avi" for c in classes for g in range(1, 6)}
+
+
+def test_every_appearance_and_motion_shared_by_several_classes():
+    spec = DemoSpec()
+    classes = spec.classes()
+    for a in spec.appearances:
+        assert sum(c.startswith(a) for c in classes) == len(spec.motions) >= 2
+    for m in spec.motions:
+        assert sum(c.endswith(m) for c in classes) == len(spec.appearances) >= 2
+
+
+def test_encoded_like_ucf101_and_motion_visible(tiny_demo, tmp_path):
+    videos, _ = tiny_demo
+    path = videos / "BallRise" / "v_BallRise_g02_c01.avi"
+    cache_video(path, "v", tmp_path / "mv.h5", tmp_path / "fr.h5", DecodeSettings())
+    mv, ft, _, attrs = read_mv(tmp_path / "mv.h5")
+    assert (attrs["codec"], attrs["width"], attrs["height"], attrs["fps"], attrs["n_frames"]) == (
+        "mpeg4", 320, 240, 25, TINY_DEMO.frames)
+    moving = mv[ft == ord("P")].astype(np.float32)
+    moving = moving[np.abs(moving).sum(-1) > 1.5]  # the object, not encoder noise
+    assert np.median(moving[:, 1]) < -1  # rising: content moves up (dy < 0)
+
+
+def test_appearance_same_across_motions_and_nuisance_varies():
+    spec = DemoSpec(frames=10)
+    a = render_clip(spec, "Ball", "Rise", 1, 1)
+    b = render_clip(spec, "Ball", "Rise", 1, 2)
+    assert a.shape == (10, 240, 320, 3)
+    assert not np.array_equal(a, b)  # clips differ (position, size, speed, noise)
+    assert np.array_equal(a, render_clip(spec, "Ball", "Rise", 1, 1))  # fixed by the seed
+    assert not np.array_equal(a, render_clip(DemoSpec(frames=10, seed=1), "Ball", "Rise", 1, 1))
+
+
+def test_deterministic_bytes_and_cli(tiny_demo, tmp_path):
+    spec = TINY_DEMO
+    cmd = [sys.executable, "-m", "moclip.cli", "demo-data", str(tmp_path), "--groups", str(spec.groups),
+           "--clips", str(spec.clips), "--frames", str(spec.frames)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "9 classes" in out.stdout
+    videos, lists = tiny_demo
+    for p in sorted(videos.rglob("*.avi"))[:5] + sorted(lists.iterdir()):
+        rel = p.relative_to(videos.parent)
+        assert (tmp_path / rel).read_bytes() == p.read_bytes(), rel
