@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py
+	$(PY) benchmarks/bench_dag.py
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

@@ -29,6 +29,8 @@ from moclip.io import atomic_path
 log = logging.getLogger(__name__)
 INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
 FAILURE_COLUMNS = ("video_id", "path", "error")
+_CHUNK_BYTES = 512 * 1024  # HDF5 chunk of the MV maps: a few hundred KB reads and compresses well
+_HOLD_BYTES = 64 << 20  # MV maps of one video held in memory before streaming to the file
 
 
 def shard_name(shard: int) -> str:
@@ -81,31 +83,47 @@ def cache_video(
     settings: DecodeSettings,
     compression: str | None = "lzf",
 ) -> CacheRecord:
-    """Decode ``video`` once and write its MV and frame caches; failures become failed records."""
+    """Decode ``video`` once and write its MV and frame caches; failures become failed records.
+
+    ``compression`` is the HDF5 filter of the MV maps (mostly zeros: lzf shrinks them ~10x).
+    """
     mv_out, frames_out = Path(mv_out), Path(frames_out)
     comp = None if compression in (None, "none") else compression
     try:
         with atomic_path(mv_out) as tmp, h5py.File(tmp, "w") as f:
+            held: list[np.ndarray] = []  # maps kept in memory until they pass _HOLD_BYTES
             ds: list[h5py.Dataset] = []
 
-            def append(maps: np.ndarray) -> None:
+            def write(maps: np.ndarray, last: bool = False) -> None:
+                _, hc, wc, _ = maps.shape
+                chunks = (max(1, min(64, len(maps), _CHUNK_BYTES // (hc * wc * 4))), hc, wc, 2)
+                if not ds and last:  # the whole video at once: a fixed-size dataset
+                    f.create_dataset("mv", data=maps, chunks=chunks, compression=comp)
+                    return
                 if not ds:
-                    _, hc, wc, _ = maps.shape
                     ds.append(f.create_dataset("mv", shape=(0, hc, wc, 2), maxshape=(None, hc, wc, 2),
-                                               dtype=np.float16, chunks=(settings.chunk, hc, wc, 2),
-                                               compression=comp))
+                                               dtype=np.float16, chunks=chunks, compression=comp))
                 d = ds[0]
                 n0 = d.shape[0]
                 d.resize(n0 + len(maps), axis=0)
                 d[n0:] = maps
 
+            def append(maps: np.ndarray) -> None:
+                # Short videos (nearly all) are written in one go; long ones stream in batches.
+                held.append(maps)
+                if ds or sum(m.nbytes for m in held) > _HOLD_BYTES:
+                    write(np.concatenate(held))
+                    held.clear()
+
             dec = decode_video(video, settings, append)
+            if held:
+                write(np.concatenate(held), last=True)
             f.create_dataset("frame_type", data=dec.frame_type)
             f.create_dataset("ref_distance", data=dec.ref_distance)
             f.attrs.update(_common_attrs(video_id, dec, settings.mv_cell, ""))
             f.attrs["n_mv_frames"] = dec.n_mv_frames
         with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("frames", data=dec.frames, compression=comp, chunks=(1, *dec.frames.shape[1:]))
+            f.create_dataset("frames", data=dec.frames)  # raw: noisy images gain little from lzf, at 4x the time
             f.create_dataset("frame_index", data=dec.frame_index)
             f.attrs.update(_common_attrs(video_id, dec, settings.mv_cell, ""))
             f.attrs["second_pass"] = dec.second_pass

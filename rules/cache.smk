@@ -8,23 +8,20 @@ rule cache_shard:
         mv=directory(f"{RESULTS}/cache/mv/shard-{{shard}}"),
         frames=directory(f"{RESULTS}/cache/frames/shard-{{shard}}"),
         index=f"{RESULTS}/cache/index/shard-{{shard}}.tsv",
-    params:
-        decode={**config["decode"], **{
-            "frame_count": config["frames"]["count"],
-            "short_side": config["frames"]["short_side"],
-        }},
-        compression=config["cache"]["compression"],
-        code=code_digest("codec", "cache"),
     log:
         f"{LOGS}/cache/shard-{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cache/shard-{{shard}}.tsv"
+    conda:
+        "../envs/moclip.yaml"
     threads: 4
     resources:
         mem_mb=lambda wildcards, threads: 1000 * (threads + 1),
         runtime=60,
-    conda:
-        "../envs/moclip.yaml"
+    params:
+        decode=decode_settings(),
+        compression=config["cache"]["compression"],
+        code=code_digest("codec", "cache"),
     script:
         "../workflow_scripts/cache_shard.py"
 
@@ -36,12 +33,12 @@ rule cache_failures:
         f"{RESULTS}/cache/failures.tsv",
     log:
         f"{LOGS}/cache/failures.log",
+    conda:
+        "../envs/moclip.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/moclip.yaml"
     script:
         "../workflow_scripts/cache_failures.py"
 

@@ -5,16 +5,16 @@ rule demo_data:
     output:
         videos=directory(f"{RESULTS}/demo/UCF-101"),
         lists=directory(f"{RESULTS}/demo/ucfTrainTestlist"),
-    params:
-        spec={**config["demo"], "seed": config["seed"]},
-        code=code_digest("demo", "codec"),
     log:
         f"{LOGS}/demo_data.log",
+    conda:
+        "../envs/moclip.yaml"
     threads: 4
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/moclip.yaml"
+    params:
+        spec={**config["demo"], "seed": config["seed"]},
+        code=code_digest("demo", "codec"),
     script:
         "../workflow_scripts/demo_data.py"

@@ -8,19 +8,19 @@ checkpoint manifest:
         list_files=[] if DEMO else list_files(),
     output:
         tsv=f"{RESULTS}/manifest.tsv",
+    log:
+        f"{LOGS}/manifest.log",
+    conda:
+        "../envs/moclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         splits=config["dataset"]["splits"],
         val_groups=config["dataset"]["val_groups"],
         shards=config["dataset"]["shards"],
         seed=config["seed"],
         code=code_digest("manifest"),
-    log:
-        f"{LOGS}/manifest.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/moclip.yaml"
     script:
         "../workflow_scripts/manifest.py"
