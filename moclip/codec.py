@@ -125,26 +125,31 @@ def rasterize(blocks, frame_of_block: np.ndarray, n: int, height: int, width: in
     nx, ny = (x0 + w - 1) // unit - ux0 + 1, (y0 + h - 1) // unit - uy0 + 1
     # Past reference: moved by -motion/scale; future reference: negated to point forward in time.
     sign = np.where(blocks["source"] > 0, 1.0, -1.0).astype(np.float32) / np.maximum(blocks["motion_scale"], 1)
-    weight = None if exact else (np.minimum(w, cell) * np.minimum(h, cell)).astype(np.float32)
-    wdx = sign * blocks["motion_x"] if exact else weight * sign * blocks["motion_x"]
-    wdy = sign * blocks["motion_y"] if exact else weight * sign * blocks["motion_y"]
+    dx, dy = sign * blocks["motion_x"], sign * blocks["motion_y"]
     base = frame_of_block.astype(np.int64) * (hu * wu)
-    idx, sel = [], []
+    idx, sel, area = [], [], []
     for oy in range(int(ny.max(initial=0))):
         for ox in range(int(nx.max(initial=0))):
             cx, cy = ux0 + ox, uy0 + oy
             k = np.flatnonzero((ox < nx) & (oy < ny) & (cx >= 0) & (cx < wu) & (cy >= 0) & (cy < hu))
-            idx.append(base[k] + cy[k] * wu + cx[k])
+            cx, cy = cx[k], cy[k]
+            idx.append(base[k] + cy * wu + cx)
             sel.append(k)
+            if not exact:  # pixels of the block inside this cell
+                ovx = np.minimum(x0[k] + w[k], (cx + 1) * unit) - np.maximum(x0[k], cx * unit)
+                ovy = np.minimum(y0[k] + h[k], (cy + 1) * unit) - np.maximum(y0[k], cy * unit)
+                area.append((ovx * ovy).astype(np.float32))
     size = n * hu * wu
     out = np.zeros((size, 2), np.float32)
     if idx:
         flat, k = np.concatenate(idx), np.concatenate(sel)
-        wsum = np.bincount(flat, weights=None if exact else weight[k], minlength=size)
-        moving = (wdx[k] != 0) | (wdy[k] != 0)  # most blocks are static: sum only the others
+        a = None if exact else np.concatenate(area)
+        wsum = np.bincount(flat, weights=a, minlength=size)
+        moving = (dx[k] != 0) | (dy[k] != 0)  # most blocks are static: sum only the others
         flat, k = flat[moving], k[moving]
-        out[:, 0] = np.bincount(flat, weights=wdx[k], minlength=size)
-        out[:, 1] = np.bincount(flat, weights=wdy[k], minlength=size)
+        a = 1 if exact else a[moving]
+        out[:, 0] = np.bincount(flat, weights=a * dx[k], minlength=size)
+        out[:, 1] = np.bincount(flat, weights=a * dy[k], minlength=size)
         out *= (1.0 / np.maximum(wsum, 1e-9)).astype(np.float32)[:, None]  # empty cells stay 0
     out = out.reshape(n, hu, wu, 2)
     if unit != cell:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import av
@@ -258,3 +259,52 @@ def test_bad_inputs_raise_decode_error_with_reason(tmp_path, kind, message):
     path = _bad_input(kind, tmp_path)
     with pytest.raises(DecodeError, match=message):
         decode(path)
+
+
+def _reference_rasterize(blocks, frame, n, height, width, cell):
+    """Pixel by pixel: each cell averages the forward vectors of the block pixels inside it."""
+    hc, wc = -(-height // cell), -(-width // cell)
+    acc = np.zeros((n, hc, wc, 3))
+    for b, f in zip(blocks, frame):
+        d = (1 if b["source"] > 0 else -1) * np.array([b["motion_x"], b["motion_y"]]) / max(b["motion_scale"], 1)
+        x0, y0 = b["dst_x"] - b["w"] // 2, b["dst_y"] - b["h"] // 2
+        for y in range(y0, y0 + b["h"]):
+            for x in range(x0, x0 + b["w"]):
+                if 0 <= x < wc * cell and 0 <= y < hc * cell:
+                    acc[f, y // cell, x // cell] += [d[0], d[1], 1]
+    out = np.zeros((n, hc, wc, 2))
+    nz = acc[..., 2] > 0
+    out[nz] = acc[nz][:, :2] / acc[nz][:, 2:]
+    return out
+
+
+@pytest.mark.parametrize("layout", ["mpeg4_16x16", "h264_mixed", "unaligned", "bidirectional"])
+def test_rasterize_matches_pixel_reference(layout):
+    rng = np.random.default_rng(zlib.crc32(layout.encode()))
+    dt = [("source", "<i4"), ("w", "u1"), ("h", "u1"), ("dst_x", "<i2"), ("dst_y", "<i2"),
+          ("motion_x", "<i4"), ("motion_y", "<i4"), ("motion_scale", "<u2")]
+    rows, frames = [], []
+    height, width, n = 72, 88, 3
+    for f in range(n):
+        for by in range(0, height, 16):
+            for bx in range(0, width, 16):
+                if layout == "h264_mixed" and rng.random() < 0.5:  # split into 8x8 / 4x4 partitions
+                    s = int(rng.choice([4, 8]))
+                    parts = [(bx + x, by + y, s, s) for y in range(0, 16, s) for x in range(0, 16, s)]
+                elif layout == "unaligned":
+                    parts = [(bx + int(rng.integers(-5, 6)), by + int(rng.integers(-5, 6)), 16, 16)]
+                else:
+                    parts = [(bx, by, 16, 16)]
+                for x, y, w, h in parts:
+                    src = [-1, 1] if layout == "bidirectional" else [-1]
+                    for sgn in src:
+                        if rng.random() < 0.15:
+                            continue  # intra block: no vector
+                        mx, my = (int(v) for v in rng.integers(-24, 25, 2) * (rng.random() < 0.6))
+                        rows.append((sgn, w, h, x + w // 2, y + h // 2, mx, my, 4))
+                        frames.append(f)
+    blocks = np.array(rows, dtype=dt)
+    frame = np.array(frames)
+    got = rasterize(blocks, frame, n, height, width, 8).astype(np.float64)
+    want = _reference_rasterize(blocks, frame, n, height, width, 8)
+    np.testing.assert_allclose(got, want, atol=0.02)  # float16 storage
