@@ -1,5 +1,6 @@
 # moclip: MoCLIP-Lite action recognition from frozen CLIP and compressed-stream motion vectors.
-# Stages: demo data (when no dataset is given) -> manifest -> per-shard MV and frame caches.
+# Stages: demo data (when no dataset is given) -> manifest -> per-shard MV and frame caches
+# -> CLIP embeddings (and zero-shot with pretrained weights).
 
 
 from snakemake.utils import min_version, validate
@@ -14,12 +15,20 @@ validate(config, "schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d{5}",
+    split=r"[123]",
+
+
 include: "rules/demo.smk"
 include: "rules/manifest.smk"
 include: "rules/cache.smk"
+include: "rules/clip.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.caches.input,
+        final_targets(),

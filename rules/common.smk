@@ -4,6 +4,7 @@
 import functools
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from moclip.manifest import read_manifest
@@ -28,10 +29,6 @@ def _dataset_dirs():
 
 VIDEOS, LISTS = _dataset_dirs()
 SHARDS = [f"{s:05d}" for s in range(config["dataset"]["shards"])]
-
-
-wildcard_constraints:
-    shard=r"\d{5}",
 
 
 def code_digest(*modules):
@@ -79,3 +76,40 @@ def shard_videos(wildcards):
     """
     paths = [os.path.join(VIDEOS, r.path) for r in shard_rows(wildcards)]
     return paths if DEMO else [ancient(p) for p in paths]
+
+
+def _clip_tag():
+    """Directory name of a CLIP model's embeddings: architecture and weights, so several
+    models' embeddings coexist and switching back costs nothing."""
+    c = config["clip"]
+    pretrained = c["pretrained"]
+    if pretrained == "none":
+        weights = f"random-seed{config['seed']}"
+    elif os.path.isfile(pretrained):
+        st = os.stat(pretrained)
+        key = f"{os.path.abspath(pretrained)}:{st.st_size}:{st.st_mtime_ns}"
+        weights = f"file-{Path(pretrained).stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    else:
+        weights = pretrained
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{c['model']}_{weights}")
+
+
+CLIP_TAG = _clip_tag()
+CLIP_RANDOM = config["clip"]["pretrained"] == "none"
+SPLITS = config["dataset"]["splits"]
+
+
+def clip_shards():
+    return expand(
+        f"{RESULTS}/embeddings/clip/{CLIP_TAG}/shard-{{shard}}.h5", shard=SHARDS
+    )
+
+
+def final_targets():
+    """The default targets: caches, embeddings and, with pretrained weights, zero-shot."""
+    targets = [f"{RESULTS}/cache/failures.tsv", *clip_shards()]
+    if not CLIP_RANDOM:
+        targets += expand(
+            f"{RESULTS}/zeroshot/{CLIP_TAG}/split{{split}}/metrics.json", split=SPLITS
+        )
+    return targets

@@ -1,0 +1,299 @@
+"""The frozen CLIP stream: model loading, per-shard frame embeddings, zero-shot classification.
+
+One loading path serves an open_clip pretrained tag, a local checkpoint file and ``none``
+(random weights, seeded). Embeddings are stored unnormalised, every cached frame of every
+video, so pooling is a later choice and never a recomputation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from moclip.io import atomic_path
+
+log = logging.getLogger(__name__)
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIGS)  # the project's small test/demo architectures
+
+# CLIP's own UCF101 prompt set (Radford et al., prompt engineering notebook): 48 templates.
+DEFAULT_TEMPLATES = tuple(
+    f"a {kind} of {who} {verb}{{}}."
+    for verb in ("", "using ", "doing ", "during ", "performing ", "practicing ")
+    for who in ("a person", "the person")
+    for kind in ("photo", "video", "example", "demonstration")
+)
+# Class names that read badly when split at capitals.
+NAME_OVERRIDES = {
+    "YoYo": "yo-yo",
+    "Skijet": "jet ski",
+    "SkateBoarding": "skateboarding",
+    "PushUps": "push-ups",
+    "PullUps": "pull-ups",
+    "WallPushups": "wall push-ups",
+    "HandstandPushups": "handstand push-ups",
+    "Shotput": "shot put",
+    "BodyWeightSquats": "bodyweight squats",
+    "SkyDiving": "skydiving",
+}
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|\b|\d)|[A-Z]?[a-z]+|\d+")
+
+
+class ClipLoadError(RuntimeError):
+    """Weights that cannot be loaded; the message says what to set instead."""
+
+
+def class_prompt_name(name: str) -> str:
+    """``ApplyEyeMakeup`` -> ``apply eye makeup`` (with an override table for the odd ones)."""
+    if name in NAME_OVERRIDES:
+        return NAME_OVERRIDES[name]
+    return " ".join(w.lower() for w in _WORD.findall(name)) or name.lower()
+
+
+@dataclass
+class Clip:
+    """A loaded, frozen CLIP model and what the rest of the pipeline needs to know about it."""
+
+    model: torch.nn.Module
+    name: str
+    pretrained: str  # the tag, the checkpoint path, or "none"
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_digest: str
+
+    @property
+    def random_weights(self) -> bool:
+        return self.pretrained == "none"
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 of the parameters and buffers actually loaded (names, shapes and bytes)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_clip(name: str, pretrained: str | None, device: str = "cpu", seed: int = 0) -> Clip:
+    """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``."""
+    if name not in open_clip.list_models():
+        raise ClipLoadError(f"clip.model: unknown open_clip architecture {name!r}")
+    kind = "none" if pretrained in (None, "none", "") else pretrained
+    if kind != "none" and not Path(kind).is_file():
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if kind not in tags:
+            raise ClipLoadError(
+                f"clip.pretrained: {kind!r} is neither a file nor a pretrained tag of {name} (tags: {tags})"
+            )
+    torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
+    try:
+        model = open_clip.create_model(name, pretrained=None if kind == "none" else kind, device=device)
+    except Exception as e:  # open_clip raises RuntimeError, OSError, HTTP errors ... when offline
+        raise ClipLoadError(
+            f"could not load pretrained weights {kind!r} for {name}: {type(e).__name__}: {e}\n"
+            "Without network access, download the weights on a machine that has it (they land in "
+            "the Hugging Face / open_clip cache) and copy the file here, then set clip.pretrained to "
+            "that file's path; or set clip.pretrained: none for random weights (tests and the demo)."
+        ) from e
+    model.eval().requires_grad_(False)
+    cfg = model.visual.preprocess_cfg
+    size = cfg["size"]
+    return Clip(
+        model=model,
+        name=name,
+        pretrained=kind,
+        image_size=size if isinstance(size, int) else size[0],
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        weights_digest=state_digest(model),
+    )
+
+
+def preprocess(frames: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    """CLIP's preprocessing on a uint8 batch [N, H, W, 3]: shorter side to ``size`` (bicubic,
+    antialiased), centre crop, scale to [0, 1], normalise. Returns float32 [N, 3, size, size]."""
+    x = frames.permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    x = x[..., top : top + size, left : left + size].clamp_(0, 255) / 255.0
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    sd = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / sd
+
+
+class _FrameCaches(torch.utils.data.Dataset):
+    """Reads and preprocesses one video's cached frames a item (in DataLoader workers)."""
+
+    def __init__(self, files: list[Path], size: int, mean, std):
+        self.files, self.size, self.mean, self.std = files, size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        with h5py.File(self.files[i], "r") as f:
+            ok = f.attrs["status"] == "ok"
+            frames = f["frames"][()] if ok else None
+        if not ok:
+            return i, None
+        return i, preprocess(torch.from_numpy(frames), self.size, self.mean, self.std)
+
+
+def _collate(items):
+    return items
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def embed_frame_caches(
+    clip: Clip,
+    frame_files: list[Path],
+    video_ids: list[str],
+    out: Path | str,
+    batch_videos: int = 16,
+    workers: int = 1,
+    device: str = "cpu",
+    dtype: str = "float16",
+) -> np.ndarray:
+    """Embed every cached frame of ``frame_files`` into one shard file; return the valid mask.
+
+    Writes ``video_id`` [N], ``features`` [N, K, D] (unnormalised; NaN rows for failed
+    videos), ``valid`` bool [N], and attrs naming the model and the weights' digest.
+    """
+    dev = resolve_device(device)
+    model = clip.model.to(dev)
+    amp = dev.type == "cuda"
+    ds = _FrameCaches(list(frame_files), clip.image_size, clip.mean, clip.std)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=batch_videos, num_workers=workers, collate_fn=_collate,
+        persistent_workers=False, pin_memory=amp,
+    )
+    feats: list[np.ndarray | None] = [None] * len(ds)
+    t0, done, n_img = time.perf_counter(), 0, 0
+    for items in loader:
+        good = [(i, x) for i, x in items if x is not None]
+        if good:
+            x = torch.cat([x for _, x in good]).to(dev, non_blocking=True)
+            with torch.autocast(dev.type, enabled=amp):
+                z = model.encode_image(x).float().cpu().numpy()
+            k = good[0][1].shape[0]
+            for j, (i, _) in enumerate(good):
+                feats[i] = z[j * k : (j + 1) * k]
+            n_img += len(x)
+        done += len(items)
+        rate = n_img / max(time.perf_counter() - t0, 1e-9)
+        log.info("%d/%d videos, %.1f frames/s", done, len(ds), rate)
+    valid = np.array([f is not None for f in feats], bool)
+    if valid.any():
+        shape = next(f for f in feats if f is not None).shape
+    else:
+        shape = (0, clip.model.visual.output_dim)
+    arr = np.full((len(ds), *shape), np.nan, dtype=dtype)
+    for i, f in enumerate(feats):
+        if f is not None:
+            arr[i] = f
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("video_id", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
+        h.create_dataset("features", data=arr)
+        h.create_dataset("valid", data=valid)
+        h.attrs.update(model=clip.name, pretrained=clip.pretrained, weights_digest=clip.weights_digest,
+                       random_weights=clip.random_weights, image_size=clip.image_size, device=str(dev),
+                       autocast=amp)
+    return valid
+
+
+def read_embeddings(path: Path | str) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
+    """(video ids, features [N, K, D] float32, valid [N], attrs) of one embedding shard."""
+    with h5py.File(path, "r") as h:
+        ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
+        return ids, h["features"][()].astype(np.float32), h["valid"][()], dict(h.attrs)
+
+
+@torch.no_grad()
+def text_classifier(clip: Clip, class_names: list[str], templates=DEFAULT_TEMPLATES, device: str = "cpu") -> np.ndarray:
+    """[C, D]: each class's prompts embedded, normalised, averaged, normalised again."""
+    dev = resolve_device(device)
+    model = clip.model.to(dev)
+    tokenizer = open_clip.get_tokenizer(clip.name)
+    out = []
+    for name in class_names:
+        words = class_prompt_name(name)
+        z = model.encode_text(tokenizer([t.format(words) for t in templates]).to(dev)).float()
+        z = F.normalize(z, dim=-1).mean(0)
+        out.append(F.normalize(z, dim=0).cpu().numpy())
+    return np.stack(out)
+
+
+def pool_frames(features: np.ndarray) -> np.ndarray:
+    """[N, K, D] -> [N, D]: the mean of the L2-normalised frame embeddings."""
+    f = features / np.linalg.norm(features, axis=-1, keepdims=True)
+    return f.mean(axis=1)
+
+
+def zeroshot_scores(features: np.ndarray, classifier: np.ndarray, logit_scale: float) -> np.ndarray:
+    """[N, C]: logit scale x cosine between each video's pooled frame embedding and each class."""
+    v = pool_frames(features)
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return logit_scale * v @ classifier.T
+
+
+def logit_scale(clip: Clip) -> float:
+    return float(clip.model.logit_scale.exp())
+
+
+def evaluate_zeroshot(
+    clip: Clip,
+    manifest: list,
+    shard_files: list[Path | str],
+    split: int,
+    templates=DEFAULT_TEMPLATES,
+    device: str = "cpu",
+) -> tuple[list[str], np.ndarray, np.ndarray, list[str], dict]:
+    """Zero-shot on the test videos of ``split``: (ids, labels, scores [N, C], class names, metrics).
+
+    Failed videos keep NaN scores and count as misses.
+    """
+    from moclip.metrics import summarize
+
+    classes = sorted({(r.label, r.class_name) for r in manifest})
+    names = [n for _, n in classes]
+    if [lab for lab, _ in classes] != list(range(len(classes))):
+        raise ValueError("manifest labels must run 0..C-1 with one class name each")
+    test = [r for r in manifest if r.split(split) == "test"]
+    feats: dict[str, np.ndarray] = {}
+    for p in shard_files:
+        ids, f, valid, _ = read_embeddings(p)
+        feats.update((i, f[j] if valid[j] else None) for j, i in enumerate(ids))
+    missing = [r.video_id for r in test if r.video_id not in feats]
+    if missing:
+        raise ValueError(f"{len(missing)} test videos have no embedding row, e.g. {missing[:3]}")
+    classifier = text_classifier(clip, names, templates, device)
+    scores = np.full((len(test), len(names)), np.nan, np.float32)
+    ok = [j for j, r in enumerate(test) if feats[r.video_id] is not None]
+    if ok:
+        scores[ok] = zeroshot_scores(np.stack([feats[test[j].video_id] for j in ok]), classifier, logit_scale(clip))
+    labels = np.array([r.label for r in test], np.int64)
+    metrics = summarize(scores, labels, len(names))
+    metrics["failed_videos"] = [r.video_id for r in test if feats[r.video_id] is None]
+    return [r.video_id for r in test], labels, scores, names, metrics
