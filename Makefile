@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_dag.py
+	$(PY) benchmarks/bench_clip.py
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

@@ -87,8 +87,12 @@ def state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_clip(name: str, pretrained: str | None, device: str = "cpu", seed: int = 0) -> Clip:
-    """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``."""
+def load_clip(name: str, pretrained: str | None, device: str = "cpu", seed: int = 0,
+              cache_dir: str | None = None) -> Clip:
+    """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``.
+
+    Tags resolve through open_clip's registry and the Hugging Face cache (``cache_dir``).
+    """
     if name not in open_clip.list_models():
         raise ClipLoadError(f"clip.model: unknown open_clip architecture {name!r}")
     kind = "none" if pretrained in (None, "none", "") else pretrained
@@ -100,7 +104,8 @@ def load_clip(name: str, pretrained: str | None, device: str = "cpu", seed: int 
             )
     torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
     try:
-        model = open_clip.create_model(name, pretrained=None if kind == "none" else kind, device=device)
+        model = open_clip.create_model(name, pretrained=None if kind == "none" else kind, device=device,
+                                       cache_dir=cache_dir)
     except Exception as e:  # open_clip raises RuntimeError, OSError, HTTP errors ... when offline
         raise ClipLoadError(
             f"could not load pretrained weights {kind!r} for {name}: {type(e).__name__}: {e}\n"

@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
 import h5py
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, TINY_DEMO
+from moclip.clip_stream import load_clip, read_embeddings
 from moclip.manifest import read_manifest, shard_of
 
 pytestmark = pytest.mark.workflow
@@ -62,6 +66,39 @@ def test_demo_run_builds_manifest_and_caches(demo_run):
                 assert f.attrs["status"] == "ok" and f.attrs["n_frames"] == TINY_DEMO.frames
     assert (demo_run / "results" / "cache" / "failures.tsv").read_text() == "video_id\tpath\terror\n"
     assert "videos/s" in (demo_run / "results" / "logs" / "cache" / "shard-00000.log").read_text()
+
+
+def test_clip_shards_hold_every_video_once(demo_run):
+    rows = read_manifest(demo_run / "results" / "manifest.tsv")
+    shards = sorted((demo_run / "results" / "embeddings" / "clip" / "moclip-tiny_random-seed0").glob("shard-*.h5"))
+    assert len(shards) == 3
+    seen = []
+    for p in shards:
+        ids, feats, valid, attrs = read_embeddings(p)
+        assert valid.all() and feats.shape[1:] == (8, 64) and attrs["random_weights"]
+        seen += ids
+    assert sorted(seen) == sorted(r.video_id for r in rows)
+    # Random weights: no zero-shot numbers are produced.
+    assert not (demo_run / "results" / "zeroshot").exists()
+
+
+def test_zeroshot_with_a_checkpoint_reuses_the_caches(demo_run):
+    ckpt = demo_run / "tiny.pt"
+    torch.save(load_clip("moclip-tiny", "none", seed=7).model.state_dict(), ckpt)
+    cfg = {**TINY_CONFIG, "clip": {"pretrained": str(ckpt)}}
+    jobs = planned(demo_run, cfg)
+    assert jobs == {"clip_embed": 3, "zeroshot": 3, "all": 1}, jobs  # caches untouched
+    snakemake(demo_run, cfg)
+    rows = read_manifest(demo_run / "results" / "manifest.tsv")
+    (tag,) = [p.name for p in (demo_run / "results" / "zeroshot").iterdir()]
+    assert tag.startswith("moclip-tiny_file-tiny-")
+    for k in (1, 2, 3):
+        m = json.loads((demo_run / "results" / "zeroshot" / tag / f"split{k}" / "metrics.json").read_text())
+        assert m["n_test"] == sum(r.split(k) == "test" for r in rows) and 0 <= m["top1"] <= m["top5"] <= 1
+        assert len(m["per_class_top1"]) == 9 and m["failed_videos"] == []
+    # Both models' embeddings coexist; going back to the first costs nothing.
+    assert len(list((demo_run / "results" / "embeddings" / "clip").iterdir())) == 2
+    assert planned(demo_run, TINY_CONFIG) == {}
 
 
 def test_second_run_has_nothing_to_do(demo_run):

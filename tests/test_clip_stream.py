@@ -1,0 +1,196 @@
+"""CLIP stream: loading from a tag, a checkpoint file and none; embedding shards; zero-shot maths."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from moclip.cache import cache_shard
+from moclip.clip_stream import (
+    ClipLoadError,
+    class_prompt_name,
+    embed_frame_caches,
+    evaluate_zeroshot,
+    load_clip,
+    logit_scale,
+    pool_frames,
+    read_embeddings,
+    text_classifier,
+    zeroshot_scores,
+)
+from moclip.codec import DecodeSettings
+from moclip.manifest import Video
+from moclip.metrics import per_class_top1, summarize, topk_hits
+
+TINY = "moclip-tiny"
+UCF101_CLASSES = """ApplyEyeMakeup ApplyLipstick Archery BabyCrawling BalanceBeam BandMarching BaseballPitch
+Basketball BasketballDunk BenchPress Biking Billiards BlowDryHair BlowingCandles BodyWeightSquats Bowling
+BoxingPunchingBag BoxingSpeedBag BreastStroke BrushingTeeth CleanAndJerk CliffDiving CricketBowling CricketShot
+CuttingInKitchen Diving Drumming Fencing FieldHockeyPenalty FloorGymnastics FrisbeeCatch FrontCrawl GolfSwing
+Haircut Hammering HammerThrow HandstandPushups HandstandWalking HeadMassage HighJump HorseRace HorseRiding
+HulaHoop IceDancing JavelinThrow JugglingBalls JumpingJack JumpRope Kayaking Knitting LongJump Lunges
+MilitaryParade Mixing MoppingFloor Nunchucks ParallelBars PizzaTossing PlayingCello PlayingDaf PlayingDhol
+PlayingFlute PlayingGuitar PlayingPiano PlayingSitar PlayingTabla PlayingViolin PoleVault PommelHorse PullUps
+Punch PushUps Rafting RockClimbingIndoor RopeClimbing Rowing SalsaSpin ShavingBeard Shotput SkateBoarding Skiing
+Skijet SkyDiving SoccerJuggling SoccerPenalty StillRings SumoWrestling Surfing Swing TableTennisShot TaiChi
+TennisSwing ThrowDiscus TrampolineJumping Typing UnevenBars VolleyballSpiking WalkingWithDog WallPushups
+WritingOnBoard YoYo""".split()
+
+
+def test_all_ucf101_class_names_split_into_words():
+    assert len(UCF101_CLASSES) == 101
+    words = {c: class_prompt_name(c) for c in UCF101_CLASSES}
+    for c, w in words.items():
+        assert w == w.lower() and w.strip() == w and "  " not in w, (c, w)
+        assert w.replace(" ", "").replace("-", "") == c.lower() or c in (
+            "Skijet", "Shotput", "YoYo"), (c, w)
+    assert words["ApplyEyeMakeup"] == "apply eye makeup"
+    assert words["CleanAndJerk"] == "clean and jerk"
+    assert words["TableTennisShot"] == "table tennis shot"
+    assert words["HandstandPushups"] == "handstand push-ups"
+    assert words["YoYo"] == "yo-yo" and words["Skijet"] == "jet ski"
+    assert len(set(words.values())) == 101
+
+
+def test_none_is_seeded_random():
+    a, b = load_clip(TINY, "none", seed=0), load_clip(TINY, None, seed=0)
+    assert a.random_weights and a.weights_digest == b.weights_digest
+    assert load_clip(TINY, "none", seed=1).weights_digest != a.weights_digest
+
+
+def test_checkpoint_file_round_trip_is_bitwise(tmp_path):
+    src = load_clip(TINY, "none", seed=3)
+    path = tmp_path / "weights.pt"
+    torch.save({"state_dict": src.model.state_dict()}, path)
+    got = load_clip(TINY, str(path), seed=0)
+    assert got.pretrained == str(path) and not got.random_weights
+    assert got.weights_digest == src.weights_digest
+    for (k, v), (k2, v2) in zip(src.model.state_dict().items(), got.model.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """A Hugging Face cache holding one tag of the tiny model, with the hub offline."""
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, TINY,
+                        {"cachedtag": open_clip.pretrained._pcfg(hf_hub="moclip/tiny-test/"),
+                         "missingtag": open_clip.pretrained._pcfg(hf_hub="moclip/not-here/")})
+    repo = tmp_path / "models--moclip--tiny-test"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    src = load_clip(TINY, "none", seed=5)
+    torch.save(src.model.state_dict(), snap / "open_clip_pytorch_model.bin")
+    return tmp_path, src
+
+
+def test_pretrained_tag_loads_from_the_cache(offline_hub):
+    cache, src = offline_hub
+    got = load_clip(TINY, "cachedtag", cache_dir=str(cache))
+    assert got.pretrained == "cachedtag" and got.weights_digest == src.weights_digest
+
+
+def test_offline_tag_error_says_what_to_set(offline_hub):
+    cache, _ = offline_hub
+    with pytest.raises(ClipLoadError, match="set clip.pretrained to") as e:
+        load_clip(TINY, "missingtag", cache_dir=str(cache))
+    assert "clip.pretrained: none" in str(e.value)
+
+
+def test_unknown_tag_and_model():
+    with pytest.raises(ClipLoadError, match="neither a file nor a pretrained tag"):
+        load_clip(TINY, "no-such-tag")
+    with pytest.raises(ClipLoadError, match="unknown open_clip architecture"):
+        load_clip("NoSuchNet", "none")
+
+
+@pytest.fixture(scope="module")
+def frame_caches(tiny_demo, tmp_path_factory):
+    videos, _ = tiny_demo
+    root = tmp_path_factory.mktemp("clipcache")
+    items = [(p.stem, p) for p in sorted(videos.rglob("*.avi"))[:5]]
+    bad = root / "v_Bad_g01_c01.avi"
+    bad.write_bytes(b"\x00" * 100)
+    items.insert(2, (bad.stem, bad))
+    cache_shard(items, root / "mv", root / "frames", root / "index.tsv", DecodeSettings(frame_count=4))
+    return root, [v for v, _ in items]
+
+
+def test_shard_features_match_the_encoder_on_the_same_frames(frame_caches, tmp_path):
+    root, ids = frame_caches
+    clip = load_clip(TINY, "none")
+    out = tmp_path / "shard.h5"
+    valid = embed_frame_caches(clip, [root / "frames" / f"{v}.h5" for v in ids], ids, out, batch_videos=2,
+                               workers=1, dtype="float32")
+    got_ids, feats, mask, attrs = read_embeddings(out)
+    assert got_ids == ids and mask.tolist() == valid.tolist() == [True, True, False, True, True, True]
+    assert feats.shape == (6, 4, 64) and np.isnan(feats[2]).all() and not np.isnan(feats[mask]).any()
+    assert attrs["model"] == TINY and attrs["weights_digest"] == clip.weights_digest and attrs["random_weights"]
+    # Reference: open_clip's own (PIL) preprocessing and encode_image, frame by frame.
+    _, _, pil_preprocess = open_clip.create_model_and_transforms(TINY, pretrained=None)
+    with h5py.File(root / "frames" / f"{ids[0]}.h5") as f:
+        frames = f["frames"][()]
+    x = torch.stack([pil_preprocess(Image.fromarray(im)) for im in frames])
+    with torch.no_grad():
+        ref = clip.model.encode_image(x).numpy()
+    cos = (ref * feats[0]).sum(-1) / np.linalg.norm(ref, axis=-1) / np.linalg.norm(feats[0], axis=-1)
+    assert cos.min() > 0.995, cos
+    with torch.no_grad():  # exactly the encoder on our own preprocessing
+        from moclip.clip_stream import preprocess
+
+        exact = clip.model.encode_image(preprocess(torch.from_numpy(frames), 64, clip.mean, clip.std)).numpy()
+    np.testing.assert_allclose(feats[0], exact, rtol=1e-4, atol=1e-5)
+
+
+def test_pool_and_zeroshot_known_answer():
+    rng = np.random.default_rng(0)
+    classifier = np.linalg.qr(rng.normal(size=(16, 5)))[0].T  # 5 orthonormal class embeddings, D=16
+    labels = np.array([0, 1, 2, 3, 4, 2])
+    # Frames: the class direction at various scales plus small noise; norms must not matter.
+    feats = classifier[labels][:, None, :] * rng.uniform(0.5, 20, (6, 3, 1)) + rng.normal(0, 0.01, (6, 3, 16))
+    pooled = pool_frames(feats)
+    np.testing.assert_allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-3)
+    scores = zeroshot_scores(feats, classifier, 100.0)
+    assert (scores.argmax(1) == labels).all()
+    np.testing.assert_allclose(scores[np.arange(6), labels], 100, atol=0.5)
+    np.testing.assert_allclose(np.delete(scores[0], 0), 0, atol=0.5)
+
+
+def test_metrics_count_failed_as_miss():
+    scores = np.array([[3, 2, 1], [1, 3, 2], [np.nan] * 3, [1, 2, 3]], float)
+    labels = np.array([0, 2, 1, 2])
+    assert topk_hits(scores, labels, 1).tolist() == [True, False, False, True]
+    assert topk_hits(scores, labels, 2).tolist() == [True, True, False, True]
+    assert per_class_top1(scores, labels, 4) == [1.0, 0.0, 0.5, None]
+    m = summarize(scores, labels, 3)
+    assert m["top1"] == 0.5 and m["n_test"] == 4 and m["n_failed"] == 1
+
+
+def test_evaluate_zeroshot_end_to_end(tmp_path):
+    clip = load_clip(TINY, "none")
+    names = ["BallFall", "BallRise", "BoxFall"]
+    classifier = text_classifier(clip, names)
+    rows, feats, valid = [], [], []
+    for i, (lab, split) in enumerate([(0, "test"), (1, "test"), (2, "test"), (1, "train"), (2, "test")]):
+        rows.append(Video(f"v{i}", f"{names[lab]}/v{i}.avi", names[lab], lab, 1, i, 0, split1=split))
+        feats.append(np.repeat(classifier[lab][None] * 3, 2, 0))
+        valid.append(i != 4)
+    path = tmp_path / "shard.h5"
+    with h5py.File(path, "w") as h:
+        h["video_id"] = np.array([r.video_id for r in rows], dtype=object).astype("S")
+        f = np.array(feats, np.float32)
+        f[4] = np.nan
+        h["features"], h["valid"] = f, np.array(valid)
+    ids, labels, scores, got_names, m = evaluate_zeroshot(clip, rows, [path], split=1)
+    assert ids == ["v0", "v1", "v2", "v4"] and got_names == names
+    assert scores[:3].argmax(1).tolist() == [0, 1, 2] and np.isnan(scores[3]).all()
+    assert m["top1"] == 0.75 and m["failed_videos"] == ["v4"]
+    assert np.isclose(scores[0, 0], logit_scale(clip), rtol=1e-4)
