@@ -26,6 +26,13 @@ include: "rules/demo.smk"
 include: "rules/manifest.smk"
 include: "rules/cache.smk"
 include: "rules/clip.smk"
+include: "rules/mv.smk"
+
+
+rule embeddings:
+    input:
+        clip_shards(),
+        [mv_feature_shards(k) for k in SPLITS],
 
 
 rule all:

@@ -37,3 +37,10 @@ def log_to(path: Path | str | None, level: int = 20) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.captureWarnings(True)
+
+
+def use_threads(n: int) -> None:
+    """Cap torch's intra-op threads at the job's share of the cores (no oversubscription)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))

@@ -228,3 +228,13 @@ def read_manifest(path: Path | str) -> list[Video]:
 def shard_members(rows: list[Video], shard: int) -> list[Video]:
     """Rows of one shard, in manifest order."""
     return [r for r in rows if r.shard == shard]
+
+
+def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
+    """A split's rows by part: ``train``, ``val`` and ``test`` (manifest order)."""
+    parts: dict[str, list[Video]] = {"train": [], "val": [], "test": []}
+    for r in rows:
+        part = r.split(split)
+        if part:
+            parts[part].append(r)
+    return parts

@@ -55,8 +55,3 @@ rule zeroshot:
         code=code_digest("clip_stream", "metrics"),
     script:
         "../workflow_scripts/zeroshot.py"
-
-
-rule embeddings:
-    input:
-        clip_shards(),

@@ -108,8 +108,37 @@ def clip_shards():
 def final_targets():
     """The default targets: caches, embeddings and, with pretrained weights, zero-shot."""
     targets = [f"{RESULTS}/cache/failures.tsv", *clip_shards()]
+    for k in SPLITS:
+        targets += mv_feature_shards(k)
+        targets.append(f"{RESULTS}/mvnet/{MV_TAG}/split{k}/metrics.json")
     if not CLIP_RANDOM:
         targets += expand(
             f"{RESULTS}/zeroshot/{CLIP_TAG}/split{{split}}/metrics.json", split=SPLITS
         )
     return targets
+
+
+def mv_settings():
+    """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network."""
+    return {**config["mvnet"], "seed": config["seed"]}
+
+
+MV_TAG = "{arch}-{digest}".format(
+    arch=re.sub(r"[^A-Za-z0-9._-]+", "-", config["mvnet"]["arch"]),
+    digest=hashlib.sha256(repr(sorted(mv_settings().items())).encode()).hexdigest()[:8],
+)
+
+
+def mv_cache_dirs():
+    return expand(f"{RESULTS}/cache/mv/shard-{{shard}}", shard=SHARDS)
+
+
+def cache_indexes():
+    return expand(f"{RESULTS}/cache/index/shard-{{shard}}.tsv", shard=SHARDS)
+
+
+def mv_feature_shards(split):
+    return expand(
+        f"{RESULTS}/embeddings/mv/{MV_TAG}/split{split}/shard-{{shard}}.h5",
+        shard=SHARDS,
+    )

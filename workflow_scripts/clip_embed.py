@@ -4,9 +4,10 @@ from pathlib import Path
 
 from moclip.cache import read_index
 from moclip.clip_stream import embed_frame_caches, load_clip
-from moclip.io import log_to
+from moclip.io import log_to, use_threads
 
 log_to(snakemake.log[0])
+use_threads(snakemake.threads)
 p = snakemake.params
 clip = load_clip(p.model, p.pretrained, seed=p.seed)
 ids = [r.video_id for r in read_index(snakemake.input.index)]
