@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_dag.py
 	$(PY) benchmarks/bench_clip.py
+	$(PY) benchmarks/bench_mv.py
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

@@ -1,6 +1,7 @@
 # moclip: MoCLIP-Lite action recognition from frozen CLIP and compressed-stream motion vectors.
 # Stages: demo data (when no dataset is given) -> manifest -> per-shard MV and frame caches
-# -> CLIP embeddings (and zero-shot with pretrained weights).
+# -> CLIP embeddings (and zero-shot with pretrained weights) and MV network features
+# -> heads (clip_linear, fusion) -> per-split reports and the summary.
 
 
 from snakemake.utils import min_version, validate
@@ -20,6 +21,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     shard=r"\d{5}",
     split=r"[123]",
+    head=r"fusion|clip_linear",
 
 
 include: "rules/demo.smk"
@@ -27,6 +29,8 @@ include: "rules/manifest.smk"
 include: "rules/cache.smk"
 include: "rules/clip.smk"
 include: "rules/mv.smk"
+include: "rules/heads.smk"
+include: "rules/report.smk"
 
 
 rule embeddings:

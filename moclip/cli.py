@@ -61,6 +61,26 @@ def _inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(a: argparse.Namespace) -> int:
+    from moclip.predict import Predictor
+
+    predictor = Predictor(a.run, a.split)
+    results, failed = [], 0
+    for v in a.videos:
+        r = predictor(v, a.top)
+        results.append(r)
+        failed += bool(r.error)
+        if not a.json:
+            if r.error:
+                print(f"{v}: error: {r.error}", file=sys.stderr)
+            else:
+                print(f"{v}\t" + "\t".join(f"{c} {p:.3f}" for c, p in r.classes))
+    if a.json:
+        print(json.dumps([{"video": r.video, "error": r.error or None,
+                           "top": [{"class": c, "probability": p} for c, p in r.classes]} for r in results], indent=2))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from moclip.demo import APPEARANCES, MOTIONS, DemoSpec
 
@@ -97,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-frames", type=int, default=10_000)
     c.set_defaults(func=_cache)
 
+    pr = sub.add_parser("predict", help="classify videos with a finished run's models (fusion head)")
+    pr.add_argument("videos", nargs="+")
+    pr.add_argument("--run", default="results", help="the run's results directory")
+    pr.add_argument("--split", type=int, default=1, help="whose models to use")
+    pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=_predict)
+
     i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file")
     i.add_argument("file")
     i.set_defaults(func=_inspect)
@@ -109,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ManifestError, ValueError) as e:
+    except (ManifestError, ValueError, FileNotFoundError) as e:
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
 

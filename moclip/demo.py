@@ -92,10 +92,12 @@ def _mask(shape: str, size: int) -> np.ndarray:
 
 
 def _trajectory(motion: str, n: int, rng: np.random.Generator, size: int) -> np.ndarray:
-    """Top-left corner per frame [n, 2] (x, y), kept inside the frame."""
+    """Top-left corner per frame [n, 2] (x, y), kept inside the central square that CLIP's
+    centre crop sees (x in 40..280), so every frame shows the object to both streams."""
     t = np.arange(n, dtype=np.float64)
     speed = rng.uniform(1.5, 4.0)
-    mx, my = WIDTH - size, HEIGHT - size
+    x_lo = (WIDTH - HEIGHT) // 2
+    mx, my = HEIGHT - size, HEIGHT - size  # offsets inside the central square
     if motion in ("Rise", "Fall"):
         travel = min(speed * (n - 1), my)
         speed = travel / max(n - 1, 1)
@@ -113,7 +115,7 @@ def _trajectory(motion: str, n: int, rng: np.random.Generator, size: int) -> np.
         x, y = xc + rad * np.cos(ph), yc + rad * np.sin(ph)
     else:
         raise ValueError(motion)
-    return np.stack([np.clip(x, 0, mx), np.clip(y, 0, my)], 1)
+    return np.stack([x_lo + np.clip(x, 0, mx), np.clip(y, 0, my)], 1)
 
 
 def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: int) -> np.ndarray:
@@ -121,10 +123,14 @@ def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: 
     shape, colour = APPEARANCES[appearance]
     key = [spec.seed, zlib.crc32((appearance + motion).encode()), group]
     grng = np.random.default_rng(key)  # shared by the clips of a group: one "recording"
-    bg = smooth_noise(grng, HEIGHT, WIDTH, int(grng.integers(12, 40))) * 120 + grng.uniform(40, 90)
+    # A textured scene tinted like its object (as UCF101's scenes go with their actions:
+    # pools, fields, gyms), with per-group jitter: appearance is object and scene together.
+    lum = smooth_noise(grng, HEIGHT, WIDTH, int(grng.integers(12, 40)))[..., :1]
+    tint = np.array(colour, float) - np.mean(colour)
+    bg = lum * 100 + grng.uniform(50, 90) + tint * 0.45 + grng.normal(0, 6, 3)
     shade = np.clip(np.array(colour) * grng.uniform(0.8, 1.1) + grng.normal(0, 12, 3), 0, 255)
     rng = np.random.default_rng(key + [clip])
-    size = int(rng.integers(36, 60))
+    size = int(rng.integers(48, 72))
     mask = _mask(shape, size)
     tex = shade * (0.75 + 0.5 * smooth_noise(rng, size, size, 8))
     pos = np.round(_trajectory(motion, spec.frames, rng, size)).astype(int)

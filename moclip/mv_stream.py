@@ -228,7 +228,8 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
         yield order[i : i + size]
 
 
-def _stack(videos: list[VideoMV], s: MVSettings, segments: int, rng) -> torch.Tensor:
+def stack_segments(videos: list[VideoMV], s: MVSettings, segments: int, rng) -> torch.Tensor:
+    """[B, S, 2, size, size]: the videos' segment maps, resized to the network input."""
     x = torch.from_numpy(np.stack([video_inputs(v, s, segments, rng) for v in videos]))
     b, sg = x.shape[:2]
     return _resize(x.flatten(0, 1), s.input_size).view(b, sg, 2, s.input_size, s.input_size)
@@ -238,7 +239,7 @@ def _stack(videos: list[VideoMV], s: MVSettings, segments: int, rng) -> torch.Te
 def predict_logits(model: MVNet, videos: list[VideoMV], s: MVSettings, batch: int = 64) -> np.ndarray:
     """[N, C] video logits from the fixed evaluation segments."""
     model.eval()
-    out = [model(_stack([videos[j] for j in idx], s, s.eval_segments, None)).numpy()
+    out = [model(stack_segments([videos[j] for j in idx], s, s.eval_segments, None)).numpy()
            for idx in _batches(len(videos), batch, None)]
     return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
 
@@ -263,7 +264,7 @@ def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVS
             td = time.perf_counter()
             vids = [train[j] for j in idx]
             seen["train"].update(v.video_id for v in vids)
-            x = _stack(vids, s, s.segments, rng)
+            x = stack_segments(vids, s, s.segments, rng)
             if s.augment:
                 b, sg = x.shape[:2]
                 x = augment(x.flatten(0, 1), g).view(b, sg, *x.shape[2:])
@@ -320,7 +321,7 @@ def extract_features(model: MVNet, s: MVSettings, mv_files: list[Path], video_id
     d = model.backbone.num_features
     feats = np.full((len(videos), s.eval_segments, d), np.nan, np.float32)
     for idx in _batches(len(ok), batch, None):
-        x = _stack([videos[ok[j]] for j in idx], s, s.eval_segments, None)
+        x = stack_segments([videos[ok[j]] for j in idx], s, s.eval_segments, None)
         b, sg = x.shape[:2]
         feats[[ok[j] for j in idx]] = model.features(x.flatten(0, 1)).view(b, sg, d).numpy()
     valid = np.array([v is not None for v in videos], bool)

@@ -105,19 +105,6 @@ def clip_shards():
     )
 
 
-def final_targets():
-    """The default targets: caches, embeddings and, with pretrained weights, zero-shot."""
-    targets = [f"{RESULTS}/cache/failures.tsv", *clip_shards()]
-    for k in SPLITS:
-        targets += mv_feature_shards(k)
-        targets.append(f"{RESULTS}/mvnet/{MV_TAG}/split{k}/metrics.json")
-    if not CLIP_RANDOM:
-        targets += expand(
-            f"{RESULTS}/zeroshot/{CLIP_TAG}/split{{split}}/metrics.json", split=SPLITS
-        )
-    return targets
-
-
 def mv_settings():
     """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network."""
     return {**config["mvnet"], "seed": config["seed"]}
@@ -141,4 +128,41 @@ def mv_feature_shards(split):
     return expand(
         f"{RESULTS}/embeddings/mv/{MV_TAG}/split{split}/shard-{{shard}}.h5",
         shard=SHARDS,
+    )
+
+
+HEAD_ROOT = f"{RESULTS}/heads/{CLIP_TAG}/{MV_TAG}"
+HEADS = ["clip_linear", "fusion"]
+
+
+def head_settings():
+    """Fields of moclip.heads.HeadSettings."""
+    return {k: v for k, v in config["heads"].items() if k != "seeds"}
+
+
+def head_feature_inputs(wildcards):
+    """A head's features: CLIP shards, and the split's MV feature shards for fusion."""
+    inputs = {"clip": clip_shards()}
+    if wildcards.head == "fusion":
+        inputs["mv"] = mv_feature_shards(wildcards.split)
+    return inputs
+
+
+def split_method_metrics(wildcards):
+    """Every method's metrics.json of one split (zero-shot only with pretrained CLIP)."""
+    k = wildcards.split
+    files = {
+        "mv_only": f"{RESULTS}/mvnet/{MV_TAG}/split{k}/metrics.json",
+        "clip_linear": f"{HEAD_ROOT}/split{k}/clip_linear/metrics.json",
+        "fusion": f"{HEAD_ROOT}/split{k}/fusion/metrics.json",
+    }
+    if not CLIP_RANDOM:
+        files["zeroshot"] = f"{RESULTS}/zeroshot/{CLIP_TAG}/split{k}/metrics.json"
+    return files
+
+
+def final_targets():
+    """The default targets: the reports, and through them every stage."""
+    return [f"{RESULTS}/summary.json", f"{RESULTS}/summary.md"] + expand(
+        f"{RESULTS}/reports/split{{split}}/metrics.json", split=SPLITS
     )

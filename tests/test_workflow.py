@@ -11,6 +11,7 @@ from pathlib import Path
 import json
 
 import h5py
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -24,6 +25,8 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TINY_CONFIG = {
     "demo": {"groups": TINY_DEMO.groups, "clips": TINY_DEMO.clips, "frames": TINY_DEMO.frames},
     "dataset": {"shards": 3},
+    "mvnet": {"epochs": 4, "milestones": [3]},
+    "heads": {"epochs": 40, "seeds": [0, 1]},
 }
 
 
@@ -87,7 +90,8 @@ def test_zeroshot_with_a_checkpoint_reuses_the_caches(demo_run):
     torch.save(load_clip("moclip-tiny", "none", seed=7).model.state_dict(), ckpt)
     cfg = {**TINY_CONFIG, "clip": {"pretrained": str(ckpt)}}
     jobs = planned(demo_run, cfg)
-    assert jobs == {"clip_embed": 3, "zeroshot": 3, "all": 1}, jobs  # caches untouched
+    assert jobs.get("clip_embed") == 3 and jobs.get("zeroshot") == 3, jobs
+    assert not {"demo_data", "manifest", "cache_shard", "train_mvnet", "mv_features"} & set(jobs), jobs
     snakemake(demo_run, cfg)
     rows = read_manifest(demo_run / "results" / "manifest.tsv")
     (tag,) = [p.name for p in (demo_run / "results" / "zeroshot").iterdir()]
@@ -96,9 +100,52 @@ def test_zeroshot_with_a_checkpoint_reuses_the_caches(demo_run):
         m = json.loads((demo_run / "results" / "zeroshot" / tag / f"split{k}" / "metrics.json").read_text())
         assert m["n_test"] == sum(r.split(k) == "test" for r in rows) and 0 <= m["top1"] <= m["top5"] <= 1
         assert len(m["per_class_top1"]) == 9 and m["failed_videos"] == []
-    # Both models' embeddings coexist; going back to the first costs nothing.
+    # Both models' embeddings (and heads) coexist: going back to the first only rewrites the reports.
     assert len(list((demo_run / "results" / "embeddings" / "clip").iterdir())) == 2
-    assert planned(demo_run, TINY_CONFIG) == {}
+    assert set(planned(demo_run, TINY_CONFIG)) == {"report_split", "summary", "all"}
+    snakemake(demo_run, TINY_CONFIG)
+
+
+def test_reports_hold_every_method_and_split(demo_run):
+    summary = json.loads((demo_run / "results" / "summary.json").read_text())
+    assert set(summary["methods"]) == {"mv_only", "clip_linear", "fusion"}  # no zero-shot: random CLIP
+    assert "random" in summary["warning"] and summary["clip"]["random_weights"]
+    for m in summary["methods"].values():
+        assert set(m["splits"]) == {"1", "2", "3"} and m["gflops"] > 0
+    md = (demo_run / "results" / "summary.md").read_text()
+    assert "WARNING" in md and "| fusion |" in md
+    rows = read_manifest(demo_run / "results" / "manifest.tsv")
+    for k in (1, 2, 3):
+        rep = json.loads((demo_run / "results" / "reports" / f"split{k}" / "metrics.json").read_text())
+        assert set(rep["methods"]) == {"mv_only", "clip_linear", "fusion"} and rep["failed_videos"] == []
+        for m in rep["methods"].values():
+            assert m["n_test"] == sum(r.split(k) == "test" for r in rows) and len(m["per_class_top1"]) == 9
+        for png in ("confusion_fusion", "per_class_top1", "training_curves"):
+            assert (demo_run / "results" / "reports" / f"split{k}" / f"{png}.png").stat().st_size > 1000
+
+
+def test_predict_uses_the_runs_models(demo_run):
+    rows = read_manifest(demo_run / "results" / "manifest.tsv")
+    test = [r for r in rows if r.split1 == "test"][:3]
+    videos = [str(demo_run / "results" / "demo" / "UCF-101" / r.path) for r in test]
+    bad = demo_run / "not_a_video.avi"
+    bad.write_text("nothing here")
+    cmd = [sys.executable, "-m", "moclip.cli", "predict", *videos, str(bad), "--run", str(demo_run / "results"),
+           "--split", "1", "--top", "3", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr  # one video failed, the others were classified
+    res = json.loads(out.stdout)
+    assert res[-1]["error"] and "cannot open" in res[-1]["error"] and res[-1]["top"] == []
+    # The same decoding, sampling and models as the workflow: the fusion head's stored test
+    # predictions (first seed) come out again.
+    stored = {}
+    head_dir = next((demo_run / "results" / "heads").glob("*/*/split1/fusion"))
+    for line in (head_dir / "predictions.tsv").read_text().splitlines()[1:]:
+        f = line.split("\t")
+        stored[f[0]] = f[2]
+    for r, p in zip(test, res):
+        assert len(p["top"]) == 3 and abs(sum(t["probability"] for t in p["top"])) <= 1.0 + 1e-6
+        assert p["top"][0]["class"] == stored[r.video_id]
 
 
 def test_second_run_has_nothing_to_do(demo_run):
@@ -157,3 +204,82 @@ def test_user_dataset_failed_video_is_listed_and_adding_a_video_reruns_one_shard
     assert changed == [new_shard]
     assert "v_BoxFall_g04_c02" in (wd / "results" / "cache" / "index" / new_shard).read_text()
     assert "demo_data" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "change, reruns, untouched",
+    [
+        ({"heads": {"lr": 0.003}}, {"train_head": 6, "report_split": 3, "summary": 1},
+         {"cache_shard", "clip_embed", "train_mvnet", "mv_features"}),
+        ({"mvnet": {"lr": 0.002}}, {"train_mvnet": 3, "mv_features": 9, "train_head": 6, "report_split": 3},
+         {"cache_shard", "clip_embed", "manifest"}),
+        ({"clip": {"batch_videos": 3}}, {"clip_embed": 3, "train_head": 6},
+         {"cache_shard", "train_mvnet", "mv_features"}),
+    ],
+    ids=["head-lr", "mvnet-lr", "clip-setting"],
+)
+def test_a_setting_reruns_exactly_its_stage_and_after(demo_run, change, reruns, untouched):
+    cfg = {**TINY_CONFIG, **{k: {**TINY_CONFIG.get(k, {}), **v} for k, v in change.items()}}
+    jobs = planned(demo_run, cfg)
+    for rule, n in reruns.items():
+        assert jobs.get(rule) == n, jobs
+    assert not untouched & set(jobs), jobs
+
+
+def test_a_library_change_reruns_the_stage_that_runs_it(demo_run, tmp_path):
+    # A copy of the workflow whose heads module differs by one line: only heads and reports rerun.
+    wf = tmp_path / "wf"
+    for d in ("rules", "workflow_scripts", "moclip", "schemas", "report", "profiles"):
+        shutil.copytree(REPO / d, wf / d)
+    shutil.copy(REPO / "Snakefile", wf / "Snakefile")
+    with open(wf / "moclip" / "heads.py", "a") as f:
+        f.write("\n# a change\n")
+    cfg = demo_run / "config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    out = subprocess.run([SNAKEMAKE, "--snakefile", str(wf / "Snakefile"), "--directory", str(demo_run),
+                          "--configfile", str(cfg), "--cores", "2", "-n", "--quiet", "rules"],
+                         capture_output=True, text=True, check=True)
+    assert "train_head" in out.stdout and "summary" in out.stdout
+    for rule in ("cache_shard", "clip_embed", "train_mvnet", "mv_features"):
+        assert rule not in out.stdout, out.stdout
+
+
+def _run_until(workdir: Path, config: dict, marker: str) -> None:
+    """Start the workflow and SIGKILL it (with its jobs) as soon as ``marker`` files exist."""
+    import signal
+    import time
+
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(cfg), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not list(workdir.glob(marker)):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("marker", ["results/cache/index/shard-*.tsv", "results/embeddings/clip/*/shard-*.h5"],
+                         ids=["in-caches", "in-embeddings"])
+def test_killed_run_resumes_to_identical_results(demo_run, tmp_path, marker):
+    wd = tmp_path / "killed"
+    wd.mkdir()
+    _run_until(wd, TINY_CONFIG, marker)
+    finished = {p: p.stat().st_mtime_ns for p in wd.glob(marker)}
+    for p in wd.glob("results/cache/*/shard-*/*.h5"):
+        with h5py.File(p) as f:  # every file with a final name is complete
+            assert f.attrs["status"] == "ok"
+    snakemake(wd, TINY_CONFIG, "--rerun-incomplete")
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished ran again
+    assert (wd / "results/manifest.tsv").read_text() == (demo_run / "results/manifest.tsv").read_text()
+    for k in (1, 2, 3):
+        a, b = (json.loads((d / f"results/reports/split{k}/metrics.json").read_text()) for d in (wd, demo_run))
+        assert a["methods"] == b["methods"] and a["failed_videos"] == b["failed_videos"]
+    for p in sorted((demo_run / "results" / "embeddings").rglob("*.h5")):
+        q = wd / p.relative_to(demo_run)
+        with h5py.File(p) as a, h5py.File(q) as b:
+            for k in a:
+                assert np.array_equal(a[k][()], b[k][()], equal_nan=a[k].dtype.kind == "f"), (p, k)

@@ -1,0 +1,217 @@
+"""Heads trained on precomputed features only: the fusion MLP and the CLIP linear probe.
+
+Features are pooled per video (CLIP: mean of L2-normalised frame embeddings; MV: mean over
+segments), normalised per stream, and held in memory as tensors: a UCF101-sized set
+(13k x 1.8k floats) trains in seconds on a CPU. The best epoch is chosen on ``val``;
+``test`` is scored once, with the selected weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from moclip.io import atomic_path
+
+log = logging.getLogger(__name__)
+HEADS = ("fusion", "clip_linear")
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """Everything that shapes a head (each a workflow param)."""
+
+    hidden: int = 512
+    dropout: float = 0.5
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    epochs: int = 100
+    batch_size: int = 64
+    normalize: str = "standardize"  # none | l2 | standardize (per stream, statistics of train)
+
+
+def read_feature_shards(paths) -> dict[str, np.ndarray | None]:
+    """video_id -> per-video features [K, D] (None for failed videos) from embedding shards."""
+    out: dict[str, np.ndarray | None] = {}
+    for p in paths:
+        with h5py.File(p, "r") as h:
+            ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
+            feats, valid = h["features"][()].astype(np.float32), h["valid"][()]
+        out.update((v, feats[i] if valid[i] else None) for i, v in enumerate(ids))
+    return out
+
+
+def pool_clip(f: np.ndarray) -> np.ndarray:
+    """[K, D] frame embeddings -> [D]: the mean of the L2-normalised frames."""
+    return (f / np.linalg.norm(f, axis=-1, keepdims=True)).mean(0)
+
+
+def pool_mv(f: np.ndarray) -> np.ndarray:
+    """[S, D] segment features -> [D]: their mean (TSN)."""
+    return f.mean(0)
+
+
+def stream_matrix(rows, feats: dict, pool) -> tuple[np.ndarray, np.ndarray]:
+    """([N, D] pooled features, NaN rows where missing; valid [N]) for manifest rows."""
+    d = next(pool(f).shape[0] for f in feats.values() if f is not None)
+    x = np.full((len(rows), d), np.nan, np.float32)
+    ok = np.zeros(len(rows), bool)
+    for i, r in enumerate(rows):
+        f = feats.get(r.video_id)
+        if f is not None:
+            x[i], ok[i] = pool(f), True
+    return x, ok
+
+
+class Normalizer(nn.Module):
+    """Per-stream normalisation whose statistics come from the training rows and travel
+    with the checkpoint. Standardising is the default: CLIP's pooled embedding and the MV
+    network's ReLU features differ in scale by orders of magnitude, and without it the
+    larger stream dominates the first layer."""
+
+    def __init__(self, dims: list[int], mode: str):
+        super().__init__()
+        self.mode = mode
+        self.register_buffer("mean", torch.zeros(sum(dims)))
+        self.register_buffer("std", torch.ones(sum(dims)))
+        self.dims = dims
+
+    def fit(self, x: torch.Tensor) -> Normalizer:
+        if self.mode == "standardize":
+            self.mean.copy_(x.mean(0))
+            self.std.copy_(x.std(0).clamp_min(1e-6))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "l2":
+            return torch.cat([F.normalize(p, dim=-1) for p in x.split(self.dims, dim=-1)], -1)
+        return (x - self.mean) / self.std
+
+
+def build_head(kind: str, dims: list[int], n_classes: int, s: HeadSettings) -> nn.Module:
+    d = sum(dims)
+    if kind == "fusion":  # the paper's head: Linear -> ReLU -> Dropout -> Linear
+        net = nn.Sequential(nn.Linear(d, s.hidden), nn.ReLU(), nn.Dropout(s.dropout), nn.Linear(s.hidden, n_classes))
+    elif kind == "clip_linear":
+        net = nn.Linear(d, n_classes)
+    else:
+        raise ValueError(f"unknown head {kind!r} (choose from {HEADS})")
+    return nn.Sequential(Normalizer(dims, s.normalize), net)
+
+
+def train_head(kind: str, dims: list[int], n_classes: int, s: HeadSettings, seed: int,
+               x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor):
+    """Full-batch-in-memory AdamW training; returns (best model, best epoch, history)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = build_head(kind, dims, n_classes, s)
+    model[0].fit(x_train)
+    opt = torch.optim.AdamW(model[1].parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    best, best_acc, best_epoch, history = None, -1.0, -1, []
+    for epoch in range(s.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=g)
+        total = 0.0
+        for i in range(0, len(perm), s.batch_size):
+            idx = perm[i : i + s.batch_size]
+            loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        rec = {"epoch": epoch, "loss": total / max(len(perm), 1)}
+        model.eval()
+        with torch.no_grad():
+            if len(x_val):
+                rec["val_top1"] = float((model(x_val).argmax(1) == y_val).float().mean())
+        history.append(rec)
+        score = rec.get("val_top1", epoch)
+        if score > best_acc:
+            best_acc, best_epoch, best = score, epoch, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best)
+    model.eval()
+    return model, best_epoch, history
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_head(path: Path | str, model: nn.Module, kind: str, dims: list[int], classes: list[str],
+              s: HeadSettings, meta: dict) -> None:
+    """Loadable with ``torch.load(..., weights_only=True)``: tensors and plain values only."""
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "kind": kind, "dims": dims, "classes": classes,
+                    "settings": json.dumps(asdict(s)), "meta": json.dumps(meta)}, tmp)
+
+
+def load_head(path: Path | str) -> tuple[nn.Module, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    s = HeadSettings(**json.loads(ck["settings"]))
+    model = build_head(ck["kind"], list(ck["dims"]), len(ck["classes"]), s)
+    model.load_state_dict(ck["state_dict"])
+    model.eval().requires_grad_(False)
+    return model, {"kind": ck["kind"], "dims": list(ck["dims"]), "classes": list(ck["classes"]),
+                   "settings": s, **json.loads(ck["meta"])}
+
+
+def run_head(kind: str, manifest, split: int, clip_shards, mv_shards, s: HeadSettings, seeds: list[int],
+             out_dir: Path | str) -> dict:
+    """Train ``kind`` on the split's train part for each seed, select on val, score test.
+
+    Writes ``model.pt`` (first seed), ``predictions.tsv`` (first seed), ``training.json`` and
+    ``metrics.json`` (first seed's numbers, plus mean and spread over seeds) under ``out_dir``.
+    """
+    from moclip.manifest import split_rows
+    from moclip.metrics import summarize, write_json, write_predictions
+
+    out_dir = Path(out_dir)
+    parts = split_rows(manifest, split)
+    classes = [n for _, n in sorted({(r.label, r.class_name) for r in manifest})]
+    streams = [(read_feature_shards(clip_shards), pool_clip)]
+    if kind == "fusion":
+        streams.append((read_feature_shards(mv_shards), pool_mv))
+
+    def matrix(rows):
+        mats = [stream_matrix(rows, f, p) for f, p in streams]
+        x = np.concatenate([m for m, _ in mats], 1)
+        ok = np.logical_and.reduce([v for _, v in mats])
+        return x, ok, np.array([r.label for r in rows], np.int64), [m.shape[1] for m, _ in mats]
+
+    (xtr, oktr, ytr, dims), (xva, okva, yva, _), (xte, okte, yte, _) = (
+        matrix(parts[p]) for p in ("train", "val", "test"))
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    runs, history = [], {}
+    for seed in seeds:
+        model, best_epoch, hist = train_head(kind, dims, len(classes), s, seed, t(xtr[oktr]), t(ytr[oktr]),
+                                             t(xva[okva]), t(yva[okva]))
+        scores = np.full((len(yte), len(classes)), np.nan, np.float32)
+        with torch.no_grad():
+            if okte.any():
+                scores[okte] = model(t(xte[okte])).numpy()
+        m = summarize(scores, yte, len(classes))
+        runs.append((seed, model, best_epoch, scores, m))
+        history[str(seed)] = {"best_epoch": best_epoch, "history": hist}
+        log.info("%s split %d seed %d: best epoch %d, test top1 %.4f", kind, split, seed, best_epoch, m["top1"])
+    seed0, model0, _, scores0, m0 = runs[0]
+    top1 = [r[4]["top1"] for r in runs]
+    top5 = [r[4]["top5"] for r in runs]
+    metrics = {"method": kind, "split": split, **m0,
+               "failed_videos": [r.video_id for r, ok in zip(parts["test"], okte) if not ok],
+               "seeds": seeds, "top1_seeds": top1, "top1_mean": float(np.mean(top1)), "top1_std": float(np.std(top1)),
+               "top5_mean": float(np.mean(top5)), "trainable_parameters": trainable_parameters(model0[1]),
+               "n_train": int(oktr.sum()), "n_val": int(okva.sum()), "settings": asdict(s)}
+    save_head(out_dir / "model.pt", model0, kind, dims, classes, s, {"split": split, "seed": seed0})
+    write_predictions(out_dir / "predictions.tsv", [r.video_id for r in parts["test"]], yte, scores0, classes)
+    write_json(out_dir / "training.json", history)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics

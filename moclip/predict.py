@@ -1,0 +1,60 @@
+"""Classify new videos with a finished run: the same decoding, sampling and models as the workflow."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moclip.cache import cache_video, read_frames
+from moclip.clip_stream import load_clip, preprocess
+from moclip.codec import DecodeSettings
+from moclip.heads import load_head, pool_clip, pool_mv
+from moclip.mv_stream import stack_segments, load_checkpoint, load_video_mv
+
+
+@dataclass
+class Prediction:
+    video: str
+    classes: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
+    error: str = ""
+
+
+class Predictor:
+    """The models of one split of a finished run, loaded once."""
+
+    def __init__(self, run: Path | str = "results", split: int = 1):
+        report = Path(run) / "reports" / f"split{split}" / "metrics.json"
+        if not report.is_file():
+            raise FileNotFoundError(f"{report}: no finished run for split {split} (run the workflow first)")
+        rep = json.loads(report.read_text())
+        s, art = rep["settings"], rep["artefacts"]
+        self.decode = DecodeSettings(mv_cell=s["decode"]["mv_cell"], max_frames=s["decode"]["max_frames"],
+                                     frame_count=s["frames"]["count"], short_side=s["frames"]["short_side"])
+        self.clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
+        self.mvnet, self.mv_settings, _ = load_checkpoint(art["mv_model"])
+        self.head, meta = load_head(art["fusion_model"])
+        self.classes = meta["classes"]
+        self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
+
+    @torch.no_grad()
+    def __call__(self, video: Path | str, top: int = 5) -> Prediction:
+        with tempfile.TemporaryDirectory() as tmp:
+            rec = cache_video(video, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode)
+            if rec.status != "ok":
+                return Prediction(str(video), error=rec.error)
+            frames, _, _ = read_frames(Path(tmp) / "fr.h5")
+            mv = load_video_mv(Path(tmp) / "mv.h5", rec.video_id, -1)
+        c = self.clip
+        z = c.model.encode_image(preprocess(torch.from_numpy(frames), c.image_size, c.mean, c.std)).numpy()
+        z = z.astype(self.clip_dtype).astype(np.float32)
+        x = stack_segments([mv], self.mv_settings, self.mv_settings.eval_segments, None)
+        m = self.mvnet.features(x.flatten(0, 1)).numpy()
+        feat = np.concatenate([pool_clip(z), pool_mv(m)])[None].astype(np.float32)
+        p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()
+        order = np.argsort(-p, kind="stable")[: min(top, len(p))]
+        return Prediction(str(video), [(self.classes[i], float(p[i])) for i in order])

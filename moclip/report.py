@@ -1,0 +1,242 @@
+"""Reports a person reads: per-split metrics, the method x split summary, plots, costs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from moclip.io import atomic_path
+from moclip.metrics import write_json
+
+METHODS = ("zeroshot", "mv_only", "clip_linear", "fusion")
+RANDOM_CLIP_WARNING = (
+    "WARNING: the CLIP weights are random (clip.pretrained: none). Zero-shot is skipped and the "
+    "CLIP numbers say nothing about CLIP; set clip.model: ViT-B-32 and clip.pretrained: openai "
+    "(or a local checkpoint) for real results."
+)
+
+
+def read_json(path: Path | str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | str, settings: dict) -> dict:
+    """One split's metrics.json: each method present, the failed videos, the settings."""
+    with open(failures_tsv, newline="", encoding="utf-8") as f:
+        failed = [r["video_id"] for r in csv.DictReader(f, delimiter="\t")]
+    methods = {}
+    for name, path in method_files.items():
+        m = read_json(path)
+        keep = ("top1", "top5", "per_class_top1", "n_test", "n_failed", "failed_videos", "top1_mean", "top1_std",
+                "top1_seeds", "best_epoch", "trainable_parameters")
+        methods[name] = {k: m[k] for k in keep if k in m}
+    return {"split": split, "methods": methods, "failed_videos": failed, "settings": settings}
+
+
+def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
+    """Method x split table with mean and spread over splits, costs, and the CLIP weights used."""
+    table = {}
+    for method in METHODS:
+        rows = [(r["split"], r["methods"][method]) for r in reports if method in r["methods"]]
+        if not rows:
+            continue
+        top1 = [m["top1"] for _, m in rows]
+        top5 = [m["top5"] for _, m in rows]
+        table[method] = {
+            "splits": {str(k): {"top1": m["top1"], "top5": m["top5"]} for k, m in rows},
+            "top1_mean": float(np.mean(top1)), "top1_std": float(np.std(top1)),
+            "top5_mean": float(np.mean(top5)), "top5_std": float(np.std(top5)),
+            **costs.get(method, {}),
+        }
+    failed = sorted({v for r in reports for v in r["failed_videos"]})
+    out = {"methods": table, "clip": clip_info, "failed_videos": failed, "splits": [r["split"] for r in reports]}
+    if clip_info.get("random_weights"):
+        out["warning"] = RANDOM_CLIP_WARNING
+    return out
+
+
+def summary_markdown(summary: dict) -> str:
+    splits = summary["splits"]
+    lines = ["# moclip results", ""]
+    if "warning" in summary:
+        lines += [f"> {summary['warning']}", ""]
+    c = summary["clip"]
+    lines += [f"CLIP: `{c['model']}`, weights `{c['pretrained']}` (digest `{c['weights_digest'][:12]}`)", ""]
+    head = "| method | " + " | ".join(f"split {k} top-1 / top-5" for k in splits)
+    head += " | mean top-1 (± sd) | trainable params | GFLOPs a video |"
+    lines += [head, "|" + " --- |" * (len(splits) + 4)]
+    for method, t in summary["methods"].items():
+        cells = [f"{t['splits'][str(k)]['top1']:.3f} / {t['splits'][str(k)]['top5']:.3f}" if str(k) in t["splits"]
+                 else "-" for k in splits]
+        params = f"{t['trainable_parameters']:,}" if "trainable_parameters" in t else "-"
+        gflops = f"{t['gflops']:.3f}" if "gflops" in t else "-"
+        lines.append(f"| {method} | " + " | ".join(cells) +
+                     f" | {t['top1_mean']:.3f} (± {t['top1_std']:.3f}) | {params} | {gflops} |")
+    if "zeroshot" not in summary["methods"]:
+        lines += ["", "Zero-shot: skipped (random CLIP weights have no text-image alignment)."]
+    lines += ["", f"Failed videos ({len(summary['failed_videos'])}): " +
+              (", ".join(summary["failed_videos"]) if summary["failed_videos"] else "none")]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: dict, json_out: Path | str, md_out: Path | str) -> None:
+    write_json(json_out, summary)
+    with atomic_path(md_out) as tmp:
+        Path(tmp).write_text(summary_markdown(summary))
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path | str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def read_predictions(path: Path | str) -> tuple[list[str], list[str | None]]:
+    """(true classes, top-1 predicted classes or None for failed videos) from predictions.tsv."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [r["true_class"] for r in rows], [r.get("class1") or None for r in rows]
+
+
+def plot_confusion(predictions: Path | str, classes: list[str], out: Path | str, title: str) -> None:
+    true, pred = read_predictions(predictions)
+    idx = {c: i for i, c in enumerate(classes)}
+    cm = np.zeros((len(classes), len(classes) + 1))
+    for t, p in zip(true, pred):
+        cm[idx[t], idx[p] if p else len(classes)] += 1
+    cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    plt = _plt()
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(5, n * 0.35 + 2), max(4, n * 0.35 + 1)))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n + 1), classes + ["(failed)"], rotation=90, fontsize=max(4, 9 - n // 20))
+    ax.set_yticks(range(n), classes, fontsize=max(4, 9 - n // 20))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    _save(fig, out)
+
+
+def plot_per_class(report: dict, classes: list[str], out: Path | str, title: str) -> None:
+    plt = _plt()
+    methods = [m for m in ("mv_only", "clip_linear", "fusion") if m in report["methods"]]
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(6, n * 0.3 + 2), 4))
+    w = 0.8 / max(len(methods), 1)
+    for j, m in enumerate(methods):
+        vals = [v if v is not None else np.nan for v in report["methods"][m]["per_class_top1"]]
+        ax.bar(np.arange(n) + (j - (len(methods) - 1) / 2) * w, vals, w, label=m)
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=max(4, 9 - n // 20))
+    ax.set_ylabel("top-1")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def plot_curves(mv_training: Path | str, head_training: dict[str, Path | str], out: Path | str, title: str) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    mv = read_json(mv_training)["history"]
+    axes[0].plot([h["loss"] for h in mv], label="mv_only loss")
+    if mv and "val_top1" in mv[0]:
+        axes[1].plot([h["val_top1"] for h in mv], label="mv_only")
+    for name, path in head_training.items():
+        runs = read_json(path)
+        first = runs[sorted(runs)[0]]["history"]
+        axes[0].plot([h["loss"] for h in first], label=f"{name} loss")
+        if first and "val_top1" in first[0]:
+            axes[1].plot([h["val_top1"] for h in first], label=name)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("training loss")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("val top-1")
+    for a in axes:
+        a.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, out)
+
+
+# --------------------------------------------------------------------------- costs
+
+
+def count_gflops(fn, *args) -> float:
+    """GFLOPs of one call, counted by torch's FlopCounterMode (a multiply-add counts 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() / 1e9
+
+
+def method_costs(clip, mvnet, mv_settings, frames: int, heads: dict) -> dict:
+    """Trainable parameters and inference GFLOPs a video of each method.
+
+    A video's CLIP cost is ``frames`` images; its MV cost is ``eval_segments`` maps.
+    """
+    import torch
+
+    x = torch.zeros(1, 3, clip.image_size, clip.image_size)
+    clip_g = count_gflops(clip.model.encode_image, x) * frames
+    m = torch.zeros(1, mv_settings.eval_segments, 2, mv_settings.input_size, mv_settings.input_size)
+    mv_g = count_gflops(mvnet, m)
+    out = {"zeroshot": {"trainable_parameters": 0, "gflops": clip_g},
+           "mv_only": {"trainable_parameters": sum(p.numel() for p in mvnet.parameters()), "gflops": mv_g}}
+    for name, (head, dims) in heads.items():
+        h_g = count_gflops(head, torch.zeros(1, sum(dims)))
+        params = sum(p.numel() for p in head[1].parameters())
+        out[name] = {"trainable_parameters": params, "gflops": clip_g + h_g + (mv_g if name == "fusion" else 0.0)}
+    return out
+
+
+# --------------------------------------------------------------------------- stage entry points
+
+
+def make_split_report(split: int, method_files: dict[str, str], failures_tsv, manifest_rows, settings: dict,
+                      fusion_predictions, mv_training, head_training: dict, out_metrics, out_confusion,
+                      out_per_class, out_curves, artefacts: dict | None = None) -> dict:
+    """Everything of one split: its metrics.json (with the models' paths, for ``moclip predict``)
+    and its three plots."""
+    classes = [n for _, n in sorted({(r.label, r.class_name) for r in manifest_rows})]
+    rep = split_report(split, method_files, failures_tsv, settings)
+    rep["artefacts"] = {k: str(Path(v).resolve()) for k, v in (artefacts or {}).items()}
+    write_json(out_metrics, rep)
+    plot_confusion(fusion_predictions, classes, out_confusion, f"fusion, split {split} (test, row-normalised)")
+    plot_per_class(rep, classes, out_per_class, f"per-class top-1, split {split}")
+    plot_curves(mv_training, head_training, out_curves, f"training, split {split}")
+    return rep
+
+
+def make_summary(report_files, clip, mv_checkpoint, head_checkpoints: dict, frames: int, out_json, out_md) -> dict:
+    """results/summary.json and .md: the method x split table with costs and the CLIP weights."""
+    from moclip.heads import load_head
+    from moclip.mv_stream import load_checkpoint
+
+    mvnet, mv_settings, _ = load_checkpoint(mv_checkpoint)
+    heads = {}
+    for name, path in head_checkpoints.items():
+        model, meta = load_head(path)
+        heads[name] = (model, meta["dims"])
+    costs = method_costs(clip, mvnet, mv_settings, frames, heads)
+    info = {"model": clip.name, "pretrained": clip.pretrained, "weights_digest": clip.weights_digest,
+            "random_weights": clip.random_weights, "frames_a_video": frames}
+    summary = summarize_splits([read_json(p) for p in report_files], costs, info)
+    write_summary(summary, out_json, out_md)
+    return summary

@@ -1,0 +1,112 @@
+"""Heads on precomputed features: the paper's fusion MLP, determinism, no test rows in training."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import moclip.heads as heads
+from moclip.heads import HeadSettings, build_head, load_head, run_head, trainable_parameters
+from moclip.manifest import Video
+
+
+def test_fusion_head_is_the_papers_size():
+    # CLIP ViT-B/32 (512) + EfficientNet-B0 (1280) -> 512 -> 101 classes: 0.97 M parameters.
+    head = build_head("fusion", [512, 1280], 101, HeadSettings())
+    assert trainable_parameters(head[1]) == 1792 * 512 + 512 + 512 * 101 + 101 == 969_829
+    assert [type(m).__name__ for m in head[1]] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert trainable_parameters(build_head("clip_linear", [512], 101, HeadSettings())[1]) == 512 * 101 + 101
+
+
+def write_shard(path, ids, feats, valid):
+    with h5py.File(path, "w") as h:
+        h.create_dataset("video_id", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
+        h["features"], h["valid"] = feats.astype(np.float32), np.array(valid)
+
+
+@pytest.fixture
+def feature_run(tmp_path):
+    """9 videos a class, 3 classes; CLIP features carry the class only in 'appearance' pairs,
+    MV features the rest; each video's index is written into feature 0 so the test can see
+    which rows reach training."""
+    rng = np.random.default_rng(0)
+    rows, clip, mv = [], [], []
+    parts = ["train"] * 5 + ["val"] * 2 + ["test"] * 2
+    for label in range(3):
+        for i, part in enumerate(parts):
+            vid = f"v{label}_{i}"
+            rows.append(Video(vid, f"C{label}/{vid}.avi", f"C{label}", label, i + 1, 1, 0, split1=part))
+            c = rng.normal(0, 0.1, (4, 6))
+            c[:, 1 + label] += 3
+            m = rng.normal(0, 0.1, (3, 5))
+            m[:, label] += 2
+            c[:, 0] = len(rows)  # the row's number, recoverable after pooling
+            clip.append(c)
+            mv.append(m)
+    valid = [True] * len(rows)
+    valid[-1] = False  # a failed test video
+    write_shard(tmp_path / "clip.h5", [r.video_id for r in rows], np.array(clip), valid)
+    write_shard(tmp_path / "mv.h5", [r.video_id for r in rows], np.array(mv), valid)
+    return rows, tmp_path
+
+
+def test_head_training_sees_no_test_row_and_counts_failed_as_miss(feature_run, monkeypatch):
+    rows, d = feature_run
+    seen = []
+    real = heads.train_head
+
+    def spy(kind, dims, n, s, seed, xtr, ytr, xva, yva):
+        seen.append((xtr.clone(), xva.clone()))
+        return real(kind, dims, n, s, seed, xtr, ytr, xva, yva)
+
+    monkeypatch.setattr(heads, "train_head", spy)
+    s = HeadSettings(hidden=16, lr=1e-2, epochs=30, batch_size=8, normalize="none")
+    m = run_head("fusion", rows, 1, [d / "clip.h5"], [d / "mv.h5"], s, [0, 1], d / "out")
+    test_numbers = {i + 1 for i, r in enumerate(rows) if r.split1 == "test"}
+    for xtr, xva in seen:  # 5 train and 2 val videos a class
+        assert len(xtr) == 15 and len(xva) == 6
+    ids_used = {int(round(v)) for v in _row_numbers(rows, d, seen)}
+    assert ids_used and not ids_used & test_numbers
+    assert m["n_test"] == 6 and m["n_failed"] == 1 and m["failed_videos"] == [rows[-1].video_id]
+    assert m["top1"] <= 5 / 6  # the failed video is a miss
+    assert m["seeds"] == [0, 1] and len(m["top1_seeds"]) == 2
+    model, meta = load_head(d / "out" / "model.pt")
+    assert meta["classes"] == ["C0", "C1", "C2"] and meta["dims"] == [6, 5]
+
+
+def _row_numbers(rows, d, seen):
+    """Map training inputs back to manifest rows by matching pooled features exactly."""
+    from moclip.heads import pool_clip, read_feature_shards
+
+    feats = read_feature_shards([d / "clip.h5"])
+    table = {tuple(np.round(pool_clip(f), 5)): i + 1 for i, (r, f) in
+             enumerate(zip(rows, (feats[r.video_id] for r in rows))) if f is not None}
+    out = []
+    for xtr, xva in seen:
+        for x in torch.cat([xtr, xva]).numpy():
+            out.append(table[tuple(np.round(x[:6], 5))])
+    return out
+
+
+def test_heads_are_deterministic_for_a_seed(feature_run):
+    rows, d = feature_run
+    s = HeadSettings(hidden=16, lr=1e-2, epochs=5, batch_size=4)
+    for out in ("a", "b", "c"):
+        run_head("fusion", rows, 1, [d / "clip.h5"], [d / "mv.h5"], s, [0 if out != "c" else 1], d / out)
+    a, b, c = (torch.load(d / o / "model.pt", weights_only=True)["state_dict"] for o in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert json.loads((d / "a" / "metrics.json").read_text())["top1"] == \
+        json.loads((d / "b" / "metrics.json").read_text())["top1"]
+
+
+def test_standardize_uses_training_statistics():
+    norm = build_head("clip_linear", [3], 2, HeadSettings())[0]
+    x = torch.tensor([[1.0, 10.0, 100.0], [3.0, 30.0, 300.0]])
+    norm.fit(x)
+    torch.testing.assert_close(norm(x).mean(0), torch.zeros(3))
+    torch.testing.assert_close(norm(torch.tensor([[2.0, 20.0, 200.0]])), torch.zeros(1, 3))

@@ -1,0 +1,72 @@
+"""Reports: per-split metrics, the summary table, the random-weights warning, plots, costs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from moclip.clip_stream import load_clip
+from moclip.heads import HeadSettings, build_head
+from moclip.mv_stream import MVNet, MVSettings
+from moclip.report import (
+    count_gflops,
+    method_costs,
+    plot_confusion,
+    split_report,
+    summarize_splits,
+    summary_markdown,
+)
+
+
+def _report(split, top1s):
+    return {"split": split, "failed_videos": [f"bad{split}"],
+            "methods": {m: {"top1": t, "top5": min(1, t + 0.1), "per_class_top1": [t]} for m, t in top1s.items()}}
+
+
+def test_summary_mean_spread_and_warning():
+    reports = [_report(1, {"mv_only": 0.3, "fusion": 0.9}), _report(2, {"mv_only": 0.5, "fusion": 0.8})]
+    costs = {"fusion": {"trainable_parameters": 10, "gflops": 1.5}}
+    s = summarize_splits(reports, costs, {"model": "m", "pretrained": "none", "weights_digest": "ab" * 8,
+                                          "random_weights": True})
+    assert s["methods"]["fusion"]["top1_mean"] == pytest.approx(0.85)
+    assert s["methods"]["fusion"]["top1_std"] == pytest.approx(0.05)
+    assert s["methods"]["mv_only"]["splits"]["2"]["top1"] == 0.5
+    assert s["failed_videos"] == ["bad1", "bad2"] and "random" in s["warning"]
+    md = summary_markdown(s)
+    assert "WARNING" in md and "| fusion | 0.900 / 1.000 | 0.800 / 0.900 | 0.850 (± 0.050) | 10 | 1.500 |" in md
+    assert "Zero-shot: skipped" in md and "bad1, bad2" in md
+
+
+def test_split_report_collects_methods_and_failures(tmp_path):
+    (tmp_path / "f.tsv").write_text("video_id\tpath\terror\nv9\tx.avi\tempty file\n")
+    (tmp_path / "m.json").write_text(json.dumps({"top1": 0.5, "top5": 1.0, "per_class_top1": [0.5], "n_test": 2,
+                                                 "secret": 1}))
+    r = split_report(2, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", {"seed": 0})
+    assert r["split"] == 2 and r["failed_videos"] == ["v9"] and r["methods"]["fusion"]["n_test"] == 2
+    assert "secret" not in r["methods"]["fusion"]
+
+
+def test_confusion_plot_is_a_png(tmp_path):
+    p = tmp_path / "pred.tsv"
+    p.write_text("video_id\ttrue_class\tclass1\tscore1\na\tA\tA\t1\nb\tB\tA\t1\nc\tB\n")
+    plot_confusion(p, ["A", "B"], tmp_path / "c.png", "t")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_costs_count_real_flops():
+    lin = torch.nn.Linear(100, 10)
+    assert count_gflops(lin, torch.zeros(1, 100)) == pytest.approx(2 * 100 * 10 / 1e9)
+    clip = load_clip("moclip-tiny", "none")
+    s = MVSettings(input_size=32)
+    mv = MVNet("tiny", 9).eval()
+    fusion = build_head("fusion", [64, mv.backbone.num_features], 9, HeadSettings(hidden=32)).eval()
+    c = method_costs(clip, mv, s, frames=8, heads={"fusion": (fusion, [64, mv.backbone.num_features])})
+    assert c["zeroshot"]["trainable_parameters"] == 0
+    per_image = count_gflops(clip.model.encode_image, torch.zeros(1, 3, 64, 64))
+    assert c["zeroshot"]["gflops"] == pytest.approx(8 * per_image)
+    assert c["fusion"]["gflops"] > c["zeroshot"]["gflops"] + c["mv_only"]["gflops"]
+    assert c["fusion"]["trainable_parameters"] == (64 + 128) * 32 + 32 + 32 * 9 + 9
+    assert np.isfinite(c["mv_only"]["gflops"]) and c["mv_only"]["gflops"] > 0
