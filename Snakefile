@@ -33,6 +33,13 @@ include: "rules/heads.smk"
 include: "rules/report.smk"
 
 
+localrules:
+    all,
+    caches,
+    embeddings,
+    cache_failures,
+
+
 rule embeddings:
     input:
         clip_shards(),

@@ -79,7 +79,14 @@ def main() -> None:
         print(f"manifest job (13,320 rows, 3 splits)   {t_manifest:6.1f} s")
         print(f"dry run of the whole workflow          {t_dry:6.1f} s   (goal < 60 s)")
         print(f"jobs in the DAG                        {total.group(1) if total else '?':>6}   ({a.shards} shards)")
-        print(out[out.find("Job stats:"):].strip())
+        print(out[out.find("Job stats:"):out.find("Reasons:")].strip())
+        t_slurm, out = snakemake(wd, cfg, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
+                                 "--jobs", "100", "--quiet", "rules")
+        jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+        local = {"all", "caches", "embeddings", "cache_failures"}
+        n_sbatch = sum(n for r, n in jobs.items() if r != "total" and r not in local)
+        print(f"sbatch submissions under profiles/slurm {n_sbatch:5d}   (dry run {t_slurm:.1f} s; local rules: "
+              f"{', '.join(sorted(local & set(jobs)))})")
 
 
 if __name__ == "__main__":

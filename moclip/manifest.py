@@ -238,3 +238,20 @@ def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
         if part:
             parts[part].append(r)
     return parts
+
+
+def check_lists(lists: Path | str, splits) -> None:
+    """Cheap checks of the split lists (no file system walk over the videos), for parse time:
+    every list present and non-empty, every entry a <ClassName>/<file> path inside the dataset."""
+    lists = Path(lists)
+    read_class_index(lists / "classInd.txt")
+    for k in splits:
+        for kind in ("train", "test"):
+            lf = lists / f"{kind}list0{k}.txt"
+            rows = _lines(lf)
+            if not rows:
+                raise ManifestError(f"{lf}: split list is empty")
+            for lineno, tok in rows:
+                p = PurePosixPath(tok[0].replace("\\", "/"))
+                if p.is_absolute() or ".." in p.parts or len(p.parts) != 2:
+                    raise ManifestError(f"{lf}:{lineno}: path {tok[0]!r} must be <ClassName>/<file> inside the dataset")

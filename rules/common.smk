@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from moclip.manifest import read_manifest
+from moclip.manifest import check_lists, read_manifest
 
 DEMO = config["dataset"]["videos"] is None
 RESULTS = "results"
@@ -24,6 +24,7 @@ def _dataset_dirs():
     for key, path in (("dataset.videos", videos), ("dataset.lists", lists)):
         if not os.path.isdir(path):
             raise ValueError(f"config: {key}={path!r} is not a directory")
+    check_lists(lists, config["dataset"]["splits"])  # bad lists stop here, before any job
     return videos, lists
 
 

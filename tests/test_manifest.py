@@ -208,3 +208,16 @@ def test_corrupt_manifest_names_line(tmp_path):
     p.write_text("\t".join(COLUMNS) + "\n" + "a\tb\n")
     with pytest.raises(ManifestError, match=r"m.tsv:2"):
         read_manifest(p)
+
+
+def test_check_lists_catches_bad_lists_cheaply(tmp_path):
+    from moclip.manifest import check_lists
+
+    videos, lists = make_tree(tmp_path)
+    check_lists(lists, [1])
+    lineno = _append(lists / "testlist01.txt", "../../etc/passwd")
+    with pytest.raises(ManifestError, match=f"testlist01.txt:{lineno}"):
+        check_lists(lists, [1])
+    (lists / "trainlist01.txt").write_text("\r\n")
+    with pytest.raises(ManifestError, match="trainlist01.txt: split list is empty"):
+        check_lists(lists, [1])

@@ -244,34 +244,53 @@ def test_a_library_change_reruns_the_stage_that_runs_it(demo_run, tmp_path):
         assert rule not in out.stdout, out.stdout
 
 
-def _run_until(workdir: Path, config: dict, marker: str) -> None:
-    """Start the workflow and SIGKILL it (with its jobs) as soon as ``marker`` files exist."""
+def _run_until(workdir: Path, config: dict, rule: str) -> list[Path]:
+    """Start the workflow, SIGKILL it (with its jobs) once a ``rule`` job has finished, and
+    return the outputs of every job Snakemake had reported finished by then."""
+    import re
     import signal
     import time
 
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
+    log = workdir / "killed.log"
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), "--cores", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not list(workdir.glob(marker)):
-        assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while f"(Rule: {rule})" not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    lines = log.read_text().splitlines()
+    done = {m.group(1) for ln in lines if (m := re.match(r"Finished jobid: (\d+)", ln))}
+    outputs = []
+    for i, ln in enumerate(lines):
+        if re.match(r"(local)?(rule|checkpoint) \w+:$", ln):
+            block = {}
+            for b in lines[i + 1 :]:
+                if not b.startswith("    "):
+                    break
+                key, _, value = b.strip().partition(": ")
+                block[key] = value
+            if block.get("jobid") in done and "output" in block:
+                outputs += [workdir / o.strip() for o in block["output"].split(",")]
+    return outputs
 
 
-@pytest.mark.parametrize("marker", ["results/cache/index/shard-*.tsv", "results/embeddings/clip/*/shard-*.h5"],
-                         ids=["in-caches", "in-embeddings"])
-def test_killed_run_resumes_to_identical_results(demo_run, tmp_path, marker):
+@pytest.mark.parametrize("rule", ["cache_shard", "clip_embed"], ids=["in-caches", "in-embeddings"])
+def test_killed_run_resumes_to_identical_results(demo_run, tmp_path, rule):
     wd = tmp_path / "killed"
     wd.mkdir()
-    _run_until(wd, TINY_CONFIG, marker)
-    finished = {p: p.stat().st_mtime_ns for p in wd.glob(marker)}
+    finished_outputs = _run_until(wd, TINY_CONFIG, rule)
+    assert any(rule.split("_")[0] in str(p) for p in finished_outputs)
+    finished = {p: p.stat().st_mtime_ns for p in finished_outputs if p.is_file()}
     for p in wd.glob("results/cache/*/shard-*/*.h5"):
         with h5py.File(p) as f:  # every file with a final name is complete
             assert f.attrs["status"] == "ok"
+    snakemake(wd, TINY_CONFIG, "--unlock")  # a SIGKILL leaves Snakemake's lock behind, as for any user
     snakemake(wd, TINY_CONFIG, "--rerun-incomplete")
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished ran again
     assert (wd / "results/manifest.tsv").read_text() == (demo_run / "results/manifest.tsv").read_text()
@@ -283,3 +302,15 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path, marker):
         with h5py.File(p) as a, h5py.File(q) as b:
             for k in a:
                 assert np.array_equal(a[k][()], b[k][()], equal_nan=a[k].dtype.kind == "f"), (p, k)
+
+
+def test_bad_split_lists_stop_before_any_job(real_layout):
+    wd, videos, lists, cfg = real_layout
+    wd.mkdir()
+    (lists / "testlist02.txt").write_text("")
+    out = snakemake(wd, cfg, "-n", check=False)
+    assert out.returncode != 0 and "testlist02.txt: split list is empty" in out.stdout + out.stderr
+    (lists / "testlist02.txt").write_text("BoxFall/../../../etc/passwd\r\n")
+    out = snakemake(wd, cfg, "-n", check=False)
+    assert out.returncode != 0 and "testlist02.txt:1" in out.stdout + out.stderr
+    assert not (wd / "results").exists()
