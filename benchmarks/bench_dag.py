@@ -79,7 +79,8 @@ def main() -> None:
         print(f"manifest job (13,320 rows, 3 splits)   {t_manifest:6.1f} s")
         print(f"dry run of the whole workflow          {t_dry:6.1f} s   (goal < 60 s)")
         print(f"jobs in the DAG                        {total.group(1) if total else '?':>6}   ({a.shards} shards)")
-        print(out[out.find("Job stats:"):out.find("Reasons:")].strip())
+        stats = out[out.find("Job stats:"):]
+        print(stats[: stats.find("total")].strip())
         t_slurm, out = snakemake(wd, cfg, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
                                  "--jobs", "100", "--quiet", "rules")
         jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}

@@ -6,7 +6,6 @@ Everything reads the MV caches; nothing decodes video again. Model selection use
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -46,6 +45,7 @@ class MVSettings:
     batch_size: int = 32
     augment: bool = True
     seed: int = 0
+    device: str = "auto"  # auto: a GPU when there is one (mixed precision), else the CPU
 
 
 # --------------------------------------------------------------------------- sampling
@@ -239,7 +239,8 @@ def stack_segments(videos: list[VideoMV], s: MVSettings, segments: int, rng) -> 
 def predict_logits(model: MVNet, videos: list[VideoMV], s: MVSettings, batch: int = 64) -> np.ndarray:
     """[N, C] video logits from the fixed evaluation segments."""
     model.eval()
-    out = [model(stack_segments([videos[j] for j in idx], s, s.eval_segments, None)).numpy()
+    dev = next(model.parameters()).device
+    out = [model(stack_segments([videos[j] for j in idx], s, s.eval_segments, None).to(dev)).float().cpu().numpy()
            for idx in _batches(len(videos), batch, None)]
     return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
 
@@ -249,7 +250,10 @@ def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVS
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     g = torch.Generator().manual_seed(s.seed)
-    model = MVNet(s.arch, n_classes, s.pretrained)
+    from moclip.clip_stream import resolve_device
+
+    dev = resolve_device(s.device)
+    model = MVNet(s.arch, n_classes, s.pretrained).to(dev)
     params = [{"params": model.parameters(), "lr": s.lr, "weight_decay": s.weight_decay}]
     opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
            "sgd": lambda p: torch.optim.SGD(p, momentum=0.9)}[s.optimizer](params)
@@ -269,8 +273,10 @@ def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVS
                 b, sg = x.shape[:2]
                 x = augment(x.flatten(0, 1), g).view(b, sg, *x.shape[2:])
             y = torch.tensor([v.label for v in vids])
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             wait += time.perf_counter() - td
-            loss = F.cross_entropy(model(x), y)
+            with torch.autocast(dev.type, enabled=dev.type == "cuda"):
+                loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -287,7 +293,8 @@ def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVS
                  rec.get("val_top1"), rec["seconds"], 100 * wait / max(rec["seconds"], 1e-9))
         score = rec.get("val_top1", epoch)  # without val: the last epoch
         if score > best_acc:
-            best_acc, best_epoch, best = score, epoch, copy.deepcopy(model.state_dict())
+            best_acc, best_epoch = score, epoch
+            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return TrainResult(best, best_epoch, history, seen)
 
 

@@ -20,7 +20,7 @@ rule train_mvnet:
     resources:
         mem_mb=8000,
         runtime=600,
-        gpu=1,
+        gpu=0 if config["mvnet"]["device"] == "cpu" else 1,
     params:
         settings=mv_settings(),
         code=code_digest("mv_stream", "manifest", "metrics"),
