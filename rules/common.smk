@@ -24,7 +24,9 @@ def _dataset_dirs():
     for key, path in (("dataset.videos", videos), ("dataset.lists", lists)):
         if not os.path.isdir(path):
             raise ValueError(f"config: {key}={path!r} is not a directory")
-    check_lists(lists, config["dataset"]["splits"])  # bad lists stop here, before any job
+    check_lists(
+        lists, config["dataset"]["splits"]
+    )  # bad lists stop here, before any job
     return videos, lists
 
 

@@ -30,13 +30,17 @@ rule train_mvnet:
 
 rule mv_features:
     input:
-        model=f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/model.pt",
+        models=expand(f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/model.pt", split=SPLITS),
         mv=f"{RESULTS}/cache/mv/shard-{{shard}}",
         index=f"{RESULTS}/cache/index/shard-{{shard}}.tsv",
     output:
-        f"{RESULTS}/embeddings/mv/{MV_TAG}/split{{split}}/shard-{{shard}}.h5",
+        # One job a shard writes every split's features: one read of the caches, one start-up.
+        expand(
+            f"{RESULTS}/embeddings/mv/{MV_TAG}/split{{split}}/shard-{{{{shard}}}}.h5",
+            split=SPLITS,
+        ),
     log:
-        f"{LOGS}/mv_features/{MV_TAG}/split{{split}}/shard-{{shard}}.log",
+        f"{LOGS}/mv_features/{MV_TAG}/shard-{{shard}}.log",
     conda:
         "../envs/moclip.yaml"
     threads: 1

@@ -295,7 +295,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     on_host = {rule for local_job, rule in jobs if local_job}
     assert "SLURM run ID" in log and on_host <= LOCAL_RULES, log
     n_remote = sum(not local_job for local_job, _ in jobs)
-    assert submitted == n_remote >= 30, f"{submitted} sbatch submissions for {n_remote} remote jobs\n{log}"
+    assert submitted == n_remote >= 20, f"{submitted} sbatch submissions for {n_remote} remote jobs\n{log}"
     print(f"SLURM run: {submitted} jobs, {slurm_seconds:.0f} s")
 
     a, b = on_slurm / "results", local / "results"

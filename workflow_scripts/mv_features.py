@@ -1,4 +1,4 @@
-"""Frozen MV-network features of one shard's videos at the fixed evaluation segments."""
+"""Frozen MV-network features of one shard's videos, for every split's network."""
 
 from pathlib import Path
 
@@ -8,6 +8,8 @@ from moclip.mv_stream import extract_features, load_checkpoint
 
 log_to(snakemake.log[0])
 use_threads(snakemake.threads)
-model, settings, _ = load_checkpoint(snakemake.input.model)
 ids = [r.video_id for r in read_index(snakemake.input.index)]
-extract_features(model, settings, [Path(snakemake.input.mv) / f"{v}.h5" for v in ids], ids, snakemake.output[0])
+files = [Path(snakemake.input.mv) / f"{v}.h5" for v in ids]
+for model_file, out in zip(snakemake.input.models, snakemake.output, strict=True):
+    model, settings, _ = load_checkpoint(model_file)
+    extract_features(model, settings, files, ids, out)
