@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_dag.py
 	$(PY) benchmarks/bench_clip.py
 	$(PY) benchmarks/bench_mv.py
+	$(PY) benchmarks/bench_heads.py
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

@@ -132,12 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from moclip.manifest import ManifestError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ManifestError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # ManifestError is a ValueError
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -98,11 +98,26 @@ class _Entry:
     where: str
 
 
-def _parse_entry(videos: Path, lists_file: Path, lineno: int, rel: str, classes: dict[str, int]) -> _Entry:
-    where = f"{lists_file}:{lineno}"
+def _list_rows(lists: Path, split: int, kind: str) -> tuple[Path, list[tuple[int, list[str]]]]:
+    """A split list's path and its non-empty rows; an empty list is an error."""
+    lf = lists / f"{kind}list0{split}.txt"
+    rows = _lines(lf)
+    if not rows:
+        raise ManifestError(f"{lf}: split list is empty")
+    return lf, rows
+
+
+def _entry_path(where: str, rel: str, root: object) -> PurePosixPath:
+    """A list entry as <ClassName>/<file>, never absolute nor climbing out of ``root``."""
     p = PurePosixPath(rel.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or len(p.parts) != 2:
-        raise ManifestError(f"{where}: path {rel!r} must be <ClassName>/<file> inside {videos}")
+        raise ManifestError(f"{where}: path {rel!r} must be <ClassName>/<file> inside {root}")
+    return p
+
+
+def _parse_entry(videos: Path, lists_file: Path, lineno: int, rel: str, classes: dict[str, int]) -> _Entry:
+    where = f"{lists_file}:{lineno}"
+    p = _entry_path(where, rel, videos)
     class_name, fname = p.parts
     if class_name not in classes:
         raise ManifestError(f"{where}: class folder {class_name!r} is not in classInd.txt")
@@ -143,10 +158,7 @@ def build_manifest(
             raise ManifestError(f"dataset.splits: {k} is not one of {SPLITS}")
         seen: dict[str, str] = {}
         for kind in ("train", "test"):
-            lf = lists / f"{kind}list0{k}.txt"
-            rows = _lines(lf)
-            if not rows:
-                raise ManifestError(f"{lf}: split list is empty")
+            lf, rows = _list_rows(lists, k, kind)
             for lineno, tok in rows:
                 e = _parse_entry(videos, lf, lineno, tok[0], classes)
                 vid = PurePosixPath(e.rel).stem
@@ -247,11 +259,6 @@ def check_lists(lists: Path | str, splits) -> None:
     read_class_index(lists / "classInd.txt")
     for k in splits:
         for kind in ("train", "test"):
-            lf = lists / f"{kind}list0{k}.txt"
-            rows = _lines(lf)
-            if not rows:
-                raise ManifestError(f"{lf}: split list is empty")
+            lf, rows = _list_rows(lists, k, kind)
             for lineno, tok in rows:
-                p = PurePosixPath(tok[0].replace("\\", "/"))
-                if p.is_absolute() or ".." in p.parts or len(p.parts) != 2:
-                    raise ManifestError(f"{lf}:{lineno}: path {tok[0]!r} must be <ClassName>/<file> inside the dataset")
+                _entry_path(f"{lf}:{lineno}", tok[0], "the dataset")

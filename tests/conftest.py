@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 from moclip.codec import encode_video
@@ -43,3 +44,17 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("demo")
     make_demo_dataset(root / "UCF-101", root / "ucfTrainTestlist", TINY_DEMO, threads=2)
     return root / "UCF-101", root / "ucfTrainTestlist"
+
+
+def demo_config(overrides: dict) -> dict:
+    """The repository's config.yaml (the demo's CPU-sized settings) with ``overrides`` merged
+    in key by key. A run in another directory reads that directory's config.yaml, and keys
+    missing there take the schema's defaults (the paper's UCF101 settings): tests write this."""
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return out
+
+    return merge(yaml.safe_load((REPO / "config.yaml").read_text()), overrides)

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, TINY_DEMO
+from conftest import REPO, TINY_DEMO, demo_config
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -229,7 +229,7 @@ def slurm_cluster(tmp_path_factory):
 
 def run_snakemake(workdir: Path, *args: str, cluster: Cluster | None = None) -> subprocess.CompletedProcess:
     cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    cfg.write_text(yaml.safe_dump(demo_config(TINY_CONFIG)))
     # Targets before the options: --configfile and --set-resources take several values.
     cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), *args]

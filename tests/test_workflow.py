@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY_DEMO
+from conftest import REPO, TINY_DEMO, demo_config
 from moclip.clip_stream import load_clip, read_embeddings
 from moclip.manifest import read_manifest, shard_of
 
@@ -32,7 +32,7 @@ TINY_CONFIG = {
 
 def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg.write_text(yaml.safe_dump(demo_config(config)))
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), "--cores", "2", *args]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -235,7 +235,7 @@ def test_a_library_change_reruns_the_stage_that_runs_it(demo_run, tmp_path):
     with open(wf / "moclip" / "heads.py", "a") as f:
         f.write("\n# a change\n")
     cfg = demo_run / "config.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    cfg.write_text(yaml.safe_dump(demo_config(TINY_CONFIG)))
     out = subprocess.run([SNAKEMAKE, "--snakefile", str(wf / "Snakefile"), "--directory", str(demo_run),
                           "--configfile", str(cfg), "--cores", "2", "-n", "--quiet", "rules"],
                          capture_output=True, text=True, check=True)
@@ -252,7 +252,7 @@ def _run_until(workdir: Path, config: dict, rule: str) -> list[Path]:
     import time
 
     cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg.write_text(yaml.safe_dump(demo_config(config)))
     log = workdir / "killed.log"
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), "--cores", "2"]
@@ -297,8 +297,10 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path, rule):
     for k in (1, 2, 3):
         a, b = (json.loads((d / f"results/reports/split{k}/metrics.json").read_text()) for d in (wd, demo_run))
         assert a["methods"] == b["methods"] and a["failed_videos"] == b["failed_videos"]
-    for p in sorted((demo_run / "results" / "embeddings").rglob("*.h5")):
-        q = wd / p.relative_to(demo_run)
+    resumed = sorted((wd / "results" / "embeddings").rglob("*.h5"))
+    assert len(resumed) == 4 * 3  # CLIP and three splits of MV features, 3 shards each
+    for q in resumed:
+        p = demo_run / q.relative_to(wd)
         with h5py.File(p) as a, h5py.File(q) as b:
             for k in a:
                 assert np.array_equal(a[k][()], b[k][()], equal_nan=a[k].dtype.kind == "f"), (p, k)
