@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 
 from moclip.cache import cache_shard, cache_video
 from moclip.codec import DecodeSettings, encode_video

@@ -20,7 +20,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from moclip.io import atomic_path
+from moclip.shards import read_shards, write_shard
 
 log = logging.getLogger(__name__)
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
@@ -218,21 +218,10 @@ def embed_frame_caches(
     for i, f in enumerate(feats):
         if f is not None:
             arr[i] = f
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        h.create_dataset("video_id", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
-        h.create_dataset("features", data=arr)
-        h.create_dataset("valid", data=valid)
-        h.attrs.update(model=clip.name, pretrained=clip.pretrained, weights_digest=clip.weights_digest,
-                       random_weights=clip.random_weights, image_size=clip.image_size, device=str(dev),
-                       autocast=amp)
+    write_shard(out, video_ids, arr, valid, model=clip.name, pretrained=clip.pretrained,
+                weights_digest=clip.weights_digest, random_weights=clip.random_weights,
+                image_size=clip.image_size, device=str(dev), autocast=amp)
     return valid
-
-
-def read_embeddings(path: Path | str) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
-    """(video ids, features [N, K, D] float32, valid [N], attrs) of one embedding shard."""
-    with h5py.File(path, "r") as h:
-        ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
-        return ids, h["features"][()].astype(np.float32), h["valid"][()], dict(h.attrs)
 
 
 @torch.no_grad()
@@ -251,9 +240,9 @@ def text_classifier(clip: Clip, class_names: list[str], templates=DEFAULT_TEMPLA
 
 
 def pool_frames(features: np.ndarray) -> np.ndarray:
-    """[N, K, D] -> [N, D]: the mean of the L2-normalised frame embeddings."""
+    """[..., K, D] -> [..., D]: the mean of the L2-normalised frame embeddings."""
     f = features / np.linalg.norm(features, axis=-1, keepdims=True)
-    return f.mean(axis=1)
+    return f.mean(axis=-2)
 
 
 def zeroshot_scores(features: np.ndarray, classifier: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -286,10 +275,7 @@ def evaluate_zeroshot(
     if [lab for lab, _ in classes] != list(range(len(classes))):
         raise ValueError("manifest labels must run 0..C-1 with one class name each")
     test = [r for r in manifest if r.split(split) == "test"]
-    feats: dict[str, np.ndarray] = {}
-    for p in shard_files:
-        ids, f, valid, _ = read_embeddings(p)
-        feats.update((i, f[j] if valid[j] else None) for j, i in enumerate(ids))
+    feats = read_shards(shard_files)
     missing = [r.video_id for r in test if r.video_id not in feats]
     if missing:
         raise ValueError(f"{len(missing)} test videos have no embedding row, e.g. {missing[:3]}")

@@ -14,13 +14,14 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from moclip.clip_stream import pool_frames
 from moclip.io import atomic_path
+from moclip.shards import read_shards
 
 log = logging.getLogger(__name__)
 HEADS = ("fusion", "clip_linear")
@@ -39,20 +40,9 @@ class HeadSettings:
     normalize: str = "standardize"  # none | l2 | standardize (per stream, statistics of train)
 
 
-def read_feature_shards(paths) -> dict[str, np.ndarray | None]:
-    """video_id -> per-video features [K, D] (None for failed videos) from embedding shards."""
-    out: dict[str, np.ndarray | None] = {}
-    for p in paths:
-        with h5py.File(p, "r") as h:
-            ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
-            feats, valid = h["features"][()].astype(np.float32), h["valid"][()]
-        out.update((v, feats[i] if valid[i] else None) for i, v in enumerate(ids))
-    return out
-
-
 def pool_clip(f: np.ndarray) -> np.ndarray:
-    """[K, D] frame embeddings -> [D]: the mean of the L2-normalised frames."""
-    return (f / np.linalg.norm(f, axis=-1, keepdims=True)).mean(0)
+    """[K, D] frame embeddings -> [D]: the mean of the L2-normalised frames (as zero-shot pools)."""
+    return pool_frames(f)
 
 
 def pool_mv(f: np.ndarray) -> np.ndarray:
@@ -177,9 +167,9 @@ def run_head(kind: str, manifest, split: int, clip_shards, mv_shards, s: HeadSet
     out_dir = Path(out_dir)
     parts = split_rows(manifest, split)
     classes = [n for _, n in sorted({(r.label, r.class_name) for r in manifest})]
-    streams = [(read_feature_shards(clip_shards), pool_clip)]
+    streams = [(read_shards(clip_shards), pool_clip)]
     if kind == "fusion":
-        streams.append((read_feature_shards(mv_shards), pool_mv))
+        streams.append((read_shards(mv_shards), pool_mv))
 
     def matrix(rows):
         mats = [stream_matrix(rows, f, p) for f, p in streams]

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from moclip.io import atomic_path
+from moclip.shards import write_shard
 
 log = logging.getLogger(__name__)
 P, I = ord("P"), ord("I")
@@ -332,11 +333,7 @@ def extract_features(model: MVNet, s: MVSettings, mv_files: list[Path], video_id
         b, sg = x.shape[:2]
         feats[[ok[j] for j in idx]] = model.features(x.flatten(0, 1)).view(b, sg, d).numpy()
     valid = np.array([v is not None for v in videos], bool)
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
-        h.create_dataset("video_id", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
-        h.create_dataset("features", data=feats)
-        h.create_dataset("valid", data=valid)
-        h.attrs.update(arch=s.arch, eval_segments=s.eval_segments, dim=d)
+    write_shard(out, video_ids, feats, valid, arch=s.arch, eval_segments=s.eval_segments, dim=d)
     return valid
 
 

@@ -18,13 +18,13 @@ from moclip.clip_stream import (
     load_clip,
     logit_scale,
     pool_frames,
-    read_embeddings,
     text_classifier,
     zeroshot_scores,
 )
 from moclip.codec import DecodeSettings
 from moclip.manifest import Video
 from moclip.metrics import per_class_top1, summarize, topk_hits
+from moclip.shards import read_shard
 
 TINY = "moclip-tiny"
 UCF101_CLASSES = """ApplyEyeMakeup ApplyLipstick Archery BabyCrawling BalanceBeam BandMarching BaseballPitch
@@ -130,7 +130,7 @@ def test_shard_features_match_the_encoder_on_the_same_frames(frame_caches, tmp_p
     out = tmp_path / "shard.h5"
     valid = embed_frame_caches(clip, [root / "frames" / f"{v}.h5" for v in ids], ids, out, batch_videos=2,
                                workers=1, dtype="float32")
-    got_ids, feats, mask, attrs = read_embeddings(out)
+    got_ids, feats, mask, attrs = read_shard(out)
     assert got_ids == ids and mask.tolist() == valid.tolist() == [True, True, False, True, True, True]
     assert feats.shape == (6, 4, 64) and np.isnan(feats[2]).all() and not np.isnan(feats[mask]).any()
     assert attrs["model"] == TINY and attrs["weights_digest"] == clip.weights_digest and attrs["random_weights"]

@@ -80,9 +80,10 @@ def test_head_training_sees_no_test_row_and_counts_failed_as_miss(feature_run, m
 
 def _row_numbers(rows, d, seen):
     """Map training inputs back to manifest rows by matching pooled features exactly."""
-    from moclip.heads import pool_clip, read_feature_shards
+    from moclip.heads import pool_clip
+    from moclip.shards import read_shards
 
-    feats = read_feature_shards([d / "clip.h5"])
+    feats = read_shards([d / "clip.h5"])
     table = {tuple(np.round(pool_clip(f), 5)): i + 1 for i, (r, f) in
              enumerate(zip(rows, (feats[r.video_id] for r in rows))) if f is not None}
     out = []

@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from conftest import REPO, TINY_DEMO, demo_config
-from moclip.clip_stream import load_clip, read_embeddings
+from moclip.clip_stream import load_clip
+from moclip.shards import read_shard
 from moclip.manifest import read_manifest, shard_of
 
 pytestmark = pytest.mark.workflow
@@ -77,7 +78,7 @@ def test_clip_shards_hold_every_video_once(demo_run):
     assert len(shards) == 3
     seen = []
     for p in shards:
-        ids, feats, valid, attrs = read_embeddings(p)
+        ids, feats, valid, attrs = read_shard(p)
         assert valid.all() and feats.shape[1:] == (8, 64) and attrs["random_weights"]
         seen += ids
     assert sorted(seen) == sorted(r.video_id for r in rows)

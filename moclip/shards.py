@@ -1,0 +1,38 @@
+"""Embedding shard files: one format for CLIP and MV features.
+
+``video_id`` [N], ``features`` [N, K, D] (NaN rows for failed videos), ``valid`` bool [N],
+and attributes naming what produced them. Written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from moclip.io import atomic_path
+
+
+def write_shard(out: Path | str, video_ids: list[str], features: np.ndarray, valid: np.ndarray, **attrs) -> None:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("video_id", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
+        h.create_dataset("features", data=features)
+        h.create_dataset("valid", data=np.asarray(valid, bool))
+        h.attrs.update(attrs)
+
+
+def read_shard(path: Path | str) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
+    """(video ids, features [N, K, D] float32, valid [N], attrs) of one shard."""
+    with h5py.File(path, "r") as h:
+        ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
+        return ids, h["features"][()].astype(np.float32), h["valid"][()], dict(h.attrs)
+
+
+def read_shards(paths) -> dict[str, np.ndarray | None]:
+    """video_id -> per-video features [K, D] (None for failed videos) over several shards."""
+    out: dict[str, np.ndarray | None] = {}
+    for p in paths:
+        ids, feats, valid, _ = read_shard(p)
+        out.update((v, feats[i] if valid[i] else None) for i, v in enumerate(ids))
+    return out
