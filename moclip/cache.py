@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import multiprocessing
-import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +22,7 @@ import h5py
 import numpy as np
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
-from moclip.io import atomic_path
+from moclip.io import atomic_path, pool_context
 
 log = logging.getLogger(__name__)
 INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
@@ -140,10 +138,6 @@ def _cache_one(args: tuple) -> CacheRecord:
     return cache_video(*args)
 
 
-def _pool_context():
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
 def cache_shard(
     videos: Iterable[tuple[str, Path | str]],
     mv_dir: Path | str,
@@ -161,7 +155,7 @@ def cache_shard(
     name = Path(index_out).stem
     t0, records = time.perf_counter(), []
     if threads > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(threads, len(jobs)), mp_context=_pool_context()) as pool:
+        with ProcessPoolExecutor(max_workers=min(threads, len(jobs)), mp_context=pool_context()) as pool:
             for rec in pool.map(_cache_one, jobs, chunksize=1):
                 records.append(rec)
                 _progress(name, len(records), len(jobs), rec, t0)
@@ -184,8 +178,9 @@ def write_index(records: list[CacheRecord], path: Path | str) -> None:
 
 
 def read_index(path: Path | str) -> list[CacheRecord]:
+    """Records of a shard index, or of failures.tsv (whose rows are all failed)."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [CacheRecord(r["video_id"], r["path"], r["status"], int(r["n_frames"]), r["error"])
+        return [CacheRecord(r["video_id"], r["path"], r.get("status", "failed"), int(r.get("n_frames", 0)), r["error"])
                 for r in csv.DictReader(f, delimiter="\t")]
 
 

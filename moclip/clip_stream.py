@@ -268,12 +268,10 @@ def evaluate_zeroshot(
 
     Failed videos keep NaN scores and count as misses.
     """
+    from moclip.manifest import class_names
     from moclip.metrics import summarize
 
-    classes = sorted({(r.label, r.class_name) for r in manifest})
-    names = [n for _, n in classes]
-    if [lab for lab, _ in classes] != list(range(len(classes))):
-        raise ValueError("manifest labels must run 0..C-1 with one class name each")
+    names = class_names(manifest)
     test = [r for r in manifest if r.split(split) == "test"]
     feats = read_shards(shard_files)
     missing = [r.video_id for r in test if r.video_id not in feats]

@@ -11,8 +11,6 @@ MV network's flip augmentation never turns one class into another.
 
 from __future__ import annotations
 
-import multiprocessing
-import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from moclip.codec import encode_video
+from moclip.io import pool_context
 
 APPEARANCES = {  # name -> (shape, RGB colour)
     "Ball": ("disc", (220, 40, 40)),
@@ -169,8 +168,7 @@ def make_demo_dataset(
     for name in classes:
         (videos / name).mkdir(parents=True, exist_ok=True)
     if threads > 1:
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(threads, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(threads, mp_context=pool_context()) as pool:
             list(pool.map(_write_clip, jobs, chunksize=4))
     else:
         for j in jobs:

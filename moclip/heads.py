@@ -161,12 +161,12 @@ def run_head(kind: str, manifest, split: int, clip_shards, mv_shards, s: HeadSet
     Writes ``model.pt`` (first seed), ``predictions.tsv`` (first seed), ``training.json`` and
     ``metrics.json`` (first seed's numbers, plus mean and spread over seeds) under ``out_dir``.
     """
-    from moclip.manifest import split_rows
+    from moclip.manifest import class_names, split_rows
     from moclip.metrics import summarize, write_json, write_predictions
 
     out_dir = Path(out_dir)
     parts = split_rows(manifest, split)
-    classes = [n for _, n in sorted({(r.label, r.class_name) for r in manifest})]
+    classes = class_names(manifest)
     streams = [(read_shards(clip_shards), pool_clip)]
     if kind == "fusion":
         streams.append((read_shards(mv_shards), pool_mv))

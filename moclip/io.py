@@ -1,4 +1,4 @@
-"""File helpers shared by every stage: atomic writes and log files."""
+"""Helpers shared by every stage: atomic writes, log files, threads and process pools."""
 
 from __future__ import annotations
 
@@ -44,3 +44,11 @@ def use_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(n)))
+
+
+def pool_context():
+    """Process-pool start method: fork where it is safe and cheap (Linux), spawn elsewhere."""
+    import multiprocessing
+    import sys
+
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")

@@ -242,6 +242,14 @@ def shard_members(rows: list[Video], shard: int) -> list[Video]:
     return [r for r in rows if r.shard == shard]
 
 
+def class_names(rows: list[Video]) -> list[str]:
+    """Class names in label order; the labels must run 0..C-1 with one name each."""
+    pairs = sorted({(r.label, r.class_name) for r in rows})
+    if [label for label, _ in pairs] != list(range(len(pairs))):
+        raise ManifestError("manifest labels must run 0..C-1 with one class name each")
+    return [name for _, name in pairs]
+
+
 def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
     """A split's rows by part: ``train``, ``val`` and ``test`` (manifest order)."""
     parts: dict[str, list[Video]] = {"train": [], "val": [], "test": []}

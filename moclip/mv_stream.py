@@ -347,11 +347,11 @@ def load_rows(rows, cache_root: Path | str) -> list[VideoMV | None]:
 def run_training(manifest: list, cache_root: Path | str, split: int, s: MVSettings, ckpt_out: Path | str,
                  log_out: Path | str, metrics_out: Path | str) -> tuple[dict, TrainResult]:
     """Train on the split's ``train`` part, select on ``val``, report ``test`` once: the 'MV only' result."""
-    from moclip.manifest import split_rows
+    from moclip.manifest import class_names, split_rows
     from moclip.metrics import summarize, write_json
 
     parts = split_rows(manifest, split)
-    n_classes = len({r.label for r in manifest})
+    n_classes = len(class_names(manifest))
     train = [v for v in load_rows(parts["train"], cache_root) if v is not None]
     val = [v for v in load_rows(parts["val"], cache_root) if v is not None]
     log.info("split %d: %d train, %d val videos (failed ones left out), %d test", split, len(train), len(val),

@@ -25,8 +25,9 @@ def read_json(path: Path | str) -> dict:
 
 def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | str, settings: dict) -> dict:
     """One split's metrics.json: each method present, the failed videos, the settings."""
-    with open(failures_tsv, newline="", encoding="utf-8") as f:
-        failed = [r["video_id"] for r in csv.DictReader(f, delimiter="\t")]
+    from moclip.cache import read_index
+
+    failed = [r.video_id for r in read_index(failures_tsv)]
     methods = {}
     for name, path in method_files.items():
         m = read_json(path)
@@ -214,7 +215,9 @@ def make_split_report(split: int, method_files: dict[str, str], failures_tsv, ma
                       out_per_class, out_curves, artefacts: dict | None = None) -> dict:
     """Everything of one split: its metrics.json (with the models' paths, for ``moclip predict``)
     and its three plots."""
-    classes = [n for _, n in sorted({(r.label, r.class_name) for r in manifest_rows})]
+    from moclip.manifest import class_names
+
+    classes = class_names(manifest_rows)
     rep = split_report(split, method_files, failures_tsv, settings)
     rep["artefacts"] = {k: str(Path(v).resolve()) for k, v in (artefacts or {}).items()}
     write_json(out_metrics, rep)

@@ -34,7 +34,7 @@ def types(s: str) -> np.ndarray:
 
 def test_eval_segments_are_p_frames_nearest_the_centres():
     ft = types("IPPPPPPPPPPPIPPPPPPPPPPP")  # 24 frames, I at 0 and 12
-    assert sample_segments(ft, 3, None).tolist() == [4, 11, 20] or sample_segments(ft, 3, None).tolist() == [3, 11, 19]
+    assert sample_segments(ft, 3, None).tolist() == [3, 11, 19]  # 12 is an I-frame
     idx = sample_segments(ft, 3, None)
     assert all(ft[i] == P for i in idx) and list(idx) == sorted(idx)
     ft_b = types("IBBPBBPBBPBBIBBPBBPBBPBB")
