@@ -278,19 +278,27 @@ def _reference_rasterize(blocks, frame, n, height, width, cell):
     return out
 
 
-@pytest.mark.parametrize("layout", ["mpeg4_16x16", "h264_mixed", "unaligned", "bidirectional"])
+@pytest.mark.parametrize(
+    "layout",
+    # One block a 16-px unit (the fast path), one a cell (8x8), blocks of two unit sizes,
+    # partitions that split cells (overlap weights), unaligned, two directions, blocks past the edges.
+    ["mpeg4_16x16", "h264_8x8", "h264_8_16", "h264_mixed", "unaligned", "bidirectional", "aligned_outside"],
+)
 def test_rasterize_matches_pixel_reference(layout):
     rng = np.random.default_rng(zlib.crc32(layout.encode()))
     dt = [("source", "<i4"), ("w", "u1"), ("h", "u1"), ("dst_x", "<i2"), ("dst_y", "<i2"),
           ("motion_x", "<i4"), ("motion_y", "<i4"), ("motion_scale", "<u2")]
     rows, frames = [], []
     height, width, n = 72, 88, 3
+    edge = 16 if layout == "aligned_outside" else 0  # a ring of blocks partly or wholly outside the frame
     for f in range(n):
-        for by in range(0, height, 16):
-            for bx in range(0, width, 16):
+        for by in range(-edge, height + edge, 16):
+            for bx in range(-edge, width + edge, 16):
                 if layout == "h264_mixed" and rng.random() < 0.5:  # split into 8x8 / 4x4 partitions
                     s = int(rng.choice([4, 8]))
                     parts = [(bx + x, by + y, s, s) for y in range(0, 16, s) for x in range(0, 16, s)]
+                elif layout == "h264_8x8" or (layout == "h264_8_16" and rng.random() < 0.5):
+                    parts = [(bx + x, by + y, 8, 8) for y in (0, 8) for x in (0, 8)]
                 elif layout == "unaligned":
                     parts = [(bx + int(rng.integers(-5, 6)), by + int(rng.integers(-5, 6)), 16, 16)]
                 else:
