@@ -19,7 +19,9 @@ from pathlib import Path
 
 import av
 import h5py
+import hdf5plugin  # registers the LZ4 and Zstd HDF5 filters: import this module before reading a cache
 import numpy as np
+from h5py import h5a, h5s, h5t
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
 from moclip.io import atomic_path, pool_context
@@ -29,6 +31,17 @@ INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
 FAILURE_COLUMNS = ("video_id", "path", "error")
 _CHUNK_BYTES = 512 * 1024  # HDF5 chunk of the MV maps: a few hundred KB reads and compresses well
 _HOLD_BYTES = 64 << 20  # MV maps of one video held in memory before streaming to the file
+# HDF5 filter of the MV maps (config cache.compression). The maps are mostly zeros and
+# repeated values: LZ4 makes them ~15x smaller at about the cost of writing them raw, and
+# reads them ~4x faster than lzf (benchmarks/bench_cache.py).
+COMPRESSION: dict[str, dict] = {
+    "lz4": dict(hdf5plugin.LZ4()),
+    "zstd": dict(hdf5plugin.Zstd(clevel=1)),  # about half the size of lz4, a little slower
+    "lzf": {"compression": "lzf"},
+    "gzip": {"compression": "gzip"},
+    "none": {},
+}
+_STR = h5py.string_dtype()
 
 
 def shard_name(shard: int) -> str:
@@ -60,17 +73,26 @@ def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str
                 notes="; ".join(dec.notes))
 
 
+def _set_attrs(obj: h5py.HLObject, values: dict) -> None:
+    """Scalar attributes through h5py's low-level API: what a reader gets is what
+    ``obj.attrs.update`` writes (UTF-8 strings, int64, float64, bool), at half the cost."""
+    scalar = h5s.create(h5s.SCALAR)
+    for name, v in values.items():
+        arr = np.array(v, dtype=_STR) if isinstance(v, str) else np.asarray(v)
+        h5a.create(obj.id, name.encode(), h5t.py_create(arr.dtype, logical=True), scalar).write(arr)
+
+
 def _write_failed(mv_out: Path, frames_out: Path, video_id: str, cell: int, error: str) -> None:
     attrs = _common_attrs(video_id, None, cell, error)
     with atomic_path(mv_out) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("mv", shape=(0, 0, 0, 2), dtype=np.float16)
         f.create_dataset("frame_type", shape=(0,), dtype=np.uint8)
         f.create_dataset("ref_distance", shape=(0,), dtype=np.int16)
-        f.attrs.update(attrs)
+        _set_attrs(f, attrs)
     with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("frames", shape=(0, 0, 0, 3), dtype=np.uint8)
         f.create_dataset("frame_index", shape=(0,), dtype=np.int32)
-        f.attrs.update(attrs)
+        _set_attrs(f, attrs)
 
 
 def cache_video(
@@ -79,14 +101,16 @@ def cache_video(
     mv_out: Path | str,
     frames_out: Path | str,
     settings: DecodeSettings,
-    compression: str | None = "lzf",
+    compression: str = "lz4",
 ) -> CacheRecord:
     """Decode ``video`` once and write its MV and frame caches; failures become failed records.
 
-    ``compression`` is the HDF5 filter of the MV maps (mostly zeros: lzf shrinks them ~10x).
+    ``compression`` names the HDF5 filter of the MV maps (a key of :data:`COMPRESSION`).
     """
+    if compression not in COMPRESSION:
+        raise ValueError(f"unknown cache compression {compression!r} (one of {sorted(COMPRESSION)})")
+    filters = COMPRESSION[compression]
     mv_out, frames_out = Path(mv_out), Path(frames_out)
-    comp = None if compression in (None, "none") else compression
     try:
         with atomic_path(mv_out) as tmp, h5py.File(tmp, "w") as f:
             held: list[np.ndarray] = []  # maps kept in memory until they pass _HOLD_BYTES
@@ -96,35 +120,38 @@ def cache_video(
                 _, hc, wc, _ = maps.shape
                 chunks = (max(1, min(64, len(maps), _CHUNK_BYTES // (hc * wc * 4))), hc, wc, 2)
                 if not ds and last:  # the whole video at once: a fixed-size dataset
-                    f.create_dataset("mv", data=maps, chunks=chunks, compression=comp)
+                    f.create_dataset("mv", data=maps, chunks=chunks, **filters)
                     return
                 if not ds:
                     ds.append(f.create_dataset("mv", shape=(0, hc, wc, 2), maxshape=(None, hc, wc, 2),
-                                               dtype=np.float16, chunks=chunks, compression=comp))
+                                               dtype=np.float16, chunks=chunks, **filters))
                 d = ds[0]
                 n0 = d.shape[0]
                 d.resize(n0 + len(maps), axis=0)
                 d[n0:] = maps
 
+            def joined() -> np.ndarray:
+                maps = held[0] if len(held) == 1 else np.concatenate(held)
+                held.clear()
+                return maps
+
             def append(maps: np.ndarray) -> None:
                 # Short videos (nearly all) are written in one go; long ones stream in batches.
                 held.append(maps)
                 if ds or sum(m.nbytes for m in held) > _HOLD_BYTES:
-                    write(np.concatenate(held))
-                    held.clear()
+                    write(joined())
 
             dec = decode_video(video, settings, append)
             if held:
-                write(np.concatenate(held), last=True)
+                write(joined(), last=True)
             f.create_dataset("frame_type", data=dec.frame_type)
             f.create_dataset("ref_distance", data=dec.ref_distance)
-            f.attrs.update(_common_attrs(video_id, dec, settings.mv_cell, ""))
-            f.attrs["n_mv_frames"] = dec.n_mv_frames
+            attrs = _common_attrs(video_id, dec, settings.mv_cell, "")
+            _set_attrs(f, {**attrs, "n_mv_frames": dec.n_mv_frames})
         with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("frames", data=dec.frames)  # raw: noisy images gain little from lzf, at 4x the time
+            f.create_dataset("frames", data=dec.frames)  # raw: camera images gain little from any fast filter
             f.create_dataset("frame_index", data=dec.frame_index)
-            f.attrs.update(_common_attrs(video_id, dec, settings.mv_cell, ""))
-            f.attrs["second_pass"] = dec.second_pass
+            _set_attrs(f, {**attrs, "second_pass": dec.second_pass})
     except (DecodeError, av.error.FFmpegError) as e:
         msg = str(e) or type(e).__name__
         _write_failed(mv_out, frames_out, video_id, settings.mv_cell, msg)
@@ -144,7 +171,7 @@ def cache_shard(
     frames_dir: Path | str,
     index_out: Path | str,
     settings: DecodeSettings,
-    compression: str | None = "lzf",
+    compression: str = "lz4",
     threads: int = 1,
 ) -> list[CacheRecord]:
     """Cache every ``(video_id, path)`` of one shard, ``threads`` videos at a time; write its index last."""
@@ -214,6 +241,6 @@ def read_frames(path: Path | str) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 __all__ = [
-    "CacheRecord", "cache_shard", "cache_video", "collect_failures", "read_frames",
+    "COMPRESSION", "CacheRecord", "cache_shard", "cache_video", "collect_failures", "read_frames",
     "read_index", "read_mv", "shard_name", "video_cache_path",
 ]

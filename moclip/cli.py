@@ -52,6 +52,8 @@ def _cache(a: argparse.Namespace) -> int:
 def _inspect(a: argparse.Namespace) -> int:
     import h5py
 
+    import moclip.cache  # noqa: F401  registers the HDF5 filters the caches use
+
     with h5py.File(a.file, "r") as f:
         info = {
             "datasets": {k: {"shape": list(d.shape), "dtype": str(d.dtype)} for k, d in f.items()},

@@ -12,12 +12,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from moclip.cache import read_mv, video_cache_path
 from moclip.io import atomic_path
 from moclip.shards import write_shard
 
@@ -130,11 +130,10 @@ class VideoMV:
 
 def load_video_mv(path: Path | str, video_id: str, label: int) -> VideoMV | None:
     """One MV cache, or None when the video failed to decode."""
-    with h5py.File(path, "r") as f:
-        if f.attrs["status"] != "ok":
-            return None
-        return VideoMV(video_id, label, f["mv"][()], f["frame_type"][()], f["ref_distance"][()],
-                       int(f.attrs["mv_cell"]))
+    mv, frame_type, ref_distance, attrs = read_mv(path)
+    if attrs["status"] != "ok":
+        return None
+    return VideoMV(video_id, label, mv, frame_type, ref_distance, int(attrs["mv_cell"]))
 
 
 def video_inputs(v: VideoMV, s: MVSettings, n_segments: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -339,7 +338,6 @@ def extract_features(model: MVNet, s: MVSettings, mv_files: list[Path], video_id
 
 def load_rows(rows, cache_root: Path | str) -> list[VideoMV | None]:
     """MV caches of manifest rows (None for failed videos)."""
-    from moclip.cache import video_cache_path
 
     return [load_video_mv(video_cache_path(cache_root, "mv", r.shard, r.video_id), r.video_id, r.label) for r in rows]
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
 from conftest import moving_object_video
-from moclip.cache import cache_shard, cache_video, collect_failures, read_frames, read_index, read_mv
+from moclip.cache import (
+    COMPRESSION,
+    _set_attrs,
+    cache_shard,
+    cache_video,
+    collect_failures,
+    read_frames,
+    read_index,
+    read_mv,
+)
 from moclip.codec import DecodeSettings
 
 SETTINGS = DecodeSettings(frame_count=4)
@@ -87,3 +97,36 @@ def test_parallel_shard_equals_serial(videos, tmp_path):
         cache_shard(items, tmp_path / f"mv{t}", tmp_path / f"fr{t}", tmp_path / f"i{t}.tsv", SETTINGS, threads=t)
     for v, _ in items:
         assert (tmp_path / "mv1" / f"{v}.h5").read_bytes() == (tmp_path / "mv2" / f"{v}.h5").read_bytes()
+
+
+def test_mv_maps_lz4_by_default_and_every_filter_round_trips(videos, tmp_path):
+    maps = {}
+    for comp in COMPRESSION:
+        out = tmp_path / comp
+        rec = cache_video(videos / "v_down.mp4", "v", out / "mv.h5", out / "fr.h5", SETTINGS, comp)
+        assert rec.status == "ok"
+        maps[comp] = read_mv(out / "mv.h5")[0]
+    assert all(np.array_equal(m, maps["none"]) for m in maps.values())
+    cache_video(videos / "v_down.mp4", "v", tmp_path / "d" / "mv.h5", tmp_path / "d" / "fr.h5", SETTINGS)
+    with h5py.File(tmp_path / "d" / "mv.h5") as f:
+        filter_id = f["mv"].id.get_create_plist().get_filter(0)[0]
+    assert filter_id == hdf5plugin.LZ4_ID
+    assert (tmp_path / "d" / "mv.h5").stat().st_size < (tmp_path / "none" / "mv.h5").stat().st_size / 3
+
+
+def test_unknown_compression_is_named(videos, tmp_path):
+    with pytest.raises(ValueError, match="'snappy'.*lz4"):
+        cache_video(videos / "v_right.avi", "v", tmp_path / "mv.h5", tmp_path / "fr.h5", SETTINGS, "snappy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_attrs_read_back_as_attrs_update_writes_them(tmp_path):
+    values = {"video_id": "v_ÄpplyÉyeMakeup_g01_c01", "error": "", "width": 320, "fps": 29.97,
+              "truncated": False, "n_mv_frames": np.int64(7)}
+    with h5py.File(tmp_path / "ll.h5", "w") as f:
+        _set_attrs(f, values)
+    with h5py.File(tmp_path / "hl.h5", "w") as f:
+        f.attrs.update(values)
+    with h5py.File(tmp_path / "ll.h5") as a, h5py.File(tmp_path / "hl.h5") as b:
+        got, want = dict(a.attrs), dict(b.attrs)
+    assert got == want and {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
+import moclip.cache  # noqa: F401  registers the HDF5 filters the MV caches are written with
 from conftest import REPO, TINY_DEMO, demo_config
 
 pytestmark = pytest.mark.workflow
