@@ -2,18 +2,23 @@
 
 1. One process, the same UCF101-like videos (320x240, 25 fps, MPEG-4 Part 2 in AVI):
    bare PyAV decode, bare decode + motion-vector export (``to_ndarray()``: the least work
-   any MV cache must do), and our ``cache_video`` (MVs + frames + HDF5). Goal: >= 0.7.
+   any MV cache must do), and our ``cache_video`` (MVs + frames + HDF5), with the default
+   LZ4 maps and with raw maps. Paired rounds (see ``paired_rounds``). Goal: >= 0.7.
+   Then the time to read one video's MV cache, and its size, for each compression.
 2. ``snakemake --cores 2 caches`` wall time against the in-process loop over the same
    videos with 2 processes. Goal: <= 1.3.
 3. Peak memory of one cache job on a long video. Goal: < 1 GB.
 
 Usage: python benchmarks/bench_cache.py [--videos 768] [--distinct 27] [--frames 180] [--shard-size 256]
+                                        [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import av
 
-from moclip.cache import cache_shard, cache_video
+from moclip.cache import cache_shard, cache_video, read_mv
 from moclip.codec import DecodeSettings, encode_video
 from moclip.demo import DemoSpec, make_demo_dataset, render_clip
 
@@ -46,27 +51,58 @@ def bare_decode(paths: list[Path], export_mvs: bool) -> int:
     return n
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def paired_rounds(variants: dict, paths: list[Path], rounds: int, cleanup) -> dict[str, list[float]]:
+    """Seconds of each variant in each round. Within a round every video is run by every
+    variant, in an order that rotates from video to video, so a change in the machine's
+    speed (on this shared VM it swings by 2x within minutes) hits every variant alike."""
+    names = list(variants)
+    totals: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for i, p in enumerate(paths):
+            k = (i + r) % len(names)
+            for name in names[k:] + names[:k]:
+                t = time.perf_counter()
+                variants[name](i, p)
+                spent[name] += time.perf_counter() - t
+        cleanup()
+        for n in names:
+            totals[n].append(spent[n])
+    return totals
 
 
-def per_process(paths: list[Path], out: Path) -> dict[str, float]:
+def per_process(paths: list[Path], out: Path, rounds: int) -> tuple[int, dict[str, list[float]]]:
     frames = bare_decode(paths, False)
     settings = DecodeSettings()
+    # New files in every round, as in the workflow: replacing existing files would add the
+    # kernel's cost of freeing the old ones to the timing.
+    variants = {
+        "bare PyAV decode": lambda i, p: bare_decode([p], False),
+        "bare decode + MV export": lambda i, p: bare_decode([p], True),
+        "moclip cache_video": lambda i, p: cache_video(p, p.stem, out / "a" / f"{i}.h5", out / "b" / f"{i}.h5",
+                                                       settings),
+        "moclip cache_video, raw maps": lambda i, p: cache_video(p, p.stem, out / "c" / f"{i}.h5",
+                                                                 out / "d" / f"{i}.h5", settings, "none"),
+    }
+    return frames, paired_rounds(variants, paths, rounds, lambda: shutil.rmtree(out, ignore_errors=True))
 
-    def ours():
-        for i, p in enumerate(paths):
-            cache_video(p, p.stem, out / "mv" / f"{i}.h5", out / "fr" / f"{i}.h5", settings)
 
-    t_plain = best_of(lambda: bare_decode(paths, False))
-    t_mv = best_of(lambda: bare_decode(paths, True))
-    t_ours = best_of(ours)
-    return {"frames": frames, "plain": frames / t_plain, "mv": frames / t_mv, "ours": frames / t_ours}
+def read_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
+    """(ms to read one video's MV cache, KB on disk) for each compression of the maps."""
+    settings, costs = DecodeSettings(), {}
+    for comp in ("lz4", "zstd", "lzf", "none"):
+        files = [out / comp / f"{i}.h5" for i in range(len(paths))]
+        for p, f in zip(paths, files):
+            cache_video(p, p.stem, f, out / "frames" / f"{comp}{f.name}", settings, comp)
+        best = min(_timed(lambda: [read_mv(f) for f in files]) for _ in range(3))
+        costs[comp] = (1e3 * best / len(files), sum(f.stat().st_size for f in files) / len(files) / 1e3)
+    return costs
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def make_dataset(root: Path, n_videos: int, distinct: int, frames: int) -> tuple[Path, Path]:
@@ -96,7 +132,10 @@ def make_dataset(root: Path, n_videos: int, distinct: int, frames: int) -> tuple
     return videos, lists
 
 
-def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int) -> dict[str, float]:
+def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int, pairs: int) -> dict:
+    """Wall seconds of ``snakemake --cores 2 caches`` and of the in-process loop over the same
+    videos, alternated ``pairs`` times (fresh outputs each time) so that both see the same
+    machine: each pair gives a ratio."""
     import yaml
 
     from moclip.manifest import build_manifest
@@ -104,32 +143,44 @@ def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int) -> dict
     cfg = root / "bench.yaml"
     cfg.write_text(yaml.safe_dump({"dataset": {"videos": str(videos), "lists": str(lists), "splits": [1],
                                                "shards": shards, "val_groups": 1}}))
-    wd = root / "wf"
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(wd), "--configfile", str(cfg), "--cores", "2", "caches", "--quiet", "all"]
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"snakemake failed:\n{out.stdout}\n{out.stderr}")
-    t_wf = time.perf_counter() - t
 
-    t = time.perf_counter()
-    rows = build_manifest(videos, lists, [1], 1, shards, 0)
-    cache_shard([(r.video_id, videos / r.path) for r in rows], root / "loop" / "mv", root / "loop" / "fr",
-                root / "loop" / "index.tsv", DecodeSettings(), threads=2)
-    t_loop = time.perf_counter() - t
-    return {"videos": len(rows), "workflow": t_wf, "loop": t_loop}
+    def workflow(wd: Path) -> None:
+        cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(wd), "--configfile", str(cfg), "--cores", "2", "caches", "--quiet", "all"]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"snakemake failed:\n{out.stdout}\n{out.stderr}")
+
+    def loop(out: Path) -> int:
+        rows = build_manifest(videos, lists, [1], 1, shards, 0)
+        cache_shard([(r.video_id, videos / r.path) for r in rows], out / "mv", out / "fr", out / "index.tsv",
+                    DecodeSettings(), threads=2)
+        return len(rows)
+
+    result: dict = {"workflow": [], "loop": []}
+    for k in range(pairs):
+        result["workflow"].append(_timed(lambda: workflow(root / f"wf{k}")))
+        n = []
+        result["loop"].append(_timed(lambda: n.append(loop(root / f"loop{k}"))))
+        result["videos"] = n[0]
+        shutil.rmtree(root / f"wf{k}")
+        shutil.rmtree(root / f"loop{k}")
+    return result
 
 
 def peak_memory(root: Path, frames: int) -> float:
-    """Peak RSS (MB) of a fresh process caching one long video."""
+    """Peak RSS (MB) of a fresh process caching one long video.
+
+    Read from the child's own VmHWM: its ``ru_maxrss`` would include this (large) parent's,
+    which Linux carries across fork and exec."""
     path = root / "long.avi"
     clip = render_clip(DemoSpec(frames=50), "Ball", "Shake", 1, 1)
     encode_video(path, (clip[i % 50] for i in range(frames)))
     code = (
-        "import resource, sys; from moclip.cache import cache_video; from moclip.codec import DecodeSettings;"
+        "from moclip.cache import cache_video; from moclip.codec import DecodeSettings;"
         f"r = cache_video({str(path)!r}, 'long', {str(root / 'l_mv.h5')!r}, {str(root / 'l_fr.h5')!r}, DecodeSettings());"
-        "assert r.status == 'ok', r; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "assert r.status == 'ok', r;"
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 1024
@@ -142,26 +193,35 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=180)
     ap.add_argument("--shard-size", type=int, default=256, help="videos a shard (UCF101: 13,320 in 52)")
     ap.add_argument("--long-frames", type=int, default=9000)
+    ap.add_argument("--rounds", type=int, default=5, help="paired rounds of the one-process comparison")
+    ap.add_argument("--pairs", type=int, default=2, help="alternated workflow/loop runs")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t = time.perf_counter()
         videos, lists = make_dataset(root / "data", a.videos, a.distinct, a.frames)
-        print(f"# dataset: {a.videos} videos ({a.distinct} distinct), {a.frames} frames, 320x240 MPEG-4 Part 2 "
-              f"in AVI ({time.perf_counter() - t:.0f} s to make)")
         distinct = sorted(videos.rglob("*_c01.avi"))
-        r = per_process(distinct, root / "pp")
-        print(f"\n## one process, {len(distinct)} videos, {r['frames']} frames (best of 3)")
-        print(f"bare PyAV decode            {r['plain']:9.0f} frames/s")
-        print(f"bare decode + MV export     {r['mv']:9.0f} frames/s")
-        print(f"moclip cache_video          {r['ours']:9.0f} frames/s")
-        print(f"ratio ours / bare MV export {r['ours'] / r['mv']:9.2f}   (goal >= 0.7)")
+        print(f"# dataset: {a.videos} videos ({len(distinct)} distinct), {a.frames} frames, 320x240 MPEG-4 Part 2 "
+              f"in AVI ({time.perf_counter() - t:.0f} s to make)")
+        frames, totals = per_process(distinct, root / "pp", a.rounds)
+        bare = totals["bare decode + MV export"]
+        print(f"\n## one process, {len(distinct)} videos, {frames} frames; {a.rounds} paired rounds, median round")
+        for name, seconds in totals.items():
+            print(f"{name:30s} {frames / statistics.median(seconds):9.0f} frames/s")
+        for name in ("moclip cache_video", "moclip cache_video, raw maps"):
+            r = [b / o for b, o in zip(bare, totals[name])]
+            print(f"ratio {name[7:]:24s} / bare MV export {statistics.median(r):5.2f}  "
+                  f"(rounds {min(r):.2f}-{max(r):.2f}; goal >= 0.7)")
+        print(f"\n## reading one video's MV cache ({len(distinct)} videos, best of 3)")
+        for comp, (ms, kb) in read_costs(distinct, root / "rd").items():
+            print(f"{comp:5s} {ms:6.2f} ms  {kb:7.1f} KB")
         shards = max(1, a.videos // a.shard_size)
-        w = workflow_vs_loop(root, videos, lists, shards)
-        print(f"\n## {w['videos']} videos in {shards} shards, 2 cores")
-        print(f"snakemake --cores 2 caches  {w['workflow']:9.1f} s")
-        print(f"in-process loop, 2 procs    {w['loop']:9.1f} s")
-        print(f"ratio workflow / loop       {w['workflow'] / w['loop']:9.2f}   (goal <= 1.3)")
+        w = workflow_vs_loop(root, videos, lists, shards, a.pairs)
+        print(f"\n## {w['videos']} videos in {shards} shards, 2 cores, {a.pairs} alternated pairs")
+        print("snakemake --cores 2 caches  " + " ".join(f"{t:6.1f}" for t in w["workflow"]) + " s")
+        print("in-process loop, 2 procs    " + " ".join(f"{t:6.1f}" for t in w["loop"]) + " s")
+        print("ratio workflow / loop       " + " ".join(f"{x / y:6.2f}" for x, y in zip(w["workflow"], w["loop"]))
+              + "   (goal <= 1.3)")
         mb = peak_memory(root, a.long_frames)
         print(f"\n## peak memory, one cache process, {a.long_frames}-frame video: {mb:.0f} MB   (goal < 1024)")
 
