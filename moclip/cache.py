@@ -32,8 +32,9 @@ FAILURE_COLUMNS = ("video_id", "path", "error")
 _CHUNK_BYTES = 512 * 1024  # HDF5 chunk of the MV maps: a few hundred KB reads and compresses well
 _HOLD_BYTES = 64 << 20  # MV maps of one video held in memory before streaming to the file
 # HDF5 filter of the MV maps (config cache.compression). The maps are mostly zeros and
-# repeated values: LZ4 makes them ~15x smaller at about the cost of writing them raw, and
-# reads them ~4x faster than lzf (benchmarks/bench_cache.py).
+# repeated values: LZ4 makes them 5-6x smaller on camera footage (~15x on the demo) at
+# about the cost of writing them raw, the same size as lzf, and a cache file reads ~2.7x
+# faster than with lzf (benchmarks/bench_cache.py).
 COMPRESSION: dict[str, dict] = {
     "lz4": dict(hdf5plugin.LZ4()),
     "zstd": dict(hdf5plugin.Zstd(clevel=1)),  # about half the size of lz4, a little slower
