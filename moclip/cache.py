@@ -150,7 +150,7 @@ def cache_video(
             attrs = _common_attrs(video_id, dec, settings.mv_cell, "")
             _set_attrs(f, {**attrs, "n_mv_frames": dec.n_mv_frames})
         with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("frames", data=dec.frames)  # raw: camera images gain little from any fast filter
+            f.create_dataset("frames", data=dec.frames)  # raw: LZ4 shrinks camera frames 1.5x at 5x the time
             f.create_dataset("frame_index", data=dec.frame_index)
             _set_attrs(f, {**attrs, "second_pass": dec.second_pass})
     except (DecodeError, av.error.FFmpegError) as e:
