@@ -79,10 +79,12 @@ def per_process(paths: list[Path], out: Path, rounds: int) -> tuple[int, dict[st
     variants = {
         "bare PyAV decode": lambda i, p: bare_decode([p], False),
         "bare decode + MV export": lambda i, p: bare_decode([p], True),
-        "moclip cache_video": lambda i, p: cache_video(p, p.stem, out / "a" / f"{i}.h5", out / "b" / f"{i}.h5",
-                                                       settings),
-        "moclip cache_video, raw maps": lambda i, p: cache_video(p, p.stem, out / "c" / f"{i}.h5",
-                                                                 out / "d" / f"{i}.h5", settings, "none"),
+        "moclip cache_video": lambda i, p: cache_video(
+            p, p.stem, out / "a" / f"{i}.h5", out / "b" / f"{i}.h5", settings
+        ),
+        "moclip cache_video, raw maps": lambda i, p: cache_video(
+            p, p.stem, out / "c" / f"{i}.h5", out / "d" / f"{i}.h5", settings, "none"
+        ),
     }
     return frames, paired_rounds(variants, paths, rounds, lambda: shutil.rmtree(out, ignore_errors=True))
 
@@ -94,7 +96,7 @@ def read_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
         files = [out / comp / f"{i}.h5" for i in range(len(paths))]
         for p, f in zip(paths, files):
             cache_video(p, p.stem, f, out / "frames" / f"{comp}{f.name}", settings, comp)
-        best = min(_timed(lambda: [read_mv(f) for f in files]) for _ in range(3))
+        best = min(_timed(lambda files=files: [read_mv(f) for f in files]) for _ in range(3))
         costs[comp] = (1e3 * best / len(files), sum(f.stat().st_size for f in files) / len(files) / 1e3)
     return costs
 
@@ -141,27 +143,50 @@ def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int, pairs: 
     from moclip.manifest import build_manifest
 
     cfg = root / "bench.yaml"
-    cfg.write_text(yaml.safe_dump({"dataset": {"videos": str(videos), "lists": str(lists), "splits": [1],
-                                               "shards": shards, "val_groups": 1}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"dataset": {"videos": str(videos), "lists": str(lists), "splits": [1], "shards": shards, "val_groups": 1}}
+        )
+    )
 
     def workflow(wd: Path) -> None:
-        cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(wd), "--configfile", str(cfg), "--cores", "2", "caches", "--quiet", "all"]
+        cmd = [
+            str(Path(sys.executable).parent / "snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(wd),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            "2",
+            "caches",
+            "--quiet",
+            "all",
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(f"snakemake failed:\n{out.stdout}\n{out.stderr}")
 
     def loop(out: Path) -> int:
         rows = build_manifest(videos, lists, [1], 1, shards, 0)
-        cache_shard([(r.video_id, videos / r.path) for r in rows], out / "mv", out / "fr", out / "index.tsv",
-                    DecodeSettings(), threads=2)
+        cache_shard(
+            videos=[videos / r.path for r in rows],
+            videos_root=videos,
+            settings=DecodeSettings(),
+            compression="lz4",
+            mv=out / "mv",
+            frames=out / "fr",
+            index=out / "index.tsv",
+            threads=2,
+        )
         return len(rows)
 
     result: dict = {"workflow": [], "loop": []}
     for k in range(pairs):
-        result["workflow"].append(_timed(lambda: workflow(root / f"wf{k}")))
+        result["workflow"].append(_timed(lambda k=k: workflow(root / f"wf{k}")))
         n = []
-        result["loop"].append(_timed(lambda: n.append(loop(root / f"loop{k}"))))
+        result["loop"].append(_timed(lambda k=k, n=n: n.append(loop(root / f"loop{k}"))))
         result["videos"] = n[0]
         shutil.rmtree(root / f"wf{k}")
         shutil.rmtree(root / f"loop{k}")
@@ -178,7 +203,8 @@ def peak_memory(root: Path, frames: int) -> float:
     encode_video(path, (clip[i % 50] for i in range(frames)))
     code = (
         "from moclip.cache import cache_video; from moclip.codec import DecodeSettings;"
-        f"r = cache_video({str(path)!r}, 'long', {str(root / 'l_mv.h5')!r}, {str(root / 'l_fr.h5')!r}, DecodeSettings());"
+        f"r = cache_video({str(path)!r}, 'long', {str(root / 'l_mv.h5')!r}, {str(root / 'l_fr.h5')!r},"
+        " DecodeSettings());"
         "assert r.status == 'ok', r;"
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
     )
@@ -201,8 +227,10 @@ def main() -> None:
         t = time.perf_counter()
         videos, lists = make_dataset(root / "data", a.videos, a.distinct, a.frames)
         distinct = sorted(videos.rglob("*_c01.avi"))
-        print(f"# dataset: {a.videos} videos ({len(distinct)} distinct), {a.frames} frames, 320x240 MPEG-4 Part 2 "
-              f"in AVI ({time.perf_counter() - t:.0f} s to make)")
+        print(
+            f"# dataset: {a.videos} videos ({len(distinct)} distinct), {a.frames} frames, 320x240 MPEG-4 Part 2 "
+            f"in AVI ({time.perf_counter() - t:.0f} s to make)"
+        )
         frames, totals = per_process(distinct, root / "pp", a.rounds)
         bare = totals["bare decode + MV export"]
         print(f"\n## one process, {len(distinct)} videos, {frames} frames; {a.rounds} paired rounds, median round")
@@ -210,8 +238,10 @@ def main() -> None:
             print(f"{name:30s} {frames / statistics.median(seconds):9.0f} frames/s")
         for name in ("moclip cache_video", "moclip cache_video, raw maps"):
             r = [b / o for b, o in zip(bare, totals[name])]
-            print(f"ratio {name[7:]:24s} / bare MV export {statistics.median(r):5.2f}  "
-                  f"(rounds {min(r):.2f}-{max(r):.2f}; goal >= 0.7)")
+            print(
+                f"ratio {name[7:]:24s} / bare MV export {statistics.median(r):5.2f}  "
+                f"(rounds {min(r):.2f}-{max(r):.2f}; goal >= 0.7)"
+            )
         print(f"\n## reading one video's MV cache ({len(distinct)} videos, best of 3)")
         for comp, (ms, kb) in read_costs(distinct, root / "rd").items():
             print(f"{comp:5s} {ms:6.2f} ms  {kb:7.1f} KB")
@@ -220,8 +250,11 @@ def main() -> None:
         print(f"\n## {w['videos']} videos in {shards} shards, 2 cores, {a.pairs} alternated pairs")
         print("snakemake --cores 2 caches  " + " ".join(f"{t:6.1f}" for t in w["workflow"]) + " s")
         print("in-process loop, 2 procs    " + " ".join(f"{t:6.1f}" for t in w["loop"]) + " s")
-        print("ratio workflow / loop       " + " ".join(f"{x / y:6.2f}" for x, y in zip(w["workflow"], w["loop"]))
-              + "   (goal <= 1.3)")
+        print(
+            "ratio workflow / loop       "
+            + " ".join(f"{x / y:6.2f}" for x, y in zip(w["workflow"], w["loop"]))
+            + "   (goal <= 1.3)"
+        )
         mb = peak_memory(root, a.long_frames)
         print(f"\n## peak memory, one cache process, {a.long_frames}-frame video: {mb:.0f} MB   (goal < 1024)")
 

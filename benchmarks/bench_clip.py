@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from moclip.cache import cache_shard
-from moclip.clip_stream import embed_frame_caches, load_clip, resolve_device
+from moclip.clip_stream import embed_frame_caches, load_clip
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset
+from moclip.runtime import resolve_device
 
 
 def main() -> None:
@@ -35,15 +36,30 @@ def main() -> None:
         root = Path(tmp)
         make_demo_dataset(root / "UCF-101", root / "lists", DemoSpec(groups=4, clips=1, frames=30), threads=2)
         videos = sorted((root / "UCF-101").rglob("*.avi"))[: a.videos]
-        cache_shard([(p.stem, p) for p in videos], root / "mv", root / "fr", root / "index.tsv",
-                    DecodeSettings(frame_count=a.frames), threads=2)
+        cache_shard(
+            videos=videos,
+            videos_root=root,
+            settings=DecodeSettings(frame_count=a.frames),
+            compression="lz4",
+            mv=root / "mv",
+            frames=root / "fr",
+            index=root / "index.tsv",
+            threads=2,
+        )
         files = [root / "fr" / f"{p.stem}.h5" for p in videos]
         clip = load_clip(a.model, "none", device=str(dev))
         n_img = len(files) * a.frames
         batch = a.batch_videos * a.frames
 
-        embed_frame_caches(clip, files[: a.batch_videos], [p.stem for p in videos[: a.batch_videos]],
-                           root / "warm.h5", a.batch_videos, 1, str(dev))  # warm-up
+        embed_frame_caches(
+            clip,
+            files[: a.batch_videos],
+            [p.stem for p in videos[: a.batch_videos]],
+            root / "warm.h5",
+            a.batch_videos,
+            1,
+            str(dev),
+        )  # warm-up
         t = time.perf_counter()
         embed_frame_caches(clip, files, [p.stem for p in videos], root / "shard.h5", a.batch_videos, 1, str(dev))
         t_ours = time.perf_counter() - t

@@ -51,8 +51,18 @@ def make_placeholder_ucf101(root: Path) -> tuple[Path, Path]:
 
 
 def snakemake(wd: Path, cfg: Path, *args: str) -> tuple[float, str]:
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(wd), "--configfile", str(cfg), "--cores", "2", *args]
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "2",
+        *args,
+    ]
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
@@ -70,8 +80,11 @@ def main() -> None:
         videos, lists = make_placeholder_ucf101(root / "data")
         print(f"# {N_VIDEOS} placeholder videos in UCF101's layout ({time.perf_counter() - t:.1f} s to make)")
         cfg = root / "config.yaml"
-        cfg.write_text(yaml.safe_dump({"dataset": {"videos": str(videos), "lists": str(lists), "shards": a.shards,
-                                                   "val_groups": 3}}))
+        cfg.write_text(
+            yaml.safe_dump(
+                {"dataset": {"videos": str(videos), "lists": str(lists), "shards": a.shards, "val_groups": 3}}
+            )
+        )
         wd = root / "run"
         t_manifest, _ = snakemake(wd, cfg, "manifest", "--quiet", "all")
         t_dry, out = snakemake(wd, cfg, "-n", "--quiet", "rules")
@@ -79,15 +92,18 @@ def main() -> None:
         print(f"manifest job (13,320 rows, 3 splits)   {t_manifest:6.1f} s")
         print(f"dry run of the whole workflow          {t_dry:6.1f} s   (goal < 60 s)")
         print(f"jobs in the DAG                        {total.group(1) if total else '?':>6}   ({a.shards} shards)")
-        stats = out[out.find("Job stats:"):]
+        stats = out[out.find("Job stats:") :]
         print(stats[: stats.find("total")].strip())
-        t_slurm, out = snakemake(wd, cfg, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"),
-                                 "--jobs", "100", "--quiet", "rules")
+        t_slurm, out = snakemake(
+            wd, cfg, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"), "--jobs", "100", "--quiet", "rules"
+        )
         jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
         local = {"all", "caches", "embeddings", "cache_failures"}
         n_sbatch = sum(n for r, n in jobs.items() if r != "total" and r not in local)
-        print(f"sbatch submissions under profiles/slurm {n_sbatch:5d}   (dry run {t_slurm:.1f} s; local rules: "
-              f"{', '.join(sorted(local & set(jobs)))})")
+        print(
+            f"sbatch submissions under profiles/slurm {n_sbatch:5d}   (dry run {t_slurm:.1f} s; local rules: "
+            f"{', '.join(sorted(local & set(jobs)))})"
+        )
 
 
 if __name__ == "__main__":

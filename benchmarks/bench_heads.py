@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from moclip.heads import HeadSettings, train_head
+from moclip.heads import HeadSettings, fit_head
 
 
 def main() -> None:
@@ -29,13 +29,17 @@ def main() -> None:
     x_tr = centres[y_tr] + 3 * torch.randn(n_train, sum(dims), generator=g)
     x_va = centres[y_va] + 3 * torch.randn(n_val, sum(dims), generator=g)
     s = HeadSettings(epochs=a.epochs)
-    print(f"## {n_train} train / {n_val} val videos, {sum(dims)}-d features, {classes} classes, "
-          f"{a.epochs} epochs, CPU {torch.get_num_threads()} threads")
+    print(
+        f"## {n_train} train / {n_val} val videos, {sum(dims)}-d features, {classes} classes, "
+        f"{a.epochs} epochs, CPU {torch.get_num_threads()} threads"
+    )
     for kind, d in (("fusion", dims), ("clip_linear", dims[:1])):
         t = time.perf_counter()
-        _, best, hist = train_head(kind, d, classes, s, 0, x_tr[:, : sum(d)], y_tr, x_va[:, : sum(d)], y_va)
-        print(f"{kind:12s} {time.perf_counter() - t:6.1f} s a seed   (best epoch {best}, "
-              f"val top-1 {hist[best]['val_top1']:.3f})")
+        _, best, hist = fit_head(kind, d, classes, s, 0, x_tr[:, : sum(d)], y_tr, x_va[:, : sum(d)], y_va)
+        print(
+            f"{kind:12s} {time.perf_counter() - t:6.1f} s a seed   (best epoch {best}, "
+            f"val top-1 {hist[best]['val_top1']:.3f})"
+        )
 
 
 if __name__ == "__main__":

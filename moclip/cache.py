@@ -1,20 +1,20 @@
 """Per-video HDF5 caches of motion vectors and frames, written shard by shard.
 
-Layout under a cache root: ``mv/shard-NNNNN/<video_id>.h5``, ``frames/shard-NNNNN/<video_id>.h5``
-and ``index/shard-NNNNN.tsv`` (one status line a video). Every file is written to a temp
-name and renamed, so a killed job never leaves a file that looks complete. A video that
+A shard's videos get one file each in an MV directory and a frame directory
+(``<video_id>.h5``: :func:`video_file`), and the shard an index table (one status line a
+video). Every file is written to a temp name and renamed, so a killed job never leaves a
+file that looks complete. A video that
 cannot be decoded gets files with ``status=failed`` and the decoder's message; it is
 listed by name, never replaced by zeros.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -24,7 +24,8 @@ import numpy as np
 from h5py import h5a, h5s, h5t
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
-from moclip.io import atomic_path, pool_context
+from moclip.io import atomic_path, read_tsv, relative_to, write_tsv
+from moclip.runtime import pool_context
 
 log = logging.getLogger(__name__)
 INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
@@ -45,13 +46,9 @@ COMPRESSION: dict[str, dict] = {
 _STR = h5py.string_dtype()
 
 
-def shard_name(shard: int) -> str:
-    return f"shard-{shard:05d}"
-
-
-def video_cache_path(root: Path | str, kind: str, shard: int, video_id: str) -> Path:
-    """Where the ``kind`` ('mv' or 'frames') cache of one video lives."""
-    return Path(root) / kind / shard_name(shard) / f"{video_id}.h5"
+def video_file(cache_dir: Path | str, video_id: str) -> Path:
+    """A video's cache file in a shard's MV or frame directory."""
+    return Path(cache_dir) / f"{video_id}.h5"
 
 
 @dataclass(frozen=True)
@@ -67,11 +64,32 @@ class CacheRecord:
 
 def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str) -> dict:
     if dec is None:
-        return dict(video_id=video_id, status="failed", error=error, width=0, height=0, fps=0.0,
-                    codec="", n_frames=0, mv_cell=cell, truncated=False, notes="")
-    return dict(video_id=video_id, status="ok", error="", width=dec.width, height=dec.height, fps=dec.fps,
-                codec=dec.codec, n_frames=dec.n_frames, mv_cell=cell, truncated=dec.truncated,
-                notes="; ".join(dec.notes))
+        return dict(
+            video_id=video_id,
+            status="failed",
+            error=error,
+            width=0,
+            height=0,
+            fps=0.0,
+            codec="",
+            n_frames=0,
+            mv_cell=cell,
+            truncated=False,
+            notes="",
+        )
+    return dict(
+        video_id=video_id,
+        status="ok",
+        error="",
+        width=dec.width,
+        height=dec.height,
+        fps=dec.fps,
+        codec=dec.codec,
+        n_frames=dec.n_frames,
+        mv_cell=cell,
+        truncated=dec.truncated,
+        notes="; ".join(dec.notes),
+    )
 
 
 def _set_attrs(obj: h5py.HLObject, values: dict) -> None:
@@ -124,8 +142,16 @@ def cache_video(
                     f.create_dataset("mv", data=maps, chunks=chunks, **filters)
                     return
                 if not ds:
-                    ds.append(f.create_dataset("mv", shape=(0, hc, wc, 2), maxshape=(None, hc, wc, 2),
-                                               dtype=np.float16, chunks=chunks, **filters))
+                    ds.append(
+                        f.create_dataset(
+                            "mv",
+                            shape=(0, hc, wc, 2),
+                            maxshape=(None, hc, wc, 2),
+                            dtype=np.float16,
+                            chunks=chunks,
+                            **filters,
+                        )
+                    )
                 d = ds[0]
                 n0 = d.shape[0]
                 d.resize(n0 + len(maps), axis=0)
@@ -166,67 +192,27 @@ def _cache_one(args: tuple) -> CacheRecord:
     return cache_video(*args)
 
 
-def cache_shard(
-    videos: Iterable[tuple[str, Path | str]],
-    mv_dir: Path | str,
-    frames_dir: Path | str,
-    index_out: Path | str,
-    settings: DecodeSettings,
-    compression: str = "lz4",
-    threads: int = 1,
-) -> list[CacheRecord]:
-    """Cache every ``(video_id, path)`` of one shard, ``threads`` videos at a time; write its index last."""
-    mv_dir, frames_dir = Path(mv_dir), Path(frames_dir)
-    jobs = [(path, vid, mv_dir / f"{vid}.h5", frames_dir / f"{vid}.h5", settings, compression) for vid, path in videos]
-    mv_dir.mkdir(parents=True, exist_ok=True)
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    name = Path(index_out).stem
-    t0, records = time.perf_counter(), []
-    if threads > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(threads, len(jobs)), mp_context=pool_context()) as pool:
-            for rec in pool.map(_cache_one, jobs, chunksize=1):
-                records.append(rec)
-                _progress(name, len(records), len(jobs), rec, t0)
-    else:
-        for job in jobs:
-            records.append(_cache_one(job))
-            _progress(name, len(records), len(jobs), records[-1], t0)
-    write_index(records, index_out)
-    return records
-
-
 def _progress(name: str, i: int, n: int, rec: CacheRecord, t0: float) -> None:
     rate = i / max(time.perf_counter() - t0, 1e-9)
     detail = f"{rec.n_frames} frames" if rec.status == "ok" else f"FAILED: {rec.error}"
     log.info("%s %d/%d %.1f videos/s %s %s", name, i, n, rate, rec.video_id, detail)
 
 
-def write_index(records: list[CacheRecord], path: Path | str) -> None:
-    _write_tsv(path, INDEX_COLUMNS, [asdict(r) for r in records])
+def _one_line(text: str) -> str:
+    """An error message as one TSV field."""
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def write_index(records: list[CacheRecord], path: Path | str, columns: tuple[str, ...] = INDEX_COLUMNS) -> None:
+    write_tsv(path, columns, ([_one_line(str(getattr(r, c))) for c in columns] for r in records))
 
 
 def read_index(path: Path | str) -> list[CacheRecord]:
     """Records of a shard index, or of failures.tsv (whose rows are all failed)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return [CacheRecord(r["video_id"], r["path"], r.get("status", "failed"), int(r.get("n_frames", 0)), r["error"])
-                for r in csv.DictReader(f, delimiter="\t")]
-
-
-def collect_failures(index_files: Iterable[Path | str], out: Path | str) -> list[CacheRecord]:
-    """Gather the failed videos of every shard index into one TSV (header only when none failed)."""
-    failed = [r for p in index_files for r in read_index(p) if r.status != "ok"]
-    for r in failed:
-        log.warning("failed video %s (%s): %s", r.video_id, r.path, r.error)
-    _write_tsv(out, FAILURE_COLUMNS, [asdict(r) for r in failed])
-    return failed
-
-
-def _write_tsv(path: Path | str, columns: tuple[str, ...], rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([str(r[c]).replace("\t", " ").replace("\n", " ") for c in columns])
+    return [
+        CacheRecord(r["video_id"], r["path"], r.get("status", "failed"), int(r.get("n_frames", 0)), r["error"])
+        for r in read_tsv(path)
+    ]
 
 
 def read_mv(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -241,7 +227,66 @@ def read_frames(path: Path | str) -> tuple[np.ndarray, np.ndarray, dict]:
         return f["frames"][()], f["frame_index"][()], dict(f.attrs)
 
 
+# --------------------------------------------------------------------------- stage entry points
+
+
+def cache_shard(
+    *,
+    videos: list[Path | str],
+    videos_root: Path | str,
+    settings: DecodeSettings,
+    compression: str,
+    mv: Path | str,
+    frames: Path | str,
+    index: Path | str,
+    threads: int = 1,
+) -> list[CacheRecord]:
+    """Rule ``cache_shard``: cache every video of one shard into the ``mv`` and ``frames``
+    directories, ``threads`` videos at a time, and write the shard's ``index`` last.
+
+    A video's id is its file's stem; the index names it by its path under ``videos_root``.
+    """
+    mv, frames = Path(mv), Path(frames)
+    jobs = [
+        (v, Path(v).stem, video_file(mv, Path(v).stem), video_file(frames, Path(v).stem), settings, compression)
+        for v in videos
+    ]
+    mv.mkdir(parents=True, exist_ok=True)
+    frames.mkdir(parents=True, exist_ok=True)
+    name = Path(index).stem
+    t0, records = time.perf_counter(), []
+    if threads > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(threads, len(jobs)), mp_context=pool_context()) as pool:
+            for rec in pool.map(_cache_one, jobs, chunksize=1):
+                records.append(rec)
+                _progress(name, len(records), len(jobs), rec, t0)
+    else:
+        for job in jobs:
+            records.append(_cache_one(job))
+            _progress(name, len(records), len(jobs), records[-1], t0)
+    records = [replace(r, path=relative_to(r.path, videos_root)) for r in records]
+    write_index(records, index)
+    return records
+
+
+def cache_failures(*, indexes: Iterable[Path | str], out: Path | str) -> list[CacheRecord]:
+    """Rule ``cache_failures``: the failed videos of every shard index in one table (header
+    only when none failed)."""
+    failed = [r for p in indexes for r in read_index(p) if r.status != "ok"]
+    for r in failed:
+        log.warning("failed video %s (%s): %s", r.video_id, r.path, r.error)
+    write_index(failed, out, FAILURE_COLUMNS)
+    return failed
+
+
 __all__ = [
-    "COMPRESSION", "CacheRecord", "cache_shard", "cache_video", "collect_failures", "read_frames",
-    "read_index", "read_mv", "shard_name", "video_cache_path",
+    "COMPRESSION",
+    "CacheRecord",
+    "cache_failures",
+    "cache_shard",
+    "cache_video",
+    "read_frames",
+    "read_index",
+    "read_mv",
+    "video_file",
 ]

@@ -7,10 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+import h5py
+
+from moclip.cache import cache_video
+from moclip.codec import DecodeSettings
+from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.manifest import build_manifest, write_manifest
+
 
 def _demo_data(a: argparse.Namespace) -> int:
-    from moclip.demo import DemoSpec, make_demo_dataset
-
     spec = DemoSpec(
         appearances=tuple(a.appearances),
         motions=tuple(a.motions),
@@ -26,8 +31,6 @@ def _demo_data(a: argparse.Namespace) -> int:
 
 
 def _manifest(a: argparse.Namespace) -> int:
-    from moclip.manifest import build_manifest, write_manifest
-
     rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed)
     write_manifest(rows, a.out)
     print(f"wrote {len(rows)} videos to {a.out}")
@@ -35,11 +38,7 @@ def _manifest(a: argparse.Namespace) -> int:
 
 
 def _cache(a: argparse.Namespace) -> int:
-    from moclip.cache import cache_video
-    from moclip.codec import DecodeSettings
-
-    settings = DecodeSettings(mv_cell=a.mv_cell, frame_count=a.frames, short_side=a.short_side,
-                              max_frames=a.max_frames)
+    settings = DecodeSettings(mv_cell=a.mv_cell, frame_count=a.frames, short_side=a.short_side, max_frames=a.max_frames)
     failed = 0
     for v in a.videos:
         vid = Path(v).stem
@@ -50,10 +49,6 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _inspect(a: argparse.Namespace) -> int:
-    import h5py
-
-    import moclip.cache  # noqa: F401  registers the HDF5 filters the caches use
-
     with h5py.File(a.file, "r") as f:
         info = {
             "datasets": {k: {"shape": list(d.shape), "dtype": str(d.dtype)} for k, d in f.items()},
@@ -64,7 +59,7 @@ def _inspect(a: argparse.Namespace) -> int:
 
 
 def _predict(a: argparse.Namespace) -> int:
-    from moclip.predict import Predictor
+    from moclip.predict import Predictor  # torch and open_clip: loaded only for predict
 
     predictor = Predictor(a.run, a.split)
     results, failed = [], 0
@@ -78,14 +73,23 @@ def _predict(a: argparse.Namespace) -> int:
             else:
                 print(f"{v}\t" + "\t".join(f"{c} {p:.3f}" for c, p in r.classes))
     if a.json:
-        print(json.dumps([{"video": r.video, "error": r.error or None,
-                           "top": [{"class": c, "probability": p} for c, p in r.classes]} for r in results], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "video": r.video,
+                        "error": r.error or None,
+                        "top": [{"class": c, "probability": p} for c, p in r.classes],
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
     return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from moclip.demo import APPEARANCES, MOTIONS, DemoSpec
-
     p = argparse.ArgumentParser(prog="moclip", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 

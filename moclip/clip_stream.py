@@ -20,9 +20,15 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from moclip.shards import read_shards, write_shard
+from moclip.cache import read_index, video_file
+from moclip.io import write_json
+from moclip.manifest import Video, class_names, read_manifest
+from moclip.metrics import summarize, write_predictions
+from moclip.runtime import resolve_device, use_threads
+from moclip.shards import pool_frames, read_shards, write_shard
 
 log = logging.getLogger(__name__)
+__data__ = ("model_configs",)  # package data this module reads: part of its code digest (moclip.provenance)
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIGS)  # the project's small test/demo architectures
 
@@ -87,8 +93,9 @@ def state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_clip(name: str, pretrained: str | None, device: str = "cpu", seed: int = 0,
-              cache_dir: str | None = None) -> Clip:
+def load_clip(
+    name: str, pretrained: str | None, device: str = "cpu", seed: int = 0, cache_dir: str | None = None
+) -> Clip:
     """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``.
 
     Tags resolve through open_clip's registry and the Hugging Face cache (``cache_dir``).
@@ -104,8 +111,9 @@ def load_clip(name: str, pretrained: str | None, device: str = "cpu", seed: int 
             )
     torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
     try:
-        model = open_clip.create_model(name, pretrained=None if kind == "none" else kind, device=device,
-                                       cache_dir=cache_dir)
+        model = open_clip.create_model(
+            name, pretrained=None if kind == "none" else kind, device=device, cache_dir=cache_dir
+        )
     except Exception as e:  # open_clip raises RuntimeError, OSError, HTTP errors ... when offline
         raise ClipLoadError(
             f"could not load pretrained weights {kind!r} for {name}: {type(e).__name__}: {e}\n"
@@ -164,12 +172,6 @@ def _collate(items):
     return items
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def embed_frame_caches(
     clip: Clip,
@@ -191,8 +193,12 @@ def embed_frame_caches(
     amp = dev.type == "cuda"
     ds = _FrameCaches(list(frame_files), clip.image_size, clip.mean, clip.std)
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=batch_videos, num_workers=workers, collate_fn=_collate,
-        persistent_workers=False, pin_memory=amp,
+        ds,
+        batch_size=batch_videos,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        pin_memory=amp,
     )
     feats: list[np.ndarray | None] = [None] * len(ds)
     t0, done, n_img = time.perf_counter(), 0, 0
@@ -218,9 +224,19 @@ def embed_frame_caches(
     for i, f in enumerate(feats):
         if f is not None:
             arr[i] = f
-    write_shard(out, video_ids, arr, valid, model=clip.name, pretrained=clip.pretrained,
-                weights_digest=clip.weights_digest, random_weights=clip.random_weights,
-                image_size=clip.image_size, device=str(dev), autocast=amp)
+    write_shard(
+        out,
+        video_ids,
+        arr,
+        valid,
+        model=clip.name,
+        pretrained=clip.pretrained,
+        weights_digest=clip.weights_digest,
+        random_weights=clip.random_weights,
+        image_size=clip.image_size,
+        device=str(dev),
+        autocast=amp,
+    )
     return valid
 
 
@@ -239,12 +255,6 @@ def text_classifier(clip: Clip, class_names: list[str], templates=DEFAULT_TEMPLA
     return np.stack(out)
 
 
-def pool_frames(features: np.ndarray) -> np.ndarray:
-    """[..., K, D] -> [..., D]: the mean of the L2-normalised frame embeddings."""
-    f = features / np.linalg.norm(features, axis=-1, keepdims=True)
-    return f.mean(axis=-2)
-
-
 def zeroshot_scores(features: np.ndarray, classifier: np.ndarray, logit_scale: float) -> np.ndarray:
     """[N, C]: logit scale x cosine between each video's pooled frame embedding and each class."""
     v = pool_frames(features)
@@ -258,7 +268,7 @@ def logit_scale(clip: Clip) -> float:
 
 def evaluate_zeroshot(
     clip: Clip,
-    manifest: list,
+    manifest: list[Video],
     shard_files: list[Path | str],
     split: int,
     templates=DEFAULT_TEMPLATES,
@@ -268,9 +278,6 @@ def evaluate_zeroshot(
 
     Failed videos keep NaN scores and count as misses.
     """
-    from moclip.manifest import class_names
-    from moclip.metrics import summarize
-
     names = class_names(manifest)
     test = [r for r in manifest if r.split(split) == "test"]
     feats = read_shards(shard_files)
@@ -286,3 +293,62 @@ def evaluate_zeroshot(
     metrics = summarize(scores, labels, len(names))
     metrics["failed_videos"] = [r.video_id for r in test if feats[r.video_id] is None]
     return [r.video_id for r in test], labels, scores, names, metrics
+
+
+# --------------------------------------------------------------------------- stage entry points
+
+
+def clip_embed(
+    *,
+    frames: Path | str,
+    index: Path | str,
+    out: Path | str,
+    model: str,
+    pretrained: str,
+    device: str,
+    batch_videos: int,
+    dtype: str,
+    seed: int,
+    threads: int = 1,
+) -> np.ndarray:
+    """Rule ``clip_embed``: every cached frame of one shard (its ``frames`` directory and
+    ``index``) embedded with the frozen image encoder, into the shard file ``out``."""
+    use_threads(threads)
+    clip = load_clip(model, pretrained, seed=seed)
+    ids = [r.video_id for r in read_index(index)]
+    files = [video_file(frames, v) for v in ids]
+    return embed_frame_caches(clip, files, ids, out, batch_videos, max(0, threads - 1), device, dtype)
+
+
+def zeroshot(
+    *,
+    manifest: Path | str,
+    shards: list[Path | str],
+    split: int,
+    model: str,
+    pretrained: str,
+    device: str,
+    templates: list[str] | None,
+    seed: int,
+    predictions: Path | str,
+    metrics: Path | str,
+    threads: int = 1,
+) -> dict:
+    """Rule ``zeroshot``: one split's test videos classified from the CLIP shards by prompts
+    (``templates``, or CLIP's 48 UCF101 templates when None)."""
+    use_threads(threads)
+    clip = load_clip(model, pretrained, seed=seed)
+    ids, labels, scores, names, m = evaluate_zeroshot(
+        clip, read_manifest(manifest), shards, split, templates or DEFAULT_TEMPLATES, device
+    )
+    write_predictions(predictions, ids, labels, scores, names)
+    m = {
+        "method": "zeroshot",
+        "split": split,
+        "model": model,
+        "pretrained": pretrained,
+        "weights_digest": clip.weights_digest,
+        **m,
+    }
+    write_json(metrics, m)
+    return m

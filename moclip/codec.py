@@ -16,6 +16,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from moclip.io import atomic_path
+from moclip.settings import FromConfig
+
 # Decoders whose frames carry motion-vector side data with flags2=+export_mvs.
 MV_CODECS = frozenset(
     {"mpeg4", "h264", "mpeg1video", "mpeg2video", "h263", "h263p", "flv", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2"}
@@ -33,7 +36,7 @@ class DecodeError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DecodeSettings:
+class DecodeSettings(FromConfig):
     """Everything that shapes a cache: each field reaches the workflow as a param."""
 
     mv_cell: int = 8
@@ -154,7 +157,8 @@ def rasterize(blocks, frame_of_block: np.ndarray, n: int, height: int, width: in
     blk = sel if k is None else k[sel]
     # Past reference: moved by -motion/scale; future reference: negated to point forward in time.
     scale = np.where(blocks["source"][blk] > 0, 1.0, -1.0).astype(np.float32) / np.maximum(
-        blocks["motion_scale"][blk], 1)
+        blocks["motion_scale"][blk], 1
+    )
     dx, dy = scale * mx[blk], scale * my[blk]
     if area is not None:
         dx, dy = area[sel] * dx, area[sel] * dy
@@ -253,9 +257,7 @@ def _read_frames(path: Path, wanted: set[int]) -> dict[int, av.VideoFrame]:
     return out
 
 
-def decode_video(
-    path: Path | str, settings: DecodeSettings, on_mv: Callable[[np.ndarray], None]
-) -> DecodedVideo:
+def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np.ndarray], None]) -> DecodedVideo:
     """Decode ``path`` once; stream float16 MV maps to ``on_mv`` in chunks; return the rest.
 
     Raises :class:`DecodeError` with the decoder's message for anything that cannot be read.
@@ -363,7 +365,6 @@ def decode_video(
     )
 
 
-
 def encode_video(
     path: Path | str,
     frames,
@@ -379,38 +380,38 @@ def encode_video(
 
     Used by the demo dataset and the tests; the file is renamed into place only when complete.
     """
-    from moclip.io import atomic_path
 
     path = Path(path)
     fmt = {".avi": "avi", ".mp4": "mp4", ".mkv": "matroska"}.get(path.suffix.lower())
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format=fmt) as out:
-            stream = None
-            for i, img in enumerate(frames):
-                if stream is None:
-                    stream = out.add_stream(codec, rate=fps)
-                    stream.height, stream.width = img.shape[:2]
-                    stream.pix_fmt = pix_fmt
-                    stream.bit_rate = bit_rate
-                    if codec == "mpeg4" and fmt == "avi":
-                        stream.codec_tag = "XVID"
-                    stream.codec_context.thread_count = 1  # deterministic bytes for a seed
-                    stream.codec_context.gop_size = gop
-                    stream.codec_context.max_b_frames = bframes
-                    opts = {"bf": str(bframes)} if codec == "libx264" else {}
-                    stream.codec_context.options = {**opts, **(options or {})}
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-                frame.pts = i
-                out.mux(stream.encode(frame))
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format=fmt) as out:
+        stream = None
+        for i, img in enumerate(frames):
             if stream is None:
-                raise ValueError(f"{path}: no frames to encode")
-            out.mux(stream.encode(None))
+                stream = out.add_stream(codec, rate=fps)
+                stream.height, stream.width = img.shape[:2]
+                stream.pix_fmt = pix_fmt
+                stream.bit_rate = bit_rate
+                if codec == "mpeg4" and fmt == "avi":
+                    stream.codec_tag = "XVID"
+                stream.codec_context.thread_count = 1  # deterministic bytes for a seed
+                stream.codec_context.gop_size = gop
+                stream.codec_context.max_b_frames = bframes
+                opts = {"bf": str(bframes)} if codec == "libx264" else {}
+                stream.codec_context.options = {**opts, **(options or {})}
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        if stream is None:
+            raise ValueError(f"{path}: no frames to encode")
+        out.mux(stream.encode(None))
 
 
-def reencode(src: Path | str, dst: Path | str, codec: str = "mpeg4", gop: int = 12, bframes: int = 0,
-             bit_rate: int = 1_500_000) -> None:
+def reencode(
+    src: Path | str, dst: Path | str, codec: str = "mpeg4", gop: int = 12, bframes: int = 0, bit_rate: int = 1_500_000
+) -> None:
     """Re-encode a video (as the paper's code does to every video: MPEG-4 Part 2, GOP 12, no
     B-frames); here an opt-in step for footage whose codec exports no vectors."""
+
     def frames():
         with _open(Path(src)) as container:
             for frame in container.decode(container.streams.video[0]):

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from moclip.codec import encode_video
-from moclip.io import pool_context
+from moclip.runtime import pool_context
+from moclip.settings import FromConfig
 
 APPEARANCES = {  # name -> (shape, RGB colour)
     "Ball": ("disc", (220, 40, 40)),
@@ -32,7 +33,7 @@ WIDTH, HEIGHT, FPS = 320, 240, 25
 
 
 @dataclass(frozen=True)
-class DemoSpec:
+class DemoSpec(FromConfig):
     """What shapes the demo dataset; every field is a workflow param."""
 
     appearances: tuple[str, ...] = ("Ball", "Box", "Kite")
@@ -149,9 +150,7 @@ def _write_clip(args: tuple) -> str:
     return str(path)
 
 
-def make_demo_dataset(
-    videos: Path | str, lists: Path | str, spec: DemoSpec = DemoSpec(), threads: int = 1
-) -> None:
+def make_demo_dataset(videos: Path | str, lists: Path | str, spec: DemoSpec = DemoSpec(), threads: int = 1) -> None:
     """Write ``videos/<Class>/v_<Class>_gGG_cCC.avi`` and the split lists under ``lists``."""
     spec.validate()
     videos, lists = Path(videos), Path(lists)
@@ -175,9 +174,7 @@ def make_demo_dataset(
             _write_clip(j)
     lists.mkdir(parents=True, exist_ok=True)
     crlf = "\r\n"  # the official lists have Windows line ends
-    (lists / "classInd.txt").write_bytes(
-        "".join(f"{i} {n}{crlf}" for i, n in enumerate(classes, 1)).encode()
-    )
+    (lists / "classInd.txt").write_bytes("".join(f"{i} {n}{crlf}" for i, n in enumerate(classes, 1)).encode())
     for k in (1, 2, 3):
         test = set(spec.test_groups(k))
         train_lines, test_lines = [], []
@@ -190,3 +187,11 @@ def make_demo_dataset(
                         train_lines.append(f"{rel[(name, g, c)]} {i}{crlf}")
         (lists / f"trainlist0{k}.txt").write_bytes("".join(train_lines).encode())
         (lists / f"testlist0{k}.txt").write_bytes("".join(test_lines).encode())
+
+
+# --------------------------------------------------------------------------- stage entry point
+
+
+def demo_data(*, spec: DemoSpec, videos: Path | str, lists: Path | str, threads: int = 1) -> None:
+    """Rule ``demo_data``: the demo dataset's ``videos`` and split ``lists``."""
+    make_demo_dataset(videos, lists, spec, threads=threads)

@@ -19,16 +19,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.clip_stream import pool_frames
-from moclip.io import atomic_path
-from moclip.shards import read_shards
+from moclip.io import atomic_path, write_json
+from moclip.manifest import class_names, read_manifest, split_rows
+from moclip.methods import HEADS
+from moclip.metrics import summarize, write_predictions
+from moclip.runtime import use_threads
+from moclip.settings import FromConfig
+from moclip.shards import pool_frames, pool_segments, read_shards
 
 log = logging.getLogger(__name__)
-HEADS = ("fusion", "clip_linear")
 
 
 @dataclass(frozen=True)
-class HeadSettings:
+class HeadSettings(FromConfig):
     """Everything that shapes a head (each a workflow param)."""
 
     hidden: int = 512
@@ -38,16 +41,6 @@ class HeadSettings:
     epochs: int = 100
     batch_size: int = 64
     normalize: str = "standardize"  # none | l2 | standardize (per stream, statistics of train)
-
-
-def pool_clip(f: np.ndarray) -> np.ndarray:
-    """[K, D] frame embeddings -> [D]: the mean of the L2-normalised frames (as zero-shot pools)."""
-    return pool_frames(f)
-
-
-def pool_mv(f: np.ndarray) -> np.ndarray:
-    """[S, D] segment features -> [D]: their mean (TSN)."""
-    return f.mean(0)
 
 
 def stream_matrix(rows, feats: dict, pool) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +91,17 @@ def build_head(kind: str, dims: list[int], n_classes: int, s: HeadSettings) -> n
     return nn.Sequential(Normalizer(dims, s.normalize), net)
 
 
-def train_head(kind: str, dims: list[int], n_classes: int, s: HeadSettings, seed: int,
-               x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor):
+def fit_head(
+    kind: str,
+    dims: list[int],
+    n_classes: int,
+    s: HeadSettings,
+    seed: int,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+):
     """Full-batch-in-memory AdamW training; returns (best model, best epoch, history)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -136,12 +138,24 @@ def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def save_head(path: Path | str, model: nn.Module, kind: str, dims: list[int], classes: list[str],
-              s: HeadSettings, meta: dict) -> None:
+def save_head(
+    path: Path | str, model: nn.Module, kind: str, dims: list[int], classes: list[str], s: HeadSettings, meta: dict
+) -> None:
     """Loadable with ``torch.load(..., weights_only=True)``: tensors and plain values only."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "kind": kind, "dims": dims, "classes": classes,
-                    "settings": json.dumps(asdict(s)), "meta": json.dumps(meta)}, tmp)
+    # Saved through a file object: the archive inside is then named "archive", not after the
+    # temp file, so the same weights give the same bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "kind": kind,
+                "dims": dims,
+                "classes": classes,
+                "settings": json.dumps(asdict(s)),
+                "meta": json.dumps(meta),
+            },
+            f,
+        )
 
 
 def load_head(path: Path | str) -> tuple[nn.Module, dict]:
@@ -150,26 +164,47 @@ def load_head(path: Path | str) -> tuple[nn.Module, dict]:
     model = build_head(ck["kind"], list(ck["dims"]), len(ck["classes"]), s)
     model.load_state_dict(ck["state_dict"])
     model.eval().requires_grad_(False)
-    return model, {"kind": ck["kind"], "dims": list(ck["dims"]), "classes": list(ck["classes"]),
-                   "settings": s, **json.loads(ck["meta"])}
+    return model, {
+        "kind": ck["kind"],
+        "dims": list(ck["dims"]),
+        "classes": list(ck["classes"]),
+        "settings": s,
+        **json.loads(ck["meta"]),
+    }
 
 
-def run_head(kind: str, manifest, split: int, clip_shards, mv_shards, s: HeadSettings, seeds: list[int],
-             out_dir: Path | str) -> dict:
-    """Train ``kind`` on the split's train part for each seed, select on val, score test.
+# --------------------------------------------------------------------------- stage entry point
 
-    Writes ``model.pt`` (first seed), ``predictions.tsv`` (first seed), ``training.json`` and
-    ``metrics.json`` (first seed's numbers, plus mean and spread over seeds) under ``out_dir``.
+
+def train_head(
+    *,
+    head: str,
+    manifest: Path | str,
+    split: int,
+    clip: list[Path | str],
+    mv: list[Path | str],
+    settings: HeadSettings,
+    seeds: list[int],
+    model: Path | str,
+    predictions: Path | str,
+    training: Path | str,
+    metrics: Path | str,
+    threads: int = 1,
+) -> dict:
+    """Rule ``train_head``: train ``head`` on the split's train part once a seed, select on
+    val, score test. ``clip`` and ``mv`` are the feature shards (``mv`` for fusion only).
+
+    ``model`` and ``predictions`` are the first seed's; ``metrics`` holds the first seed's
+    numbers plus the mean and spread over seeds; ``training`` every seed's history.
     """
-    from moclip.manifest import class_names, split_rows
-    from moclip.metrics import summarize, write_json, write_predictions
-
-    out_dir = Path(out_dir)
-    parts = split_rows(manifest, split)
-    classes = class_names(manifest)
-    streams = [(read_shards(clip_shards), pool_clip)]
+    use_threads(threads)
+    kind, s = head, settings
+    rows = read_manifest(manifest)
+    parts = split_rows(rows, split)
+    classes = class_names(rows)
+    streams = [(read_shards(clip), pool_frames)]
     if kind == "fusion":
-        streams.append((read_shards(mv_shards), pool_mv))
+        streams.append((read_shards(mv), pool_segments))
 
     def matrix(rows):
         mats = [stream_matrix(rows, f, p) for f, p in streams]
@@ -178,30 +213,42 @@ def run_head(kind: str, manifest, split: int, clip_shards, mv_shards, s: HeadSet
         return x, ok, np.array([r.label for r in rows], np.int64), [m.shape[1] for m, _ in mats]
 
     (xtr, oktr, ytr, dims), (xva, okva, yva, _), (xte, okte, yte, _) = (
-        matrix(parts[p]) for p in ("train", "val", "test"))
+        matrix(parts[p]) for p in ("train", "val", "test")
+    )
     t = lambda a: torch.from_numpy(a)  # noqa: E731
     runs, history = [], {}
     for seed in seeds:
-        model, best_epoch, hist = train_head(kind, dims, len(classes), s, seed, t(xtr[oktr]), t(ytr[oktr]),
-                                             t(xva[okva]), t(yva[okva]))
+        net, best_epoch, hist = fit_head(
+            kind, dims, len(classes), s, seed, t(xtr[oktr]), t(ytr[oktr]), t(xva[okva]), t(yva[okva])
+        )
         scores = np.full((len(yte), len(classes)), np.nan, np.float32)
         with torch.no_grad():
             if okte.any():
-                scores[okte] = model(t(xte[okte])).numpy()
+                scores[okte] = net(t(xte[okte])).numpy()
         m = summarize(scores, yte, len(classes))
-        runs.append((seed, model, best_epoch, scores, m))
+        runs.append((seed, net, best_epoch, scores, m))
         history[str(seed)] = {"best_epoch": best_epoch, "history": hist}
         log.info("%s split %d seed %d: best epoch %d, test top1 %.4f", kind, split, seed, best_epoch, m["top1"])
     seed0, model0, _, scores0, m0 = runs[0]
     top1 = [r[4]["top1"] for r in runs]
     top5 = [r[4]["top5"] for r in runs]
-    metrics = {"method": kind, "split": split, **m0,
-               "failed_videos": [r.video_id for r, ok in zip(parts["test"], okte) if not ok],
-               "seeds": seeds, "top1_seeds": top1, "top1_mean": float(np.mean(top1)), "top1_std": float(np.std(top1)),
-               "top5_mean": float(np.mean(top5)), "trainable_parameters": trainable_parameters(model0[1]),
-               "n_train": int(oktr.sum()), "n_val": int(okva.sum()), "settings": asdict(s)}
-    save_head(out_dir / "model.pt", model0, kind, dims, classes, s, {"split": split, "seed": seed0})
-    write_predictions(out_dir / "predictions.tsv", [r.video_id for r in parts["test"]], yte, scores0, classes)
-    write_json(out_dir / "training.json", history)
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    summary = {
+        "method": kind,
+        "split": split,
+        **m0,
+        "failed_videos": [r.video_id for r, ok in zip(parts["test"], okte) if not ok],
+        "seeds": seeds,
+        "top1_seeds": top1,
+        "top1_mean": float(np.mean(top1)),
+        "top1_std": float(np.std(top1)),
+        "top5_mean": float(np.mean(top5)),
+        "trainable_parameters": trainable_parameters(model0[1]),
+        "n_train": int(oktr.sum()),
+        "n_val": int(okva.sum()),
+        "settings": asdict(s),
+    }
+    save_head(model, model0, kind, dims, classes, s, {"split": split, "seed": seed0})
+    write_predictions(predictions, [r.video_id for r in parts["test"]], yte, scores0, classes)
+    write_json(training, history)
+    write_json(metrics, summary)
+    return summary

@@ -1,10 +1,16 @@
-"""Helpers shared by every stage: atomic writes, log files, threads and process pools."""
+"""Files every stage writes: atomic writes, TSV tables, JSON and text.
+
+Every output goes through :func:`atomic_path`, so a killed job never leaves a file that
+looks complete.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,28 +35,40 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         raise
 
 
-def log_to(path: Path | str | None, level: int = 20) -> None:
-    """Send this process's ``logging`` (and warnings) to ``path``, or to stderr when None."""
-    import logging
-
-    handler = logging.FileHandler(path, mode="w") if path else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.captureWarnings(True)
+def write_text(path: Path | str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
-def use_threads(n: int) -> None:
-    """Cap torch's intra-op threads at the job's share of the cores (no oversubscription)."""
-    import torch
-
-    torch.set_num_threads(max(1, int(n)))
+def write_json(path: Path | str, obj: dict) -> None:
+    """``obj`` as indented JSON with a final newline."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def pool_context():
-    """Process-pool start method: fork where it is safe and cheap (Linux), spawn elsewhere."""
-    import multiprocessing
-    import sys
+def read_json(path: Path | str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+def write_tsv(path: Path | str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """A tab-separated table with a header line; a field holding a tab or a line break is an
+    error naming it (the reader would split it)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        for row in rows:
+            fields = [str(v) for v in row]
+            for v in fields:
+                if any(c in v for c in "\t\r\n"):
+                    raise ValueError(f"{path}: {v!r}: tabs and line breaks are not allowed in a TSV field")
+            w.writerow(fields)
+
+
+def read_tsv(path: Path | str) -> list[dict[str, str]]:
+    """The rows of a table written by :func:`write_tsv`, as dicts keyed by the header."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def relative_to(path: Path | str, root: Path | str) -> str:
+    """``path`` relative to ``root`` (POSIX separators), so a moved run directory still resolves."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()

@@ -14,12 +14,10 @@ import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 
-from moclip.io import atomic_path
+from moclip.io import write_tsv
 
 SPLITS = (1, 2, 3)
-COLUMNS = ("video_id", "path", "class_name", "label", "group", "clip", "shard") + tuple(
-    f"split{k}" for k in SPLITS
-)
+COLUMNS = ("video_id", "path", "class_name", "label", "group", "clip", "shard") + tuple(f"split{k}" for k in SPLITS)
 _NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 
 
@@ -165,12 +163,12 @@ def build_manifest(
                 if vid in seen:
                     raise ManifestError(f"{e.where}: video {vid} is listed twice (first at {seen[vid]})")
                 seen[vid] = e.where
-                if kind == "train" and len(tok) > 1:
-                    if not tok[1].isdigit() or int(tok[1]) != classes[e.class_name] + 1:
-                        raise ManifestError(
-                            f"{e.where}: label {tok[1]} disagrees with classInd.txt "
-                            f"({e.class_name} is {classes[e.class_name] + 1})"
-                        )
+                label_given = kind == "train" and len(tok) > 1
+                if label_given and (not tok[1].isdigit() or int(tok[1]) != classes[e.class_name] + 1):
+                    raise ManifestError(
+                        f"{e.where}: label {tok[1]} disagrees with classInd.txt "
+                        f"({e.class_name} is {classes[e.class_name] + 1})"
+                    )
                 old = entries.setdefault(vid, e)
                 if old.rel != e.rel:
                     raise ManifestError(f"{e.where}: video id {vid} also names {old.rel} ({old.where})")
@@ -209,12 +207,7 @@ def write_manifest(rows: list[Video], path: Path | str) -> None:
     for r in rows:
         if any(c in r.path for c in "\t\r\n"):
             raise ManifestError(f"{r.path!r}: tabs and line breaks are not allowed in video paths")
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(COLUMNS)
-            for r in rows:
-                w.writerow([getattr(r, c) for c in COLUMNS])
+    write_tsv(path, COLUMNS, ([getattr(r, c) for c in COLUMNS] for r in rows))
 
 
 def read_manifest(path: Path | str) -> list[Video]:
@@ -270,3 +263,22 @@ def check_lists(lists: Path | str, splits) -> None:
             lf, rows = _list_rows(lists, k, kind)
             for lineno, tok in rows:
                 _entry_path(f"{lf}:{lineno}", tok[0], "the dataset")
+
+
+# --------------------------------------------------------------------------- stage entry point
+
+
+def manifest(
+    *,
+    videos: Path | str,
+    lists: Path | str,
+    splits: list[int],
+    val_groups: int,
+    shards: int,
+    seed: int,
+    out: Path | str,
+) -> list[Video]:
+    """Rule ``manifest``: the dataset's split lists -> the manifest TSV at ``out``."""
+    rows = build_manifest(videos, lists, splits, val_groups, shards, seed)
+    write_manifest(rows, out)
+    return rows

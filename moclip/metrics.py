@@ -5,13 +5,11 @@ A video without a score (failed to decode) counts as a miss: its row of scores i
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
-from moclip.io import atomic_path
+from moclip.io import write_tsv
 
 
 def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -37,21 +35,20 @@ def summarize(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
     }
 
 
-def write_predictions(path: Path | str, video_ids: list[str], labels: np.ndarray, scores: np.ndarray,
-                      class_names: list[str], top: int = 5) -> None:
+def write_predictions(
+    path: Path | str, video_ids: list[str], labels: np.ndarray, scores: np.ndarray, class_names: list[str], top: int = 5
+) -> None:
     """One row a video: id, true class, then the top classes with their scores (empty if failed)."""
     top = min(top, len(class_names))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["video_id", "true_class"] + [c for i in range(1, top + 1) for c in (f"class{i}", f"score{i}")])
+
+    def rows():
         for vid, y, s in zip(video_ids, labels, scores):
             row = [vid, class_names[y]]
             if not np.isnan(s).any():
                 for j in np.argsort(-s, kind="stable")[:top]:
                     row += [class_names[j], f"{s[j]:.4f}"]
-            w.writerow(row)
+            yield row
 
-
-def write_json(path: Path | str, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
+    write_tsv(
+        path, ["video_id", "true_class"] + [c for i in range(1, top + 1) for c in (f"class{i}", f"score{i}")], rows()
+    )

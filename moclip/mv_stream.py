@@ -17,8 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.cache import read_mv, video_cache_path
-from moclip.io import atomic_path
+from moclip.cache import read_index, read_mv, video_file
+from moclip.io import atomic_path, write_json
+from moclip.manifest import Video, class_names, read_manifest, split_rows
+from moclip.metrics import summarize
+from moclip.runtime import resolve_device, use_threads
+from moclip.settings import FromConfig
 from moclip.shards import write_shard
 
 log = logging.getLogger(__name__)
@@ -26,7 +30,7 @@ P, I = ord("P"), ord("I")
 
 
 @dataclass(frozen=True)
-class MVSettings:
+class MVSettings(FromConfig):
     """Everything that shapes the MV network and its features (each a workflow param)."""
 
     arch: str = "tiny"  # tiny | efficientnet_b0 (timm) | any timm model name
@@ -34,7 +38,7 @@ class MVSettings:
     input_size: int = 64
     segments: int = 3
     eval_segments: int = 3
-    clip: float = 20.0
+    max_displacement: float = 20.0  # px; larger displacements are clipped, then scaled to [-1, 1]
     per_frame: bool = True
     accumulate: bool = False
     optimizer: str = "adam"
@@ -81,17 +85,19 @@ def sample_segments(frame_type: np.ndarray, n_segments: int, rng: np.random.Gene
     return out
 
 
-def motion_map(mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray, t: int, s: MVSettings,
-               cell: int = 8) -> np.ndarray:
+def motion_map(
+    mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray, t: int, s: MVSettings, cell: int = 8
+) -> np.ndarray:
     """float32 [2, Hc, Wc] for frame ``t``: per-frame displacement (or accumulated back to the
-    GOP's I-frame), clipped to +-clip px and scaled to [-1, 1]."""
+    GOP's I-frame), clipped to +-max_displacement px and scaled to [-1, 1]."""
     if s.accumulate:
         d = accumulate(mv, frame_type, t, cell)
     else:
         d = mv[t].astype(np.float32)
         if s.per_frame and ref_distance[t] > 0:
             d = d / float(ref_distance[t])
-    return np.clip(d, -s.clip, s.clip).transpose(2, 0, 1) / s.clip
+    m = s.max_displacement
+    return np.clip(d, -m, m).transpose(2, 0, 1) / m
 
 
 def accumulate(mv: np.ndarray, frame_type: np.ndarray, t: int, cell: int) -> np.ndarray:
@@ -174,8 +180,14 @@ class TinyMVNet(nn.Module):
         super().__init__()
         layers, c_in = [], 2
         for c in (width, width * 2, width * 4):
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                       nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c
         self.body = nn.Sequential(*layers)
         self.num_features = c_in
@@ -240,23 +252,24 @@ def predict_logits(model: MVNet, videos: list[VideoMV], s: MVSettings, batch: in
     """[N, C] video logits from the fixed evaluation segments."""
     model.eval()
     dev = next(model.parameters()).device
-    out = [model(stack_segments([videos[j] for j in idx], s, s.eval_segments, None).to(dev)).float().cpu().numpy()
-           for idx in _batches(len(videos), batch, None)]
+    out = [
+        model(stack_segments([videos[j] for j in idx], s, s.eval_segments, None).to(dev)).float().cpu().numpy()
+        for idx in _batches(len(videos), batch, None)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
 
 
-def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVSettings) -> TrainResult:
+def fit_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVSettings) -> TrainResult:
     """Train on ``train``, keep the epoch with the best ``val`` top-1 (the last one if no val)."""
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     g = torch.Generator().manual_seed(s.seed)
-    from moclip.clip_stream import resolve_device
-
     dev = resolve_device(s.device)
     model = MVNet(s.arch, n_classes, s.pretrained).to(dev)
     params = [{"params": model.parameters(), "lr": s.lr, "weight_decay": s.weight_decay}]
-    opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-           "sgd": lambda p: torch.optim.SGD(p, momentum=0.9)}[s.optimizer](params)
+    opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": lambda p: torch.optim.SGD(p, momentum=0.9)}[
+        s.optimizer
+    ](params)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
     y_val = np.array([v.label for v in val])
     best, best_acc, best_epoch, history = None, -1.0, -1, []
@@ -282,15 +295,26 @@ def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVS
             opt.step()
             losses.append(loss.item())
         sched.step()
-        rec = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - t0, "data_wait": wait}
+        rec = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+            "data_wait": wait,
+        }
         if val:
             seen["val"].update(v.video_id for v in val)
             acc = float((predict_logits(model, val, s).argmax(1) == y_val).mean())
             rec["val_top1"] = acc
         history.append(rec)
-        log.info("epoch %d loss %.4f val_top1 %s (%.1f s, %.0f%% waiting for data)", epoch, rec["loss"],
-                 rec.get("val_top1"), rec["seconds"], 100 * wait / max(rec["seconds"], 1e-9))
+        log.info(
+            "epoch %d loss %.4f val_top1 %s (%.1f s, %.0f%% waiting for data)",
+            epoch,
+            rec["loss"],
+            rec.get("val_top1"),
+            rec["seconds"],
+            100 * wait / max(rec["seconds"], 1e-9),
+        )
         score = rec.get("val_top1", epoch)  # without val: the last epoch
         if score > best_acc:
             best_acc, best_epoch = score, epoch
@@ -300,17 +324,15 @@ def train_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVS
 
 def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_classes: int, split: int) -> None:
     """State dict plus plain metadata: loadable with ``torch.load(..., weights_only=True)``."""
-    meta = {"settings": json.dumps(asdict(s)), "n_classes": n_classes, "split": split,
-            "best_epoch": result.best_epoch}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": result.state_dict, "meta": meta}, tmp)
+    meta = {"settings": json.dumps(asdict(s)), "n_classes": n_classes, "split": split, "best_epoch": result.best_epoch}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: same weights, same bytes
+        torch.save({"state_dict": result.state_dict, "meta": meta}, f)
 
 
 def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
     """The frozen network in eval mode (BatchNorm statistics fixed), its settings and metadata."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    raw = json.loads(ck["meta"]["settings"])
-    s = MVSettings(**{**raw, "milestones": tuple(raw["milestones"])})
+    s = MVSettings.from_config(json.loads(ck["meta"]["settings"]))
     model = MVNet(s.arch, ck["meta"]["n_classes"], pretrained=False)
     model.load_state_dict(ck["state_dict"])
     model.eval().requires_grad_(False)
@@ -318,8 +340,9 @@ def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
 
 
 @torch.no_grad()
-def extract_features(model: MVNet, s: MVSettings, mv_files: list[Path], video_ids: list[str], out: Path | str,
-                     batch: int = 64) -> np.ndarray:
+def extract_features(
+    model: MVNet, s: MVSettings, mv_files: list[Path], video_ids: list[str], out: Path | str, batch: int = 64
+) -> np.ndarray:
     """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, written to
     ``out`` with ``video_id`` and a ``valid`` mask (NaN rows for failed videos)."""
     model.eval()
@@ -336,37 +359,73 @@ def extract_features(model: MVNet, s: MVSettings, mv_files: list[Path], video_id
     return valid
 
 
-def load_rows(rows, cache_root: Path | str) -> list[VideoMV | None]:
-    """MV caches of manifest rows (None for failed videos)."""
+def load_rows(rows: list[Video], mv_dirs: list[Path | str]) -> list[VideoMV | None]:
+    """MV caches of manifest rows (None for failed videos); ``mv_dirs[k]`` is shard k's directory."""
+    return [load_video_mv(video_file(mv_dirs[r.shard], r.video_id), r.video_id, r.label) for r in rows]
 
-    return [load_video_mv(video_cache_path(cache_root, "mv", r.shard, r.video_id), r.video_id, r.label) for r in rows]
+
+# --------------------------------------------------------------------------- stage entry points
 
 
-def run_training(manifest: list, cache_root: Path | str, split: int, s: MVSettings, ckpt_out: Path | str,
-                 log_out: Path | str, metrics_out: Path | str) -> tuple[dict, TrainResult]:
-    """Train on the split's ``train`` part, select on ``val``, report ``test`` once: the 'MV only' result."""
-    from moclip.manifest import class_names, split_rows
-    from moclip.metrics import summarize, write_json
-
-    parts = split_rows(manifest, split)
-    n_classes = len(class_names(manifest))
-    train = [v for v in load_rows(parts["train"], cache_root) if v is not None]
-    val = [v for v in load_rows(parts["val"], cache_root) if v is not None]
-    log.info("split %d: %d train, %d val videos (failed ones left out), %d test", split, len(train), len(val),
-             len(parts["test"]))
-    result = train_mvnet(train, val, n_classes, s)
-    save_checkpoint(ckpt_out, result, s, n_classes, split)
-    model, _, _ = load_checkpoint(ckpt_out)
-    test = load_rows(parts["test"], cache_root)
+def train_mvnet(
+    *,
+    manifest: Path | str,
+    mv: list[Path | str],
+    split: int,
+    settings: MVSettings,
+    model: Path | str,
+    training: Path | str,
+    metrics: Path | str,
+    threads: int = 1,
+) -> dict:
+    """Rule ``train_mvnet``: train on the split's ``train`` part, select on ``val``, report
+    ``test`` once (the 'MV only' result). ``mv[k]`` is shard k's MV cache directory."""
+    use_threads(threads)
+    s = settings
+    rows = read_manifest(manifest)
+    parts = split_rows(rows, split)
+    n_classes = len(class_names(rows))
+    train = [v for v in load_rows(parts["train"], mv) if v is not None]
+    val = [v for v in load_rows(parts["val"], mv) if v is not None]
+    log.info(
+        "split %d: %d train, %d val videos (failed ones left out), %d test",
+        split,
+        len(train),
+        len(val),
+        len(parts["test"]),
+    )
+    result = fit_mvnet(train, val, n_classes, s)
+    save_checkpoint(model, result, s, n_classes, split)
+    net, _, _ = load_checkpoint(model)
+    test = load_rows(parts["test"], mv)
     ok = [i for i, v in enumerate(test) if v is not None]
     scores = np.full((len(test), n_classes), np.nan, np.float32)
     if ok:
-        scores[ok] = predict_logits(model, [test[i] for i in ok], s)
+        scores[ok] = predict_logits(net, [test[i] for i in ok], s)
     labels = np.array([r.label for r in parts["test"]], np.int64)
-    metrics = {"method": "mv_only", "split": split, **summarize(scores, labels, n_classes),
-               "failed_videos": [parts["test"][i].video_id for i, v in enumerate(test) if v is None],
-               "best_epoch": result.best_epoch, "selected_on": "val" if val else "last epoch (no val videos)"}
-    write_json(log_out, {"history": result.history, "best_epoch": result.best_epoch,
-                         "n_train": len(train), "n_val": len(val)})
-    write_json(metrics_out, metrics)
-    return metrics, result
+    m = {
+        "method": "mv_only",
+        "split": split,
+        **summarize(scores, labels, n_classes),
+        "failed_videos": [parts["test"][i].video_id for i, v in enumerate(test) if v is None],
+        "best_epoch": result.best_epoch,
+        "selected_on": "val" if val else "last epoch (no val videos)",
+    }
+    write_json(
+        training, {"history": result.history, "best_epoch": result.best_epoch, "n_train": len(train), "n_val": len(val)}
+    )
+    write_json(metrics, m)
+    return m
+
+
+def mv_features(
+    *, models: list[Path | str], mv: Path | str, index: Path | str, out: list[Path | str], threads: int = 1
+) -> None:
+    """Rule ``mv_features``: one shard's frozen features under each split's network
+    (``models[i]`` -> ``out[i]``), reading the shard's caches once a network."""
+    use_threads(threads)
+    ids = [r.video_id for r in read_index(index)]
+    files = [video_file(mv, v) for v in ids]
+    for model_file, o in zip(models, out, strict=True):
+        net, settings, _ = load_checkpoint(model_file)
+        extract_features(net, settings, files, ids, o)

@@ -13,8 +13,9 @@ import torch
 from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import load_clip, preprocess
 from moclip.codec import DecodeSettings
-from moclip.heads import load_head, pool_clip, pool_mv
-from moclip.mv_stream import stack_segments, load_checkpoint, load_video_mv
+from moclip.heads import load_head
+from moclip.mv_stream import load_checkpoint, load_video_mv, stack_segments
+from moclip.shards import pool_frames, pool_segments
 
 
 @dataclass
@@ -33,11 +34,16 @@ class Predictor:
             raise FileNotFoundError(f"{report}: no finished run for split {split} (run the workflow first)")
         rep = json.loads(report.read_text())
         s, art = rep["settings"], rep["artefacts"]
-        self.decode = DecodeSettings(mv_cell=s["decode"]["mv_cell"], max_frames=s["decode"]["max_frames"],
-                                     frame_count=s["frames"]["count"], short_side=s["frames"]["short_side"])
+        self.decode = DecodeSettings(
+            mv_cell=s["decode"]["mv_cell"],
+            max_frames=s["decode"]["max_frames"],
+            frame_count=s["frames"]["count"],
+            short_side=s["frames"]["short_side"],
+        )
         self.clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
-        self.mvnet, self.mv_settings, _ = load_checkpoint(art["mv_model"])
-        self.head, meta = load_head(art["fusion_model"])
+        # Artefacts are named relative to the report's directory, so a moved run still loads.
+        self.mvnet, self.mv_settings, _ = load_checkpoint(report.parent / art["mv_model"])
+        self.head, meta = load_head(report.parent / art["fusion_model"])
         self.classes = meta["classes"]
         self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
 
@@ -54,7 +60,7 @@ class Predictor:
         z = z.astype(self.clip_dtype).astype(np.float32)
         x = stack_segments([mv], self.mv_settings, self.mv_settings.eval_segments, None)
         m = self.mvnet.features(x.flatten(0, 1)).numpy()
-        feat = np.concatenate([pool_clip(z), pool_mv(m)])[None].astype(np.float32)
+        feat = np.concatenate([pool_frames(z), pool_segments(m)])[None].astype(np.float32)
         p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()
         order = np.argsort(-p, kind="stable")[: min(top, len(p))]
         return Prediction(str(video), [(self.classes[i], float(p[i])) for i in order])

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from moclip.io import atomic_path
-from moclip.metrics import write_json
+from moclip.cache import read_index
+from moclip.clip_stream import Clip, load_clip
+from moclip.heads import load_head
+from moclip.io import atomic_path, read_json, read_tsv, relative_to, write_json, write_text
+from moclip.manifest import class_names, read_manifest
+from moclip.methods import HEADS, METHODS
+from moclip.mv_stream import load_checkpoint
 
-METHODS = ("zeroshot", "mv_only", "clip_linear", "fusion")
 RANDOM_CLIP_WARNING = (
     "WARNING: the CLIP weights are random (clip.pretrained: none). Zero-shot is skipped and the "
     "CLIP numbers say nothing about CLIP; set clip.model: ViT-B-32 and clip.pretrained: openai "
@@ -19,20 +23,25 @@ RANDOM_CLIP_WARNING = (
 )
 
 
-def read_json(path: Path | str) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | str, settings: dict) -> dict:
     """One split's metrics.json: each method present, the failed videos, the settings."""
-    from moclip.cache import read_index
-
     failed = [r.video_id for r in read_index(failures_tsv)]
     methods = {}
     for name, path in method_files.items():
         m = read_json(path)
-        keep = ("top1", "top5", "per_class_top1", "n_test", "n_failed", "failed_videos", "top1_mean", "top1_std",
-                "top1_seeds", "best_epoch", "trainable_parameters")
+        keep = (
+            "top1",
+            "top5",
+            "per_class_top1",
+            "n_test",
+            "n_failed",
+            "failed_videos",
+            "top1_mean",
+            "top1_std",
+            "top1_seeds",
+            "best_epoch",
+            "trainable_parameters",
+        )
         methods[name] = {k: m[k] for k in keep if k in m}
     return {"split": split, "methods": methods, "failed_videos": failed, "settings": settings}
 
@@ -48,8 +57,10 @@ def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
         top5 = [m["top5"] for _, m in rows]
         table[method] = {
             "splits": {str(k): {"top1": m["top1"], "top5": m["top5"]} for k, m in rows},
-            "top1_mean": float(np.mean(top1)), "top1_std": float(np.std(top1)),
-            "top5_mean": float(np.mean(top5)), "top5_std": float(np.std(top5)),
+            "top1_mean": float(np.mean(top1)),
+            "top1_std": float(np.std(top1)),
+            "top5_mean": float(np.mean(top5)),
+            "top5_std": float(np.std(top5)),
             **costs.get(method, {}),
         }
     failed = sorted({v for r in reports for v in r["failed_videos"]})
@@ -70,23 +81,30 @@ def summary_markdown(summary: dict) -> str:
     head += " | mean top-1 (± sd) | trainable params | GFLOPs a video |"
     lines += [head, "|" + " --- |" * (len(splits) + 4)]
     for method, t in summary["methods"].items():
-        cells = [f"{t['splits'][str(k)]['top1']:.3f} / {t['splits'][str(k)]['top5']:.3f}" if str(k) in t["splits"]
-                 else "-" for k in splits]
+        cells = [
+            f"{t['splits'][str(k)]['top1']:.3f} / {t['splits'][str(k)]['top5']:.3f}" if str(k) in t["splits"] else "-"
+            for k in splits
+        ]
         params = f"{t['trainable_parameters']:,}" if "trainable_parameters" in t else "-"
         gflops = f"{t['gflops']:.3f}" if "gflops" in t else "-"
-        lines.append(f"| {method} | " + " | ".join(cells) +
-                     f" | {t['top1_mean']:.3f} (± {t['top1_std']:.3f}) | {params} | {gflops} |")
+        lines.append(
+            f"| {method} | "
+            + " | ".join(cells)
+            + f" | {t['top1_mean']:.3f} (± {t['top1_std']:.3f}) | {params} | {gflops} |"
+        )
     if "zeroshot" not in summary["methods"]:
         lines += ["", "Zero-shot: skipped (random CLIP weights have no text-image alignment)."]
-    lines += ["", f"Failed videos ({len(summary['failed_videos'])}): " +
-              (", ".join(summary["failed_videos"]) if summary["failed_videos"] else "none")]
+    lines += [
+        "",
+        f"Failed videos ({len(summary['failed_videos'])}): "
+        + (", ".join(summary["failed_videos"]) if summary["failed_videos"] else "none"),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def write_summary(summary: dict, json_out: Path | str, md_out: Path | str) -> None:
     write_json(json_out, summary)
-    with atomic_path(md_out) as tmp:
-        Path(tmp).write_text(summary_markdown(summary))
+    write_text(md_out, summary_markdown(summary))
 
 
 # --------------------------------------------------------------------------- plots
@@ -109,8 +127,7 @@ def _save(fig, path: Path | str) -> None:
 
 def read_predictions(path: Path | str) -> tuple[list[str], list[str | None]]:
     """(true classes, top-1 predicted classes or None for failed videos) from predictions.tsv."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    rows = read_tsv(path)
     return [r["true_class"] for r in rows], [r.get("class1") or None for r in rows]
 
 
@@ -179,27 +196,24 @@ def plot_curves(mv_training: Path | str, head_training: dict[str, Path | str], o
 
 def count_gflops(fn, *args) -> float:
     """GFLOPs of one call, counted by torch's FlopCounterMode (a multiply-add counts 2)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn(*args)
     return counter.get_total_flops() / 1e9
 
 
-def method_costs(clip, mvnet, mv_settings, frames: int, heads: dict) -> dict:
+def method_costs(clip: Clip, mvnet, mv_settings, frames: int, heads: dict) -> dict:
     """Trainable parameters and inference GFLOPs a video of each method.
 
     A video's CLIP cost is ``frames`` images; its MV cost is ``eval_segments`` maps.
     """
-    import torch
-
     x = torch.zeros(1, 3, clip.image_size, clip.image_size)
     clip_g = count_gflops(clip.model.encode_image, x) * frames
     m = torch.zeros(1, mv_settings.eval_segments, 2, mv_settings.input_size, mv_settings.input_size)
     mv_g = count_gflops(mvnet, m)
-    out = {"zeroshot": {"trainable_parameters": 0, "gflops": clip_g},
-           "mv_only": {"trainable_parameters": sum(p.numel() for p in mvnet.parameters()), "gflops": mv_g}}
+    out = {
+        "zeroshot": {"trainable_parameters": 0, "gflops": clip_g},
+        "mv_only": {"trainable_parameters": sum(p.numel() for p in mvnet.parameters()), "gflops": mv_g},
+    }
     for name, (head, dims) in heads.items():
         h_g = count_gflops(head, torch.zeros(1, sum(dims)))
         params = sum(p.numel() for p in head[1].parameters())
@@ -210,36 +224,64 @@ def method_costs(clip, mvnet, mv_settings, frames: int, heads: dict) -> dict:
 # --------------------------------------------------------------------------- stage entry points
 
 
-def make_split_report(split: int, method_files: dict[str, str], failures_tsv, manifest_rows, settings: dict,
-                      fusion_predictions, mv_training, head_training: dict, out_metrics, out_confusion,
-                      out_per_class, out_curves, artefacts: dict | None = None) -> dict:
-    """Everything of one split: its metrics.json (with the models' paths, for ``moclip predict``)
-    and its three plots."""
-    from moclip.manifest import class_names
-
-    classes = class_names(manifest_rows)
-    rep = split_report(split, method_files, failures_tsv, settings)
-    rep["artefacts"] = {k: str(Path(v).resolve()) for k, v in (artefacts or {}).items()}
-    write_json(out_metrics, rep)
-    plot_confusion(fusion_predictions, classes, out_confusion, f"fusion, split {split} (test, row-normalised)")
-    plot_per_class(rep, classes, out_per_class, f"per-class top-1, split {split}")
-    plot_curves(mv_training, head_training, out_curves, f"training, split {split}")
+def report_split(
+    *,
+    split: int,
+    methods: dict[str, Path | str],
+    failures: Path | str,
+    manifest: Path | str,
+    settings: dict,
+    fusion_predictions: Path | str,
+    mv_training: Path | str,
+    head_training: dict[str, Path | str],
+    artefacts: dict[str, Path | str],
+    metrics: Path | str,
+    confusion: Path | str,
+    per_class: Path | str,
+    curves: Path | str,
+) -> dict:
+    """Rule ``report_split``: one split's ``metrics`` (every method's metrics.json in
+    ``methods``, the failed videos, the settings, and the ``artefacts`` that ``moclip
+    predict`` loads, named relative to the report's own directory so a moved run still
+    resolves) and its three plots."""
+    classes = class_names(read_manifest(manifest))
+    rep = split_report(split, methods, failures, settings)
+    rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}
+    write_json(metrics, rep)
+    plot_confusion(fusion_predictions, classes, confusion, f"fusion, split {split} (test, row-normalised)")
+    plot_per_class(rep, classes, per_class, f"per-class top-1, split {split}")
+    plot_curves(mv_training, head_training, curves, f"training, split {split}")
     return rep
 
 
-def make_summary(report_files, clip, mv_checkpoint, head_checkpoints: dict, frames: int, out_json, out_md) -> dict:
-    """results/summary.json and .md: the method x split table with costs and the CLIP weights."""
-    from moclip.heads import load_head
-    from moclip.mv_stream import load_checkpoint
-
-    mvnet, mv_settings, _ = load_checkpoint(mv_checkpoint)
+def summary(
+    *,
+    reports: list[Path | str],
+    model: str,
+    pretrained: str,
+    seed: int,
+    frames: int,
+    mv_model: Path | str,
+    head_models: dict[str, Path | str],
+    json: Path | str,
+    md: Path | str,
+) -> dict:
+    """Rule ``summary``: the method x split table (JSON and Markdown) with the costs of each
+    method (from the first split's models) and the CLIP weights used."""
+    clip = load_clip(model, pretrained, seed=seed)
+    mvnet, mv_settings, _ = load_checkpoint(mv_model)
     heads = {}
-    for name, path in head_checkpoints.items():
-        model, meta = load_head(path)
-        heads[name] = (model, meta["dims"])
+    for name in HEADS:
+        net, meta = load_head(head_models[name])
+        heads[name] = (net, meta["dims"])
     costs = method_costs(clip, mvnet, mv_settings, frames, heads)
-    info = {"model": clip.name, "pretrained": clip.pretrained, "weights_digest": clip.weights_digest,
-            "random_weights": clip.random_weights, "frames_a_video": frames}
-    summary = summarize_splits([read_json(p) for p in report_files], costs, info)
-    write_summary(summary, out_json, out_md)
-    return summary
+    info = {
+        "model": clip.name,
+        "pretrained": clip.pretrained,
+        "weights_digest": clip.weights_digest,
+        "random_weights": clip.random_weights,
+        "frames_a_video": frames,
+    }
+    out = summarize_splits([read_json(p) for p in reports], costs, info)
+    write_summary(out, json, md)
+    return out

@@ -1,4 +1,4 @@
-"""Embedding shard files: one format for CLIP and MV features.
+"""Embedding shard files, one format for CLIP and MV features, and how a video's rows pool.
 
 ``video_id`` [N], ``features`` [N, K, D] (NaN rows for failed videos), ``valid`` bool [N],
 and attributes naming what produced them. Written atomically.
@@ -36,3 +36,14 @@ def read_shards(paths) -> dict[str, np.ndarray | None]:
         ids, feats, valid, _ = read_shard(p)
         out.update((v, feats[i] if valid[i] else None) for i, v in enumerate(ids))
     return out
+
+
+def pool_frames(features: np.ndarray) -> np.ndarray:
+    """CLIP frames [..., K, D] -> [..., D]: the mean of the L2-normalised frame embeddings."""
+    f = features / np.linalg.norm(features, axis=-1, keepdims=True)
+    return f.mean(axis=-2)
+
+
+def pool_segments(features: np.ndarray) -> np.ndarray:
+    """MV segments [..., S, D] -> [..., D]: their mean (TSN)."""
+    return features.mean(axis=-2)

@@ -6,14 +6,14 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
-
 from conftest import moving_object_video
+
 from moclip.cache import (
     COMPRESSION,
     _set_attrs,
+    cache_failures,
     cache_shard,
     cache_video,
-    collect_failures,
     read_frames,
     read_index,
     read_mv,
@@ -80,22 +80,41 @@ def test_two_runs_identical_bytes(videos, tmp_path):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_shard_index_and_failures(videos, tmp_path, threads):
-    items = [(p.stem, p) for p in sorted(videos.iterdir())]
-    recs = cache_shard(items, tmp_path / "mv", tmp_path / "fr", tmp_path / "index.tsv", SETTINGS, threads=threads)
-    assert [r.video_id for r in recs] == [p.stem for p in sorted(videos.iterdir())]
+    items = sorted(videos.iterdir())
+    recs = cache_shard(
+        videos=items,
+        videos_root=videos.parent,
+        settings=SETTINGS,
+        compression="lz4",
+        mv=tmp_path / "mv",
+        frames=tmp_path / "fr",
+        index=tmp_path / "index.tsv",
+        threads=threads,
+    )
+    assert [r.video_id for r in recs] == [p.stem for p in items]
+    assert [r.path for r in recs] == [f"{videos.name}/{p.name}" for p in items]  # relative to videos_root
     assert read_index(tmp_path / "index.tsv") == recs
-    assert sorted(p.name for p in (tmp_path / "mv").iterdir()) == sorted(f"{v}.h5" for v, _ in items)
-    failed = collect_failures([tmp_path / "index.tsv"], tmp_path / "failures.tsv")
+    assert sorted(p.name for p in (tmp_path / "mv").iterdir()) == sorted(f"{p.stem}.h5" for p in items)
+    failed = cache_failures(indexes=[tmp_path / "index.tsv"], out=tmp_path / "failures.tsv")
     assert {r.video_id for r in failed} == {"v_empty", "v_text"}
     lines = (tmp_path / "failures.tsv").read_text().splitlines()
     assert lines[0] == "video_id\tpath\terror" and len(lines) == 3 and "empty file" in "".join(lines)
 
 
 def test_parallel_shard_equals_serial(videos, tmp_path):
-    items = [(p.stem, p) for p in sorted(videos.iterdir())]
+    items = sorted(videos.iterdir())
     for t in (1, 2):
-        cache_shard(items, tmp_path / f"mv{t}", tmp_path / f"fr{t}", tmp_path / f"i{t}.tsv", SETTINGS, threads=t)
-    for v, _ in items:
+        cache_shard(
+            videos=items,
+            videos_root=videos,
+            settings=SETTINGS,
+            compression="lz4",
+            mv=tmp_path / f"mv{t}",
+            frames=tmp_path / f"fr{t}",
+            index=tmp_path / f"i{t}.tsv",
+            threads=t,
+        )
+    for v in (p.stem for p in items):
         assert (tmp_path / "mv1" / f"{v}.h5").read_bytes() == (tmp_path / "mv2" / f"{v}.h5").read_bytes()
 
 
@@ -121,8 +140,14 @@ def test_unknown_compression_is_named(videos, tmp_path):
 
 
 def test_attrs_read_back_as_attrs_update_writes_them(tmp_path):
-    values = {"video_id": "v_ÄpplyÉyeMakeup_g01_c01", "error": "", "width": 320, "fps": 29.97,
-              "truncated": False, "n_mv_frames": np.int64(7)}
+    values = {
+        "video_id": "v_ÄpplyÉyeMakeup_g01_c01",
+        "error": "",
+        "width": 320,
+        "fps": 29.97,
+        "truncated": False,
+        "n_mv_frames": np.int64(7),
+    }
     with h5py.File(tmp_path / "ll.h5", "w") as f:
         _set_attrs(f, values)
     with h5py.File(tmp_path / "hl.h5", "w") as f:

@@ -8,8 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import moving_object_video
+
 from moclip.codec import (
     DecodeError,
     DecodeSettings,
@@ -105,8 +105,16 @@ def test_mvs_with_b_frames_span_the_reference_distance(tmp_path, codec, v):
 
 
 def test_rasterize_hand_made_blocks():
-    dt = [("source", "<i4"), ("w", "u1"), ("h", "u1"), ("dst_x", "<i2"), ("dst_y", "<i2"),
-          ("motion_x", "<i4"), ("motion_y", "<i4"), ("motion_scale", "<u2")]
+    dt = [
+        ("source", "<i4"),
+        ("w", "u1"),
+        ("h", "u1"),
+        ("dst_x", "<i2"),
+        ("dst_y", "<i2"),
+        ("motion_x", "<i4"),
+        ("motion_y", "<i4"),
+        ("motion_scale", "<u2"),
+    ]
     blocks = np.array(
         [
             (-1, 16, 16, 8, 8, -6, 4, 2),  # past ref: moved (+3, -2), covers cells (0..1, 0..1)
@@ -286,8 +294,16 @@ def _reference_rasterize(blocks, frame, n, height, width, cell):
 )
 def test_rasterize_matches_pixel_reference(layout):
     rng = np.random.default_rng(zlib.crc32(layout.encode()))
-    dt = [("source", "<i4"), ("w", "u1"), ("h", "u1"), ("dst_x", "<i2"), ("dst_y", "<i2"),
-          ("motion_x", "<i4"), ("motion_y", "<i4"), ("motion_scale", "<u2")]
+    dt = [
+        ("source", "<i4"),
+        ("w", "u1"),
+        ("h", "u1"),
+        ("dst_x", "<i2"),
+        ("dst_y", "<i2"),
+        ("motion_x", "<i4"),
+        ("motion_y", "<i4"),
+        ("motion_scale", "<u2"),
+    ]
     rows, frames = [], []
     height, width, n = 72, 88, 3
     edge = 16 if layout == "aligned_outside" else 0  # a ring of blocks partly or wholly outside the frame

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import TINY_DEMO
+
 from moclip.cache import cache_video, read_mv
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, render_clip
@@ -25,8 +25,7 @@ def test_layout_and_splits_follow_ucf101(tiny_demo):
     assert len(rows) == 9 * 5
     for k in (1, 2, 3):
         assert {r.group for r in rows if r.split(k) == "test"} == set(TINY_DEMO.test_groups(k))
-    assert {r.path.split("/")[1] for r in rows} == {
-        f"v_{c}_g{g:02d}_c01.avi" for c in classes for g in range(1, 6)}
+    assert {r.path.split("/")[1] for r in rows} == {f"v_{c}_g{g:02d}_c01.avi" for c in classes for g in range(1, 6)}
 
 
 def test_every_appearance_and_motion_shared_by_several_classes():
@@ -44,7 +43,12 @@ def test_encoded_like_ucf101_and_motion_visible(tiny_demo, tmp_path):
     cache_video(path, "v", tmp_path / "mv.h5", tmp_path / "fr.h5", DecodeSettings())
     mv, ft, _, attrs = read_mv(tmp_path / "mv.h5")
     assert (attrs["codec"], attrs["width"], attrs["height"], attrs["fps"], attrs["n_frames"]) == (
-        "mpeg4", 320, 240, 25, TINY_DEMO.frames)
+        "mpeg4",
+        320,
+        240,
+        25,
+        TINY_DEMO.frames,
+    )
     moving = mv[ft == ord("P")].astype(np.float32)
     moving = moving[np.abs(moving).sum(-1) > 1.5]  # the object, not encoder noise
     assert np.median(moving[:, 1]) < -1  # rising: content moves up (dy < 0)
@@ -62,8 +66,19 @@ def test_appearance_same_across_motions_and_nuisance_varies():
 
 def test_deterministic_bytes_and_cli(tiny_demo, tmp_path):
     spec = TINY_DEMO
-    cmd = [sys.executable, "-m", "moclip.cli", "demo-data", str(tmp_path), "--groups", str(spec.groups),
-           "--clips", str(spec.clips), "--frames", str(spec.frames)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "moclip.cli",
+        "demo-data",
+        str(tmp_path),
+        "--groups",
+        str(spec.groups),
+        "--clips",
+        str(spec.clips),
+        "--frames",
+        str(spec.frames),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "9 classes" in out.stdout
     videos, lists = tiny_demo

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import moclip.heads as heads
-from moclip.heads import HeadSettings, build_head, load_head, run_head, trainable_parameters
-from moclip.manifest import Video
+from moclip.heads import HeadSettings, build_head, load_head, train_head, trainable_parameters
+from moclip.manifest import Video, write_manifest
+from moclip.shards import pool_frames, read_shards
 
 
 def test_fusion_head_is_the_papers_size():
@@ -51,21 +52,40 @@ def feature_run(tmp_path):
     valid[-1] = False  # a failed test video
     write_shard(tmp_path / "clip.h5", [r.video_id for r in rows], np.array(clip), valid)
     write_shard(tmp_path / "mv.h5", [r.video_id for r in rows], np.array(mv), valid)
+    write_manifest(rows, tmp_path / "manifest.tsv")
     return rows, tmp_path
+
+
+def run_head(d, s: HeadSettings, seeds: list[int], out: str) -> dict:
+    """The fusion head's stage on the feature run in ``d``, its outputs under ``d / out``."""
+    o = d / out
+    return train_head(
+        head="fusion",
+        manifest=d / "manifest.tsv",
+        split=1,
+        clip=[d / "clip.h5"],
+        mv=[d / "mv.h5"],
+        settings=s,
+        seeds=seeds,
+        model=o / "model.pt",
+        predictions=o / "predictions.tsv",
+        training=o / "training.json",
+        metrics=o / "metrics.json",
+    )
 
 
 def test_head_training_sees_no_test_row_and_counts_failed_as_miss(feature_run, monkeypatch):
     rows, d = feature_run
     seen = []
-    real = heads.train_head
+    real = heads.fit_head
 
     def spy(kind, dims, n, s, seed, xtr, ytr, xva, yva):
         seen.append((xtr.clone(), xva.clone()))
         return real(kind, dims, n, s, seed, xtr, ytr, xva, yva)
 
-    monkeypatch.setattr(heads, "train_head", spy)
+    monkeypatch.setattr(heads, "fit_head", spy)
     s = HeadSettings(hidden=16, lr=1e-2, epochs=30, batch_size=8, normalize="none")
-    m = run_head("fusion", rows, 1, [d / "clip.h5"], [d / "mv.h5"], s, [0, 1], d / "out")
+    m = run_head(d, s, [0, 1], "out")
     test_numbers = {i + 1 for i, r in enumerate(rows) if r.split1 == "test"}
     for xtr, xva in seen:  # 5 train and 2 val videos a class
         assert len(xtr) == 15 and len(xva) == 6
@@ -80,12 +100,12 @@ def test_head_training_sees_no_test_row_and_counts_failed_as_miss(feature_run, m
 
 def _row_numbers(rows, d, seen):
     """Map training inputs back to manifest rows by matching pooled features exactly."""
-    from moclip.heads import pool_clip
-    from moclip.shards import read_shards
-
     feats = read_shards([d / "clip.h5"])
-    table = {tuple(np.round(pool_clip(f), 5)): i + 1 for i, (r, f) in
-             enumerate(zip(rows, (feats[r.video_id] for r in rows))) if f is not None}
+    table = {
+        tuple(np.round(pool_frames(f), 5)): i + 1
+        for i, (r, f) in enumerate(zip(rows, (feats[r.video_id] for r in rows)))
+        if f is not None
+    }
     out = []
     for xtr, xva in seen:
         for x in torch.cat([xtr, xva]).numpy():
@@ -97,12 +117,14 @@ def test_heads_are_deterministic_for_a_seed(feature_run):
     rows, d = feature_run
     s = HeadSettings(hidden=16, lr=1e-2, epochs=5, batch_size=4)
     for out in ("a", "b", "c"):
-        run_head("fusion", rows, 1, [d / "clip.h5"], [d / "mv.h5"], s, [0 if out != "c" else 1], d / out)
+        run_head(d, s, [0 if out != "c" else 1], out)
     a, b, c = (torch.load(d / o / "model.pt", weights_only=True)["state_dict"] for o in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-    assert json.loads((d / "a" / "metrics.json").read_text())["top1"] == \
-        json.loads((d / "b" / "metrics.json").read_text())["top1"]
+    assert (
+        json.loads((d / "a" / "metrics.json").read_text())["top1"]
+        == json.loads((d / "b" / "metrics.json").read_text())["top1"]
+    )
 
 
 def test_standardize_uses_training_statistics():

@@ -84,8 +84,7 @@ def test_columns_groups_clips_and_roundtrip(tmp_path):
     videos, lists = make_tree(tmp_path)
     rows = build_manifest(videos, lists, splits=[1], val_groups=1, num_shards=3)
     r = next(r for r in rows if r.video_id == "v_JumpRope_g04_c02")
-    assert (r.path, r.class_name, r.label, r.group, r.clip) == (
-        "JumpRope/v_JumpRope_g04_c02.avi", "JumpRope", 5, 4, 2)
+    assert (r.path, r.class_name, r.label, r.group, r.clip) == ("JumpRope/v_JumpRope_g04_c02.avi", "JumpRope", 5, 4, 2)
     out = tmp_path / "m.tsv"
     write_manifest(rows, out)
     assert out.read_text().splitlines()[0].split("\t") == list(COLUMNS)
@@ -101,8 +100,9 @@ def test_val_is_whole_training_groups_deterministic(tmp_path):
     # Every clip of a held-out group, in every class, is val.
     assert all(r.split1 == "val" for r in rows if r.group in by["val"])
     assert build_manifest(videos, lists, splits=[1], val_groups=2, seed=3) == rows
-    seeds = {frozenset(g.group for g in build_manifest(videos, lists, [1], 2, 1, s) if g.split1 == "val")
-             for s in range(6)}
+    seeds = {
+        frozenset(g.group for g in build_manifest(videos, lists, [1], 2, 1, s) if g.split1 == "val") for s in range(6)
+    }
     assert len(seeds) > 1  # the seed, not a constant, picks the groups
 
 

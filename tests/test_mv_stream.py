@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 import torch
 
+import moclip.mv_stream as mv_stream
 from moclip.cache import cache_shard
 from moclip.codec import DecodeSettings
-from moclip.manifest import build_manifest
+from moclip.manifest import build_manifest, write_manifest
 from moclip.mv_stream import (
     MVSettings,
     VideoMV,
     accumulate,
     augment,
     extract_features,
+    fit_mvnet,
     hflip_mv,
     load_checkpoint,
     motion_map,
-    run_training,
     sample_segments,
     train_mvnet,
 )
@@ -63,12 +64,12 @@ def test_per_frame_division_and_clipping():
     mv = np.zeros((3, 2, 2, 2), np.float16)
     mv[1] = [9.0, -30.0]
     ref = np.array([0, 3, 0], np.int16)
-    s = MVSettings(clip=20.0)
+    s = MVSettings(max_displacement=20.0)
     m = motion_map(mv, types("IPB"), ref, 1, s)
     assert m.shape == (2, 2, 2)
     np.testing.assert_allclose(m[0], 3 / 20)  # 9 px over 3 frames
     np.testing.assert_allclose(m[1], -10 / 20)
-    m = motion_map(mv, types("IPB"), ref, 1, MVSettings(clip=20.0, per_frame=False))
+    m = motion_map(mv, types("IPB"), ref, 1, MVSettings(max_displacement=20.0, per_frame=False))
     np.testing.assert_allclose(m[1], -1.0)  # -30 clipped to -20
 
 
@@ -119,8 +120,8 @@ def test_short_training_beats_chance_and_is_deterministic():
     s = MVSettings(epochs=10, milestones=(10,), lr=3e-3, batch_size=4, input_size=32, seed=1)
     train, val = synthetic_videos(12, 0), synthetic_videos(6, 1)
     torch.set_num_threads(1)
-    a = train_mvnet(train, val, 3, s)
-    b = train_mvnet(train, val, 3, s)
+    a = fit_mvnet(train, val, 3, s)
+    b = fit_mvnet(train, val, 3, s)
     assert max(h["val_top1"] for h in a.history) >= 0.8  # chance is 1/3
     assert a.best_epoch == b.best_epoch
     for k in a.state_dict:
@@ -132,17 +133,36 @@ def demo_caches(tiny_demo, tmp_path_factory):
     videos, lists = tiny_demo
     root = tmp_path_factory.mktemp("mvcache")
     rows = build_manifest(videos, lists, splits=[1], val_groups=1, num_shards=2)
+    write_manifest(rows, root / "manifest.tsv")
     for shard in (0, 1):
-        items = [(r.video_id, videos / r.path) for r in rows if r.shard == shard]
-        cache_shard(items, root / "mv" / f"shard-{shard:05d}", root / "frames" / f"shard-{shard:05d}",
-                    root / "index" / f"shard-{shard:05d}.tsv", DecodeSettings(), threads=2)
+        cache_shard(
+            videos=[videos / r.path for r in rows if r.shard == shard],
+            videos_root=videos,
+            settings=DecodeSettings(),
+            compression="lz4",
+            mv=root / f"mv{shard}",
+            frames=root / f"fr{shard}",
+            index=root / f"index{shard}.tsv",
+            threads=2,
+        )
     return rows, root
 
 
-def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path):
+def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path, monkeypatch):
     rows, root = demo_caches
     s = MVSettings(epochs=2, milestones=(1,), input_size=32)
-    metrics, result = run_training(rows, root, 1, s, tmp_path / "m.pt", tmp_path / "log.json", tmp_path / "met.json")
+    results = []
+    monkeypatch.setattr(mv_stream, "fit_mvnet", lambda *a: results.append(fit_mvnet(*a)) or results[-1])
+    metrics = train_mvnet(
+        manifest=root / "manifest.tsv",
+        mv=[root / "mv0", root / "mv1"],
+        split=1,
+        settings=s,
+        model=tmp_path / "m.pt",
+        training=tmp_path / "log.json",
+        metrics=tmp_path / "met.json",
+    )
+    (result,) = results
     parts = {p: {r.video_id for r in rows if r.split1 == p} for p in ("train", "val", "test")}
     assert result.seen["train"] == parts["train"] and result.seen["val"] == parts["val"]
     assert not (result.seen["train"] | result.seen["val"]) & parts["test"]
@@ -153,7 +173,7 @@ def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path):
     model, s2, meta = load_checkpoint(tmp_path / "m.pt")
     assert s2 == s and not model.training and meta["split"] == 1
     ids = [r.video_id for r in rows if r.shard == 0][:4]
-    files = [root / "mv" / "shard-00000" / f"{v}.h5" for v in ids]
+    files = [root / "mv0" / f"{v}.h5" for v in ids]
     v1 = extract_features(model, s2, files, ids, tmp_path / "f1.h5")
     bn = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     extract_features(model, s2, files, ids, tmp_path / "f2.h5")

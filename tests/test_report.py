@@ -22,15 +22,19 @@ from moclip.report import (
 
 
 def _report(split, top1s):
-    return {"split": split, "failed_videos": [f"bad{split}"],
-            "methods": {m: {"top1": t, "top5": min(1, t + 0.1), "per_class_top1": [t]} for m, t in top1s.items()}}
+    return {
+        "split": split,
+        "failed_videos": [f"bad{split}"],
+        "methods": {m: {"top1": t, "top5": min(1, t + 0.1), "per_class_top1": [t]} for m, t in top1s.items()},
+    }
 
 
 def test_summary_mean_spread_and_warning():
     reports = [_report(1, {"mv_only": 0.3, "fusion": 0.9}), _report(2, {"mv_only": 0.5, "fusion": 0.8})]
     costs = {"fusion": {"trainable_parameters": 10, "gflops": 1.5}}
-    s = summarize_splits(reports, costs, {"model": "m", "pretrained": "none", "weights_digest": "ab" * 8,
-                                          "random_weights": True})
+    s = summarize_splits(
+        reports, costs, {"model": "m", "pretrained": "none", "weights_digest": "ab" * 8, "random_weights": True}
+    )
     assert s["methods"]["fusion"]["top1_mean"] == pytest.approx(0.85)
     assert s["methods"]["fusion"]["top1_std"] == pytest.approx(0.05)
     assert s["methods"]["mv_only"]["splits"]["2"]["top1"] == 0.5
@@ -42,8 +46,9 @@ def test_summary_mean_spread_and_warning():
 
 def test_split_report_collects_methods_and_failures(tmp_path):
     (tmp_path / "f.tsv").write_text("video_id\tpath\terror\nv9\tx.avi\tempty file\n")
-    (tmp_path / "m.json").write_text(json.dumps({"top1": 0.5, "top5": 1.0, "per_class_top1": [0.5], "n_test": 2,
-                                                 "secret": 1}))
+    (tmp_path / "m.json").write_text(
+        json.dumps({"top1": 0.5, "top5": 1.0, "per_class_top1": [0.5], "n_test": 2, "secret": 1})
+    )
     r = split_report(2, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", {"seed": 0})
     assert r["split"] == 2 and r["failed_videos"] == ["v9"] and r["methods"]["fusion"]["n_test"] == 2
     assert "secret" not in r["methods"]["fusion"]

@@ -1,7 +1,7 @@
 """Gather every shard's failed videos into one table."""
 
-from moclip.cache import collect_failures
-from moclip.io import log_to
+from moclip.cache import cache_failures
+from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
-collect_failures(snakemake.input, snakemake.output[0])
+cache_failures(**snakemake.input, **snakemake.output)

@@ -1,16 +1,18 @@
 """Embed one shard's cached frames with the frozen CLIP image encoder."""
 
-from pathlib import Path
-
-from moclip.cache import read_index
-from moclip.clip_stream import embed_frame_caches, load_clip
-from moclip.io import log_to, use_threads
+from moclip.clip_stream import clip_embed
+from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
-use_threads(snakemake.threads)
 p = snakemake.params
-clip = load_clip(p.model, p.pretrained, seed=p.seed)
-ids = [r.video_id for r in read_index(snakemake.input.index)]
-files = [Path(snakemake.input.frames) / f"{v}.h5" for v in ids]
-workers = max(0, snakemake.threads - 1)
-embed_frame_caches(clip, files, ids, snakemake.output[0], p.batch_videos, workers, p.device, p.dtype)
+clip_embed(
+    **snakemake.input,
+    **snakemake.output,
+    model=p.model,
+    pretrained=p.pretrained,
+    device=p.device,
+    batch_videos=p.batch_videos,
+    dtype=p.dtype,
+    seed=p.seed,
+    threads=snakemake.threads,
+)

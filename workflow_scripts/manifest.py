@@ -1,9 +1,16 @@
-"""Parse the UCF101 split lists into the manifest."""
+"""Parse the dataset's split lists into the manifest."""
 
-from moclip.io import log_to
-from moclip.manifest import build_manifest, write_manifest
+from moclip.manifest import manifest
+from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
 p = snakemake.params
-rows = build_manifest(snakemake.input.videos, snakemake.input.lists, p.splits, p.val_groups, p.shards, p.seed)
-write_manifest(rows, snakemake.output.tsv)
+manifest(
+    videos=snakemake.input.videos,
+    lists=snakemake.input.lists,
+    splits=p.splits,
+    val_groups=p.val_groups,
+    shards=p.shards,
+    seed=p.seed,
+    out=snakemake.output.tsv,
+)

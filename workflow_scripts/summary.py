@@ -1,11 +1,18 @@
 """The method x split summary (JSON and Markdown) with costs and the CLIP weights used."""
 
-from moclip.clip_stream import load_clip
-from moclip.io import log_to
-from moclip.report import make_summary
+from moclip.methods import HEADS
+from moclip.report import summary
+from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
 inp, p = snakemake.input, snakemake.params
-make_summary(inp.reports, load_clip(p.model, p.pretrained, seed=p.seed), inp.mv_model,
-             {"fusion": inp.fusion_model, "clip_linear": inp.clip_linear_model}, p.frames,
-             snakemake.output.json, snakemake.output.md)
+summary(
+    **snakemake.output,
+    reports=inp.reports,
+    mv_model=inp.mv_model,
+    head_models={h: inp[f"{h}_model"] for h in HEADS},
+    model=p.model,
+    pretrained=p.pretrained,
+    seed=p.seed,
+    frames=p.frames,
+)

@@ -1,13 +1,18 @@
 """Train one head (fusion or clip_linear) on one split's precomputed features."""
 
-from pathlib import Path
-
-from moclip.heads import HeadSettings, run_head
-from moclip.io import log_to, use_threads
-from moclip.manifest import read_manifest
+from moclip.heads import HeadSettings, train_head
+from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
-use_threads(snakemake.threads)
 inp, p = snakemake.input, snakemake.params
-run_head(snakemake.wildcards.head, read_manifest(inp.manifest), int(snakemake.wildcards.split), inp.clip,
-         inp.get("mv", []), HeadSettings(**p.settings), list(p.seeds), Path(snakemake.output.metrics).parent)
+train_head(
+    **snakemake.output,
+    head=snakemake.wildcards.head,
+    split=int(snakemake.wildcards.split),
+    manifest=inp.manifest,
+    clip=inp.clip,
+    mv=inp.get("mv", []),
+    settings=HeadSettings.from_config(p.settings),
+    seeds=list(p.seeds),
+    threads=snakemake.threads,
+)
