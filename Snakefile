@@ -9,7 +9,9 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The defaults, always read from this repository (whatever the working directory); a user's
+# --configfile is merged over them key by key.
+configfile: os.path.join(workflow.basedir, "config", "default.yaml")
 
 
 validate(config, "schemas/config.schema.yaml")
@@ -19,9 +21,7 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    shard=r"\d{5}",
-    split=r"[123]",
-    head=r"fusion|clip_linear",
+    **WILDCARDS,
 
 
 include: "rules/demo.smk"
@@ -42,7 +42,7 @@ localrules:
 
 rule embeddings:
     input:
-        clip_shards(),
+        all_shards(rules.clip_embed.output.out),
         [mv_feature_shards(k) for k in SPLITS],
 
 

@@ -5,13 +5,13 @@ rule cache_shard:
     input:
         videos=shard_videos,
     output:
-        mv=directory(f"{RESULTS}/cache/mv/shard-{{shard}}"),
-        frames=directory(f"{RESULTS}/cache/frames/shard-{{shard}}"),
-        index=f"{RESULTS}/cache/index/shard-{{shard}}.tsv",
+        mv=directory(results("cache/mv/shard-{shard}")),
+        frames=directory(results("cache/frames/shard-{shard}")),
+        index=results("cache/index/shard-{shard}.tsv"),
     log:
-        f"{LOGS}/cache/shard-{{shard}}.log",
+        logs("cache/shard-{shard}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/cache/shard-{{shard}}.tsv"
+        benchmarks("cache/shard-{shard}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 4
@@ -19,26 +19,31 @@ rule cache_shard:
         mem_mb=lambda wildcards, threads: 1000 * (threads + 1),
         runtime=60,
     params:
+        videos_root=VIDEOS,
         decode=decode_settings(),
         compression=config["cache"]["compression"],
-        code=code_digest("codec", "cache"),
+        code=code_digest("cache_shard"),
     script:
         "../workflow_scripts/cache_shard.py"
 
 
 rule cache_failures:
     input:
-        expand(f"{RESULTS}/cache/index/shard-{{shard}}.tsv", shard=SHARDS),
+        indexes=all_shards(rules.cache_shard.output.index),
     output:
-        f"{RESULTS}/cache/failures.tsv",
+        out=results("cache/failures.tsv"),
     log:
-        f"{LOGS}/cache/failures.log",
+        logs("cache/failures.log"),
+    benchmark:
+        benchmarks("cache/failures.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        code=code_digest("cache_failures"),
     script:
         "../workflow_scripts/cache_failures.py"
 

@@ -3,21 +3,21 @@
 
 rule clip_embed:
     input:
-        frames=f"{RESULTS}/cache/frames/shard-{{shard}}",
-        index=f"{RESULTS}/cache/index/shard-{{shard}}.tsv",
+        frames=rules.cache_shard.output.frames,
+        index=rules.cache_shard.output.index,
     output:
-        f"{RESULTS}/embeddings/clip/{CLIP_TAG}/shard-{{shard}}.h5",
+        out=results(f"embeddings/clip/{CLIP_TAG}/shard-{{shard}}.h5"),
     log:
-        f"{LOGS}/clip/{CLIP_TAG}/shard-{{shard}}.log",
+        logs(f"clip/{CLIP_TAG}/shard-{{shard}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/clip/{CLIP_TAG}/shard-{{shard}}.tsv"
+        benchmarks(f"clip/{CLIP_TAG}/shard-{{shard}}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 2
     resources:
         mem_mb=6000,
         runtime=120,
-        gpu=0 if config["clip"]["device"] == "cpu" else 1,
+        gpu=uses_gpu("clip"),
     params:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],
@@ -25,33 +25,35 @@ rule clip_embed:
         batch_videos=config["clip"]["batch_videos"],
         dtype=config["clip"]["dtype"],
         seed=config["seed"],
-        code=code_digest("clip_stream"),
+        code=code_digest("clip_embed"),
     script:
         "../workflow_scripts/clip_embed.py"
 
 
 rule zeroshot:
     input:
-        manifest=f"{RESULTS}/manifest.tsv",
-        shards=clip_shards(),
+        manifest=rules.manifest.output.tsv,
+        shards=all_shards(rules.clip_embed.output.out),
     output:
-        predictions=f"{RESULTS}/zeroshot/{CLIP_TAG}/split{{split}}/predictions.tsv",
-        metrics=f"{RESULTS}/zeroshot/{CLIP_TAG}/split{{split}}/metrics.json",
+        predictions=results(f"zeroshot/{CLIP_TAG}/split{{split}}/predictions.tsv"),
+        metrics=results(f"zeroshot/{CLIP_TAG}/split{{split}}/metrics.json"),
     log:
-        f"{LOGS}/zeroshot/{CLIP_TAG}/split{{split}}.log",
+        logs(f"zeroshot/{CLIP_TAG}/split{{split}}.log"),
+    benchmark:
+        benchmarks(f"zeroshot/{CLIP_TAG}/split{{split}}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if config["clip"]["device"] == "cpu" else 1,
+        gpu=uses_gpu("clip"),
     params:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],
         device=config["clip"]["device"],
         templates=config["clip"]["templates"],
         seed=config["seed"],
-        code=code_digest("clip_stream", "metrics"),
+        code=code_digest("zeroshot"),
     script:
         "../workflow_scripts/zeroshot.py"

@@ -3,10 +3,12 @@
 
 rule demo_data:
     output:
-        videos=directory(f"{RESULTS}/demo/UCF-101"),
-        lists=directory(f"{RESULTS}/demo/ucfTrainTestlist"),
+        videos=directory(DEMO_DIRS["videos"]),
+        lists=directory(DEMO_DIRS["lists"]),
     log:
-        f"{LOGS}/demo_data.log",
+        logs("demo_data.log"),
+    benchmark:
+        benchmarks("demo_data.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 4
@@ -15,6 +17,6 @@ rule demo_data:
         runtime=30,
     params:
         spec={**config["demo"], "seed": config["seed"]},
-        code=code_digest("demo", "codec"),
+        code=code_digest("demo_data"),
     script:
         "../workflow_scripts/demo_data.py"

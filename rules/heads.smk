@@ -4,14 +4,16 @@
 rule train_head:
     input:
         unpack(head_feature_inputs),
-        manifest=f"{RESULTS}/manifest.tsv",
+        manifest=rules.manifest.output.tsv,
     output:
-        model=f"{HEAD_ROOT}/split{{split}}/{{head}}/model.pt",
-        predictions=f"{HEAD_ROOT}/split{{split}}/{{head}}/predictions.tsv",
-        training=f"{HEAD_ROOT}/split{{split}}/{{head}}/training.json",
-        metrics=f"{HEAD_ROOT}/split{{split}}/{{head}}/metrics.json",
+        model=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/model.pt"),
+        predictions=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/predictions.tsv"),
+        training=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/training.json"),
+        metrics=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/metrics.json"),
     log:
-        f"{LOGS}/heads/split{{split}}/{{head}}.log",
+        logs(f"{HEAD_ROOT}/split{{split}}/{{head}}.log"),
+    benchmark:
+        benchmarks(f"{HEAD_ROOT}/split{{split}}/{{head}}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -21,6 +23,6 @@ rule train_head:
     params:
         settings=head_settings(),
         seeds=config["heads"]["seeds"],
-        code=code_digest("heads", "manifest", "metrics"),
+        code=code_digest("train_head"),
     script:
         "../workflow_scripts/train_head.py"

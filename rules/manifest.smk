@@ -1,4 +1,4 @@
-# UCF101 split lists -> results/manifest.tsv (labels, groups, train/val/test, shards).
+# Split lists -> the manifest (labels, groups, train/val/test, shards): one row a video.
 
 
 checkpoint manifest:
@@ -7,9 +7,11 @@ checkpoint manifest:
         lists=LISTS if DEMO else ancient(LISTS),
         list_files=[] if DEMO else list_files(),
     output:
-        tsv=f"{RESULTS}/manifest.tsv",
+        tsv=results("manifest.tsv"),
     log:
-        f"{LOGS}/manifest.log",
+        logs("manifest.log"),
+    benchmark:
+        benchmarks("manifest.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -17,7 +19,7 @@ checkpoint manifest:
         mem_mb=1000,
         runtime=10,
     params:
-        splits=config["dataset"]["splits"],
+        splits=SPLITS,
         val_groups=config["dataset"]["val_groups"],
         shards=config["dataset"]["shards"],
         seed=config["seed"],

@@ -3,44 +3,43 @@
 
 rule train_mvnet:
     input:
-        manifest=f"{RESULTS}/manifest.tsv",
-        mv=mv_cache_dirs(),
-        index=cache_indexes(),
+        manifest=rules.manifest.output.tsv,
+        mv=all_shards(rules.cache_shard.output.mv),
+        index=all_shards(rules.cache_shard.output.index),
     output:
-        model=f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/model.pt",
-        training=f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/training.json",
-        metrics=f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/metrics.json",
+        model=results(f"mvnet/{MV_TAG}/split{{split}}/model.pt"),
+        training=results(f"mvnet/{MV_TAG}/split{{split}}/training.json"),
+        metrics=results(f"mvnet/{MV_TAG}/split{{split}}/metrics.json"),
     log:
-        f"{LOGS}/mvnet/{MV_TAG}/split{{split}}.log",
+        logs(f"mvnet/{MV_TAG}/split{{split}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/mvnet/{MV_TAG}/split{{split}}.tsv"
+        benchmarks(f"mvnet/{MV_TAG}/split{{split}}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=600,
-        gpu=0 if config["mvnet"]["device"] == "cpu" else 1,
+        gpu=uses_gpu("mvnet"),
     params:
         settings=mv_settings(),
-        code=code_digest("mv_stream", "manifest", "metrics"),
+        code=code_digest("train_mvnet"),
     script:
         "../workflow_scripts/train_mvnet.py"
 
 
 rule mv_features:
     input:
-        models=expand(f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/model.pt", split=SPLITS),
-        mv=f"{RESULTS}/cache/mv/shard-{{shard}}",
-        index=f"{RESULTS}/cache/index/shard-{{shard}}.tsv",
+        models=expand(rules.train_mvnet.output.model, split=SPLITS),
+        mv=rules.cache_shard.output.mv,
+        index=rules.cache_shard.output.index,
     output:
         # One job a shard writes every split's features: one read of the caches, one start-up.
-        expand(
-            f"{RESULTS}/embeddings/mv/{MV_TAG}/split{{split}}/shard-{{{{shard}}}}.h5",
-            split=SPLITS,
-        ),
+        out=[mv_features_path(k, "{shard}") for k in SPLITS],
     log:
-        f"{LOGS}/mv_features/{MV_TAG}/shard-{{shard}}.log",
+        logs(f"mv_features/{MV_TAG}/shard-{{shard}}.log"),
+    benchmark:
+        benchmarks(f"mv_features/{MV_TAG}/shard-{{shard}}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -48,6 +47,6 @@ rule mv_features:
         mem_mb=2000,
         runtime=60,
     params:
-        code=code_digest("mv_stream"),
+        code=code_digest("mv_features"),
     script:
         "../workflow_scripts/mv_features.py"

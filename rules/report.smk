@@ -4,33 +4,35 @@
 rule report_split:
     input:
         unpack(split_method_metrics),
-        failures=f"{RESULTS}/cache/failures.tsv",
-        manifest=f"{RESULTS}/manifest.tsv",
-        fusion_predictions=f"{HEAD_ROOT}/split{{split}}/fusion/predictions.tsv",
-        mv_training=f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/training.json",
-        fusion_training=f"{HEAD_ROOT}/split{{split}}/fusion/training.json",
-        clip_linear_training=f"{HEAD_ROOT}/split{{split}}/clip_linear/training.json",
-        mv_model=f"{RESULTS}/mvnet/{MV_TAG}/split{{split}}/model.pt",
-        fusion_model=f"{HEAD_ROOT}/split{{split}}/fusion/model.pt",
+        unpack(lambda wildcards: head_files("training", wildcards.split)),
+        failures=rules.cache_failures.output.out,
+        manifest=rules.manifest.output.tsv,
+        mv_training=rules.train_mvnet.output.training,
+        # predict loads these two; the confusion matrix is the fusion head's
+        mv_model=rules.train_mvnet.output.model,
+        fusion_model=head_output("model", "{split}", "fusion"),
+        fusion_predictions=head_output("predictions", "{split}", "fusion"),
     output:
-        metrics=f"{RESULTS}/reports/split{{split}}/metrics.json",
+        metrics=results("reports/split{split}/metrics.json"),
         confusion=report(
-            f"{RESULTS}/reports/split{{split}}/confusion_fusion.png",
+            results("reports/split{split}/confusion_fusion.png"),
             caption="../report/confusion.rst",
             category="Split {split}",
         ),
         per_class=report(
-            f"{RESULTS}/reports/split{{split}}/per_class_top1.png",
+            results("reports/split{split}/per_class_top1.png"),
             caption="../report/per_class.rst",
             category="Split {split}",
         ),
         curves=report(
-            f"{RESULTS}/reports/split{{split}}/training_curves.png",
+            results("reports/split{split}/training_curves.png"),
             caption="../report/curves.rst",
             category="Split {split}",
         ),
     log:
-        f"{LOGS}/reports/split{{split}}.log",
+        logs("reports/split{split}.log"),
+    benchmark:
+        benchmarks("reports/split{split}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -43,26 +45,27 @@ rule report_split:
             k: config[k]
             for k in ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")
         },
-        code=code_digest("report"),
+        code=code_digest("report_split"),
     script:
         "../workflow_scripts/report_split.py"
 
 
 rule summary:
     input:
-        reports=expand(f"{RESULTS}/reports/split{{split}}/metrics.json", split=SPLITS),
-        mv_model=f"{RESULTS}/mvnet/{MV_TAG}/split{SPLITS[0]}/model.pt",
-        fusion_model=f"{HEAD_ROOT}/split{SPLITS[0]}/fusion/model.pt",
-        clip_linear_model=f"{HEAD_ROOT}/split{SPLITS[0]}/clip_linear/model.pt",
+        **head_files("model", SPLITS[0]),
+        reports=expand(rules.report_split.output.metrics, split=SPLITS),
+        mv_model=expand(rules.train_mvnet.output.model, split=SPLITS[0])[0],
     output:
-        json=f"{RESULTS}/summary.json",
+        json=results("summary.json"),
         md=report(
-            f"{RESULTS}/summary.md",
+            results("summary.md"),
             caption="../report/summary.rst",
             category="Summary",
         ),
     log:
-        f"{LOGS}/summary.log",
+        logs("summary.log"),
+    benchmark:
+        benchmarks("summary.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -74,6 +77,6 @@ rule summary:
         pretrained=config["clip"]["pretrained"],
         frames=config["frames"]["count"],
         seed=config["seed"],
-        code=code_digest("report", "heads", "mv_stream", "clip_stream"),
+        code=code_digest("summary"),
     script:
         "../workflow_scripts/summary.py"

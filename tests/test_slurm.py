@@ -23,20 +23,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import yaml
+from conftest import REPO, TINY_CONFIG, merged, snakemake
 
 import moclip.cache  # noqa: F401  registers the HDF5 filters the MV caches are written with
-from conftest import REPO, TINY_DEMO, demo_config
 
 pytestmark = pytest.mark.workflow
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-TINY_CONFIG = {  # as in test_workflow.py, with shorter training
-    "demo": {"groups": TINY_DEMO.groups, "clips": TINY_DEMO.clips, "frames": TINY_DEMO.frames},
-    "dataset": {"shards": 3},
-    "mvnet": {"epochs": 3, "milestones": [2]},
-    "heads": {"epochs": 20, "seeds": [0]},
-}
-TARGETS: list[str] = []  # the default target: the whole workflow, to the reports
+# The workflow tests' tiny run with shorter training; the default target (the whole workflow).
+SLURM_CONFIG = merged(TINY_CONFIG, {"mvnet": {"epochs": 3, "milestones": [2]}, "heads": {"epochs": 20, "seeds": [0]}})
 LOCAL_RULES = {"all", "cache_failures"}  # cheap rules the Snakefile keeps on the submit host
 TEMPLATE = Path(__file__).parent / "slurm" / "slurm.conf.in"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")  # srun in the job step finds it only here
@@ -83,12 +76,16 @@ def _install_slurm() -> None:
         pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing) and there is no apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        for cmd in (["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "slurm-wlm", "munge"]):
+        for cmd in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "--no-install-recommends", "slurm-wlm", "munge"],
+        ):
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
             if out.returncode != 0:
-                pytest.skip(f"SLURM missing ({', '.join(missing)}) and `{' '.join(cmd)}` failed:\n"
-                            f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+                pytest.skip(
+                    f"SLURM missing ({', '.join(missing)}) and `{' '.join(cmd)}` failed:\n"
+                    f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+                )
     except subprocess.TimeoutExpired:
         pytest.skip("SLURM missing and apt-get did not finish in 10 minutes")
 
@@ -114,14 +111,12 @@ class Cluster:
 
     def logs(self) -> str:
         parts = [f"--- {name} ---\n{_tail(self.state / f'{name}.log')}" for name in ("slurmctld", "slurmd")]
-        parts += [f"--- {name} stdout/stderr ---\n{_tail(self.state / f'{name}.out', 20)}"
-                  for name, _ in self.procs]
+        parts += [f"--- {name} stdout/stderr ---\n{_tail(self.state / f'{name}.out', 20)}" for name, _ in self.procs]
         return "\n".join(parts)
 
     def start(self, name: str, cmd: list[str], **kw) -> subprocess.Popen:
-        out = open(self.state / f"{name}.out", "wb")
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
-        out.close()
+        with open(self.state / f"{name}.out", "wb") as out:  # the child keeps its own handle
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
         self.procs.append((name, proc))
         return proc
 
@@ -175,21 +170,24 @@ def slurm_cluster(tmp_path_factory):
                 shutil.chown(MUNGE_KEY, "munge", "munge")
                 MUNGE_KEY.chmod(0o400)
             subprocess.run(["install", "-d", "-o", "munge", "-g", "munge", "-m", "0755", "/run/munge"], check=True)
-            cluster.start("munged", [str(SBIN / "munged"), "--foreground"],
-                          user="munge", group="munge", extra_groups=[])
+            cluster.start(
+                "munged", [str(SBIN / "munged"), "--foreground"], user="munge", group="munge", extra_groups=[]
+            )
         deadline = time.monotonic() + 20
         while True:  # a credential round trip, not the socket file (a stale one may be left)
             cluster.check_alive()
             enc = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
-            if enc.returncode == 0 and subprocess.run(["unmunge"], input=enc.stdout, capture_output=True,
-                                                      timeout=10).returncode == 0:
+            if (
+                enc.returncode == 0
+                and subprocess.run(["unmunge"], input=enc.stdout, capture_output=True, timeout=10).returncode == 0
+            ):
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(f"munge does not answer: {enc.stderr.decode(errors='replace')}\n{cluster.logs()}")
             time.sleep(0.2)
 
-        mem_available = next(int(line.split()[1]) // 1024 for line in open("/proc/meminfo")
-                             if line.startswith("MemAvailable:"))
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        mem_available = next(int(line.split()[1]) // 1024 for line in meminfo if line.startswith("MemAvailable:"))
         fields = {
             "STATE": str(state),
             "CTLD_PORT": str(_free_port()),
@@ -220,8 +218,10 @@ def slurm_cluster(tmp_path_factory):
             if out.stdout.strip() == "idle":
                 break
             if time.monotonic() > deadline:
-                raise AssertionError(f"node not idle after {STARTUP_TIMEOUT} s: sinfo says "
-                                     f"{out.stdout.strip()!r} {out.stderr.strip()!r}\n{cluster.logs()}")
+                raise AssertionError(
+                    f"node not idle after {STARTUP_TIMEOUT} s: sinfo says "
+                    f"{out.stdout.strip()!r} {out.stderr.strip()!r}\n{cluster.logs()}"
+                )
             time.sleep(0.5)
         yield cluster
     finally:
@@ -229,22 +229,24 @@ def slurm_cluster(tmp_path_factory):
 
 
 def run_snakemake(workdir: Path, *args: str, cluster: Cluster | None = None) -> subprocess.CompletedProcess:
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(demo_config(TINY_CONFIG)))
-    # Targets before the options: --configfile and --set-resources take several values.
-    cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg), *args]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    """The shared runner, with the cluster's and the jobs' logs in the message when it fails."""
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir, timeout=RUN_TIMEOUT)
+        out = snakemake(workdir, SLURM_CONFIG, *args, cores=None, check=False, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"snakemake did not finish in {RUN_TIMEOUT} s: {cmd}\n{e.stdout}\n{e.stderr}\n"
-                             + (cluster.logs() if cluster else ""))
+        raise AssertionError(
+            f"snakemake did not finish in {RUN_TIMEOUT} s\n{e.stdout}\n{e.stderr}\n"
+            + (cluster.logs() if cluster else "")
+        ) from None
     if out.returncode != 0:
-        slurm_logs = "\n".join(f"--- {p} ---\n{_tail(p, 40)}"
-                               for p in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")))
-        raise AssertionError(f"snakemake failed ({out.returncode}): {' '.join(cmd)}\n{out.stdout}\n{out.stderr}\n"
-                             + slurm_logs + "\n" + (cluster.logs() if cluster else ""))
+        slurm_logs = "\n".join(
+            f"--- {p} ---\n{_tail(p, 40)}" for p in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+        )
+        raise AssertionError(
+            f"snakemake failed ({out.returncode}): {' '.join(out.args)}\n{out.stdout}\n{out.stderr}\n"
+            + slurm_logs
+            + "\n"
+            + (cluster.logs() if cluster else "")
+        )
     return out
 
 
@@ -274,16 +276,25 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
         t0 = time.monotonic()
         out = run_snakemake(
             on_slurm,
-            "--workflow-profile", str(REPO / "profiles" / "slurm"),
-            "--jobs", "4",
-            "--max-threads", "1",  # the profile's 8 would not fit a small node; 1: jobs side by side
-            "--latency-wait", "5",
+            "--workflow-profile",
+            str(REPO / "profiles" / "slurm"),
+            "--jobs",
+            "4",
+            "--max-threads",
+            "1",  # the profile's 8 would not fit a small node; 1: jobs side by side
+            "--latency-wait",
+            "5",
             # No accounting daemon: sacct knows nothing, squeue does (MinJobAge=600 >= 3 x 10 s).
-            "--slurm-status-command", "squeue",
-            "--slurm-init-seconds-before-status-checks", "10",
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "10",
             "--slurm-no-account",  # no accounts here (the plugin would ask sacct for one)
-            "--default-resources", f"slurm_partition={PARTITION}",
-            "--set-resources", "clip_embed:gpu=0", "train_mvnet:gpu=0",  # no GPU on this node: the CPU
+            "--default-resources",
+            f"slurm_partition={PARTITION}",
+            "--set-resources",
+            "clip_embed:gpu=0",
+            "train_mvnet:gpu=0",  # no GPU on this node: the CPU
             cluster=slurm_cluster,
         )
         slurm_seconds = time.monotonic() - t0
@@ -304,7 +315,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     assert (a / "cache" / "failures.tsv").read_bytes() == (b / "cache" / "failures.tsv").read_bytes()
     index_a = sorted(p.relative_to(a) for p in (a / "cache" / "index").glob("*.tsv"))
     assert index_a == sorted(p.relative_to(b) for p in (b / "cache" / "index").glob("*.tsv"))
-    assert len(index_a) == TINY_CONFIG["dataset"]["shards"]
+    assert len(index_a) == SLURM_CONFIG["dataset"]["shards"]
     for rel in index_a:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
@@ -312,7 +323,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     assert h5_a == sorted(p.relative_to(b) for p in b.rglob("*.h5"))
     n_videos = len((a / "manifest.tsv").read_text().splitlines()) - 1
     assert sum(rel.parts[0] == "cache" for rel in h5_a) == 2 * n_videos
-    assert sum(rel.parts[0] == "embeddings" for rel in h5_a) == 4 * TINY_CONFIG["dataset"]["shards"]  # CLIP, MV x3
+    assert sum(rel.parts[0] == "embeddings" for rel in h5_a) == 4 * SLURM_CONFIG["dataset"]["shards"]  # CLIP, MV x3
     for rel in h5_a:
         (da, attrs_a), (db, attrs_b) = _h5_contents(a / rel), _h5_contents(b / rel)
         assert sorted(da) == sorted(db), rel

@@ -1,0 +1,95 @@
+"""What a workflow script's results depend on in this library, found from its imports.
+
+Snakemake reruns a rule when its script changes, not when a library module the script
+imports does. :func:`code_digest` hashes the transitive closure of ``moclip`` modules that
+a script reaches through ``import`` statements (anywhere in a module, so function-level
+imports count too), plus the package data a module declares in ``__data__``. It is read
+from the source with :mod:`ast`, never by importing, so it is cheap at parse time.
+
+The package's ``__init__`` is left out: it holds only the docstring and ``__version__``
+(a test keeps it so), and a version bump alone must not rerun a dataset's caches.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+_PACKAGE = "moclip"
+
+
+def _module_file(package_dir: Path, module: str) -> Path | None:
+    """The source file of ``moclip.x.y`` under ``package_dir``, or None if it is not a module there."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return None
+    base = package_dir.joinpath(*parts)
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def _imports(tree: ast.Module, package: str | None) -> set[str]:
+    """Full names of every ``moclip`` module an import statement in ``tree`` names.
+
+    ``from moclip.x import y`` names ``moclip.x`` and, if ``y`` is a module, ``moclip.x.y``;
+    relative imports resolve against ``package``, the package the module is in (None for a
+    script outside the package).
+    """
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if package is None:
+                    continue
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module or ""
+            names.add(source)
+            names.update(f"{source}.{a.name}" for a in node.names)
+    return {n for n in names if n == _PACKAGE or n.startswith(_PACKAGE + ".")}
+
+
+def _declared_data(tree: ast.Module) -> tuple[str, ...]:
+    """The module-level ``__data__ = ("dir", "file", ...)`` of a module, if any."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__data__" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    return ()
+
+
+def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
+    """Sorted names of the ``moclip`` modules that ``script`` reaches through its imports."""
+    package_dir = Path(package_dir)
+    seen: set[str] = set()
+    todo = [(Path(script), None)]
+    while todo:
+        path, name = todo.pop()
+        package = name if name is None or path.name == "__init__.py" else name.rpartition(".")[0]
+        for m in _imports(ast.parse(path.read_bytes(), filename=str(path)), package):
+            f = _module_file(package_dir, m)
+            if f is not None and m not in seen:
+                seen.add(m)
+                todo.append((f, m))
+    return sorted(seen)
+
+
+def code_digest(script: Path | str, package_dir: Path | str) -> str:
+    """A short sha256 of every module (and its declared data) that ``script`` reaches."""
+    package_dir = Path(package_dir)
+    h = hashlib.sha256()
+    for m in module_closure(script, package_dir):
+        f = _module_file(package_dir, m)
+        source = f.read_bytes()
+        h.update(f"{m}\0".encode() + source)
+        for entry in _declared_data(ast.parse(source)):
+            root = f.parent / entry
+            for d in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
+                h.update(f"{d.relative_to(package_dir).as_posix()}\0".encode() + d.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,86 @@
+"""Code digests: each workflow script's closure of library modules, checked against what
+Python really imports, and digests that change exactly when a reached module changes."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import imported_modules
+
+import moclip
+from moclip.provenance import code_digest, module_closure
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((REPO / "workflow_scripts").glob("*.py"))
+PACKAGE = Path(moclip.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def imported() -> dict[str, list[str]]:
+    return imported_modules(SCRIPTS)
+
+
+def test_closure_is_what_python_imports(imported):
+    for script in SCRIPTS:
+        assert module_closure(script, PACKAGE) == imported[script.stem], script.name
+
+
+def test_every_library_module_is_reached_by_some_rule_or_is_a_tool(imported):
+    reached = {m for mods in imported.values() for m in mods}
+    tools = {"moclip.cli", "moclip.predict", "moclip.provenance"}  # the moclip command and the Snakefile's own
+    modules = {f"moclip.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert modules - tools == reached
+
+
+def test_package_init_holds_only_the_version():
+    """The digest leaves ``moclip/__init__.py`` out; that is safe only while it computes nothing."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    for node in tree.body:
+        is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        is_version = isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__version__"]
+        assert is_doc or is_version, ast.dump(node)
+
+
+def _package(tmp_path: Path) -> tuple[Path, Path]:
+    """A small package ``moclip`` with relative, aliased, function-level and data imports."""
+    pkg = tmp_path / "moclip"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "data").mkdir()
+    (pkg / "__init__.py").write_text('"""pkg"""\n__version__ = "1"\n')
+    (pkg / "a.py").write_text("from . import b\nimport numpy\n")
+    (pkg / "b.py").write_text("def f():\n    from moclip.sub import c\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text('__data__ = ("../data",)\nfrom ..d import x\n')
+    (pkg / "d.py").write_text("x = 1\n")
+    (pkg / "unused.py").write_text("y = 2\n")
+    (pkg / "data" / "cfg.json").write_text("{}")
+    script = tmp_path / "script.py"
+    script.write_text("from moclip.a import thing  # noqa\n")
+    return script, pkg
+
+
+def test_closure_follows_every_kind_of_import(tmp_path):
+    script, pkg = _package(tmp_path)
+    assert module_closure(script, pkg) == ["moclip.a", "moclip.b", "moclip.d", "moclip.sub", "moclip.sub.c"]
+
+
+@pytest.mark.parametrize(
+    "edit, changes",
+    [
+        ("a.py", True),
+        ("b.py", True),
+        ("sub/c.py", True),
+        ("d.py", True),
+        ("data/cfg.json", True),
+        ("unused.py", False),
+        ("__init__.py", False),
+    ],
+)
+def test_digest_changes_exactly_with_what_the_script_reaches(tmp_path, edit, changes):
+    script, pkg = _package(tmp_path)
+    before = code_digest(script, pkg)
+    with open(pkg / edit, "a") as f:
+        f.write("\n# edited\n" if edit.endswith(".py") else " ")
+    assert (code_digest(script, pkg) != before) == changes
