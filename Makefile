@@ -1,17 +1,18 @@
-# make demo: the workflow on the embedded demo dataset; make test: the test suite.
+# make demo: the workflow on the embedded demo dataset; make test: the test suite; make lint: the gates CI runs first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
-# torch and torchvision first, in their own pip call, so nothing later upgrades them.
-TORCH := torch==2.14.1 torchvision==0.29.1
+PYTHON_CODE := moclip tests benchmarks workflow_scripts
 
 .PHONY: venv demo test bench lint format clean
 
+# torch and torchvision first, in their own pip call (pinned in requirements.txt), so that
+# nothing installed after them replaces them; then the rest of the pins; then moclip itself.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q $$(grep -E '^(torch|torchvision)==' requirements.txt)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
@@ -34,9 +35,13 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/ruff format --check $(PYTHON_CODE)
+	$(VENV)/bin/ruff check $(PYTHON_CODE)
 
 format: $(STAMP)
 	$(VENV)/bin/snakefmt Snakefile rules
+	$(VENV)/bin/ruff format $(PYTHON_CODE)
+	$(VENV)/bin/ruff check --fix $(PYTHON_CODE)
 
 clean:
 	rm -rf results .snakemake
