@@ -11,12 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from moclip.cache import cache_shard
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset
-from moclip.mv_stream import MVNet, MVSettings, extract_features, fit_mvnet, load_video_mv
+from moclip.mv_stream import MVItem, MVNet, MVSettings, extract_features, fit_mvnet
+from moclip.runtime import resolve_device
 
 
 def main() -> None:
@@ -24,6 +26,7 @@ def main() -> None:
     ap.add_argument("--arch", default="tiny")
     ap.add_argument("--input-size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="DataLoader workers to compare")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -41,26 +44,26 @@ def main() -> None:
             threads=2,
         )
         classes = spec.classes()
-        data = [load_video_mv(root / "mv" / f"{p.stem}.h5", p.stem, classes.index(p.parent.name)) for p in videos]
+        data = [MVItem(p.stem, root / "mv" / f"{p.stem}.h5", classes.index(p.parent.name)) for p in videos]
         s = MVSettings(arch=a.arch, input_size=a.input_size, epochs=a.epochs, milestones=(a.epochs,))
+        dev = resolve_device(s.device)
         torch.set_num_threads(2)
-        t = time.perf_counter()
-        result = fit_mvnet(data, [], len(classes), s)
-        t_train = time.perf_counter() - t
-        wait = sum(h["data_wait"] for h in result.history)
-        samples = len(data) * s.segments * s.epochs
-        model = MVNet(s.arch, len(classes))
-        model.load_state_dict(result.state_dict)
-        model.eval()
-        t = time.perf_counter()
-        extract_features(
-            model, s, [root / "mv" / f"{p.stem}.h5" for p in videos], [p.stem for p in videos], root / "features.h5"
-        )
-        t_feat = time.perf_counter() - t
-        print(f"## MV network '{a.arch}', input {a.input_size}px, {len(data)} videos, {s.segments} segments, CPU")
-        print(f"training                 {samples / t_train:8.1f} samples/s   ({a.epochs} epochs)")
-        print(f"waiting for data         {100 * wait / t_train:8.1f} %          (goal < 20%)")
-        print(f"feature extraction       {len(data) / t_feat:8.1f} videos/s (reading the caches included)")
+        print(f"## MV network '{a.arch}', input {a.input_size}px, {len(data)} videos, {s.segments} segments, {dev}")
+        print("loader workers | training samples/s | waiting for data (goal < 20% CPU, < 10% GPU) | features videos/s")
+        for workers in a.workers:
+            t = time.perf_counter()
+            result = fit_mvnet(data, [], len(classes), s, workers)
+            t_train = time.perf_counter() - t
+            wait = sum(h["data_wait"] for h in result.history)
+            samples = len(data) * s.segments * s.epochs
+            model = MVNet(s.arch, len(classes)).to(dev)
+            model.load_state_dict(result.state_dict)
+            model.eval()
+            t = time.perf_counter()
+            extract_features(model, s, data, np.ones(len(data), bool), root / "features.h5", workers=workers)
+            t_feat = time.perf_counter() - t
+            share = 100 * wait / t_train
+            print(f"{workers:14d} | {samples / t_train:18.1f} | {share:44.1f}% | {len(data) / t_feat:17.1f}")
 
 
 if __name__ == "__main__":

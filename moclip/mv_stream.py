@@ -6,22 +6,25 @@ Everything reads the MV caches; nothing decodes video again. Model selection use
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.cache import read_index, read_mv, video_file
+from moclip.cache import read_index, video_file
 from moclip.io import atomic_path, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import summarize
-from moclip.runtime import resolve_device, use_threads
+from moclip.runtime import autocast_dtype, resolve_device, use_threads
 from moclip.settings import FromConfig
 from moclip.shards import write_shard
 
@@ -122,45 +125,117 @@ def accumulate(mv: np.ndarray, frame_type: np.ndarray, t: int, cell: int) -> np.
 # --------------------------------------------------------------------------- data
 
 
-@dataclass
-class VideoMV:
-    """What training needs of one video: its candidate maps, in memory."""
+def gop_start(frame_type: np.ndarray, t: int) -> int:
+    """Index of the I-frame that opens frame ``t``'s GOP (0 when there is none before it)."""
+    before = np.flatnonzero(frame_type[: t + 1] == I)
+    return int(before[-1]) if len(before) else 0
+
+
+def read_segments(path: Path | str, n_segments: int, s: MVSettings, rng: np.random.Generator | None) -> np.ndarray:
+    """float32 [S, 2, Hc, Wc]: the motion maps of one video's segments (see
+    :func:`sample_segments`), reading from its MV cache only the frames they need: one frame
+    a segment, or with ``accumulate`` the frames back to the segment's I-frame. Memory is
+    bounded by the segments, whatever the video's length."""
+    with h5py.File(path, "r") as f:
+        frame_type, ref_distance = f["frame_type"][()], f["ref_distance"][()]
+        cell, mv = int(f.attrs["mv_cell"]), f["mv"]
+        idx = [int(t) for t in sample_segments(frame_type, n_segments, rng)]
+        if s.accumulate:
+            maps = []
+            for t in idx:
+                a = gop_start(frame_type, t)
+                maps.append(motion_map(mv[a : t + 1], frame_type[a : t + 1], ref_distance[a : t + 1], t - a, s, cell))
+            return np.stack(maps)
+        frames = sorted(set(idx))
+        held = mv[frames]  # h5py reads just these frames (their chunks)
+        at = {t: j for j, t in enumerate(frames)}
+        return np.stack([motion_map(held, frame_type[frames], ref_distance[frames], at[t], s, cell) for t in idx])
+
+
+@dataclass(frozen=True)
+class MVItem:
+    """One video for the motion stream: its MV cache file and label (-1 when unknown)."""
 
     video_id: str
-    label: int
-    mv: np.ndarray  # float16 [T, Hc, Wc, 2]
-    frame_type: np.ndarray
-    ref_distance: np.ndarray
-    cell: int = 8
+    path: Path
+    label: int = -1
 
 
-def load_video_mv(path: Path | str, video_id: str, label: int) -> VideoMV | None:
-    """One MV cache, or None when the video failed to decode."""
-    mv, frame_type, ref_distance, attrs = read_mv(path)
-    if attrs["status"] != "ok":
-        return None
-    return VideoMV(video_id, label, mv, frame_type, ref_distance, int(attrs["mv_cell"]))
+class MVClips(torch.utils.data.Dataset):
+    """Videos as TSN samples [S, 2, Hc, Wc], read from their caches by DataLoader workers.
+
+    With a ``seed``, each item's segments are drawn from a generator seeded by (seed, epoch,
+    index), so a batch is the same whatever the number of workers; without, the segment
+    centres (evaluation and features).
+    """
+
+    def __init__(self, items: list[MVItem], s: MVSettings, segments: int, seed: int | None = None, epoch: int = 0):
+        self.items, self.s, self.segments, self.seed, self.epoch = items, s, segments, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        rng = None if self.seed is None else np.random.default_rng([self.seed, self.epoch, i])
+        it = self.items[i]
+        return torch.from_numpy(read_segments(it.path, self.segments, self.s, rng)), it.label
 
 
-def video_inputs(v: VideoMV, s: MVSettings, n_segments: int, rng: np.random.Generator | None) -> np.ndarray:
-    """float32 [S, 2, Hc, Wc]: the segments' motion maps (augmentation happens on the batch)."""
-    idx = sample_segments(v.frame_type, n_segments, rng)
-    return np.stack([motion_map(v.mv, v.frame_type, v.ref_distance, int(t), s, v.cell) for t in idx])
+def _collate(batch: list[tuple[torch.Tensor, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack a batch's maps [B, S, 2, Hc, Wc]; videos of different grids are resized to the
+    network input first (on the CPU: the rare mixed-resolution batch)."""
+    maps = [m for m, _ in batch]
+    if len({m.shape for m in maps}) > 1:
+        maps = [_resize(m, size) for m in maps]
+    return torch.stack(maps), torch.tensor([y for _, y in batch])
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers read and compute maps; the main process owns the cores for the model
+
+
+def mv_loader(ds: MVClips, batch_size: int, workers: int, order=None, pin: bool = False):
+    """A DataLoader over ``ds`` in ``order`` (default: as listed)."""
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=list(order) if order is not None else None,
+        num_workers=workers,
+        collate_fn=functools.partial(_collate, size=ds.s.input_size),
+        pin_memory=pin,
+        worker_init_fn=_worker_init if workers else None,
+    )
+
+
+def to_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, S, 2, h, w] maps -> the network input [B, S, 2, size, size] (on the maps' device)."""
+    b, sg = x.shape[:2]
+    return _resize(x.flatten(0, 1).float(), size).view(b, sg, 2, size, size)
+
+
+def crop_flip(x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Crop each map of [N, 2, H, W] to ``scale`` (N x 2: width and height fractions) at
+    ``offset`` (N x 2: where in the free margin, 0-1), resize it back, and mirror where
+    ``flip`` (dx negated): one batched resampling on the maps' device."""
+    n = x.shape[0]
+    sign = 1.0 - 2.0 * flip.float()
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = scale[:, 0] * sign
+    theta[:, 1, 1] = scale[:, 1]
+    theta[:, :, 2] = 2 * offset * (1 - scale) + scale - 1  # the crop's centre, in [-1, 1]
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.cat([out[:, :1] * sign.to(x.device, x.dtype)[:, None, None, None], out[:, 1:]], 1)
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random crop (80-100% of each side, resized back) and horizontal flip that negates dx."""
-    n, _, h, w = x.shape
-    out = torch.empty_like(x)
-    for i in range(n):
-        sh = int(h * (0.8 + 0.2 * torch.rand(1, generator=g).item()))
-        sw = int(w * (0.8 + 0.2 * torch.rand(1, generator=g).item()))
-        top = int(torch.randint(0, h - sh + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - sw + 1, (1,), generator=g))
-        crop = x[i : i + 1, :, top : top + sh, left : left + sw]
-        out[i] = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
+    """Random crop (80-100% of each side, resized back) and horizontal flip that negates dx,
+    for a batch [N, 2, H, W] on its device; the draws come from ``g`` (a CPU generator)."""
+    n = x.shape[0]
+    scale = 0.8 + 0.2 * torch.rand(n, 2, generator=g)
+    offset = torch.rand(n, 2, generator=g)
     flip = torch.rand(n, generator=g) < 0.5
-    return torch.where(flip[:, None, None, None], hflip_mv(out), out)
+    return crop_flip(x, scale, offset, flip)
 
 
 def hflip_mv(x: torch.Tensor) -> torch.Tensor:
@@ -234,65 +309,69 @@ class TrainResult:
     seen: dict[str, set[str]] = field(default_factory=dict)  # video ids each loop touched
 
 
-def _batches(n: int, size: int, rng: np.random.Generator | None):
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for i in range(0, n, size):
-        yield order[i : i + size]
-
-
-def stack_segments(videos: list[VideoMV], s: MVSettings, segments: int, rng) -> torch.Tensor:
-    """[B, S, 2, size, size]: the videos' segment maps, resized to the network input."""
-    x = torch.from_numpy(np.stack([video_inputs(v, s, segments, rng) for v in videos]))
-    b, sg = x.shape[:2]
-    return _resize(x.flatten(0, 1), s.input_size).view(b, sg, 2, s.input_size, s.input_size)
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch, n]).permutation(n)
 
 
 @torch.no_grad()
-def predict_logits(model: MVNet, videos: list[VideoMV], s: MVSettings, batch: int = 64) -> np.ndarray:
+def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, batch: int = 64, workers: int = 0) -> np.ndarray:
     """[N, C] video logits from the fixed evaluation segments."""
     model.eval()
     dev = next(model.parameters()).device
-    out = [
-        model(stack_segments([videos[j] for j in idx], s, s.eval_segments, None).to(dev)).float().cpu().numpy()
-        for idx in _batches(len(videos), batch, None)
-    ]
+    out = []
+    for x, _ in mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=dev.type == "cuda"):
+        out.append(model(to_input(x.to(dev, non_blocking=True), s.input_size)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
 
 
-def fit_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVSettings) -> TrainResult:
-    """Train on ``train``, keep the epoch with the best ``val`` top-1 (the last one if no val)."""
+def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSettings, workers: int = 0) -> TrainResult:
+    """Train on ``train``, keep the epoch with the best ``val`` top-1 (the last one if no val).
+
+    The caches are read by ``workers`` DataLoader processes (0: in this one), a batch at a
+    time; resizing and augmentation run batched on the training device. On a GPU, mixed
+    precision is bfloat16 where supported, else float16 with a gradient scaler.
+    """
     torch.manual_seed(s.seed)
-    rng = np.random.default_rng(s.seed)
-    g = torch.Generator().manual_seed(s.seed)
     dev = resolve_device(s.device)
+    amp = autocast_dtype(dev)
     model = MVNet(s.arch, n_classes, s.pretrained).to(dev)
     params = [{"params": model.parameters(), "lr": s.lr, "weight_decay": s.weight_decay}]
     opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": lambda p: torch.optim.SGD(p, momentum=0.9)}[
         s.optimizer
     ](params)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
     y_val = np.array([v.label for v in val])
     best, best_acc, best_epoch, history = None, -1.0, -1, []
     seen = {"train": set(), "val": set()}
     for epoch in range(s.epochs):
         model.train()
         t0, wait, losses = time.perf_counter(), 0.0, []
-        for idx in _batches(len(train), s.batch_size, rng):
+        order = _epoch_order(len(train), s.seed, epoch)
+        seen["train"].update(train[j].video_id for j in order)
+        loader = mv_loader(
+            MVClips(train, s, s.segments, s.seed, epoch), s.batch_size, workers, order, dev.type == "cuda"
+        )
+        batches = iter(loader)
+        for step in itertools.count():
             td = time.perf_counter()
-            vids = [train[j] for j in idx]
-            seen["train"].update(v.video_id for v in vids)
-            x = stack_segments(vids, s, s.segments, rng)
-            if s.augment:
-                b, sg = x.shape[:2]
-                x = augment(x.flatten(0, 1), g).view(b, sg, *x.shape[2:])
-            y = torch.tensor([v.label for v in vids])
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            batch = next(batches, None)
+            if batch is None:
+                break
+            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
             wait += time.perf_counter() - td
-            with torch.autocast(dev.type, enabled=dev.type == "cuda"):
+            x = to_input(x, s.input_size)
+            if s.augment:
+                g = torch.Generator().manual_seed(
+                    int(np.random.SeedSequence([s.seed, epoch, step]).generate_state(1)[0])
+                )
+                x = augment(x.flatten(0, 1), g).view(x.shape)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             losses.append(loss.item())
         sched.step()
         rec = {
@@ -304,8 +383,7 @@ def fit_mvnet(train: list[VideoMV], val: list[VideoMV], n_classes: int, s: MVSet
         }
         if val:
             seen["val"].update(v.video_id for v in val)
-            acc = float((predict_logits(model, val, s).argmax(1) == y_val).mean())
-            rec["val_top1"] = acc
+            rec["val_top1"] = float((predict_logits(model, val, s, workers=workers).argmax(1) == y_val).mean())
         history.append(rec)
         log.info(
             "epoch %d loss %.4f val_top1 %s (%.1f s, %.0f%% waiting for data)",
@@ -341,27 +419,40 @@ def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
 
 @torch.no_grad()
 def extract_features(
-    model: MVNet, s: MVSettings, mv_files: list[Path], video_ids: list[str], out: Path | str, batch: int = 64
-) -> np.ndarray:
-    """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, written to
-    ``out`` with ``video_id`` and a ``valid`` mask (NaN rows for failed videos)."""
+    model: MVNet,
+    s: MVSettings,
+    items: list[MVItem],
+    valid: np.ndarray,
+    out: Path | str,
+    batch: int = 64,
+    workers: int = 0,
+) -> None:
+    """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, written
+    to ``out`` with ``video_id`` and the ``valid`` mask (NaN rows for failed videos, whose
+    caches are not read)."""
     model.eval()
-    videos = [load_video_mv(p, v, -1) for p, v in zip(mv_files, video_ids)]
-    ok = [i for i, v in enumerate(videos) if v is not None]
+    dev = next(model.parameters()).device
+    ok = np.flatnonzero(valid)
     d = model.backbone.num_features
-    feats = np.full((len(videos), s.eval_segments, d), np.nan, np.float32)
-    for idx in _batches(len(ok), batch, None):
-        x = stack_segments([videos[ok[j]] for j in idx], s, s.eval_segments, None)
+    feats = np.full((len(items), s.eval_segments, d), np.nan, np.float32)
+    done = 0
+    for x, _ in mv_loader(MVClips([items[i] for i in ok], s, s.eval_segments), batch, workers):
+        x = to_input(x.to(dev), s.input_size)
         b, sg = x.shape[:2]
-        feats[[ok[j] for j in idx]] = model.features(x.flatten(0, 1)).view(b, sg, d).numpy()
-    valid = np.array([v is not None for v in videos], bool)
-    write_shard(out, video_ids, feats, valid, arch=s.arch, eval_segments=s.eval_segments, dim=d)
-    return valid
+        feats[ok[done : done + b]] = model.features(x.flatten(0, 1)).view(b, sg, d).float().cpu().numpy()
+        done += b
+    ids = [it.video_id for it in items]
+    write_shard(out, ids, feats, np.asarray(valid, bool), arch=s.arch, eval_segments=s.eval_segments, dim=d)
 
 
-def load_rows(rows: list[Video], mv_dirs: list[Path | str]) -> list[VideoMV | None]:
-    """MV caches of manifest rows (None for failed videos); ``mv_dirs[k]`` is shard k's directory."""
-    return [load_video_mv(video_file(mv_dirs[r.shard], r.video_id), r.video_id, r.label) for r in rows]
+def video_status(indexes: list[Path | str]) -> dict[str, str]:
+    """video_id -> cache status (``ok`` or ``failed``) from shard indexes: no cache file opened."""
+    return {r.video_id: r.status for p in indexes for r in read_index(p)}
+
+
+def mv_items(rows: list[Video], mv_dirs: list[Path | str]) -> list[MVItem]:
+    """Manifest rows as MV items; ``mv_dirs[k]`` is shard k's cache directory."""
+    return [MVItem(r.video_id, video_file(mv_dirs[r.shard], r.video_id), r.label) for r in rows]
 
 
 # --------------------------------------------------------------------------- stage entry points
@@ -371,6 +462,7 @@ def train_mvnet(
     *,
     manifest: Path | str,
     mv: list[Path | str],
+    index: list[Path | str],
     split: int,
     settings: MVSettings,
     model: Path | str,
@@ -379,14 +471,17 @@ def train_mvnet(
     threads: int = 1,
 ) -> dict:
     """Rule ``train_mvnet``: train on the split's ``train`` part, select on ``val``, report
-    ``test`` once (the 'MV only' result). ``mv[k]`` is shard k's MV cache directory."""
+    ``test`` once (the 'MV only' result). ``mv[k]`` and ``index[k]`` are shard k's MV cache
+    directory and index; ``threads - 1`` processes read the caches."""
     use_threads(threads)
+    workers = max(0, threads - 1)
     s = settings
     rows = read_manifest(manifest)
     parts = split_rows(rows, split)
     n_classes = len(class_names(rows))
-    train = [v for v in load_rows(parts["train"], mv) if v is not None]
-    val = [v for v in load_rows(parts["val"], mv) if v is not None]
+    status = video_status(index)
+    train = [v for v in mv_items(parts["train"], mv) if status[v.video_id] == "ok"]
+    val = [v for v in mv_items(parts["val"], mv) if status[v.video_id] == "ok"]
     log.info(
         "split %d: %d train, %d val videos (failed ones left out), %d test",
         split,
@@ -394,20 +489,20 @@ def train_mvnet(
         len(val),
         len(parts["test"]),
     )
-    result = fit_mvnet(train, val, n_classes, s)
+    result = fit_mvnet(train, val, n_classes, s, workers)
     save_checkpoint(model, result, s, n_classes, split)
     net, _, _ = load_checkpoint(model)
-    test = load_rows(parts["test"], mv)
-    ok = [i for i, v in enumerate(test) if v is not None]
+    test = mv_items(parts["test"], mv)
+    ok = [i for i, v in enumerate(test) if status[v.video_id] == "ok"]
     scores = np.full((len(test), n_classes), np.nan, np.float32)
     if ok:
-        scores[ok] = predict_logits(net, [test[i] for i in ok], s)
+        scores[ok] = predict_logits(net.to(resolve_device(s.device)), [test[i] for i in ok], s, workers=workers)
     labels = np.array([r.label for r in parts["test"]], np.int64)
     m = {
         "method": "mv_only",
         "split": split,
         **summarize(scores, labels, n_classes),
-        "failed_videos": [parts["test"][i].video_id for i, v in enumerate(test) if v is None],
+        "failed_videos": [v.video_id for v in test if status[v.video_id] != "ok"],
         "best_epoch": result.best_epoch,
         "selected_on": "val" if val else "last epoch (no val videos)",
     }
@@ -422,10 +517,11 @@ def mv_features(
     *, models: list[Path | str], mv: Path | str, index: Path | str, out: list[Path | str], threads: int = 1
 ) -> None:
     """Rule ``mv_features``: one shard's frozen features under each split's network
-    (``models[i]`` -> ``out[i]``), reading the shard's caches once a network."""
+    (``models[i]`` -> ``out[i]``); ``threads - 1`` processes read the caches."""
     use_threads(threads)
-    ids = [r.video_id for r in read_index(index)]
-    files = [video_file(mv, v) for v in ids]
+    records = read_index(index)
+    items = [MVItem(r.video_id, video_file(mv, r.video_id)) for r in records]
+    valid = np.array([r.status == "ok" for r in records], bool)
     for model_file, o in zip(models, out, strict=True):
         net, settings, _ = load_checkpoint(model_file)
-        extract_features(net, settings, files, ids, o)
+        extract_features(net, settings, items, valid, o, workers=max(0, threads - 1))

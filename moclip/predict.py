@@ -14,7 +14,7 @@ from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import load_clip, preprocess
 from moclip.codec import DecodeSettings
 from moclip.heads import load_head
-from moclip.mv_stream import load_checkpoint, load_video_mv, stack_segments
+from moclip.mv_stream import load_checkpoint, read_segments, to_input
 from moclip.shards import pool_frames, pool_segments
 
 
@@ -54,11 +54,12 @@ class Predictor:
             if rec.status != "ok":
                 return Prediction(str(video), error=rec.error)
             frames, _, _ = read_frames(Path(tmp) / "fr.h5")
-            mv = load_video_mv(Path(tmp) / "mv.h5", rec.video_id, -1)
+            ms = self.mv_settings
+            maps = torch.from_numpy(read_segments(Path(tmp) / "mv.h5", ms.eval_segments, ms, None))[None]
         c = self.clip
         z = c.model.encode_image(preprocess(torch.from_numpy(frames), c.image_size, c.mean, c.std)).numpy()
         z = z.astype(self.clip_dtype).astype(np.float32)
-        x = stack_segments([mv], self.mv_settings, self.mv_settings.eval_segments, None)
+        x = to_input(maps, ms.input_size)
         m = self.mvnet.features(x.flatten(0, 1)).numpy()
         feat = np.concatenate([pool_frames(z), pool_segments(m)])[None].astype(np.float32)
         p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()

@@ -38,6 +38,17 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
+def autocast_dtype(device):
+    """Mixed precision on ``device``: bfloat16 on a GPU that supports it (float32's range, so
+    no loss scaling), else float16 (train it with a GradScaler: small gradients underflow);
+    None on the CPU, which computes in float32."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def pool_context():
     """Process-pool start method: fork where it is safe and cheap (Linux), spawn elsewhere."""
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")

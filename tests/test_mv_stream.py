@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 import moclip.mv_stream as mv_stream
-from moclip.cache import cache_shard
+from moclip.cache import COMPRESSION, cache_shard, read_mv
 from moclip.codec import DecodeSettings
 from moclip.manifest import build_manifest, write_manifest
 from moclip.mv_stream import (
+    MVClips,
+    MVItem,
     MVSettings,
-    VideoMV,
     accumulate,
     augment,
+    crop_flip,
     extract_features,
     fit_mvnet,
     hflip_mv,
     load_checkpoint,
     motion_map,
+    mv_loader,
+    read_segments,
     sample_segments,
     train_mvnet,
 )
+from moclip.runtime import autocast_dtype
+from moclip.shards import read_shard
 
 P, B, I = ord("P"), ord("B"), ord("I")
 
@@ -97,13 +107,23 @@ def test_flip_negates_dx_and_mirrors():
     assert ((z[:, 0] < 0).all(dim=(1, 2)).sum() > 10) and (z[:, 1] > 0).all()  # some flipped, dy untouched
 
 
-def synthetic_videos(n_per_class: int, seed: int) -> list[VideoMV]:
+def write_mv_cache(path, mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray) -> Path:
+    """An MV cache file as moclip.cache writes them (chunked, LZ4), from arrays."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mv", data=mv, chunks=(min(64, len(mv)), *mv.shape[1:]), **COMPRESSION["lz4"])
+        f.create_dataset("frame_type", data=frame_type)
+        f.create_dataset("ref_distance", data=ref_distance)
+        f.attrs.update(status="ok", mv_cell=8)
+    return Path(path)
+
+
+def synthetic_videos(root: Path, n_per_class: int, seed: int, t: int = 24) -> list[MVItem]:
     """Motion-only classes: a blob rising, falling, or shaking sideways, at random places."""
     rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
     out = []
     for label, motion in enumerate([(0, -3), (0, 3), "shake"]):
         for i in range(n_per_class):
-            t = 24
             mv = rng.normal(0, 0.3, (t, 12, 16, 2)).astype(np.float16)
             y, x = rng.integers(2, 8), rng.integers(2, 12)
             for f in range(t):
@@ -112,13 +132,14 @@ def synthetic_videos(n_per_class: int, seed: int) -> list[VideoMV]:
             ft = np.full(t, P, np.uint8)
             ft[0] = I
             mv[0] = 0
-            out.append(VideoMV(f"v{label}_{i}", label, mv, ft, np.ones(t, np.int16)))
+            vid = f"v{label}_{i}"
+            out.append(MVItem(vid, write_mv_cache(root / f"{vid}.h5", mv, ft, np.ones(t, np.int16)), label))
     return out
 
 
-def test_short_training_beats_chance_and_is_deterministic():
+def test_short_training_beats_chance_and_is_deterministic(tmp_path):
     s = MVSettings(epochs=10, milestones=(10,), lr=3e-3, batch_size=4, input_size=32, seed=1)
-    train, val = synthetic_videos(12, 0), synthetic_videos(6, 1)
+    train, val = synthetic_videos(tmp_path / "train", 12, 0), synthetic_videos(tmp_path / "val", 6, 1)
     torch.set_num_threads(1)
     a = fit_mvnet(train, val, 3, s)
     b = fit_mvnet(train, val, 3, s)
@@ -156,6 +177,7 @@ def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path, monk
     metrics = train_mvnet(
         manifest=root / "manifest.tsv",
         mv=[root / "mv0", root / "mv1"],
+        index=[root / "index0.tsv", root / "index1.tsv"],
         split=1,
         settings=s,
         model=tmp_path / "m.pt",
@@ -173,9 +195,112 @@ def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path, monk
     model, s2, meta = load_checkpoint(tmp_path / "m.pt")
     assert s2 == s and not model.training and meta["split"] == 1
     ids = [r.video_id for r in rows if r.shard == 0][:4]
-    files = [root / "mv0" / f"{v}.h5" for v in ids]
-    v1 = extract_features(model, s2, files, ids, tmp_path / "f1.h5")
+    items = [MVItem(v, root / "mv0" / f"{v}.h5") for v in ids]
+    valid = np.array([True, False, True, True])  # a failed video's cache is never read
+    extract_features(model, s2, items, valid, tmp_path / "f1.h5")
     bn = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
-    extract_features(model, s2, files, ids, tmp_path / "f2.h5")
+    extract_features(model, s2, items, valid, tmp_path / "f2.h5", batch=3, workers=2)
     assert all(torch.equal(bn[k], model.state_dict()[k]) for k in bn)  # BatchNorm statistics frozen
-    assert v1.all() and (tmp_path / "f1.h5").read_bytes() == (tmp_path / "f2.h5").read_bytes()
+    assert (tmp_path / "f1.h5").read_bytes() == (tmp_path / "f2.h5").read_bytes()
+    _, feats, got_valid, _ = read_shard(tmp_path / "f1.h5")
+    assert list(got_valid) == list(valid) and np.isnan(feats[1]).all() and not np.isnan(feats[[0, 2, 3]]).any()
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_read_segments_equals_the_maps_of_the_whole_video(tmp_path, accumulate):
+    rng = np.random.default_rng(0)
+    t = 40
+    ft = np.full(t, P, np.uint8)
+    ft[::12] = I  # GOPs of 12
+    mv = rng.normal(0, 4, (t, 6, 8, 2)).astype(np.float16)
+    rd = rng.integers(1, 3, t).astype(np.int16)
+    path = write_mv_cache(tmp_path / "v.h5", mv, ft, rd)
+    s = MVSettings(accumulate=accumulate)
+    for seed in (None, 1, 2):
+        got = read_segments(path, 5, s, None if seed is None else np.random.default_rng(seed))
+        idx = sample_segments(ft, 5, None if seed is None else np.random.default_rng(seed))
+        want = np.stack([motion_map(*read_mv(path)[:3], int(i), s, 8) for i in idx])
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_batches_are_the_same_with_and_without_workers(tmp_path):
+    items = synthetic_videos(tmp_path, 4, 0)
+    s = MVSettings(input_size=16)
+    order = np.random.default_rng(0).permutation(len(items))
+
+    def batches(workers):
+        ds = MVClips(items, s, 3, seed=5, epoch=2)
+        return [(x.clone(), y.clone()) for x, y in mv_loader(ds, 5, workers, order)]
+
+    a, b = batches(0), batches(2)
+    assert len(a) == len(b) == 3
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    other = [(x, y) for x, y in mv_loader(MVClips(items, s, 3, seed=5, epoch=3), 5, 0, order)]
+    assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, other, strict=True))  # a new epoch, new draws
+
+
+def test_crop_flip_is_identity_or_mirror_at_full_scale():
+    x = torch.randn(3, 2, 6, 8)
+    ones, zeros = torch.ones(3, 2), torch.zeros(3, 2)
+    torch.testing.assert_close(crop_flip(x, ones, zeros, torch.zeros(3, dtype=torch.bool)), x)
+    torch.testing.assert_close(crop_flip(x, ones, zeros, torch.ones(3, dtype=torch.bool)), hflip_mv(x))
+    # A half-width crop at the left edge, resized back: column 0 of the output samples the input's left quarter.
+    half = crop_flip(x, torch.tensor([[0.5, 1.0]] * 3), zeros, torch.zeros(3, dtype=torch.bool))
+    torch.testing.assert_close(half[..., 0], x[..., 0])
+
+
+def test_mixed_precision_choice(monkeypatch):
+    assert autocast_dtype("cpu") is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype("cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype("cuda") == torch.float16  # trained with a GradScaler (fit_mvnet)
+
+
+def test_a_gradient_scaler_step_is_the_plain_step():
+    """The float16 path's loss scaling changes no update (checked on the CPU's maths)."""
+    steps = {}
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(4, 3)
+        opt = torch.optim.Adam(net.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10)
+        x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+        for _ in range(3):
+            opt.zero_grad()
+            scaler.scale(torch.nn.functional.cross_entropy(net(x), y)).backward()
+            scaler.step(opt)
+            scaler.update()
+        steps[enabled] = [p.detach().clone() for p in net.parameters()]
+    for a, b in zip(steps[False], steps[True], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+_PEAK = """
+import sys, numpy as np, torch
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_mv_stream import synthetic_videos
+from moclip.mv_stream import MVSettings, fit_mvnet
+torch.set_num_threads(1)
+items = synthetic_videos(Path(sys.argv[1]), int(sys.argv[2]), 0, t=600)
+s = MVSettings(epochs=1, milestones=(1,), batch_size=8, input_size=16, augment=False)
+fit_mvnet(items, items[:3], 3, s)
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+"""
+
+
+def test_training_memory_does_not_grow_with_the_number_of_videos(tmp_path):
+    """600-frame videos (1.2 MB of maps each): holding every map would add ~150 MB from 20 to
+    140 videos a class; reading only the sampled frames adds nothing but the file list."""
+    peak = {}
+    for n in (20, 140):
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(tmp_path / str(n)), str(n), str(Path(__file__).parent)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak[n] = int(out.stdout.split()[-1]) / 1024  # MB
+    assert peak[140] < peak[20] * 1.1, peak

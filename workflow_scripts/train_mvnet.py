@@ -9,6 +9,7 @@ train_mvnet(
     **snakemake.output,
     manifest=inp.manifest,
     mv=inp.mv,
+    index=inp.index,
     split=int(snakemake.wildcards.split),
     settings=MVSettings.from_config(snakemake.params.settings),
     threads=snakemake.threads,
