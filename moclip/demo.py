@@ -47,6 +47,9 @@ class DemoSpec(FromConfig):
         """Class names in classInd order (case-insensitive, as UCF101 orders them)."""
         return sorted((a + m for a in self.appearances for m in self.motions), key=str.lower)
 
+    def n_videos(self) -> int:
+        return len(self.classes()) * self.groups * self.clips
+
     def test_groups(self, split: int) -> range:
         """Groups tested in ``split``: consecutive blocks, as UCF101's 1-7, 8-14, 15-21 of 25."""
         b = max(1, self.groups * 7 // 25)

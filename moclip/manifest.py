@@ -253,6 +253,23 @@ def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
     return parts
 
 
+def count_listed_videos(lists: Path | str, splits) -> int:
+    """Distinct videos the split lists of ``splits`` name (no walk over the videos): what
+    ``dataset.shards: auto`` sizes the shards from."""
+    lists = Path(lists)
+    names = {tok[0] for k in splits for kind in ("train", "test") for _, tok in _list_rows(lists, k, kind)[1]}
+    return len(names)
+
+
+def shard_count(n_videos: int, videos_per_shard: int) -> int:
+    """Shards for ``n_videos``: the nearest whole number of ``videos_per_shard`` (at least 1).
+
+    It changes only when the count crosses a midpoint, (k + 1/2) x videos_per_shard, so a
+    few videos added to a dataset leave it as it is, and each new video changes one shard.
+    """
+    return max(1, (n_videos + videos_per_shard // 2) // videos_per_shard)
+
+
 def check_lists(lists: Path | str, splits) -> None:
     """Cheap checks of the split lists (no file system walk over the videos), for parse time:
     every list present and non-empty, every entry a <ClassName>/<file> path inside the dataset."""

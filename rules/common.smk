@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 
 import moclip
-from moclip.manifest import SPLITS as ALL_SPLITS, check_lists, read_manifest
+from moclip.demo import DemoSpec
+from moclip.manifest import SPLITS as ALL_SPLITS
+from moclip.manifest import check_lists, count_listed_videos, read_manifest, shard_count
 from moclip.methods import HEADS
 from moclip.provenance import code_digest as _code_digest
 
@@ -34,9 +36,8 @@ def benchmarks(path):
 
 # --------------------------------------------------------------------------- what a wildcard can take
 
-SHARD_DIGITS = 5  # shard-00000 ... : the wildcard constraint and the shard list below
-SHARDS = [f"{s:0{SHARD_DIGITS}d}" for s in range(config["dataset"]["shards"])]
 SPLITS = config["dataset"]["splits"]
+SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint here, the shard list below
 WILDCARDS = {
     "shard": rf"\d{{{SHARD_DIGITS}}}",
     "split": "|".join(str(k) for k in ALL_SPLITS),
@@ -67,6 +68,23 @@ def _dataset_dirs():
 
 
 VIDEOS, LISTS = _dataset_dirs()
+
+
+def _n_shards():
+    """dataset.shards, or with ``auto`` about dataset.videos_per_shard videos a shard,
+    counted from the split lists (or the demo's spec) at parse time."""
+    d = config["dataset"]
+    if d["shards"] != "auto":
+        return d["shards"]
+    if DEMO:
+        n = DemoSpec.from_config({**config["demo"], "seed": config["seed"]}).n_videos()
+    else:
+        n = count_listed_videos(LISTS, SPLITS)
+    return shard_count(n, d["videos_per_shard"])
+
+
+N_SHARDS = _n_shards()
+SHARDS = [f"{s:0{SHARD_DIGITS}d}" for s in range(N_SHARDS)]
 
 
 def list_files():

@@ -21,7 +21,7 @@ checkpoint manifest:
     params:
         splits=SPLITS,
         val_groups=config["dataset"]["val_groups"],
-        shards=config["dataset"]["shards"],
+        shards=N_SHARDS,
         seed=config["seed"],
         code=code_digest("manifest"),
     script:

@@ -10,8 +10,10 @@ from moclip.manifest import (
     COLUMNS,
     ManifestError,
     build_manifest,
+    count_listed_videos,
     read_class_index,
     read_manifest,
+    shard_count,
     shard_of,
     write_manifest,
 )
@@ -123,6 +125,25 @@ def test_shards_stable_when_a_video_is_added(tmp_path):
     after = {r.video_id: r.shard for r in build_manifest(videos, lists, splits=[1], num_shards=4)}
     assert {k: after[k] for k in before} == before
     assert after["v_JumpRope_g06_c03"] == shard_of("v_JumpRope_g06_c03", 4)
+
+
+def test_auto_shards_from_the_lists_of_a_ucf101_sized_dataset(tmp_path):
+    """101 classes x 25 groups x 5-6 clips = 13,320 list entries (no video files needed)."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    classes = [f"Class{c:03d}" for c in range(101)]
+    (lists / "classInd.txt").write_text("".join(f"{i} {c}\r\n" for i, c in enumerate(classes, 1)))
+    names = [f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi" for c in classes for g in range(1, 26) for k in range(1, 6)]
+    names += [f"{c}/v_{c}_g{g:02d}_c06.avi" for c in classes for g in range(1, 8)][:695]
+    assert len(names) == 13320
+    for k in (1, 2, 3):  # every split lists every video once, in train or test
+        (lists / f"trainlist0{k}.txt").write_text("".join(f"{n} 1\r\n" for n in names[k * 100 :]))
+        (lists / f"testlist0{k}.txt").write_text("".join(f"{n}\r\n" for n in names[: k * 100]))
+    n = count_listed_videos(lists, [1, 2, 3])
+    assert n == 13320 and shard_count(n, 256) == 52
+    # A few more videos leave the count alone (up to 52.5 x 256 = 13,440), so each changes one shard only.
+    assert shard_count(13439, 256) == 52 and shard_count(13440, 256) == 53
+    assert shard_count(0, 256) == shard_count(100, 256) == 1
 
 
 def test_unicode_and_spaces_in_dataset_path(tmp_path):
