@@ -175,8 +175,10 @@ class MVClips(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        rng = None if self.seed is None else np.random.default_rng([self.seed, self.epoch, i])
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Item ``key``: an index (at ``self.epoch``), or (epoch, index) from :class:`EpochOrder`."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = None if self.seed is None else np.random.default_rng([self.seed, epoch, i])
         it = self.items[i]
         return torch.from_numpy(read_segments(it.path, self.segments, self.s, rng)), it.label
 
@@ -194,16 +196,35 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers read and compute maps; the main process owns the cores for the model
 
 
+class EpochOrder(torch.utils.data.Sampler):
+    """A seeded permutation a training epoch, as (epoch, index) keys: set ``epoch`` before each
+    pass, and one loader (and its worker processes) serves every epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch, self.n]).permutation(self.n)
+
+    def __iter__(self):
+        return iter([(self.epoch, int(i)) for i in self.order()])
+
+
 def mv_loader(ds: MVClips, batch_size: int, workers: int, order=None, pin: bool = False):
-    """A DataLoader over ``ds`` in ``order`` (default: as listed)."""
+    """A DataLoader over ``ds`` in ``order`` (an :class:`EpochOrder`, indices, or None: as
+    listed); its workers live as long as it does."""
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=list(order) if order is not None else None,
+        sampler=order if isinstance(order, EpochOrder) or order is None else list(order),
         num_workers=workers,
         collate_fn=functools.partial(_collate, size=ds.s.input_size),
         pin_memory=pin,
         worker_init_fn=_worker_init if workers else None,
+        persistent_workers=workers > 0,
     )
 
 
@@ -309,19 +330,18 @@ class TrainResult:
     seen: dict[str, set[str]] = field(default_factory=dict)  # video ids each loop touched
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch, n]).permutation(n)
-
-
 @torch.no_grad()
-def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, batch: int = 64, workers: int = 0) -> np.ndarray:
-    """[N, C] video logits from the fixed evaluation segments."""
+def _logits(model: MVNet, loader, s: MVSettings) -> np.ndarray:
     model.eval()
     dev = next(model.parameters()).device
-    out = []
-    for x, _ in mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=dev.type == "cuda"):
-        out.append(model(to_input(x.to(dev, non_blocking=True), s.input_size)).float().cpu().numpy())
+    out = [model(to_input(x.to(dev, non_blocking=True), s.input_size)).float().cpu().numpy() for x, _ in loader]
     return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
+
+
+def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, batch: int = 64, workers: int = 0) -> np.ndarray:
+    """[N, C] video logits from the fixed evaluation segments."""
+    pin = next(model.parameters()).device.type == "cuda"
+    return _logits(model, mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=pin), s)
 
 
 def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSettings, workers: int = 0) -> TrainResult:
@@ -344,14 +364,15 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
     y_val = np.array([v.label for v in val])
     best, best_acc, best_epoch, history = None, -1.0, -1, []
     seen = {"train": set(), "val": set()}
+    pin = dev.type == "cuda"
+    order = EpochOrder(len(train), s.seed)
+    loader = mv_loader(MVClips(train, s, s.segments, s.seed), s.batch_size, workers, order, pin)
+    val_loader = mv_loader(MVClips(val, s, s.eval_segments), 64, workers, pin=pin) if val else None
     for epoch in range(s.epochs):
         model.train()
         t0, wait, losses = time.perf_counter(), 0.0, []
-        order = _epoch_order(len(train), s.seed, epoch)
-        seen["train"].update(train[j].video_id for j in order)
-        loader = mv_loader(
-            MVClips(train, s, s.segments, s.seed, epoch), s.batch_size, workers, order, dev.type == "cuda"
-        )
+        order.epoch = epoch
+        seen["train"].update(train[j].video_id for j in order.order())
         batches = iter(loader)
         for step in itertools.count():
             td = time.perf_counter()
@@ -383,7 +404,7 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
         }
         if val:
             seen["val"].update(v.video_id for v in val)
-            rec["val_top1"] = float((predict_logits(model, val, s, workers=workers).argmax(1) == y_val).mean())
+            rec["val_top1"] = float((_logits(model, val_loader, s).argmax(1) == y_val).mean())
         history.append(rec)
         log.info(
             "epoch %d loss %.4f val_top1 %s (%.1f s, %.0f%% waiting for data)",
