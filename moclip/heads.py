@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from moclip.io import atomic_path, write_json
 from moclip.manifest import class_names, read_manifest, split_rows
 from moclip.methods import HEADS
-from moclip.metrics import summarize, write_predictions
+from moclip.metrics import sample_sd, selection_key, summarize, write_predictions
 from moclip.runtime import use_threads
 from moclip.settings import FromConfig
 from moclip.shards import pool_frames, pool_segments, read_shards
@@ -108,7 +108,7 @@ def fit_head(
     model = build_head(kind, dims, n_classes, s)
     model[0].fit(x_train)
     opt = torch.optim.AdamW(model[1].parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    best, best_acc, best_epoch, history = None, -1.0, -1, []
+    best, best_key, best_epoch, history = None, None, -1, []
     for epoch in range(s.epochs):
         model.train()
         perm = torch.randperm(len(x_train), generator=g)
@@ -124,11 +124,13 @@ def fit_head(
         model.eval()
         with torch.no_grad():
             if len(x_val):
-                rec["val_top1"] = float((model(x_val).argmax(1) == y_val).float().mean())
+                out = model(x_val)
+                rec["val_top1"] = float((out.argmax(1) == y_val).float().mean())
+                rec["val_loss"] = float(F.cross_entropy(out, y_val))
         history.append(rec)
-        score = rec.get("val_top1", epoch)
-        if score > best_acc:
-            best_acc, best_epoch, best = score, epoch, copy.deepcopy(model.state_dict())
+        key = selection_key(epoch, rec.get("val_top1"), rec.get("val_loss"))
+        if best_key is None or key > best_key:
+            best_key, best_epoch, best = key, epoch, copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
     model.eval()
     return model, best_epoch, history
@@ -239,9 +241,11 @@ def train_head(
         "failed_videos": [r.video_id for r, ok in zip(parts["test"], okte) if not ok],
         "seeds": seeds,
         "top1_seeds": top1,
+        "top5_seeds": top5,
         "top1_mean": float(np.mean(top1)),
-        "top1_std": float(np.std(top1)),
+        "top1_sd": sample_sd(top1),  # over seeds, n - 1; None with one seed
         "top5_mean": float(np.mean(top5)),
+        "top5_sd": sample_sd(top5),
         "trainable_parameters": trainable_parameters(model0[1]),
         "n_train": int(oktr.sum()),
         "n_val": int(okva.sum()),

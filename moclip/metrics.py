@@ -52,3 +52,16 @@ def write_predictions(
     write_tsv(
         path, ["video_id", "true_class"] + [c for i in range(1, top + 1) for c in (f"class{i}", f"score{i}")], rows()
     )
+
+
+def sample_sd(values) -> float | None:
+    """The sample standard deviation (n - 1), or None for fewer than two values."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def selection_key(epoch: int, val_top1: float | None, val_loss: float | None) -> tuple:
+    """How every trained model picks its epoch: best val top-1, ties broken by lower val loss,
+    then by the later epoch; without val, the last epoch."""
+    if val_top1 is None:
+        return (epoch,)
+    return (val_top1, -val_loss, epoch)

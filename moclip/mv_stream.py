@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from moclip.cache import read_index, video_file
 from moclip.io import atomic_path, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
-from moclip.metrics import summarize
+from moclip.metrics import selection_key, summarize
 from moclip.runtime import autocast_dtype, resolve_device, use_threads
 from moclip.settings import FromConfig
 from moclip.shards import write_shard
@@ -361,8 +361,8 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
     ](params)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
-    y_val = np.array([v.label for v in val])
-    best, best_acc, best_epoch, history = None, -1.0, -1, []
+    y_val = np.array([v.label for v in val], np.int64)
+    best, best_key, best_epoch, history = None, None, -1, []
     seen = {"train": set(), "val": set()}
     pin = dev.type == "cuda"
     order = EpochOrder(len(train), s.seed)
@@ -404,7 +404,9 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
         }
         if val:
             seen["val"].update(v.video_id for v in val)
-            rec["val_top1"] = float((_logits(model, val_loader, s).argmax(1) == y_val).mean())
+            logits = _logits(model, val_loader, s)
+            rec["val_top1"] = float((logits.argmax(1) == y_val).mean())
+            rec["val_loss"] = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
         history.append(rec)
         log.info(
             "epoch %d loss %.4f val_top1 %s (%.1f s, %.0f%% waiting for data)",
@@ -414,9 +416,9 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
             rec["seconds"],
             100 * wait / max(rec["seconds"], 1e-9),
         )
-        score = rec.get("val_top1", epoch)  # without val: the last epoch
-        if score > best_acc:
-            best_acc, best_epoch = score, epoch
+        key = selection_key(epoch, rec.get("val_top1"), rec.get("val_loss"))
+        if best_key is None or key > best_key:
+            best_key, best_epoch = key, epoch
             best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return TrainResult(best, best_epoch, history, seen)
 

@@ -14,6 +14,7 @@ from moclip.heads import load_head
 from moclip.io import atomic_path, read_json, read_tsv, relative_to, write_json, write_text
 from moclip.manifest import class_names, read_manifest
 from moclip.methods import HEADS, METHODS
+from moclip.metrics import sample_sd
 from moclip.mv_stream import load_checkpoint
 
 RANDOM_CLIP_WARNING = (
@@ -36,9 +37,13 @@ def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | 
             "n_test",
             "n_failed",
             "failed_videos",
+            "seeds",
             "top1_mean",
-            "top1_std",
+            "top1_sd",
             "top1_seeds",
+            "top5_mean",
+            "top5_sd",
+            "top5_seeds",
             "best_epoch",
             "trainable_parameters",
         )
@@ -47,20 +52,34 @@ def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | 
 
 
 def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
-    """Method x split table with mean and spread over splits, costs, and the CLIP weights used."""
+    """Method x split table, costs, and the CLIP weights used.
+
+    A split's value is the mean over seeds for a method trained once a seed (the heads),
+    with the sample sd over seeds; the summary over splits is the mean of the split values
+    with their sample sd (None where there is one value).
+    """
     table = {}
     for method in METHODS:
         rows = [(r["split"], r["methods"][method]) for r in reports if method in r["methods"]]
         if not rows:
             continue
-        top1 = [m["top1"] for _, m in rows]
-        top5 = [m["top5"] for _, m in rows]
+        splits = {
+            str(k): {
+                "top1": m.get("top1_mean", m["top1"]),
+                "top5": m.get("top5_mean", m["top5"]),
+                "top1_sd_seeds": m.get("top1_sd"),
+                "seeds": len(m.get("seeds", [0])),
+            }
+            for k, m in rows
+        }
+        top1 = [v["top1"] for v in splits.values()]
+        top5 = [v["top5"] for v in splits.values()]
         table[method] = {
-            "splits": {str(k): {"top1": m["top1"], "top5": m["top5"]} for k, m in rows},
+            "splits": splits,
             "top1_mean": float(np.mean(top1)),
-            "top1_std": float(np.std(top1)),
+            "top1_sd": sample_sd(top1),
             "top5_mean": float(np.mean(top5)),
-            "top5_std": float(np.std(top5)),
+            "top5_sd": sample_sd(top5),
             **costs.get(method, {}),
         }
     failed = sorted({v for r in reports for v in r["failed_videos"]})
@@ -68,6 +87,10 @@ def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
     if clip_info.get("random_weights"):
         out["warning"] = RANDOM_CLIP_WARNING
     return out
+
+
+def _pm(value: float, sd: float | None) -> str:
+    return f"{value:.3f}" if sd is None else f"{value:.3f} ± {sd:.3f}"
 
 
 def summary_markdown(summary: dict) -> str:
@@ -78,20 +101,33 @@ def summary_markdown(summary: dict) -> str:
     c = summary["clip"]
     lines += [f"CLIP: `{c['model']}`, weights `{c['pretrained']}` (digest `{c['weights_digest'][:12]}`)", ""]
     head = "| method | " + " | ".join(f"split {k} top-1 / top-5" for k in splits)
-    head += " | mean top-1 (± sd) | trainable params | GFLOPs a video |"
+    head += " | mean top-1 over splits (± sd) | trainable params | GFLOPs a video |"
     lines += [head, "|" + " --- |" * (len(splits) + 4)]
+    seeds = set()
     for method, t in summary["methods"].items():
-        cells = [
-            f"{t['splits'][str(k)]['top1']:.3f} / {t['splits'][str(k)]['top5']:.3f}" if str(k) in t["splits"] else "-"
-            for k in splits
-        ]
+        cells = []
+        for k in map(str, splits):
+            v = t["splits"].get(k)
+            cells.append(f"{_pm(v['top1'], v['top1_sd_seeds'])} / {v['top5']:.3f}" if v else "-")
+            if v and v["seeds"] > 1:
+                seeds.add((method, v["seeds"]))
         params = f"{t['trainable_parameters']:,}" if "trainable_parameters" in t else "-"
         gflops = f"{t['gflops']:.3f}" if "gflops" in t else "-"
         lines.append(
-            f"| {method} | "
-            + " | ".join(cells)
-            + f" | {t['top1_mean']:.3f} (± {t['top1_std']:.3f}) | {params} | {gflops} |"
+            f"| {method} | " + " | ".join(cells) + f" | {_pm(t['top1_mean'], t['top1_sd'])} | {params} | {gflops} |"
         )
+    trained = ", ".join(f"{m} ({n} seeds)" for m, n in sorted(seeds))
+    lines += [
+        "",
+        "Top-1 / top-5 on each split's test videos. "
+        + (
+            f"Methods trained once a seed, {trained}: the mean over seeds ± their sample sd (n - 1); "
+            "`moclip predict` uses the first seed's model. "
+            if seeds
+            else ""
+        )
+        + "Other methods: one model a split. Last column: the mean of the split values ± their sample sd.",
+    ]
     if "zeroshot" not in summary["methods"]:
         lines += ["", "Zero-shot: skipped (random CLIP weights have no text-image alignment)."]
     lines += [
@@ -169,25 +205,30 @@ def plot_per_class(report: dict, classes: list[str], out: Path | str, title: str
 
 
 def plot_curves(mv_training: Path | str, head_training: dict[str, Path | str], out: Path | str, title: str) -> None:
+    """Training loss and val top-1 a epoch of the MV network and each head's first seed; a
+    dot marks the epoch each kept."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    mv = read_json(mv_training)["history"]
-    axes[0].plot([h["loss"] for h in mv], label="mv_only loss")
-    if mv and "val_top1" in mv[0]:
-        axes[1].plot([h["val_top1"] for h in mv], label="mv_only")
+    mv = read_json(mv_training)
+    curves = [("mv_only", mv["history"], mv["best_epoch"])]
     for name, path in head_training.items():
-        runs = read_json(path)
-        first = runs[sorted(runs)[0]]["history"]
-        axes[0].plot([h["loss"] for h in first], label=f"{name} loss")
-        if first and "val_top1" in first[0]:
-            axes[1].plot([h["val_top1"] for h in first], label=name)
+        first = next(iter(read_json(path).values()))  # the first seed in heads.seeds order
+        curves.append((name, first["history"], first["best_epoch"]))
+    for name, history, best in curves:
+        for ax, key, label in ((axes[0], "loss", f"{name} loss"), (axes[1], "val_top1", name)):
+            if not history or key not in history[0]:
+                continue
+            values = [h[key] for h in history]
+            (line,) = ax.plot(values, label=label)
+            if 0 <= best < len(values):
+                ax.plot([best], [values[best]], "o", color=line.get_color(), markersize=5)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("training loss")
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("val top-1")
     for a in axes:
         a.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(title + " (dots: the epoch kept)")
     _save(fig, out)
 
 

@@ -133,3 +133,18 @@ def test_standardize_uses_training_statistics():
     norm.fit(x)
     torch.testing.assert_close(norm(x).mean(0), torch.zeros(3))
     torch.testing.assert_close(norm(torch.tensor([[2.0, 20.0, 200.0]])), torch.zeros(1, 3))
+
+
+def test_ties_on_val_top1_are_broken_by_val_loss_then_the_later_epoch():
+    """Separable data: val top-1 reaches 1.0 early and stays, while the val loss still falls;
+    the kept epoch is the tie's lowest loss, not its first epoch."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+    y = torch.arange(3).repeat(20)
+    x = centres[y] + 0.3 * torch.randn(60, 2, generator=g)
+    s = HeadSettings(hidden=8, lr=1e-2, epochs=40, batch_size=16, normalize="none", dropout=0.0)
+    _, best, hist = heads.fit_head("fusion", [2], 3, s, 0, x[:45], y[:45], x[45:], y[45:])
+    top = max(h["val_top1"] for h in hist)
+    tied = [h for h in hist if h["val_top1"] == top]
+    assert len(tied) > 1 and best != tied[0]["epoch"]  # the earliest tie is not kept
+    assert best == min(tied, key=lambda h: (h["val_loss"], -h["epoch"]))["epoch"]

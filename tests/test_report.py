@@ -36,12 +36,37 @@ def test_summary_mean_spread_and_warning():
         reports, costs, {"model": "m", "pretrained": "none", "weights_digest": "ab" * 8, "random_weights": True}
     )
     assert s["methods"]["fusion"]["top1_mean"] == pytest.approx(0.85)
-    assert s["methods"]["fusion"]["top1_std"] == pytest.approx(0.05)
+    assert s["methods"]["fusion"]["top1_sd"] == pytest.approx(0.0707107)  # sample sd of 0.9 and 0.8
     assert s["methods"]["mv_only"]["splits"]["2"]["top1"] == 0.5
     assert s["failed_videos"] == ["bad1", "bad2"] and "random" in s["warning"]
     md = summary_markdown(s)
-    assert "WARNING" in md and "| fusion | 0.900 / 1.000 | 0.800 / 0.900 | 0.850 (± 0.050) | 10 | 1.500 |" in md
+    assert "WARNING" in md and "| fusion | 0.900 / 1.000 | 0.800 / 0.900 | 0.850 ± 0.071 | 10 | 1.500 |" in md
     assert "Zero-shot: skipped" in md and "bad1, bad2" in md
+
+
+def test_summary_of_seeded_heads_is_the_mean_over_seeds_with_their_sd():
+    """A head's split value is the mean of its seeds (not the first seed), ± their sample sd."""
+    reports = []
+    for k, seeds in ((1, [0.370, 0.222, 0.241]), (2, [0.5, 0.4, 0.6])):
+        m = {
+            "top1": seeds[0],
+            "top5": 1.0,
+            "per_class_top1": [0.5],
+            "seeds": [0, 1, 2],
+            "top1_seeds": seeds,
+            "top1_mean": float(np.mean(seeds)),
+            "top1_sd": float(np.std(seeds, ddof=1)),
+            "top5_mean": 1.0,
+        }
+        reports.append({"split": k, "failed_videos": [], "methods": {"clip_linear": m}})
+    s = summarize_splits(reports, {}, {"model": "m", "pretrained": "x", "weights_digest": "ab" * 8})
+    t = s["methods"]["clip_linear"]
+    assert t["splits"]["1"]["top1"] == pytest.approx(0.27767, abs=1e-5)
+    assert t["splits"]["1"]["top1_sd_seeds"] == pytest.approx(0.080525, abs=1e-5)
+    assert t["top1_mean"] == pytest.approx((0.27767 + 0.5) / 2, abs=1e-5)
+    md = summary_markdown(s)
+    assert "| clip_linear | 0.278 ± 0.081 / 1.000 | 0.500 ± 0.100 / 1.000 | 0.389 ± 0.157 |" in md
+    assert "clip_linear (3 seeds): the mean over seeds ± their sample sd" in md and "first seed" in md
 
 
 def test_split_report_collects_methods_and_failures(tmp_path):
