@@ -9,6 +9,7 @@ from pathlib import Path
 
 import h5py
 
+from moclip import __version__
 from moclip.cache import cache_video
 from moclip.codec import DecodeSettings
 from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
@@ -49,7 +50,12 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _inspect(a: argparse.Namespace) -> int:
-    with h5py.File(a.file, "r") as f:
+    try:
+        f = h5py.File(a.file, "r")
+    except (OSError, ValueError) as e:
+        print(f"moclip inspect: error: {a.file}: not a readable HDF5 file ({type(e).__name__})", file=sys.stderr)
+        return 2
+    with f:
         info = {
             "datasets": {k: {"shape": list(d.shape), "dtype": str(d.dtype)} for k, d in f.items()},
             "attrs": {k: v.item() if hasattr(v, "item") else v for k, v in f.attrs.items()},
@@ -89,50 +95,73 @@ def _predict(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moclip", description=__doc__)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="moclip", description=__doc__, formatter_class=fmt)
+    p.add_argument("--version", action="version", version=f"moclip {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo-data", help="write the synthetic demo dataset in UCF101's layout")
+    d = sub.add_parser("demo-data", help="write the synthetic demo dataset in UCF101's layout", formatter_class=fmt)
     d.add_argument("dir", help="output directory (gets UCF-101/ and ucfTrainTestlist/)")
-    d.add_argument("--appearances", nargs="+", default=list(DemoSpec.appearances), choices=sorted(APPEARANCES))
-    d.add_argument("--motions", nargs="+", default=list(DemoSpec.motions), choices=list(MOTIONS))
-    d.add_argument("--groups", type=int, default=DemoSpec.groups)
-    d.add_argument("--clips", type=int, default=DemoSpec.clips)
-    d.add_argument("--frames", type=int, default=DemoSpec.frames)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--threads", type=int, default=1)
+    d.add_argument(
+        "--appearances",
+        nargs="+",
+        default=list(DemoSpec.appearances),
+        choices=sorted(APPEARANCES),
+        help="object appearances (each a class family)",
+    )
+    d.add_argument(
+        "--motions",
+        nargs="+",
+        default=list(DemoSpec.motions),
+        choices=list(MOTIONS),
+        help="motion patterns (each a class family)",
+    )
+    d.add_argument("--groups", type=_positive, default=DemoSpec.groups, help="groups a class (UCF101: 25)")
+    d.add_argument("--clips", type=_positive, default=DemoSpec.clips, help="clips a group")
+    d.add_argument("--frames", type=_positive, default=DemoSpec.frames, help="frames a clip (25 fps)")
+    d.add_argument("--seed", type=int, default=0, help="fixes every random choice")
+    d.add_argument("--threads", type=_positive, default=1, help="clips rendered in parallel")
     d.set_defaults(func=_demo_data)
 
-    m = sub.add_parser("manifest", help="parse UCF-101/ and ucfTrainTestlist/ into a manifest TSV")
-    m.add_argument("--videos", required=True)
-    m.add_argument("--lists", required=True)
-    m.add_argument("--out", required=True)
-    m.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3])
-    m.add_argument("--val-groups", type=int, default=1)
-    m.add_argument("--shards", type=int, default=1)
-    m.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("manifest", help="parse UCF-101/ and ucfTrainTestlist/ into a manifest TSV", formatter_class=fmt)
+    m.add_argument("--videos", required=True, help="the UCF-101/ directory (class folders)")
+    m.add_argument("--lists", required=True, help="the ucfTrainTestlist/ directory")
+    m.add_argument("--out", required=True, help="the manifest TSV to write")
+    m.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="splits to build")
+    m.add_argument("--val-groups", type=int, default=1, help="whole training groups held out for validation")
+    m.add_argument("--shards", type=_positive, default=1, help="work units (a video's is a hash of its id)")
+    m.add_argument("--seed", type=int, default=0, help="fixes the validation groups")
     m.set_defaults(func=_manifest)
 
-    c = sub.add_parser("cache", help="decode videos into MV and frame caches (OUT/mv, OUT/frames)")
-    c.add_argument("videos", nargs="+")
-    c.add_argument("--out", required=True)
-    c.add_argument("--mv-cell", type=int, default=8)
-    c.add_argument("--frames", type=int, default=8)
-    c.add_argument("--short-side", type=int, default=256)
-    c.add_argument("--max-frames", type=int, default=10_000)
+    c = sub.add_parser("cache", help="decode videos into MV and frame caches (OUT/mv, OUT/frames)", formatter_class=fmt)
+    c.add_argument("videos", nargs="+", help="video files; one that fails gets a line naming it, the rest go on")
+    c.add_argument("--out", required=True, help="output directory")
+    c.add_argument("--mv-cell", type=_positive, default=8, help="pixels a motion-vector grid cell")
+    c.add_argument("--frames", type=_positive, default=8, help="RGB frames kept a video")
+    c.add_argument("--short-side", type=_positive, default=256, help="shorter side of the kept frames, at most")
+    c.add_argument("--max-frames", type=_positive, default=10_000, help="longer videos are read up to this")
     c.set_defaults(func=_cache)
 
-    pr = sub.add_parser("predict", help="classify videos with a finished run's models (fusion head)")
-    pr.add_argument("videos", nargs="+")
+    pr = sub.add_parser(
+        "predict", help="classify videos with a finished run's models (fusion head, first seed)", formatter_class=fmt
+    )
+    pr.add_argument("videos", nargs="+", help="video files; one that fails gets a line naming it, the rest go on")
     pr.add_argument("--run", default="results", help="the run's results directory")
-    pr.add_argument("--split", type=int, default=1, help="whose models to use")
-    pr.add_argument("--top", type=int, default=5)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="whose models to use")
+    pr.add_argument("--top", type=_positive, default=5, help="classes printed a video")
+    pr.add_argument("--json", action="store_true", help="one JSON record a video (with 'error' where it failed)")
     pr.set_defaults(func=_predict)
 
-    i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file")
-    i.add_argument("file")
+    i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file", formatter_class=fmt)
+    i.add_argument("file", help="an MV or frame cache (.h5)")
     i.set_defaults(func=_inspect)
     return p
 

@@ -55,6 +55,14 @@ NAME_OVERRIDES = {
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|\b|\d)|[A-Z]?[a-z]+|\d+")
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """open_clip warns on the root logger that a model has random weights; with
+    ``pretrained: none`` that is what was asked for, and the reports say so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 class ClipLoadError(RuntimeError):
     """Weights that cannot be loaded; the message says what to set instead."""
 
@@ -110,6 +118,9 @@ def load_clip(
                 f"clip.pretrained: {kind!r} is neither a file nor a pretrained tag of {name} (tags: {tags})"
             )
     torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
+    quiet = _DropRandomInitWarning() if kind == "none" else None  # random weights were asked for
+    if quiet:
+        logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(
             name, pretrained=None if kind == "none" else kind, device=device, cache_dir=cache_dir
@@ -121,6 +132,9 @@ def load_clip(
             "the Hugging Face / open_clip cache) and copy the file here, then set clip.pretrained to "
             "that file's path; or set clip.pretrained: none for random weights (tests and the demo)."
         ) from e
+    finally:
+        if quiet:
+            logging.getLogger().removeFilter(quiet)
     model.eval().requires_grad_(False)
     cfg = model.visual.preprocess_cfg
     size = cfg["size"]

@@ -263,7 +263,13 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     Raises :class:`DecodeError` with the decoder's message for anything that cannot be read.
     """
     path = Path(path)
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as e:  # missing, unreadable: a bad input named by the caller, not a crash
+        raise DecodeError(f"cannot read: {e.strerror or e}") from None
+    if not path.is_file():
+        raise DecodeError("not a file")
+    if size == 0:
         raise DecodeError("empty file (0 bytes)")
     with _open(path) as container:
         stream = container.streams.video[0]

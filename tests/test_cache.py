@@ -155,3 +155,9 @@ def test_attrs_read_back_as_attrs_update_writes_them(tmp_path):
     with h5py.File(tmp_path / "ll.h5") as a, h5py.File(tmp_path / "hl.h5") as b:
         got, want = dict(a.attrs), dict(b.attrs)
     assert got == want and {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}
+
+
+def test_missing_file_and_directory_are_failed_videos_named_by_reason(tmp_path):
+    for path, reason in ((tmp_path / "nope.avi", "cannot read: No such file or directory"), (tmp_path, "not a file")):
+        rec = cache_video(path, "v", tmp_path / "o" / "mv.h5", tmp_path / "o" / "fr.h5", SETTINGS)
+        assert rec.status == "failed" and rec.error == reason

@@ -298,3 +298,12 @@ def test_evaluate_zeroshot_end_to_end(tmp_path):
     assert scores[:3].argmax(1).tolist() == [0, 1, 2] and np.isnan(scores[3]).all()
     assert m["top1"] == 0.75 and m["failed_videos"] == ["v4"]
     assert np.isclose(scores[0, 0], logit_scale(clip), rtol=1e-4)
+
+
+def test_random_weights_do_not_warn_but_the_root_logger_still_works(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        load_clip(TINY, "none")
+        logging.getLogger().warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

@@ -137,6 +137,15 @@ def test_predict_uses_the_runs_models_from_a_moved_results_directory(finished_ru
     videos = [str(moved / "demo" / "UCF-101" / r.path) for r in test]
     bad = tmp_path / "not_a_video.avi"
     bad.write_text("nothing here")
+    missing = tmp_path / "missing.avi"  # before a good video: the good ones are still classified
+    human = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "predict", str(missing), videos[0], "--run", str(moved)],
+        capture_output=True,
+        text=True,
+    )
+    assert human.returncode == 1 and "Traceback" not in human.stderr, human.stderr
+    assert human.stderr.strip() == f"{missing}: error: cannot read: No such file or directory"
+    assert human.stdout.startswith(videos[0] + "\t") and len(human.stdout.splitlines()) == 1
     cmd = [sys.executable, "-m", "moclip.cli", "predict", *videos, str(bad)]
     out = subprocess.run(
         [*cmd, "--run", str(moved), "--split", "1", "--top", "3", "--json"], capture_output=True, text=True

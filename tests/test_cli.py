@@ -1,0 +1,51 @@
+"""The ``moclip`` command: one line a bad input, the good ones still processed, clear exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import moving_object_video
+
+import moclip
+from moclip.cli import build_parser, main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moclip.cli", *args], capture_output=True, text=True)
+
+
+def test_version_and_help_show_defaults():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"moclip {moclip.__version__}"
+    assert "(default: 5)" in build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
+
+
+@pytest.mark.parametrize("top", ["0", "-2"])
+def test_top_below_one_is_rejected(top, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "v.avi", "--top", top])
+    assert e.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
+
+
+def test_cache_names_each_bad_path_and_still_caches_the_good_ones(tmp_path):
+    good = tmp_path / "good.avi"
+    moving_object_video(good, 2, 0)
+    out = run("cache", str(tmp_path / "missing.avi"), str(tmp_path), str(good), "--out", str(tmp_path / "c"))
+    lines = out.stdout.splitlines()
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0] == "missing\tfailed\t0\tcannot read: No such file or directory"
+    assert lines[1].endswith("\tfailed\t0\tnot a file") and lines[2].startswith("good\tok\t24\t")
+    assert (tmp_path / "c" / "mv" / "good.h5").is_file()
+
+
+@pytest.mark.parametrize("what", ["directory", "text file"])
+def test_inspect_of_something_not_hdf5_is_one_line(tmp_path, what):
+    target = tmp_path
+    if what == "text file":
+        target = tmp_path / "x.h5"
+        target.write_text("not hdf5")
+    out = run("inspect", str(target))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"moclip inspect: error: {target}: not a readable HDF5 file")
