@@ -247,10 +247,8 @@ def cache_shard(
     A video's id is its file's stem; the index names it by its path under ``videos_root``.
     """
     mv, frames = Path(mv), Path(frames)
-    jobs = [
-        (v, Path(v).stem, video_file(mv, Path(v).stem), video_file(frames, Path(v).stem), settings, compression)
-        for v in videos
-    ]
+    ids = [Path(v).stem for v in videos]
+    jobs = [(v, i, video_file(mv, i), video_file(frames, i), settings, compression) for v, i in zip(videos, ids)]
     mv.mkdir(parents=True, exist_ok=True)
     frames.mkdir(parents=True, exist_ok=True)
     name = Path(index).stem

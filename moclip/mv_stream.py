@@ -169,15 +169,15 @@ class MVClips(torch.utils.data.Dataset):
     centres (evaluation and features).
     """
 
-    def __init__(self, items: list[MVItem], s: MVSettings, segments: int, seed: int | None = None, epoch: int = 0):
-        self.items, self.s, self.segments, self.seed, self.epoch = items, s, segments, seed, epoch
+    def __init__(self, items: list[MVItem], s: MVSettings, segments: int, seed: int | None = None):
+        self.items, self.s, self.segments, self.seed = items, s, segments, seed
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        """Item ``key``: an index (at ``self.epoch``), or (epoch, index) from :class:`EpochOrder`."""
-        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        """Item ``key``: (epoch, index) from :class:`EpochOrder`, or an index (epoch 0)."""
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         rng = None if self.seed is None else np.random.default_rng([self.seed, epoch, i])
         it = self.items[i]
         return torch.from_numpy(read_segments(it.path, self.segments, self.s, rng)), it.label
@@ -213,13 +213,12 @@ class EpochOrder(torch.utils.data.Sampler):
         return iter([(self.epoch, int(i)) for i in self.order()])
 
 
-def mv_loader(ds: MVClips, batch_size: int, workers: int, order=None, pin: bool = False):
-    """A DataLoader over ``ds`` in ``order`` (an :class:`EpochOrder`, indices, or None: as
-    listed); its workers live as long as it does."""
+def mv_loader(ds: MVClips, batch_size: int, workers: int, order: EpochOrder | None = None, pin: bool = False):
+    """A DataLoader over ``ds`` in ``order`` (None: as listed); its workers live as long as it does."""
     return torch.utils.data.DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=order if isinstance(order, EpochOrder) or order is None else list(order),
+        sampler=order,
         num_workers=workers,
         collate_fn=functools.partial(_collate, size=ds.s.input_size),
         pin_memory=pin,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import load_clip, preprocess
 from moclip.codec import DecodeSettings
 from moclip.heads import load_head
+from moclip.io import read_json
 from moclip.mv_stream import load_checkpoint, read_segments, to_input
 from moclip.shards import pool_frames, pool_segments
 
@@ -32,7 +32,7 @@ class Predictor:
         report = Path(run) / "reports" / f"split{split}" / "metrics.json"
         if not report.is_file():
             raise FileNotFoundError(f"{report}: no finished run for split {split} (run the workflow first)")
-        rep = json.loads(report.read_text())
+        rep = read_json(report)
         s, art = rep["settings"], rep["artefacts"]
         self.decode = DecodeSettings(
             mv_cell=s["decode"]["mv_cell"],

@@ -13,6 +13,7 @@ The package's ``__init__`` is left out: it holds only the docstring and ``__vers
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def _declared_data(tree: ast.Module) -> tuple[str, ...]:
     return ()
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(path: str, mtime_ns: int, size: int) -> tuple[bytes, ast.Module]:
+    source = Path(path).read_bytes()
+    return source, ast.parse(source, filename=path)
+
+
+def _parsed(path: Path) -> tuple[bytes, ast.Module]:
+    """A file's bytes and syntax tree, parsed once a version (every rule's closure shares the
+    same few modules; the key changes when the file does)."""
+    st = path.stat()
+    return _parse(str(path), st.st_mtime_ns, st.st_size)
+
+
 def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
     """Sorted names of the ``moclip`` modules that ``script`` reaches through its imports."""
     package_dir = Path(package_dir)
@@ -72,7 +86,7 @@ def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
     while todo:
         path, name = todo.pop()
         package = name if name is None or path.name == "__init__.py" else name.rpartition(".")[0]
-        for m in _imports(ast.parse(path.read_bytes(), filename=str(path)), package):
+        for m in _imports(_parsed(path)[1], package):
             f = _module_file(package_dir, m)
             if f is not None and m not in seen:
                 seen.add(m)
@@ -86,9 +100,9 @@ def code_digest(script: Path | str, package_dir: Path | str) -> str:
     h = hashlib.sha256()
     for m in module_closure(script, package_dir):
         f = _module_file(package_dir, m)
-        source = f.read_bytes()
+        source, tree = _parsed(f)
         h.update(f"{m}\0".encode() + source)
-        for entry in _declared_data(ast.parse(source)):
+        for entry in _declared_data(tree):
             root = f.parent / entry
             for d in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
                 h.update(f"{d.relative_to(package_dir).as_posix()}\0".encode() + d.read_bytes())

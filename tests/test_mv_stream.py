@@ -17,6 +17,7 @@ from moclip.cache import COMPRESSION, cache_shard, read_mv
 from moclip.codec import DecodeSettings
 from moclip.manifest import build_manifest, write_manifest
 from moclip.mv_stream import (
+    EpochOrder,
     MVClips,
     MVItem,
     MVSettings,
@@ -226,17 +227,18 @@ def test_read_segments_equals_the_maps_of_the_whole_video(tmp_path, accumulate):
 def test_batches_are_the_same_with_and_without_workers(tmp_path):
     items = synthetic_videos(tmp_path, 4, 0)
     s = MVSettings(input_size=16)
-    order = np.random.default_rng(0).permutation(len(items))
+    order = EpochOrder(len(items), seed=5)
+    order.epoch = 2
 
     def batches(workers):
-        ds = MVClips(items, s, 3, seed=5, epoch=2)
-        return [(x.clone(), y.clone()) for x, y in mv_loader(ds, 5, workers, order)]
+        return [(x.clone(), y.clone()) for x, y in mv_loader(MVClips(items, s, 3, seed=5), 5, workers, order)]
 
     a, b = batches(0), batches(2)
     assert len(a) == len(b) == 3
     for (xa, ya), (xb, yb) in zip(a, b, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    other = [(x, y) for x, y in mv_loader(MVClips(items, s, 3, seed=5, epoch=3), 5, 0, order)]
+    order.epoch = 3
+    other = [(x, y) for x, y in mv_loader(MVClips(items, s, 3, seed=5), 5, 0, order)]
     assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, other, strict=True))  # a new epoch, new draws
 
 
