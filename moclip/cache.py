@@ -10,8 +10,8 @@ listed by name, never replaced by zeros.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -25,7 +25,7 @@ from h5py import h5a, h5s, h5t
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
 from moclip.io import atomic_path, read_tsv, relative_to, write_tsv
-from moclip.runtime import pool_context
+from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
 INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
@@ -192,12 +192,6 @@ def _cache_one(args: tuple) -> CacheRecord:
     return cache_video(*args)
 
 
-def _progress(name: str, i: int, n: int, rec: CacheRecord, t0: float) -> None:
-    rate = i / max(time.perf_counter() - t0, 1e-9)
-    detail = f"{rec.n_frames} frames" if rec.status == "ok" else f"FAILED: {rec.error}"
-    log.info("%s %d/%d %.1f videos/s %s %s", name, i, n, rate, rec.video_id, detail)
-
-
 def _one_line(text: str) -> str:
     """An error message as one TSV field."""
     return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
@@ -251,17 +245,20 @@ def cache_shard(
     jobs = [(v, i, video_file(mv, i), video_file(frames, i), settings, compression) for v, i in zip(videos, ids)]
     mv.mkdir(parents=True, exist_ok=True)
     frames.mkdir(parents=True, exist_ok=True)
-    name = Path(index).stem
-    t0, records = time.perf_counter(), []
-    if threads > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(threads, len(jobs)), mp_context=pool_context()) as pool:
-            for rec in pool.map(_cache_one, jobs, chunksize=1):
-                records.append(rec)
-                _progress(name, len(records), len(jobs), rec, t0)
-    else:
-        for job in jobs:
-            records.append(_cache_one(job))
-            _progress(name, len(records), len(jobs), records[-1], t0)
+    records, n_frames, progress = [], 0, Progress("videos", len(jobs), log)
+    pool = (
+        ProcessPoolExecutor(min(threads, len(jobs)), mp_context=pool_context())
+        if threads > 1 and len(jobs) > 1
+        else None
+    )
+    with pool or contextlib.nullcontext():
+        for rec in pool.map(_cache_one, jobs, chunksize=1) if pool else map(_cache_one, jobs):
+            records.append(rec)
+            if rec.status != "ok":
+                log.warning("failed video %s (%s): %s", rec.video_id, rec.path, rec.error)
+            n_frames += rec.n_frames
+            progress.update(note=f"{n_frames} frames decoded")
+    progress.close()
     records = [replace(r, path=relative_to(r.path, videos_root)) for r in records]
     write_index(records, index)
     return records

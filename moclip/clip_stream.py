@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from moclip.cache import read_index, video_file
 from moclip.io import write_json
 from moclip.manifest import Video, class_names, read_manifest
 from moclip.metrics import summarize, write_predictions
-from moclip.runtime import resolve_device, use_threads
+from moclip.runtime import Progress, autocast_dtype, resolve_device, use_threads
 from moclip.shards import pool_frames, read_shards, write_shard
 
 log = logging.getLogger(__name__)
@@ -165,25 +164,40 @@ def preprocess(frames: torch.Tensor, size: int, mean, std) -> torch.Tensor:
 
 
 class _FrameCaches(torch.utils.data.Dataset):
-    """Reads and preprocesses one video's cached frames a item (in DataLoader workers)."""
+    """One video's cached frames a item, raw uint8 [K, H, W, 3] (None for a failed video):
+    DataLoader workers only read; preprocessing runs batched on the encoder's device."""
 
-    def __init__(self, files: list[Path], size: int, mean, std):
-        self.files, self.size, self.mean, self.std = files, size, mean, std
+    def __init__(self, files: list[Path]):
+        self.files = files
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
         with h5py.File(self.files[i], "r") as f:
-            ok = f.attrs["status"] == "ok"
-            frames = f["frames"][()] if ok else None
-        if not ok:
-            return i, None
-        return i, preprocess(torch.from_numpy(frames), self.size, self.mean, self.std)
+            if f.attrs["status"] != "ok":
+                return i, None
+            return i, torch.from_numpy(f["frames"][()])
 
 
 def _collate(items):
     return items
+
+
+def preprocess_batch(frames: list[torch.Tensor], clip: Clip, device: torch.device) -> torch.Tensor:
+    """Videos' uint8 frames moved to ``device`` (non-blocking from pinned memory) and
+    preprocessed there, one batched call a frame size: [sum K, 3, S, S], videos in order."""
+    by_shape: dict[tuple, list[int]] = {}
+    for j, x in enumerate(frames):
+        by_shape.setdefault(tuple(x.shape[1:]), []).append(j)
+    parts: list[torch.Tensor | None] = [None] * len(frames)
+    for js in by_shape.values():
+        x = torch.stack([frames[j] for j in js]).to(device, non_blocking=True)
+        k = x.shape[1]
+        y = preprocess(x.flatten(0, 1), clip.image_size, clip.mean, clip.std).unflatten(0, (len(js), k))
+        for j, yj in zip(js, y):
+            parts[j] = yj
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -204,31 +218,24 @@ def embed_frame_caches(
     """
     dev = resolve_device(device)
     model = clip.model.to(dev)
-    amp = dev.type == "cuda"
-    ds = _FrameCaches(list(frame_files), clip.image_size, clip.mean, clip.std)
+    amp = autocast_dtype(dev)
+    ds = _FrameCaches(list(frame_files))
     loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=batch_videos,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-        pin_memory=amp,
+        ds, batch_size=batch_videos, num_workers=workers, collate_fn=_collate, pin_memory=dev.type == "cuda"
     )
     feats: list[np.ndarray | None] = [None] * len(ds)
-    t0, done, n_img = time.perf_counter(), 0, 0
+    progress = Progress("videos", len(ds), log)
     for items in loader:
         good = [(i, x) for i, x in items if x is not None]
         if good:
-            x = torch.cat([x for _, x in good]).to(dev, non_blocking=True)
-            with torch.autocast(dev.type, enabled=amp):
+            x = preprocess_batch([x for _, x in good], clip, dev)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 z = model.encode_image(x).float().cpu().numpy()
             k = good[0][1].shape[0]
             for j, (i, _) in enumerate(good):
                 feats[i] = z[j * k : (j + 1) * k]
-            n_img += len(x)
-        done += len(items)
-        rate = n_img / max(time.perf_counter() - t0, 1e-9)
-        log.info("%d/%d videos, %.1f frames/s", done, len(ds), rate)
+        progress.update(len(items))
+    progress.close()
     valid = np.array([f is not None for f in feats], bool)
     if valid.any():
         shape = next(f for f in feats if f is not None).shape
@@ -249,7 +256,7 @@ def embed_frame_caches(
         random_weights=clip.random_weights,
         image_size=clip.image_size,
         device=str(dev),
-        autocast=amp,
+        autocast=str(amp).removeprefix("torch.") if amp is not None else "none",
     )
     return valid
 

@@ -8,6 +8,7 @@ the project docs. Every malformed entry is an error naming the list file and lin
 from __future__ import annotations
 
 import csv
+import logging
 import random
 import re
 import zlib
@@ -15,6 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 
 from moclip.io import write_tsv
+
+log = logging.getLogger(__name__)
 
 SPLITS = (1, 2, 3)
 COLUMNS = ("video_id", "path", "class_name", "label", "group", "clip", "shard") + tuple(f"split{k}" for k in SPLITS)
@@ -298,4 +301,8 @@ def manifest(
     """Rule ``manifest``: the dataset's split lists -> the manifest TSV at ``out``."""
     rows = build_manifest(videos, lists, splits, val_groups, shards, seed)
     write_manifest(rows, out)
+    log.info("%d videos, %d classes, %d shards, from %s", len(rows), len(class_names(rows)), shards, lists)
+    for k in splits:
+        parts = split_rows(rows, k)
+        log.info("split %d: %s", k, ", ".join(f"{len(v)} {part}" for part, v in parts.items()))
     return rows

@@ -24,7 +24,7 @@ from moclip.cache import read_index, video_file
 from moclip.io import atomic_path, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import selection_key, summarize
-from moclip.runtime import autocast_dtype, resolve_device, use_threads
+from moclip.runtime import Progress, autocast_dtype, resolve_device, use_threads
 from moclip.settings import FromConfig
 from moclip.shards import write_shard
 
@@ -367,6 +367,7 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
     order = EpochOrder(len(train), s.seed)
     loader = mv_loader(MVClips(train, s, s.segments, s.seed), s.batch_size, workers, order, pin)
     val_loader = mv_loader(MVClips(val, s, s.eval_segments), 64, workers, pin=pin) if val else None
+    progress = Progress("epochs", s.epochs, log, every=0)
     for epoch in range(s.epochs):
         model.train()
         t0, wait, losses = time.perf_counter(), 0.0, []
@@ -407,13 +408,10 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
             rec["val_top1"] = float((logits.argmax(1) == y_val).mean())
             rec["val_loss"] = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
         history.append(rec)
-        log.info(
-            "epoch %d loss %.4f val_top1 %s (%.1f s, %.0f%% waiting for data)",
-            epoch,
-            rec["loss"],
-            rec.get("val_top1"),
-            rec["seconds"],
-            100 * wait / max(rec["seconds"], 1e-9),
+        val_note = f", val top-1 {rec['val_top1']:.4f}, val loss {rec['val_loss']:.4f}" if val else ""
+        progress.update(
+            note=f"epoch {epoch}: loss {rec['loss']:.4f}{val_note}, {rec['seconds']:.1f} s "
+            f"({100 * wait / max(rec['seconds'], 1e-9):.0f}% waiting for data)"
         )
         key = selection_key(epoch, rec.get("val_top1"), rec.get("val_loss"))
         if best_key is None or key > best_key:
@@ -457,12 +455,15 @@ def extract_features(
     ok = np.flatnonzero(valid)
     d = model.backbone.num_features
     feats = np.full((len(items), s.eval_segments, d), np.nan, np.float32)
-    done = 0
-    for x, _ in mv_loader(MVClips([items[i] for i in ok], s, s.eval_segments), batch, workers):
-        x = to_input(x.to(dev), s.input_size)
+    done, progress = 0, Progress("videos", len(ok), log)
+    pin = dev.type == "cuda"
+    for x, _ in mv_loader(MVClips([items[i] for i in ok], s, s.eval_segments), batch, workers, pin=pin):
+        x = to_input(x.to(dev, non_blocking=True), s.input_size)
         b, sg = x.shape[:2]
         feats[ok[done : done + b]] = model.features(x.flatten(0, 1)).view(b, sg, d).float().cpu().numpy()
         done += b
+        progress.update(b)
+    progress.close()
     ids = [it.video_id for it in items]
     write_shard(out, ids, feats, np.asarray(valid, bool), arch=s.arch, eval_segments=s.eval_segments, dim=d)
 

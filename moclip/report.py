@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from moclip.manifest import class_names, read_manifest
 from moclip.methods import HEADS, METHODS
 from moclip.metrics import sample_sd
 from moclip.mv_stream import load_checkpoint
+
+log = logging.getLogger(__name__)
 
 RANDOM_CLIP_WARNING = (
     "WARNING: the CLIP weights are random (clip.pretrained: none). Zero-shot is skipped and the "
@@ -292,6 +295,8 @@ def report_split(
     plot_confusion(fusion_predictions, classes, confusion, f"fusion, split {split} (test, row-normalised)")
     plot_per_class(rep, classes, per_class, f"per-class top-1, split {split}")
     plot_curves(mv_training, head_training, curves, f"training, split {split}")
+    for name, m in rep["methods"].items():
+        log.info("split %d %s: top-1 %.4f", split, name, m["top1"])
     return rep
 
 
@@ -325,4 +330,5 @@ def summary(
     }
     out = summarize_splits([read_json(p) for p in reports], costs, info)
     write_summary(out, json, md)
+    log.info("summary of %d splits written to %s", len(reports), md)
     return out

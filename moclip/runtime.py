@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sys
+import time
 from pathlib import Path
 
 
@@ -52,3 +53,42 @@ def autocast_dtype(device):
 def pool_context():
     """Process-pool start method: fork where it is safe and cheap (Linux), spawn elsewhere."""
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """tqdm-style progress for a job's log file: done of total, rate, elapsed time and ETA,
+    one line at most every ``every`` seconds (and always the last), so ``tail -f`` on a
+    long job's log shows where it stands without flooding it."""
+
+    def __init__(self, unit: str, total: int, log: logging.Logger, every: float = 5.0, clock=time.monotonic):
+        self.unit, self.total, self.log, self.every, self.clock = unit, total, log, every, clock
+        self.done, self.logged = 0, 0
+        self.start = self.last = clock()
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        """Count ``n`` more done; log a line if ``every`` seconds passed (``note`` appended)."""
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last, self.logged = now, self.done
+            self.log.info("%s", self.line(now, note))
+
+    def line(self, now: float, note: str = "") -> str:
+        elapsed = now - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        pct = 100 * self.done / self.total if self.total else 100.0
+        text = f"{self.unit} {self.done}/{self.total} ({pct:.0f}%), {rate:.3g} {self.unit}/s, elapsed {_clock(elapsed)}"
+        text += f", eta {_clock(eta)}" if eta == eta else ""
+        return f"{text}{', ' + note if note else ''}"
+
+    def close(self) -> None:
+        """Log the final count unless the last line already showed it."""
+        if self.logged != self.done:
+            self.logged = self.done
+            self.log.info("%s", self.line(self.clock()))

@@ -18,6 +18,8 @@ from moclip.clip_stream import (
     load_clip,
     logit_scale,
     pool_frames,
+    preprocess,
+    preprocess_batch,
     text_classifier,
     zeroshot_scores,
 )
@@ -248,10 +250,21 @@ def test_shard_features_match_the_encoder_on_the_same_frames(frame_caches, tmp_p
     cos = (ref * feats[0]).sum(-1) / np.linalg.norm(ref, axis=-1) / np.linalg.norm(feats[0], axis=-1)
     assert cos.min() > 0.995, cos
     with torch.no_grad():  # exactly the encoder on our own preprocessing
-        from moclip.clip_stream import preprocess
-
         exact = clip.model.encode_image(preprocess(torch.from_numpy(frames), 64, clip.mean, clip.std)).numpy()
     np.testing.assert_allclose(feats[0], exact, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_preprocessing_keeps_video_order_across_frame_sizes():
+    """Videos of different frame sizes (aspect ratios) are preprocessed one call a size on
+    the device; the result is each video's own preprocessing, in the videos' order."""
+    clip = load_clip(TINY, "none")
+    g = torch.Generator().manual_seed(0)
+    sizes = [(48, 64), (64, 48), (48, 64), (40, 40)]
+    videos = [torch.randint(0, 256, (3, h, w, 3), generator=g, dtype=torch.uint8) for h, w in sizes]
+    got = preprocess_batch(videos, clip, torch.device("cpu"))
+    want = torch.cat([preprocess(v, clip.image_size, clip.mean, clip.std) for v in videos])
+    assert got.shape == (12, 3, clip.image_size, clip.image_size)
+    torch.testing.assert_close(got, want)
 
 
 def test_pool_and_zeroshot_known_answer():
