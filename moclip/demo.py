@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +190,87 @@ def make_demo_dataset(videos: Path | str, lists: Path | str, spec: DemoSpec = De
                         train_lines.append(f"{rel[(name, g, c)]} {i}{crlf}")
         (lists / f"trainlist0{k}.txt").write_bytes("".join(train_lines).encode())
         (lists / f"testlist0{k}.txt").write_bytes("".join(test_lines).encode())
+
+
+# --------------------------------------------------------------------------- UCF101-shaped sets for scale measurements
+
+UCF101_VIDEOS, UCF101_CLASSES, UCF101_GROUPS = 13_320, 101, 25
+UCF101_FRAMES = (29, 1776, 186)  # min, max, mean frames a clip (25 fps)
+
+
+def ucf101_shaped_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Clip lengths in frames shaped like UCF101's: log-normal (median 160, sd 0.55 in log
+    space, mean ~186), bounded to 29..1776."""
+    lo, hi, _ = UCF101_FRAMES
+    return np.clip(np.round(rng.lognormal(np.log(160), 0.55, n)), lo, hi).astype(int)
+
+
+def _clips_a_group(n: int, n_groups: int, rng: np.random.Generator) -> np.ndarray:
+    """4-7 clips a group (as UCF101's), adjusted at random groups until they sum to ``n``."""
+    c = rng.integers(4, 8, n_groups)
+    while (d := n - int(c.sum())) != 0:
+        room = np.flatnonzero(c < 7) if d > 0 else np.flatnonzero(c > 4)
+        c[rng.choice(room)] += 1 if d > 0 else -1
+    return c
+
+
+def make_scale_dataset(
+    videos: Path | str, lists: Path | str, n_videos: int, seed: int = 0, pool: int = 48, threads: int = 1
+) -> dict:
+    """A UCF101-shaped dataset of ``n_videos`` in UCF101's layout, fast enough for 13,320.
+
+    101 classes at UCF101's size (proportionally fewer below it, at least 3), 25 groups a
+    class, 4-7 clips a group, lengths drawn from UCF101's distribution, 320x240 MPEG-4 Part 2
+    AVI at 25 fps. Only ``pool`` clips are rendered, at the drawn lengths' quantiles; each
+    video is a hard link to the pool clip nearest its length (decoding costs what a clip of
+    that length costs; the classes are not learnable). Returns the counts.
+    """
+    n_classes = max(3, round(UCF101_CLASSES * n_videos / UCF101_VIDEOS))
+    if n_videos < n_classes * UCF101_GROUPS * 4 or n_videos > n_classes * UCF101_GROUPS * 7:
+        raise ValueError(f"{n_videos} videos do not fit {n_classes} classes x 25 groups x 4-7 clips")
+    videos, lists = Path(videos), Path(lists)
+    rng = np.random.default_rng(seed)
+    lengths = ucf101_shaped_lengths(n_videos, rng)
+    quantiles = np.quantile(lengths, (np.arange(pool) + 0.5) / pool)  # plus both extremes: the longest
+    pool_len = np.unique(np.r_[quantiles.round(), lengths.min(), lengths.max()].astype(int))  # bounds memory
+    spec = DemoSpec(appearances=tuple(APPEARANCES), motions=MOTIONS, seed=seed)
+    kinds = [(a, m) for a in spec.appearances for m in spec.motions]
+    pool_dir = videos.parent / f"{videos.name}.pool"
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (replace(spec, frames=int(n)), *kinds[j % len(kinds)], 1, j + 1, pool_dir / f"pool_{j:03d}_{n}.avi")
+        for j, n in enumerate(pool_len)
+    ]
+    if threads > 1:
+        with ProcessPoolExecutor(threads, mp_context=pool_context()) as ex:
+            list(ex.map(_write_clip, sorted(jobs, key=lambda j: -j[0].frames)))
+    else:
+        for j in jobs:
+            _write_clip(j)
+    classes = [f"Action{i:03d}" for i in range(1, n_classes + 1)]
+    per_group = _clips_a_group(n_videos, n_classes * UCF101_GROUPS, rng)
+    crlf, k, frames, train, test = "\r\n", 0, [], {1: [], 2: [], 3: []}, {1: [], 2: [], 3: []}
+    for ci, name in enumerate(classes):
+        (videos / name).mkdir(parents=True, exist_ok=True)
+        for g in range(1, UCF101_GROUPS + 1):
+            for c in range(1, per_group[ci * UCF101_GROUPS + g - 1] + 1):
+                rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                j = int(np.abs(pool_len - lengths[k]).argmin())
+                (videos / rel).unlink(missing_ok=True)
+                (videos / rel).hardlink_to(jobs[j][-1])
+                frames.append(int(pool_len[j]))
+                k += 1
+                for split in (1, 2, 3):  # UCF101's test groups: 1-7, 8-14, 15-21
+                    if (split - 1) * 7 < g <= split * 7:
+                        test[split].append(rel + crlf)
+                    else:
+                        train[split].append(f"{rel} {ci + 1}{crlf}")
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "classInd.txt").write_bytes("".join(f"{i} {n}{crlf}" for i, n in enumerate(classes, 1)).encode())
+    for split in (1, 2, 3):
+        (lists / f"trainlist0{split}.txt").write_bytes("".join(train[split]).encode())
+        (lists / f"testlist0{split}.txt").write_bytes("".join(test[split]).encode())
+    return {"videos": n_videos, "classes": n_classes, "frames": int(sum(frames)), "pool": len(pool_len)}
 
 
 # --------------------------------------------------------------------------- stage entry point

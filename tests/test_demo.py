@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 
+import av
 import numpy as np
 from conftest import TINY_DEMO
 
 from moclip.cache import cache_video, read_mv
 from moclip.codec import DecodeSettings
-from moclip.demo import DemoSpec, render_clip
+from moclip.demo import DemoSpec, make_scale_dataset, render_clip, ucf101_shaped_lengths
 from moclip.manifest import build_manifest
 
 
@@ -85,3 +87,27 @@ def test_deterministic_bytes_and_cli(tiny_demo, tmp_path):
     for p in sorted(videos.rglob("*.avi"))[:5] + sorted(lists.iterdir()):
         rel = p.relative_to(videos.parent)
         assert (tmp_path / rel).read_bytes() == p.read_bytes(), rel
+
+
+def test_scale_dataset_is_ucf101_shaped(tmp_path):
+    """The scale benchmark's generator: UCF101's layout, groups, clip counts and lengths,
+    exactly the videos asked for, and lists the manifest accepts."""
+    info = make_scale_dataset(tmp_path / "UCF-101", tmp_path / "lists", 330, pool=6)
+    rows = build_manifest(tmp_path / "UCF-101", tmp_path / "lists", splits=[1, 2, 3], val_groups=3)
+    assert info["videos"] == len(rows) == 330 and info["classes"] == 3
+    assert {r.group for r in rows} == set(range(1, 26))
+    clips = Counter((r.label, r.group) for r in rows)
+    assert len(clips) == 3 * 25 and set(clips.values()) <= {4, 5, 6, 7}
+    for k in (1, 2, 3):
+        assert {r.group for r in rows if r.split(k) == "test"} == set(range(7 * k - 6, 7 * k + 1))
+    for r in rows[::37]:
+        with av.open(str(tmp_path / "UCF-101" / r.path)) as c:
+            assert 29 <= c.streams.video[0].frames <= 1776
+    assert 120 < info["frames"] / 330 < 260  # UCF101's mean is ~186
+    assert info["pool"] <= 8  # 6 quantiles plus the shortest and the longest clip
+
+
+def test_scale_dataset_lengths_follow_ucf101():
+    n = ucf101_shaped_lengths(13_320, np.random.default_rng(0))
+    assert n.min() >= 29 and n.max() <= 1776
+    assert 170 < n.mean() < 200 and 140 < np.median(n) < 180

@@ -1,0 +1,264 @@
+"""Scale benchmark: the whole workflow on UCF101-shaped synthetic sets a decade apart.
+
+For each size, a UCF101-shaped dataset (``moclip.demo.make_scale_dataset``: 101 classes at
+13,320 videos, 25 groups, 4-7 clips a group, UCF101's clip lengths, 320x240 MPEG-4 Part 2)
+is generated, then ``snakemake --cores N`` runs every stage to the summary with small
+models (the cost a sample is what matters, not accuracy). Snakemake's ``benchmark:`` files
+give each job's wall time, CPU time and peak memory; ``snakemake --summary`` maps every
+output to its rule for the files and bytes written. Printed: a table a stage and size, the
+growth exponent between the sizes (1 = linear in the videos, 0 = flat), memory's ratio
+(goal: train_mvnet and the other per-split jobs within 1.2x, under 3 GB), a projection for
+Kinetics-400, and the check that every video is in every stage's output or in failures.tsv.
+
+Usage: python benchmarks/bench_scale.py [--sizes 1332 13320] [--cores 2] [--root DIR] [--keep]
+                                        [--json scale.json] [--plot scale.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from moclip.cache import read_index
+from moclip.demo import make_scale_dataset
+from moclip.io import read_tsv
+from moclip.manifest import read_manifest
+from moclip.shards import read_shard
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+CONFIG = {  # merged over config/default.yaml: the default pipeline, short training
+    "mvnet": {"epochs": 1, "milestones": [1]},
+    "heads": {"epochs": 5, "seeds": [0]},
+}
+STAGES = [  # rules in pipeline order
+    "manifest",
+    "cache_shard",
+    "cache_failures",
+    "clip_embed",
+    "zeroshot",
+    "train_mvnet",
+    "mv_features",
+    "train_head",
+    "report_split",
+    "summary",
+]
+KINETICS = {"videos": 240_000, "frames": 250}  # Kinetics-400 train+val: 10 s clips at 25 fps
+
+
+def _tree_size(path: Path) -> tuple[int, int]:
+    if path.is_file():
+        return 1, path.stat().st_size
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def stage_costs(workdir: Path) -> dict[str, dict]:
+    """Per rule: jobs, summed job wall and CPU seconds, the largest job's peak RSS and PSS
+    (MB), and the files and bytes of its outputs."""
+    out = subprocess.run(
+        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--configfile", "scale-config.yaml", "--summary"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [ln.split("\t") for ln in out.stdout.splitlines() if "\t" in ln]
+    head = lines[0]
+    costs: dict[str, dict] = defaultdict(lambda: defaultdict(float))
+    seen_logs = set()
+    outputs: dict[str, list[str]] = defaultdict(list)
+    for row in lines[1:]:
+        r = dict(zip(head, row))
+        rule = r["rule"]
+        outputs[rule].append(r["output_file"])
+        files, size = _tree_size(workdir / r["output_file"])
+        costs[rule]["files"] += files
+        costs[rule]["bytes"] += size
+        for log in r["log-file(s)"].split(","):
+            if log and log not in seen_logs:
+                seen_logs.add(log)
+                bench = workdir / log.replace("results/logs/", "results/benchmarks/", 1).removesuffix(".log")
+                b = read_tsv(f"{bench}.tsv")[0]
+                c = costs[rule]
+                c["jobs"] += 1
+                c["wall_s"] += float(b["s"])
+                c["cpu_s"] += float(b["cpu_time"])
+                c["rss_mb"] = max(c["rss_mb"], float(b["max_rss"]))
+                c["pss_mb"] = max(c["pss_mb"], float(b["max_pss"]))
+    result = {rule: dict(c) for rule, c in costs.items()}
+    for rule in result:
+        result[rule]["outputs"] = outputs[rule]
+    return result
+
+
+def check_counts(workdir: Path, costs: dict, n_videos: int) -> dict[str, int]:
+    """Every video in the manifest, and in every per-video stage's output or in failures.tsv;
+    every split's test videos in its predictions. Raises AssertionError naming the gap."""
+    rows = read_manifest(workdir / "results/manifest.tsv")
+    ids = {r.video_id for r in rows}
+    assert len(rows) == len(ids) == n_videos, f"manifest: {len(rows)} rows for {n_videos} videos"
+    failed = {r.video_id for r in read_index(workdir / "results/cache/failures.tsv")}
+    index = [r for p in costs["cache_shard"]["outputs"] if p.endswith(".tsv") for r in read_index(workdir / p)]
+    assert {r.video_id for r in index} == ids, "cache indexes do not cover the manifest"
+    for rule in ("clip_embed", "mv_features"):
+        valid = set()
+        for p in costs[rule]["outputs"]:
+            got, _, mask, _ = read_shard(workdir / p)
+            valid |= {v for v, ok in zip(got, mask) if ok}
+        by_split = 1 if rule == "clip_embed" else len({p.split("/split")[1][0] for p in costs[rule]["outputs"]})
+        assert valid | failed == ids and not valid & failed, f"{rule}: videos neither embedded nor failed"
+        assert sum(len(read_shard(workdir / p)[0]) for p in costs[rule]["outputs"]) == by_split * n_videos
+    tested = 0
+    for p in costs["train_head"]["outputs"]:
+        if p.endswith("predictions.tsv") and "/fusion/" in p:
+            split = int(p.split("/split")[1][0])
+            n_test = sum(r.split(split) == "test" for r in rows)
+            assert len(read_tsv(workdir / p)) == n_test, f"{p}: not every test video predicted"
+            tested += n_test
+    return {"videos": n_videos, "failed": len(failed), "tested_fusion": tested}
+
+
+def run_size(n: int, root: Path, cores: int) -> dict:
+    data = root / f"ucf101-shaped-{n}"
+    t = time.perf_counter()
+    info = make_scale_dataset(data / "UCF-101", data / "ucfTrainTestlist", n, threads=cores)
+    info["generate_s"] = time.perf_counter() - t
+    run = data / "run"
+    run.mkdir(exist_ok=True)
+    config = {**CONFIG, "dataset": {"videos": str(data / "UCF-101"), "lists": str(data / "ucfTrainTestlist")}}
+    (run / "scale-config.yaml").write_text(yaml.safe_dump(config))
+    t = time.perf_counter()
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        "scale-config.yaml",
+        "--cores",
+        str(cores),
+    ]
+    done = subprocess.run(cmd, cwd=run, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if done.returncode:
+        raise SystemExit(f"snakemake failed at {n} videos:\n{done.stderr[-4000:]}")
+    info["workflow_s"] = time.perf_counter() - t
+    info["stages"] = stage_costs(run)
+    info["counts"] = check_counts(run, info["stages"], n)
+    for c in info["stages"].values():
+        del c["outputs"]
+    return info
+
+
+def exponent(a: float, b: float, na: int, nb: int) -> float:
+    return math.log(b / a) / math.log(nb / na) if a > 0 and b > 0 and na != nb else float("nan")
+
+
+def table(runs: dict[int, dict]) -> str:
+    sizes = sorted(runs)
+    lo, hi = sizes[0], sizes[-1]
+    cols = ["stage", *[f"{k} @{n}" for n in sizes for k in ("jobs", "wall s", "CPU s", "peak RSS MB")]]
+    cols += [f"files @{hi}", f"MB @{hi}", "CPU exponent", "RSS ratio"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for stage in STAGES:
+        if stage not in runs[hi]["stages"]:
+            continue
+        cells = [stage]
+        for n in sizes:
+            c = runs[n]["stages"][stage]
+            cells += [f"{c['jobs']:.0f}", f"{c['wall_s']:.0f}", f"{c['cpu_s']:.0f}", f"{c['rss_mb']:.0f}"]
+        a, b = runs[lo]["stages"][stage], runs[hi]["stages"][stage]
+        cells += [f"{b['files']:.0f}", f"{b['bytes'] / 1e6:.0f}"]
+        cells += [f"{exponent(a['cpu_s'], b['cpu_s'], lo, hi):.2f}", f"{b['rss_mb'] / a['rss_mb']:.2f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    totals = [
+        f"{n} videos: {runs[n]['frames']:,} frames, generated in {runs[n]['generate_s']:.0f} s, workflow "
+        f"{runs[n]['workflow_s'] / 60:.1f} min"
+        for n in sizes
+    ]
+    return "\n".join(out) + "\n\n" + "\n".join(f"- {t}" for t in totals)
+
+
+def projection(runs: dict[int, dict], cores: int) -> str:
+    """Kinetics-400 from the largest run's per-video and per-frame costs."""
+    n = max(runs)
+    r = runs[n]
+    k_videos, k_frames = KINETICS["videos"], KINETICS["videos"] * KINETICS["frames"]
+    shards = round(k_videos / 256)
+    lines = [f"Kinetics-400 projected from the {n:,}-video run ({k_videos:,} videos, ~{k_frames / 1e6:.0f} M frames):"]
+    files = sum(c["files"] for c in r["stages"].values()) / n
+    size = sum(c["bytes"] for c in r["stages"].values()) / n
+    lines.append(f"- files: {files * k_videos:,.0f} ({files:.1f} a video); disk: {size * k_videos / 1e9:,.0f} GB")
+    per_shard = sum(1 for s in ("cache_shard", "clip_embed", "mv_features") if s in r["stages"])
+    lines.append(f"- DAG: {shards} shards of 256 videos, about {shards * per_shard + 40} jobs")
+    cache_h = r["stages"]["cache_shard"]["cpu_s"] / r["frames"] * k_frames / 3600
+    lines.append(f"- cache stage (CPU-bound, decode): {cache_h:,.0f} CPU-hours ({cache_h / 32:,.1f} h on 32 cores)")
+    for s in ("cache_shard", "clip_embed", "train_mvnet", "mv_features", "train_head"):
+        lines.append(f"- {s}: peak RSS a job {r['stages'][s]['rss_mb']:.0f} MB (does not grow with the videos)")
+    lines.append(
+        "- CLIP ViT-B-32 and EfficientNet-B0 on GPUs: not measured here (no GPU was lent); the CLIP and MV "
+        "stages' hours are frames x the card's images/s from benchmarks/bench_clip.py and bench_mv.py"
+    )
+    return "\n".join(lines)
+
+
+def plot(runs: dict[int, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(runs)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for stage in STAGES:
+        if all(stage in runs[n]["stages"] for n in sizes):
+            cpu = [max(runs[n]["stages"][stage]["cpu_s"], 0.1) for n in sizes]
+            rss = [runs[n]["stages"][stage]["rss_mb"] for n in sizes]
+            ax1.loglog(sizes, cpu, "o-", label=stage)
+            ax2.semilogx(sizes, rss, "o-", label=stage)
+    ax1.set(xlabel="videos", ylabel="CPU seconds (all jobs)", title="cost against dataset size")
+    ax2.set(xlabel="videos", ylabel="peak RSS of one job (MB)", title="memory a job", ylim=(0, None))
+    ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1332, 13320])
+    ap.add_argument("--cores", type=int, default=os.cpu_count())
+    ap.add_argument("--root", type=Path, help="where the datasets and runs go (default: a temporary directory)")
+    ap.add_argument("--keep", action="store_true", help="keep each size's dataset and run")
+    ap.add_argument("--json", type=Path, help="write every measurement here")
+    ap.add_argument("--plot", type=Path, help="write the cost and memory plot here")
+    a = ap.parse_args()
+    root = a.root or Path(tempfile.mkdtemp(prefix="moclip-scale-"))
+    runs = {}
+    for n in sorted(a.sizes):
+        runs[n] = run_size(n, root, a.cores)
+        print(f"{n} videos: workflow {runs[n]['workflow_s'] / 60:.1f} min, counts {runs[n]['counts']}", flush=True)
+        if a.json:
+            a.json.write_text(json.dumps(runs, indent=1))
+        if not a.keep:
+            shutil.rmtree(root / f"ucf101-shaped-{n}")
+    print(f"## Scale: the workflow at {', '.join(map(str, sorted(runs)))} videos, --cores {a.cores}\n")
+    print(table(runs) + "\n")
+    print(projection(runs, a.cores))
+    if a.plot:
+        plot(runs, a.plot)
+    if not a.root and not a.keep:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
