@@ -31,12 +31,51 @@ def use_threads(n: int) -> None:
 
 
 def resolve_device(device: str):
-    """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it."""
+    """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it.
+    With several cards visible, ``auto`` and ``cuda`` take the first card no other moclip
+    job holds (``claim_gpu``), so that parallel GPU jobs spread over the cards."""
     import torch
 
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and torch.cuda.device_count() > 1:
+        return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     return torch.device(device)
+
+
+_CLAIMED: dict[str, object] = {}  # the card this process holds: its index and open lock file
+
+
+def claim_gpu(count: int, lock_dir: Path | str | None = None) -> int:
+    """Index of the first of ``count`` cards whose lock file (``moclip-gpu<i>.lock`` in the
+    temp directory) no other process holds; this process keeps it until it exits, and asking
+    again returns the same card. When every card is held (more GPU jobs than cards were
+    allowed: see the profile's ``resources: gpu``), the cards are shared, with a warning."""
+    import fcntl
+    import os
+    import tempfile
+
+    if "index" in _CLAIMED:
+        return _CLAIMED["index"]
+    lock_dir = Path(lock_dir or tempfile.gettempdir())
+    for i in range(count):
+        f = open(lock_dir / f"moclip-gpu{i}.lock", "a")  # noqa: SIM115 (held open: the lock lives with it)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _CLAIMED.update(index=i, file=f)
+        return i
+    i = os.getpid() % count
+    logging.getLogger(__name__).warning(
+        "all %d GPUs are held by other moclip jobs: sharing card %d (limit GPU jobs with --resources gpu=%d)",
+        count,
+        i,
+        count,
+    )
+    _CLAIMED.update(index=i)
+    return i
 
 
 def autocast_dtype(device):

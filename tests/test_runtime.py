@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
+from moclip import runtime
 from moclip.runtime import Progress
 
 
@@ -42,3 +45,48 @@ def test_progress_close_reports_an_unfinished_count(caplog):
         p.update(4)
         p.close()  # e.g. failed videos skipped: the final count still reaches the log
     assert caplog.messages == ["videos 4/10 (40%), 2 videos/s, elapsed 0:00:02, eta 0:00:03"]
+
+
+_HOLD = """
+import fcntl, sys, time
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_gpu_jobs_take_the_first_card_no_other_job_holds(tmp_path, monkeypatch):
+    """Several GPU jobs at once (``--resources gpu=N``) spread over the cards: each takes
+    the first card whose lock another process does not hold, and keeps it."""
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    other = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path / "moclip-gpu0.lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline() == "held\n"
+        assert runtime.claim_gpu(3, tmp_path) == 1  # card 0 is another job's
+        assert runtime.claim_gpu(3, tmp_path) == 1  # asked again: the same card
+    finally:
+        other.kill()
+        other.wait()
+    held = dict(runtime._CLAIMED)  # card 1 stays held by this process
+    probe = subprocess.run(
+        [sys.executable, "-c", f"from moclip.runtime import claim_gpu; print(claim_gpu(3, {str(tmp_path)!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "0" and held["index"] == 1  # card 0 freed when its holder died
+
+
+def test_every_card_held_means_sharing_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    assert runtime.claim_gpu(1, tmp_path) == 0
+    probe = subprocess.run(
+        [sys.executable, "-c", f"from moclip.runtime import claim_gpu; print(claim_gpu(1, {str(tmp_path)!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "0" and "all 1 GPUs are held" in probe.stderr

@@ -369,3 +369,17 @@ def test_bad_split_lists_stop_before_any_job(real_layout):
     out = snakemake(wd, cfg, "-n", check=False)
     assert out.returncode != 0 and "testlist02.txt:1" in out.stdout + out.stderr
     assert not (wd / "results").exists()
+
+
+def test_default_profile_runs_gpu_jobs_one_at_a_time(tmp_path):
+    """The repository's default profile limits the ``gpu`` resource: three GPU jobs given
+    three cores still run one after another on the one card."""
+    shutil.copytree(REPO / "profiles" / "default", tmp_path / "profiles" / "default")
+    (tmp_path / "Snakefile").write_text(
+        'rule all:\n    input: expand("o{i}.txt", i=range(3))\n\n'
+        'rule g:\n    output: "o{i}.txt"\n    resources: gpu=1\n'
+        '    shell: "date +%s.%N > {output}; sleep 1; date +%s.%N >> {output}"\n'
+    )
+    subprocess.run([SNAKEMAKE, "--cores", "3", "-q"], cwd=tmp_path, check=True, capture_output=True)
+    spans = sorted(tuple(map(float, (tmp_path / f"o{i}.txt").read_text().split())) for i in range(3))
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), spans
