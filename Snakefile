@@ -4,7 +4,11 @@
 # -> heads (clip_linear, fusion) -> per-split reports and the summary.
 
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from snakemake.exceptions import WorkflowError
+
+from moclip.config import ConfigError, check_config
 
 min_version("9.0")
 
@@ -14,7 +18,21 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config", "default.yaml")
 
 
-validate(config, "schemas/config.schema.yaml")
+CONFIG_FILES = [
+    os.path.join(workflow.basedir, "config", "default.yaml"),
+    *workflow.overwrite_configfiles,
+]
+
+
+# One line a problem, naming the file and line that set the key and the nearest valid name.
+try:
+    check_config(
+        config,
+        os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
+        CONFIG_FILES,
+    )
+except ConfigError as e:
+    raise WorkflowError(f"invalid configuration:\n{e}") from None
 
 
 include: "rules/common.smk"

@@ -12,6 +12,7 @@ import h5py
 from moclip import __version__
 from moclip.cache import cache_video
 from moclip.codec import DecodeSettings
+from moclip.config import check_config, check_models, load_config
 from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.manifest import build_manifest, write_manifest
 
@@ -47,6 +48,15 @@ def _cache(a: argparse.Namespace) -> int:
         print(f"{vid}\t{rec.status}\t{rec.n_frames}\t{rec.error}")
         failed += rec.status != "ok"
     return 1 if failed else 0
+
+
+def _check_config(a: argparse.Namespace) -> int:
+    files = [Path(a.defaults), *map(Path, a.files)]
+    config = load_config(files)
+    check_config(config, a.schema, files)
+    check_models(config, files)
+    print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
+    return 0
 
 
 def _inspect(a: argparse.Namespace) -> int:
@@ -159,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=_positive, default=5, help="classes printed a video")
     pr.add_argument("--json", action="store_true", help="one JSON record a video (with 'error' where it failed)")
     pr.set_defaults(func=_predict)
+
+    repo = Path(__file__).resolve().parents[1]  # a clone's config/ and schemas/
+    k = sub.add_parser(
+        "check-config",
+        help="check workflow config files as the workflow will (YAML errors with file and line, unknown keys "
+        "and model names with the nearest valid one), without Snakemake",
+        formatter_class=fmt,
+    )
+    k.add_argument("files", nargs="+", help="config files, merged in order over the defaults")
+    k.add_argument("--defaults", default=str(repo / "config" / "default.yaml"), help="the workflow's defaults")
+    k.add_argument("--schema", default=str(repo / "schemas" / "config.schema.yaml"), help="the workflow's schema")
+    k.set_defaults(func=_check_config)
 
     i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file", formatter_class=fmt)
     i.add_argument("file", help="an MV or frame cache (.h5)")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from moclip.cache import read_index, video_file
+from moclip.config import did_you_mean
 from moclip.io import write_json
 from moclip.manifest import Video, class_names, read_manifest
 from moclip.metrics import summarize, write_predictions
@@ -100,6 +101,24 @@ def state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def check_clip(name: str, pretrained: str | None) -> str:
+    """The weights' kind (``none``, a tag or a file) once ``name`` is a known open_clip
+    architecture and ``pretrained`` a file or one of its tags; else ClipLoadError naming the
+    nearest valid name. Cheap (registries only): run at parse time."""
+    models = open_clip.list_models()
+    if name not in models:
+        raise ClipLoadError(f"clip.model: unknown open_clip architecture {name!r}{did_you_mean(name, models)}")
+    kind = "none" if pretrained in (None, "none", "") else pretrained
+    if kind != "none" and not Path(kind).is_file():
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if kind not in tags:
+            raise ClipLoadError(
+                f"clip.pretrained: {kind!r} is neither a file nor a pretrained tag of {name}"
+                f"{did_you_mean(kind, tags)} (tags: {', '.join(tags) or 'none'}; or none for random weights)"
+            )
+    return kind
+
+
 def load_clip(
     name: str, pretrained: str | None, device: str = "cpu", seed: int = 0, cache_dir: str | None = None
 ) -> Clip:
@@ -107,15 +126,7 @@ def load_clip(
 
     Tags resolve through open_clip's registry and the Hugging Face cache (``cache_dir``).
     """
-    if name not in open_clip.list_models():
-        raise ClipLoadError(f"clip.model: unknown open_clip architecture {name!r}")
-    kind = "none" if pretrained in (None, "none", "") else pretrained
-    if kind != "none" and not Path(kind).is_file():
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if kind not in tags:
-            raise ClipLoadError(
-                f"clip.pretrained: {kind!r} is neither a file nor a pretrained tag of {name} (tags: {tags})"
-            )
+    kind = check_clip(name, pretrained)
     torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
     quiet = _DropRandomInitWarning() if kind == "none" else None  # random weights were asked for
     if quiet:

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from moclip.cache import read_index, video_file
+from moclip.config import did_you_mean
 from moclip.io import atomic_path, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import selection_key, summarize
@@ -289,6 +290,18 @@ class TinyMVNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).mean((2, 3))
+
+
+def check_arch(arch: str) -> None:
+    """ValueError unless ``arch`` is ``tiny`` or a timm architecture (naming the nearest);
+    cheap (timm's registry only): run at parse time."""
+    if arch == "tiny":
+        return
+    import timm
+
+    names = timm.list_models()
+    if arch not in names:
+        raise ValueError(f"mvnet.arch: {arch!r} is neither tiny nor a timm architecture{did_you_mean(arch, names)}")
 
 
 class MVNet(nn.Module):

@@ -12,7 +12,15 @@ from pathlib import Path
 import moclip
 from moclip.demo import DemoSpec
 from moclip.manifest import SPLITS as ALL_SPLITS
-from moclip.manifest import check_lists, count_listed_videos, read_manifest, shard_count
+from moclip.config import ConfigError, check_models
+from moclip.manifest import (
+    ManifestError,
+    build_manifest,
+    check_lists,
+    count_listed_videos,
+    read_manifest,
+    shard_count,
+)
 from moclip.methods import HEADS
 from moclip.provenance import code_digest as _code_digest
 
@@ -67,7 +75,26 @@ def _dataset_dirs():
     return videos, lists
 
 
+def check_listed_videos():
+    """Every list entry parsed as the manifest stage will parse it: a missing video, an
+    unknown class or a bad name stops the run before any job, naming list file and line.
+    """
+    try:
+        build_manifest(VIDEOS, LISTS, SPLITS)
+    except ManifestError as e:
+        raise WorkflowError(str(e)) from None
+
+
 VIDEOS, LISTS = _dataset_dirs()
+if (
+    workflow.is_main_process
+):  # once, before any job (cluster jobs parse this file again)
+    if not DEMO:
+        check_listed_videos()
+    try:
+        check_models(config, CONFIG_FILES)
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
 
 
 def _n_shards():

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from moclip.codec import encode_video
+from moclip.config import merge_config as merged
 from moclip.demo import DemoSpec, make_demo_dataset, smooth_noise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,14 +102,6 @@ LIST_PARAMS_CHANGES = [
     "ParamsChange.__iter__ = lambda self: iter(self.files if self else ()); "
     "from snakemake.cli import main; sys.exit(main())",
 ]
-
-
-def merged(base: dict, change: dict) -> dict:
-    """``change`` merged into ``base`` key by key, as Snakemake merges config files."""
-    out = dict(base)
-    for k, v in change.items():
-        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
 
 
 def snakemake(

@@ -49,3 +49,24 @@ def test_inspect_of_something_not_hdf5_is_one_line(tmp_path, what):
     out = run("inspect", str(target))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith(f"moclip inspect: error: {target}: not a readable HDF5 file")
+
+
+def test_check_config_names_file_and_line_where_snakemake_cannot(tmp_path, capsys):
+    """Snakemake reads --configfile before the workflow and says only "not valid JSON or
+    YAML"; ``moclip check-config`` names file, line and column, and checks keys and models."""
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("mvnet:\n  lr: 0.1\n   epochs: 3\n")
+    assert main(["check-config", str(bad)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"moclip check-config: error: {bad}:3:10: not valid YAML: mapping values are not allowed here\n"
+    )
+    bad.write_text("heads:\n  seed: [0]\n")
+    assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}:2: unknown key 'heads.seed' (did you mean 'seeds'?)" in capsys.readouterr().err
+    assert main(["check-config", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: cannot read: No such file or directory" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text("mvnet:\n  epochs: 3\n  milestones: [2]\n")
+    assert main(["check-config", str(good)]) == 0
+    assert "a valid configuration" in capsys.readouterr().out

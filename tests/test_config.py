@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
-from conftest import merged
+from conftest import TINY_CONFIG, merged, snakemake
 
 from moclip.codec import DecodeSettings
+from moclip.config import ConfigError, check_config, check_models, key_line, load_config, load_yaml
 from moclip.heads import HeadSettings
 from moclip.mv_stream import MVSettings
 
@@ -34,15 +34,100 @@ def test_schema_holds_no_defaults_and_requires_every_key():
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_defaults_and_every_preset_merged_over_them_are_valid(preset):
-    cfg = merged(DEFAULTS, yaml.safe_load((REPO / "config" / preset).read_text()))
-    jsonschema.validate(cfg, SCHEMA)
+    files = [REPO / "config" / "default.yaml", REPO / "config" / preset]
+    cfg = load_config(files)
+    assert cfg == merged(DEFAULTS, yaml.safe_load(files[1].read_text()))
+    check_config(cfg, SCHEMA, files)
+    check_models(cfg, files)  # the presets' model names are in open_clip's and timm's registries
 
 
 def test_a_key_missing_after_the_merge_is_named():
     cfg = merged(DEFAULTS, {})
     del cfg["mvnet"]["max_displacement"]
-    with pytest.raises(jsonschema.ValidationError, match="max_displacement"):
-        jsonschema.validate(cfg, SCHEMA)
+    with pytest.raises(ConfigError, match=r"^mvnet: missing key 'max_displacement'"):
+        check_config(cfg, SCHEMA)
+
+
+def _problems(tmp_path, text: str) -> list[str]:
+    user = tmp_path / "my config.yaml"
+    user.write_text(text)
+    files = [REPO / "config" / "default.yaml", user]
+    with pytest.raises(ConfigError) as e:
+        cfg = load_config(files)
+        check_config(cfg, SCHEMA, files)
+        check_models(cfg, files)
+    return str(e.value).splitlines()
+
+
+def test_each_problem_is_one_line_with_file_line_and_the_nearest_name(tmp_path):
+    f = tmp_path / "my config.yaml"
+    lines = _problems(
+        tmp_path, "seed: 1\nmvnet:\n  lrr: 0.1\n  optimizer: adamm\n  epochs: 0\ndataset:\n  shards: autoo\n"
+    )
+    assert lines[0].startswith(f"{f}:3: unknown key 'mvnet.lrr' (did you mean 'lr'?); valid keys here: arch, ")
+    assert lines[1:] == [
+        f"{f}:4: mvnet.optimizer: 'adamm' is not one of ['adam', 'adamw', 'sgd'] (did you mean 'adam'?)",
+        f"{f}:5: mvnet.epochs: 0 is less than the minimum of 1",
+        f"{f}:7: dataset.shards: 'autoo' is not an integer >= 1 or 'auto' (did you mean 'auto'?)",
+    ]
+    assert _problems(tmp_path, "mvnett: {}\n")[0].startswith(f"{f}:1: unknown key 'mvnett' (did you mean 'mvnet'?)")
+
+
+def test_broken_yaml_names_file_line_and_column(tmp_path):
+    f = tmp_path / "my config.yaml"
+    assert _problems(tmp_path, "mvnet:\n  lr: 0.1\n   epochs: 3\n") == [
+        f"{f}:3:10: not valid YAML: mapping values are not allowed here"
+    ]
+    f.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="a mapping of keys, not a list"):
+        load_yaml(f)
+
+
+def test_unknown_model_names_are_named_with_their_file_and_line(tmp_path):
+    f = tmp_path / "my config.yaml"
+    assert _problems(tmp_path, "clip:\n  model: ViT-B-33\n") == [
+        f"{f}:2: clip.model: unknown open_clip architecture 'ViT-B-33' (did you mean 'ViT-B-32'?)"
+    ]
+    tag = _problems(tmp_path, "clip:\n  model: ViT-B-32\n  pretrained: opnai\n")
+    assert tag[0].startswith(f"{f}:3: clip.pretrained: 'opnai' is neither a file nor a pretrained tag of ViT-B-32 ")
+    assert "(did you mean 'openai'?)" in tag[0]
+    assert _problems(tmp_path, "mvnet:\n  arch: efficientnet_b00\n") == [
+        f"{f}:2: mvnet.arch: 'efficientnet_b00' is neither tiny nor a timm architecture "
+        "(did you mean 'efficientnet_b0'?)"
+    ]
+
+
+def test_key_line_follows_nested_keys(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("a:\n  b: 1\n  c:\n    d: 2\n")
+    assert key_line(f, ["a", "c", "d"]) == 4 and key_line(f, ["a", "b"]) == 2 and key_line(f, ["a", "x"]) is None
+
+
+def test_the_workflow_stops_at_parse_time_in_a_few_lines(tmp_path):
+    """`snakemake -n` itself: a typo'd key and a list entry naming a missing video stop the
+    run before any job, in a few lines naming file and line."""
+    out = snakemake(tmp_path / "typo", merged(TINY_CONFIG, {"mvnet": {"lrr": 1}}), "-n", check=False)
+    cfg = tmp_path / "typo" / "test-config.yaml"
+    assert out.returncode != 0
+    said = out.stdout + out.stderr  # Snakemake prints its errors on stdout
+    assert f"{cfg}:{key_line(cfg, ['mvnet', 'lrr'])}: unknown key 'mvnet.lrr' (did you mean 'lr'?)" in said
+    assert len(said.splitlines()) < 10, said
+
+
+def test_a_listed_video_that_is_missing_stops_a_dry_run(tiny_demo, tmp_path):
+    videos, lists = tiny_demo
+    own = tmp_path / "lists"
+    own.mkdir()
+    for f in lists.iterdir():
+        (own / f.name).write_bytes(f.read_bytes())
+    with open(own / "testlist02.txt", "ab") as f:
+        f.write(b"BallFall/v_BallFall_g09_c07.avi\r\n")
+    n = len((own / "testlist02.txt").read_bytes().splitlines())
+    config = merged(TINY_CONFIG, {"dataset": {"videos": str(videos), "lists": str(own)}})
+    out = snakemake(tmp_path / "run", config, "-n", check=False)
+    assert out.returncode != 0
+    missing = videos / "BallFall" / "v_BallFall_g09_c07.avi"
+    assert f"{own / 'testlist02.txt'}:{n}: video {missing} does not exist" in out.stdout + out.stderr
 
 
 def test_settings_objects_take_their_config_sections():

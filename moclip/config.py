@@ -1,0 +1,160 @@
+"""The workflow's configuration files: read with the file and line in every error, checked
+against the schema with one short message that names the key, where it was set, and the
+nearest valid name (instead of a page of schema)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line a problem."""
+
+
+def load_yaml(path: Path | str) -> dict:
+    """A YAML mapping; a syntax error names the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {e.problem or e.context}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a configuration is a mapping of keys, not a {type(data).__name__}")
+    return data
+
+
+def key_line(path: Path | str, keys: Iterable[str]) -> int | None:
+    """Line (1-based) where the key path ``keys`` is set in a YAML file, or None."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for k in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        hit = next(((kn, vn) for kn, vn in node.value if kn.value == str(k)), None)
+        if hit is None:
+            return None
+        line, node = hit[0].start_mark.line + 1, hit[1]
+    return line
+
+
+def where_set(keys: Iterable[str], sources: Iterable[Path | str]) -> str:
+    """``file:line: `` of the last of ``sources`` that sets the key path ``keys`` (later
+    files win, as they merge), or nothing when none does."""
+    keys = list(keys)
+    for src in reversed(list(sources)):
+        line = key_line(src, keys)
+        if line is not None:
+            return f"{src}:{line}: "
+    return ""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing when none is close."""
+    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _message(err: jsonschema.ValidationError, sources: list[Path]) -> str:
+    keys = [str(k) for k in err.absolute_path]
+    name = ".".join(keys) or "the configuration"
+    if err.validator == "additionalProperties":
+        allowed = err.schema.get("properties", {})
+        extra = sorted(set(err.instance) - set(allowed))
+        k = extra[0]
+        full = ".".join([*keys, k])
+        return f"{where_set([*keys, k], sources)}unknown key {full!r}{did_you_mean(k, allowed)}; valid keys here: " + (
+            ", ".join(allowed)
+        )
+    if err.validator == "required":
+        return f"{name}: missing key {err.message.split()[0]} (config/default.yaml sets every key: was it removed?)"
+    if err.validator == "enum":
+        return f"{where_set(keys, sources)}{name}: {err.instance!r} is not one of {err.validator_value}" + did_you_mean(
+            err.instance, err.validator_value
+        )
+    if err.validator in ("oneOf", "anyOf"):
+        branches = [_describe(b) for b in err.validator_value]
+        consts = [b["const"] for b in err.validator_value if "const" in b]
+        return f"{where_set(keys, sources)}{name}: {err.instance!r} is not {' or '.join(branches)}" + (
+            did_you_mean(err.instance, consts) if isinstance(err.instance, str) else ""
+        )
+    return f"{where_set(keys, sources)}{name}: {err.message}"
+
+
+def _describe(schema: dict) -> str:
+    """A schema branch in words: ``an integer >= 1``, ``'auto'``."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = schema.get("type", "a value")
+    text = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false"}.get(
+        kind, str(kind)
+    )
+    if "minimum" in schema:
+        text += f" >= {schema['minimum']}"
+    return text
+
+
+def check_config(config: dict, schema: Path | str | dict, sources: Iterable[Path | str] = ()) -> None:
+    """Raise ConfigError naming every problem of ``config`` against ``schema``, one line
+    each, at the file and line of ``sources`` (the files merged into it, in order) that set
+    the key."""
+    schema = schema if isinstance(schema, dict) else load_yaml(schema)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if not errors:
+        return
+    sources = [Path(s) for s in sources]
+    lines = sorted({_message(e, sources) for e in errors})
+    raise ConfigError("\n".join(lines))
+
+
+def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
+    """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
+    registries; ConfigError names the file and line that set an unknown one and the nearest
+    valid name. The project's own small models (demo, tests) need no registry, and no torch."""
+    c, arch = config["clip"], config["mvnet"]["arch"]
+    own = Path(__file__).parent / "model_configs" / f"{c['model']}.json"
+    if own.is_file() and c["pretrained"] == "none" and arch == "tiny":
+        return
+    from moclip.clip_stream import ClipLoadError, check_clip  # torch and open_clip: only when needed
+    from moclip.mv_stream import check_arch
+
+    try:
+        check_clip(c["model"], c["pretrained"])
+    except ClipLoadError as e:
+        key = ["clip", str(e).split(":")[0].removeprefix("clip.")]  # clip.model or clip.pretrained
+        raise ConfigError(f"{where_set(key, sources)}{e}") from None
+    try:
+        check_arch(arch)
+    except ValueError as e:
+        raise ConfigError(f"{where_set(['mvnet', 'arch'], sources)}{e}") from None
+
+
+def load_config(files: Iterable[Path | str]) -> dict:
+    """The files merged key by key in order, as Snakemake merges --configfile files."""
+    out: dict = {}
+    for f in files:
+        out = merge_config(out, load_yaml(f))
+    return out
+
+
+def merge_config(base: dict, change: dict) -> dict:
+    """``change`` merged into ``base`` key by key, as Snakemake merges config files."""
+    out = dict(base)
+    for k, v in change.items():
+        out[k] = merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
