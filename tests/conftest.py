@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from moclip.codec import encode_video
-from moclip.config import merge_config as merged
+from moclip.config import merge_config as merged  # noqa: F401 (the tests merge configs as Snakemake does)
 from moclip.demo import DemoSpec, make_demo_dataset, smooth_noise
 
 REPO = Path(__file__).resolve().parents[1]
