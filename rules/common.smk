@@ -26,7 +26,7 @@ from moclip.provenance import code_digest as _code_digest
 
 # --------------------------------------------------------------------------- paths
 
-RESULTS = "results"
+RESULTS = config["results"].rstrip("/")
 
 
 def results(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,13 @@ def test_settings_objects_take_their_config_sections():
     HeadSettings.from_config({k: v for k, v in DEFAULTS["heads"].items() if k != "seeds"})
     with pytest.raises(ValueError, match=r"DecodeSettings: unknown setting\(s\) \['mv_cel'\]"):
         DecodeSettings.from_config({"mv_cel": 8})
+
+
+def test_results_root_keeps_runs_apart(tmp_path):
+    """``results`` moves every output (logs and benchmarks too): the demo's results/ and a
+    preset's own root coexist in one working directory."""
+    out = snakemake(tmp_path, merged(TINY_CONFIG, {"results": "results-other"}), "-n")
+    paths = re.findall(r"^\s+(?:output|log|benchmark): (.+)$", out.stdout, re.M)
+    files = [f for line in paths for f in line.split(", ")]
+    assert len(files) > 30 and all(f.startswith("results-other/") for f in files), files
+    assert yaml.safe_load((REPO / "config" / "ucf101.yaml").read_text())["results"] != DEFAULTS["results"]
