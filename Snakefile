@@ -35,6 +35,9 @@ except ConfigError as e:
     raise WorkflowError(f"invalid configuration:\n{e}") from None
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -96,32 +97,25 @@ def _pm(value: float, sd: float | None) -> str:
     return f"{value:.3f}" if sd is None else f"{value:.3f} ± {sd:.3f}"
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]:
+    """The summary as (header, rows of cells, notes): one table model for Markdown and HTML."""
     splits = summary["splits"]
-    lines = ["# moclip results", ""]
-    if "warning" in summary:
-        lines += [f"> {summary['warning']}", ""]
-    c = summary["clip"]
-    lines += [f"CLIP: `{c['model']}`, weights `{c['pretrained']}` (digest `{c['weights_digest'][:12]}`)", ""]
-    head = "| method | " + " | ".join(f"split {k} top-1 / top-5" for k in splits)
-    head += " | mean top-1 over splits (± sd) | trainable params | GFLOPs a video |"
-    lines += [head, "|" + " --- |" * (len(splits) + 4)]
-    seeds = set()
+    header = ["method", *(f"split {k} top-1 / top-5" for k in splits)]
+    header += ["mean top-1 over splits (± sd)", "trainable params", "GFLOPs a video"]
+    rows, seeds = [], set()
     for method, t in summary["methods"].items():
-        cells = []
+        cells = [method]
         for k in map(str, splits):
             v = t["splits"].get(k)
             cells.append(f"{_pm(v['top1'], v['top1_sd_seeds'])} / {v['top5']:.3f}" if v else "-")
             if v and v["seeds"] > 1:
                 seeds.add((method, v["seeds"]))
-        params = f"{t['trainable_parameters']:,}" if "trainable_parameters" in t else "-"
-        gflops = f"{t['gflops']:.3f}" if "gflops" in t else "-"
-        lines.append(
-            f"| {method} | " + " | ".join(cells) + f" | {_pm(t['top1_mean'], t['top1_sd'])} | {params} | {gflops} |"
-        )
+        cells.append(_pm(t["top1_mean"], t["top1_sd"]))
+        cells.append(f"{t['trainable_parameters']:,}" if "trainable_parameters" in t else "-")
+        cells.append(f"{t['gflops']:.3f}" if "gflops" in t else "-")
+        rows.append(cells)
     trained = ", ".join(f"{m} ({n} seeds)" for m, n in sorted(seeds))
-    lines += [
-        "",
+    notes = [
         "Top-1 / top-5 on each split's test videos. "
         + (
             f"Methods trained once a seed, {trained}: the mean over seeds ± their sample sd (n - 1); "
@@ -129,21 +123,85 @@ def summary_markdown(summary: dict) -> str:
             if seeds
             else ""
         )
-        + "Other methods: one model a split. Last column: the mean of the split values ± their sample sd.",
+        + "Other methods: one model a split. Last column: the mean of the split values ± their sample sd."
     ]
     if "zeroshot" not in summary["methods"]:
-        lines += ["", "Zero-shot: skipped (random CLIP weights have no text-image alignment)."]
-    lines += [
-        "",
-        f"Failed videos ({len(summary['failed_videos'])}): "
-        + (", ".join(summary["failed_videos"]) if summary["failed_videos"] else "none"),
-    ]
+        notes.append("Zero-shot: skipped (random CLIP weights have no text-image alignment).")
+    failed = summary["failed_videos"]
+    notes.append(f"Failed videos ({len(failed)}): " + (", ".join(failed) if failed else "none"))
+    return header, rows, notes
+
+
+def _clip_line(summary: dict) -> str:
+    c = summary["clip"]
+    return f"CLIP: `{c['model']}`, weights `{c['pretrained']}` (digest `{c['weights_digest'][:12]}`)"
+
+
+def summary_markdown(summary: dict) -> str:
+    header, rows, notes = summary_table(summary)
+    lines = ["# moclip results", ""]
+    if "warning" in summary:
+        lines += [f"> {summary['warning']}", ""]
+    lines += [_clip_line(summary), ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    for n in notes:
+        lines += ["", n]
     return "\n".join(lines) + "\n"
 
 
-def write_summary(summary: dict, json_out: Path | str, md_out: Path | str) -> None:
+def html_table(header: list[str], rows: list[list[str]], notes: list[str] = (), caption: str = "") -> str:
+    """A self-contained HTML table (escaped, lightly styled) with notes under it: shown
+    inline by Snakemake's report and by any browser."""
+    esc = html.escape
+    style = (
+        "<style>table.moclip{border-collapse:collapse;font:14px sans-serif;margin:8px 0}"
+        "table.moclip th,table.moclip td{border:1px solid #bbb;padding:4px 8px;text-align:right}"
+        "table.moclip td:first-child,table.moclip th:first-child{text-align:left}"
+        "p.moclip{font:13px sans-serif;color:#333}</style>"
+    )
+    out = [style, '<table class="moclip">']
+    if caption:
+        out.append(f"<caption>{esc(caption)}</caption>")
+    out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+    out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
+    out.append("</table>")
+    out += [f'<p class="moclip">{esc(n)}</p>' for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def summary_html(summary: dict) -> str:
+    header, rows, notes = summary_table(summary)
+    warning = [summary["warning"]] if "warning" in summary else []
+    return html_table(header, rows, [*warning, _clip_line(summary).replace("`", ""), *notes])
+
+
+def split_html(rep: dict) -> str:
+    """One split's methods: top-1 (± sd over seeds), top-5, test videos, failed, epoch kept."""
+    header = ["method", "top-1", "top-5", "test videos", "failed", "seeds", "epoch kept"]
+    rows = []
+    for name, m in rep["methods"].items():
+        n_seeds = len(m.get("seeds", [0]))
+        sd = m.get("top1_sd") if n_seeds > 1 else None
+        rows.append(
+            [
+                name,
+                _pm(m["top1"], sd),
+                f"{m['top5']:.3f}",
+                str(m.get("n_test", "-")),
+                str(m.get("n_failed", 0)),
+                str(n_seeds),
+                str(m.get("best_epoch", "-")),
+            ]
+        )
+    note = "Top-1 with more than one seed: the mean over seeds ± their sample sd; epoch kept: the first seed's."
+    return html_table(header, rows, [note], caption=f"split {rep['split']}, test videos")
+
+
+def write_summary(summary: dict, json_out: Path | str, md_out: Path | str, html_out: Path | str) -> None:
     write_json(json_out, summary)
     write_text(md_out, summary_markdown(summary))
+    write_text(html_out, summary_html(summary))
 
 
 # --------------------------------------------------------------------------- plots
@@ -283,15 +341,17 @@ def report_split(
     confusion: Path | str,
     per_class: Path | str,
     curves: Path | str,
+    table: Path | str,
 ) -> dict:
     """Rule ``report_split``: one split's ``metrics`` (every method's metrics.json in
     ``methods``, the failed videos, the settings, and the ``artefacts`` that ``moclip
     predict`` loads, named relative to the report's own directory so a moved run still
-    resolves) and its three plots."""
+    resolves), its ``table`` (HTML) and its three plots."""
     classes = class_names(read_manifest(manifest))
     rep = split_report(split, methods, failures, settings)
     rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}
     write_json(metrics, rep)
+    write_text(table, split_html(rep))
     plot_confusion(fusion_predictions, classes, confusion, f"fusion, split {split} (test, row-normalised)")
     plot_per_class(rep, classes, per_class, f"per-class top-1, split {split}")
     plot_curves(mv_training, head_training, curves, f"training, split {split}")
@@ -311,8 +371,9 @@ def summary(
     head_models: dict[str, Path | str],
     json: Path | str,
     md: Path | str,
+    html: Path | str,
 ) -> dict:
-    """Rule ``summary``: the method x split table (JSON and Markdown) with the costs of each
+    """Rule ``summary``: the method x split table (JSON, Markdown and HTML) with the costs of each
     method (from the first split's models) and the CLIP weights used."""
     clip = load_clip(model, pretrained, seed=seed)
     mvnet, mv_settings, _ = load_checkpoint(mv_model)
@@ -329,6 +390,6 @@ def summary(
         "frames_a_video": frames,
     }
     out = summarize_splits([read_json(p) for p in reports], costs, info)
-    write_summary(out, json, md)
+    write_summary(out, json, md, html)
     log.info("summary of %d splits written to %s", len(reports), md)
     return out

@@ -16,8 +16,8 @@ rule cache_shard:
         "../envs/moclip.yaml"
     threads: 4
     resources:
-        mem_mb=lambda wildcards, threads: 1000 * (threads + 1),
-        runtime=60,
+        mem_mb=memory_mb(200, per_thread=250),
+        runtime=minutes(cache_seconds),
     params:
         videos_root=VIDEOS,
         decode=decode_settings(),
@@ -40,8 +40,8 @@ rule cache_failures:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=memory_mb(100),
+        runtime=minutes(60),
     params:
         code=code_digest("cache_failures"),
     script:

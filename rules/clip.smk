@@ -15,8 +15,8 @@ rule clip_embed:
         "../envs/moclip.yaml"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=memory_mb(2500, per_thread=300),
+        runtime=minutes(clip_seconds),
         gpu=uses_gpu("clip"),
     params:
         model=config["clip"]["model"],
@@ -45,8 +45,8 @@ rule zeroshot:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=memory_mb(2500),
+        runtime=minutes(120),
         gpu=uses_gpu("clip"),
     params:
         model=config["clip"]["model"],

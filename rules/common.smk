@@ -5,6 +5,7 @@
 
 import functools
 import hashlib
+import math
 import os
 import re
 from pathlib import Path
@@ -97,20 +98,22 @@ if (
         raise WorkflowError(str(e)) from None
 
 
-def _n_shards():
-    """dataset.shards, or with ``auto`` about dataset.videos_per_shard videos a shard,
-    counted from the split lists (or the demo's spec) at parse time."""
-    d = config["dataset"]
-    if d["shards"] != "auto":
-        return d["shards"]
+def _n_videos():
+    """Videos the split lists name (or the demo's spec makes), counted at parse time."""
     if DEMO:
-        n = DemoSpec.from_config({**config["demo"], "seed": config["seed"]}).n_videos()
-    else:
-        n = count_listed_videos(LISTS, SPLITS)
-    return shard_count(n, d["videos_per_shard"])
+        return DemoSpec.from_config(
+            {**config["demo"], "seed": config["seed"]}
+        ).n_videos()
+    return count_listed_videos(LISTS, SPLITS)
 
 
-N_SHARDS = _n_shards()
+N_VIDEOS = _n_videos()
+# dataset.shards, or with auto about dataset.videos_per_shard videos a shard.
+N_SHARDS = (
+    config["dataset"]["shards"]
+    if config["dataset"]["shards"] != "auto"
+    else shard_count(N_VIDEOS, config["dataset"]["videos_per_shard"])
+)
 SHARDS = [f"{s:0{SHARD_DIGITS}d}" for s in range(N_SHARDS)]
 
 
@@ -254,3 +257,101 @@ def final_targets():
     return [rules.summary.output.json, rules.summary.output.md] + expand(
         rules.report_split.output.metrics, split=SPLITS
     )
+
+
+# --------------------------------------------------------------------------- resources
+# What a job asks of a cluster: mem_mb (sbatch --mem) and runtime (sbatch -t, minutes).
+# Memory does not grow with the dataset (the caches are streamed; benchmarks/bench_scale.py
+# measures every rule at 1,332 and 13,320 videos), so mem_mb is a measured peak with a
+# margin. Time grows with a job's work (frames, images, samples, epochs) at the rates below,
+# measured on this project's CPU cores (README, "Resources"); the GPU rates are assumptions
+# until measured. Both double with each retry (--retries), so an estimate that falls short
+# costs one resubmission, never the run.
+
+RATES = {
+    "cache_frames": 4200,  # frames decoded and cached a second, a thread (bench_scale: 8,400 a CPU-second, halved)
+    "clip_images": {
+        "cpu": 10,
+        "gpu": 500,
+    },  # ViT-B-32 images a second: a thread (bench_clip: 20 on 2) / a GPU
+    "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
+        "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
+        "timm": 10,  # EfficientNet-B0, bench_mv --arch efficientnet_b0 --input-size 224
+        "gpu": 1000,
+    },
+    "head_samples": 6000,  # training samples x epochs a second, fusion MLP, one thread (bench_heads)
+}
+BYTES_A_FRAME = 2600  # UCF101's XviD: the fewest bytes a frame of the usual datasets, so the most frames a MB
+TIME_MARGIN = 3
+
+
+def _retry(value, attempt):
+    return int(value * 2 ** (attempt - 1))
+
+
+def memory_mb(mb, per_thread=0):
+    """mem_mb: a measured peak in MB plus ``per_thread`` a thread (decode processes,
+    loader workers), with half again as margin; doubled on each retry."""
+    return lambda wildcards, threads, attempt: _retry(
+        1.5 * (mb + per_thread * threads), attempt
+    )
+
+
+def minutes(seconds):
+    """runtime in minutes: TIME_MARGIN x the job's work in seconds at the measured rates
+    (a number, or a function of wildcards, input and threads), at least 10 minutes;
+    doubled on each retry."""
+
+    def estimate(wildcards, input, threads, attempt):
+        work = seconds(wildcards, input, threads) if callable(seconds) else seconds
+        return _retry(max(10, math.ceil(TIME_MARGIN * work / 60)), attempt)
+
+    return estimate
+
+
+def _on_gpu(section):
+    return config[section]["device"] != "cpu"
+
+
+def cache_seconds(wildcards, input, threads):
+    """Decoding the shard's videos: their size in frames, estimated from their bytes."""
+    frames = input.size_mb * 2**20 / BYTES_A_FRAME
+    return frames / (RATES["cache_frames"] * threads)
+
+
+def clip_seconds(wildcards, input, threads):
+    images = len(shard_videos(wildcards)) * config["frames"]["count"]
+    rate = RATES["clip_images"]
+    return images / (rate["gpu"] if _on_gpu("clip") else rate["cpu"] * threads)
+
+
+def mv_rate(threads):
+    """MV network segments a second (training); inference is about 3x that."""
+    m = config["mvnet"]
+    rate = RATES["mv_samples"]
+    if _on_gpu("mvnet"):
+        return rate["gpu"]
+    kind, ref = ("tiny", 64) if m["arch"] == "tiny" else ("timm", 224)
+    return rate[kind] * threads * (ref / m["input_size"]) ** 2
+
+
+def train_mvnet_seconds(wildcards, input, threads):
+    m = config["mvnet"]
+    return (
+        m["epochs"]
+        * N_VIDEOS
+        * max(m["segments"], m["eval_segments"])
+        / mv_rate(threads)
+    )
+
+
+def mv_features_seconds(wildcards, input, threads):
+    segments = (
+        len(shard_videos(wildcards)) * len(SPLITS) * config["mvnet"]["eval_segments"]
+    )
+    return segments / (3 * mv_rate(threads))
+
+
+def train_head_seconds(wildcards, input, threads):
+    h = config["heads"]
+    return len(h["seeds"]) * h["epochs"] * N_VIDEOS / RATES["head_samples"]

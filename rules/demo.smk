@@ -13,8 +13,8 @@ rule demo_data:
         "../envs/moclip.yaml"
     threads: 4
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=memory_mb(500, per_thread=200),
+        runtime=minutes(600),
     params:
         spec={**config["demo"], "seed": config["seed"]},
         code=code_digest("demo_data"),

@@ -18,8 +18,8 @@ rule train_head:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=memory_mb(800),
+        runtime=minutes(train_head_seconds),
     params:
         settings=head_settings(),
         seeds=config["heads"]["seeds"],

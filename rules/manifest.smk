@@ -16,8 +16,8 @@ checkpoint manifest:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=memory_mb(200),
+        runtime=minutes(60),
     params:
         splits=SPLITS,
         val_groups=config["dataset"]["val_groups"],

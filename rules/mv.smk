@@ -18,8 +18,8 @@ rule train_mvnet:
         "../envs/moclip.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=600,
+        mem_mb=memory_mb(1100, per_thread=300),
+        runtime=minutes(train_mvnet_seconds),
         gpu=uses_gpu("mvnet"),
     params:
         settings=mv_settings(),
@@ -44,8 +44,8 @@ rule mv_features:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(800, per_thread=300),
+        runtime=minutes(mv_features_seconds),
     params:
         code=code_digest("mv_features"),
     script:

@@ -14,6 +14,11 @@ rule report_split:
         fusion_predictions=head_output("predictions", "{split}", "fusion"),
     output:
         metrics=results("reports/split{split}/metrics.json"),
+        table=report(
+            results("reports/split{split}/table.html"),
+            caption="../report/table.rst",
+            category="Split {split}",
+        ),
         confusion=report(
             results("reports/split{split}/confusion_fusion.png"),
             caption="../report/confusion.rst",
@@ -37,8 +42,8 @@ rule report_split:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(900),
+        runtime=minutes(120),
     params:
         methods=lambda wildcards: list(split_method_metrics(wildcards)),
         settings={
@@ -57,8 +62,9 @@ rule summary:
         mv_model=expand(rules.train_mvnet.output.model, split=SPLITS[0])[0],
     output:
         json=results("summary.json"),
-        md=report(
-            results("summary.md"),
+        md=results("summary.md"),
+        html=report(
+            results("summary.html"),
             caption="../report/summary.rst",
             category="Summary",
         ),
@@ -70,8 +76,8 @@ rule summary:
         "../envs/moclip.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=memory_mb(900),
+        runtime=minutes(120),
     params:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],

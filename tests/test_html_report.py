@@ -1,0 +1,49 @@
+"""`snakemake --report` as a user opens it: in a real browser (headless Chromium), the
+landing page describes what ran and shows the summary table inline, with its numbers."""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import subprocess
+
+import pytest
+from conftest import TINY_CONFIG, snakemake
+
+from moclip.report import summary_table
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium (CI installs Debian's chromium package: .ci/run)"
+)
+
+
+def _browser(*args: str) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
+
+
+@needs_browser
+def test_report_landing_page_shows_what_ran_and_the_summary_table(demo_run, tmp_path):
+    snakemake(demo_run, TINY_CONFIG, "--report", "report.html")
+    report = demo_run / "report.html"
+    dom = html.unescape(_browser("--dump-dom", report.as_uri()).stdout)
+    assert "What ran" in dom and "the embedded demo dataset" in dom
+    assert "moclip-tiny" in dom and "Random CLIP weights" in dom  # the warning, since pretrained: none
+    summary = json.loads((demo_run / "results" / "summary.json").read_text())
+    header, rows, notes = summary_table(summary)
+    assert "<table" in dom and all(h in dom for h in header)
+    for row in rows:  # every cell of every method, as the summary computed it
+        assert all(cell in dom for cell in row), row
+    _browser("--screenshot=" + str(tmp_path / "report.png"), "--window-size=1400,1800", report.as_uri())
+    assert (tmp_path / "report.png").stat().st_size > 10_000  # a rendered page, kept for a human to look at
+
+
+def test_each_split_has_its_table_beside_its_plots(finished_run):
+    for k in (1, 2, 3):
+        table = (finished_run / "results" / "reports" / f"split{k}" / "table.html").read_text()
+        rep = json.loads((finished_run / "results" / "reports" / f"split{k}" / "metrics.json").read_text())
+        for name, m in rep["methods"].items():
+            assert f"<td>{name}</td>" in table and f"{m['top5']:.3f}" in table
+            assert f"<td>{m['n_test']}</td>" in table
