@@ -40,7 +40,7 @@ def test_summary_mean_spread_and_warning():
     assert s["methods"]["mv_only"]["splits"]["2"]["top1"] == 0.5
     assert s["failed_videos"] == ["bad1", "bad2"] and "random" in s["warning"]
     md = summary_markdown(s)
-    assert "WARNING" in md and "| fusion | 0.900 / 1.000 | 0.800 / 0.900 | 0.850 ± 0.071 | 10 | 1.500 |" in md
+    assert "WARNING" in md and "| fusion | 0.900 / 1.000 | 0.800 / 0.900 | 0.850 ± 0.071 | 10 | 0.750 / 1.500 |" in md
     assert "Zero-shot: skipped" in md and "bad1, bad2" in md
 
 
@@ -84,6 +84,26 @@ def test_confusion_plot_is_a_png(tmp_path):
     p.write_text("video_id\ttrue_class\tclass1\tscore1\na\tA\tA\t1\nb\tB\tA\t1\nc\tB\n")
     plot_confusion(p, ["A", "B"], tmp_path / "c.png", "t")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def vit_macs(image: int, patch: int, width: int, layers: int, heads: int, out_dim: int, mlp_ratio: int = 4) -> int:
+    """Multiply-adds of a CLIP ViT image tower, by hand: patch embedding, then each layer's
+    QKV projection, attention scores (QK^T), attention-weighted values, output projection
+    and MLP, then the class token's projection."""
+    n = (image // patch) ** 2 + 1  # patches + class token
+    embed = (n - 1) * 3 * patch * patch * width
+    layer = n * width * 3 * width + 2 * n * n * width + n * width * width + 2 * n * width * mlp_ratio * width
+    return embed + layers * layer + width * out_dim
+
+
+def test_flops_include_attention_against_a_hand_count():
+    """The counter misses nn.MultiheadAttention's inference fast path and fused attention
+    kernels unless they are turned off: the project's tiny ViT must count exactly its hand
+    count (2 FLOPs a multiply-add), and the setting is restored afterwards."""
+    clip = load_clip("moclip-tiny", "none")  # 64 px, patch 8, width 64, 2 layers, 2 heads, 64-d output
+    macs = vit_macs(image=64, patch=8, width=64, layers=2, heads=2, out_dim=64)
+    assert count_gflops(clip.model.encode_image, torch.zeros(1, 3, 64, 64)) * 1e9 == 2 * macs == 16_523_776
+    assert torch.backends.mha.get_fastpath_enabled()
 
 
 def test_costs_count_real_flops():
