@@ -126,6 +126,11 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
         )
         + "Other methods: one model a split. Last column: the mean of the split values ± their sample sd."
     ]
+    frames = summary["clip"].get("frames_a_video")
+    notes.append(
+        f"Cost a video: the {frames} CLIP frames and the MV network's evaluation segments a method sees, "
+        "attention included; a multiply-add is 1 MAC, 2 FLOPs."
+    )
     if "zeroshot" not in summary["methods"]:
         notes.append("Zero-shot: skipped (random CLIP weights have no text-image alignment).")
     failed = summary["failed_videos"]
