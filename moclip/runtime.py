@@ -122,7 +122,9 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         pct = 100 * self.done / self.total if self.total else 100.0
-        text = f"{self.unit} {self.done}/{self.total} ({pct:.0f}%), {rate:.3g} {self.unit}/s, elapsed {_clock(elapsed)}"
+        one = self.unit.removesuffix("s")
+        speed = f"{rate:.3g} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.3g} s per {one}"
+        text = f"{self.unit} {self.done}/{self.total} ({pct:.0f}%), {speed}, elapsed {_clock(elapsed)}"
         text += f", eta {_clock(eta)}" if eta == eta else ""
         return f"{text}{', ' + note if note else ''}"
 

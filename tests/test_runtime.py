@@ -47,6 +47,15 @@ def test_progress_close_reports_an_unfinished_count(caplog):
     assert caplog.messages == ["videos 4/10 (40%), 2 videos/s, elapsed 0:00:02, eta 0:00:03"]
 
 
+def test_slow_units_read_as_seconds_each(caplog):
+    clock, log = _Clock(), logging.getLogger("progress-test")
+    p = Progress("epochs", 200, log, every=0, clock=clock)
+    with caplog.at_level(logging.INFO, logger="progress-test"):
+        clock.t = 102.9
+        p.update(note="epoch 0: loss 4.63")
+    assert caplog.messages == ["epochs 1/200 (0%), 103 s per epoch, elapsed 0:01:43, eta 5:41:17, epoch 0: loss 4.63"]
+
+
 _HOLD = """
 import fcntl, sys, time
 f = open(sys.argv[1], "a")
