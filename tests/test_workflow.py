@@ -383,3 +383,28 @@ def test_default_profile_runs_gpu_jobs_one_at_a_time(tmp_path):
     subprocess.run([SNAKEMAKE, "--cores", "3", "-q"], cwd=tmp_path, check=True, capture_output=True)
     spans = sorted(tuple(map(float, (tmp_path / f"o{i}.txt").read_text().split())) for i in range(3))
     assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), spans
+
+
+def _resources(out: str, rule: str) -> list[dict[str, str]]:
+    """The resources of each job of ``rule`` in a dry run's printout."""
+    found = []
+    for block in out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]:
+        if block.startswith(f"{rule}:"):
+            line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
+            found.append(dict(kv.split("=", 1) for kv in line.split(":", 1)[1].replace(" ", "").split(",")))
+    return found
+
+
+def test_jobs_ask_for_time_that_grows_with_their_work(demo_run):
+    """runtime (sbatch -t) follows a job's work: epochs for MV training, videos for a shard;
+    memory is a constant of the job's kind (it does not grow with the data)."""
+    jobs = {}
+    for epochs in (20_000, 40_000):
+        config = merged(TINY_CONFIG, {"mvnet": {"epochs": epochs, "milestones": [1]}})
+        out = snakemake(demo_run, config, "-n", "--forceall").stdout
+        jobs[epochs] = {rule: _resources(out, rule) for rule in ("train_mvnet", "cache_shard", "clip_embed")}
+    small, large = (int(j["runtime"]) for j in (jobs[20_000]["train_mvnet"][0], jobs[40_000]["train_mvnet"][0]))
+    assert small > 10 and abs(large - 2 * small) <= 1, (small, large)
+    assert jobs[20_000]["train_mvnet"][0]["mem_mb"] == jobs[40_000]["train_mvnet"][0]["mem_mb"]
+    caches = jobs[20_000]["cache_shard"]
+    assert len(caches) == 3 and all(int(c["runtime"]) >= 10 and int(c["mem_mb"]) > 0 for c in caches)
