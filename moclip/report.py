@@ -234,6 +234,13 @@ def read_predictions(path: Path | str) -> tuple[list[str], list[str | None]]:
     return [r["true_class"] for r in rows], [r.get("class1") or None for r in rows]
 
 
+# Plots grow with the number of classes up to a bounded canvas (memory a report job stays
+# bounded for Kinetics' 400 or more classes); past this many classes the ticks go unlabelled
+# (per-class numbers are in metrics.json).
+MAX_FIGURE_INCHES = 25
+MAX_LABELLED_CLASSES = 150
+
+
 def plot_confusion(predictions: Path | str, classes: list[str], out: Path | str, title: str) -> None:
     true, pred = read_predictions(predictions)
     idx = {c: i for i, c in enumerate(classes)}
@@ -243,10 +250,12 @@ def plot_confusion(predictions: Path | str, classes: list[str], out: Path | str,
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     plt = _plt()
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(max(5, n * 0.35 + 2), max(4, n * 0.35 + 1)))
-    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n + 1), classes + ["(failed)"], rotation=90, fontsize=max(4, 9 - n // 20))
-    ax.set_yticks(range(n), classes, fontsize=max(4, 9 - n // 20))
+    side = min(MAX_FIGURE_INCHES, n * 0.35 + 2)  # grows with the classes, up to a bounded canvas
+    fig, ax = plt.subplots(figsize=(max(5, side), max(4, side - 1)))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    if n <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(range(n + 1), classes + ["(failed)"], rotation=90, fontsize=max(4, 9 - n // 20))
+        ax.set_yticks(range(n), classes, fontsize=max(4, 9 - n // 20))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -258,12 +267,13 @@ def plot_per_class(report: dict, classes: list[str], out: Path | str, title: str
     plt = _plt()
     methods = [m for m in ("mv_only", "clip_linear", "fusion") if m in report["methods"]]
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(max(6, n * 0.3 + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, min(MAX_FIGURE_INCHES, n * 0.3 + 2)), 4))
     w = 0.8 / max(len(methods), 1)
     for j, m in enumerate(methods):
         vals = [v if v is not None else np.nan for v in report["methods"][m]["per_class_top1"]]
         ax.bar(np.arange(n) + (j - (len(methods) - 1) / 2) * w, vals, w, label=m)
-    ax.set_xticks(range(n), classes, rotation=90, fontsize=max(4, 9 - n // 20))
+    if n <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(range(n), classes, rotation=90, fontsize=max(4, 9 - n // 20))
     ax.set_ylabel("top-1")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
