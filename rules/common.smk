@@ -269,12 +269,12 @@ def final_targets():
 # costs one resubmission, never the run.
 
 RATES = {
-    "cache_frames": 4200,  # frames decoded and cached a second, a thread (bench_scale: 8,400 a CPU-second, halved)
+    "cache_frames": 3700,  # frames decoded and cached a second, a thread (bench_scale: 2.46 M frames, 329 s x 2)
     # ViT-B-32 images a second: a thread (bench_clip: 20 on 2 threads) / a GPU
     "clip_images": {"cpu": 10, "gpu": 500},
     "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
         "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
-        "timm": 10,  # EfficientNet-B0, bench_mv --arch efficientnet_b0 --input-size 224
+        "timm": 2.3,  # EfficientNet-B0: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 4.6 on 2
         "gpu": 1000,
     },
     "head_samples": 6000,  # training samples x epochs a second, fusion MLP, one thread (bench_heads)
@@ -336,6 +336,18 @@ def mv_rate(threads):
         return rate["gpu"]
     kind, ref = ("tiny", 64) if m["arch"] == "tiny" else ("timm", 224)
     return rate[kind] * threads * (ref / m["input_size"]) ** 2
+
+
+def mvnet_memory(wildcards, threads, attempt):
+    """train_mvnet's peak: 1,100 MB (tiny, bench_scale) plus 300 a loader worker; a timm
+    network trained on the CPU adds its activations, 85 MB an image at 224 px
+    (EfficientNet-B0, batch 80 x 3 segments: 21.6 GB peak in bench_mv). On a GPU they are
+    GPU memory, not the job's."""
+    m = config["mvnet"]
+    mb = 1100 + 300 * threads
+    if m["arch"] != "tiny" and not _on_gpu("mvnet"):
+        mb += 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
+    return _retry(1.5 * mb, attempt)
 
 
 def train_mvnet_seconds(wildcards, input, threads):

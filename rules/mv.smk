@@ -18,7 +18,7 @@ rule train_mvnet:
         "../envs/moclip.yaml"
     threads: 2
     resources:
-        mem_mb=memory_mb(1100, per_thread=300),
+        mem_mb=mvnet_memory,
         runtime=minutes(train_mvnet_seconds),
         gpu=uses_gpu("mvnet"),
     params:
