@@ -22,12 +22,13 @@ from moclip.codec import encode_video
 from moclip.runtime import pool_context
 from moclip.settings import FromConfig
 
-APPEARANCES = {  # name -> (shape, RGB colour)
-    "Ball": ("disc", (220, 40, 40)),
-    "Box": ("square", (40, 200, 60)),
-    "Kite": ("diamond", (50, 80, 230)),
-    "Ring": ("ring", (230, 200, 40)),
+APPEARANCES = {  # name -> RGB colour of the object, and the tint of its scenes
+    "Ball": (220, 40, 40),
+    "Box": (40, 200, 60),
+    "Kite": (50, 80, 230),
+    "Ring": (230, 200, 40),
 }
+SILHOUETTE = "disc"  # one shape for every appearance: a moving region's outline names no class
 MOTIONS = ("Rise", "Fall", "Shake", "Orbit")
 WIDTH, HEIGHT, FPS = 320, 240, 25
 
@@ -84,13 +85,6 @@ def _mask(shape: str, size: int) -> np.ndarray:
     y, x = np.meshgrid(r, r, indexing="ij")
     if shape == "disc":
         return x**2 + y**2 <= 1
-    if shape == "square":
-        return (np.abs(x) <= 0.85) & (np.abs(y) <= 0.85)
-    if shape == "diamond":
-        return np.abs(x) + np.abs(y) <= 1
-    if shape == "ring":
-        d = x**2 + y**2
-        return (d <= 1) & (d >= 0.35)
     raise ValueError(shape)
 
 
@@ -123,7 +117,7 @@ def _trajectory(motion: str, n: int, rng: np.random.Generator, size: int) -> np.
 
 def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: int) -> np.ndarray:
     """RGB uint8 frames [T, 240, 320, 3] of one clip, fixed by (seed, class, group, clip)."""
-    shape, colour = APPEARANCES[appearance]
+    colour = APPEARANCES[appearance]
     key = [spec.seed, zlib.crc32((appearance + motion).encode()), group]
     grng = np.random.default_rng(key)  # shared by the clips of a group: one "recording"
     # A textured scene tinted like its object (as UCF101's scenes go with their actions:
@@ -132,9 +126,11 @@ def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: 
     tint = np.array(colour, float) - np.mean(colour)
     bg = lum * 100 + grng.uniform(50, 90) + tint * 0.45 + grng.normal(0, 6, 3)
     shade = np.clip(np.array(colour) * grng.uniform(0.8, 1.1) + grng.normal(0, 12, 3), 0, 255)
-    rng = np.random.default_rng(key + [clip])
+    # The motion's draws (size, texture pattern, trajectory, noise) depend on the motion,
+    # group and clip only: every appearance of them moves alike.
+    rng = np.random.default_rng([spec.seed, zlib.crc32(motion.encode()), group, clip])
     size = int(rng.integers(48, 72))
-    mask = _mask(shape, size)
+    mask = _mask(SILHOUETTE, size)
     tex = shade * (0.75 + 0.5 * smooth_noise(rng, size, size, 8))
     pos = np.round(_trajectory(motion, spec.frames, rng, size)).astype(int)
     out = np.empty((spec.frames, HEIGHT, WIDTH, 3), np.uint8)
