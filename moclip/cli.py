@@ -11,8 +11,9 @@ import h5py
 
 from moclip import __version__
 from moclip.cache import cache_video
+from moclip.checks import check_models
 from moclip.codec import DecodeSettings
-from moclip.config import check_config, check_models, load_config
+from moclip.config import check_config, load_config
 from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.manifest import build_manifest, write_manifest
 

@@ -122,26 +122,11 @@ def check_config(config: dict, schema: Path | str | dict, sources: Iterable[Path
     raise ConfigError("\n".join(lines))
 
 
-def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
-    """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
-    registries; ConfigError names the file and line that set an unknown one and the nearest
-    valid name. The project's own small models (demo, tests) need no registry, and no torch."""
-    c, arch = config["clip"], config["mvnet"]["arch"]
-    own = Path(__file__).parent / "model_configs" / f"{c['model']}.json"
-    if own.is_file() and c["pretrained"] == "none" and arch == "tiny":
-        return
-    from moclip.clip_stream import ClipLoadError, check_clip  # torch and open_clip: only when needed
-    from moclip.mv_stream import check_arch
-
-    try:
-        check_clip(c["model"], c["pretrained"])
-    except ClipLoadError as e:
-        key = ["clip", str(e).split(":")[0].removeprefix("clip.")]  # clip.model or clip.pretrained
-        raise ConfigError(f"{where_set(key, sources)}{e}") from None
-    try:
-        check_arch(arch)
-    except ValueError as e:
-        raise ConfigError(f"{where_set(['mvnet', 'arch'], sources)}{e}") from None
+def uses_registries(config: dict) -> bool:
+    """Whether checking the model names needs open_clip's and timm's registries (and so
+    torch): not for the project's own small models with random weights (demo, tests)."""
+    own = Path(__file__).parent / "model_configs" / f"{config['clip']['model']}.json"
+    return not (own.is_file() and config["clip"]["pretrained"] == "none" and config["mvnet"]["arch"] == "tiny")
 
 
 def load_config(files: Iterable[Path | str]) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import moclip
 from moclip.demo import DemoSpec
 from moclip.manifest import SPLITS as ALL_SPLITS
-from moclip.config import ConfigError, check_models
+from moclip.config import ConfigError, uses_registries
 from moclip.manifest import (
     ManifestError,
     build_manifest,
@@ -87,15 +87,18 @@ def check_listed_videos():
 
 
 VIDEOS, LISTS = _dataset_dirs()
-if (
-    workflow.is_main_process
-):  # once, before any job (cluster jobs parse this file again)
+# Once, before any job: cluster jobs parse this file again and skip it. The registries
+# need torch, open_clip and timm: imported here only, and only for real models.
+if workflow.is_main_process:
     if not DEMO:
         check_listed_videos()
-    try:
-        check_models(config, CONFIG_FILES)
-    except ConfigError as e:
-        raise WorkflowError(str(e)) from None
+    if uses_registries(config):
+        from moclip.checks import check_models
+
+        try:
+            check_models(config, CONFIG_FILES)
+        except ConfigError as e:
+            raise WorkflowError(str(e)) from None
 
 
 def _n_videos():

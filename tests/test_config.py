@@ -9,8 +9,9 @@ import pytest
 import yaml
 from conftest import TINY_CONFIG, merged, snakemake
 
+from moclip.checks import check_models
 from moclip.codec import DecodeSettings
-from moclip.config import ConfigError, check_config, check_models, key_line, load_config, load_yaml
+from moclip.config import ConfigError, check_config, key_line, load_config, load_yaml
 from moclip.heads import HeadSettings
 from moclip.mv_stream import MVSettings
 

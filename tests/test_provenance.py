@@ -29,7 +29,7 @@ def test_closure_is_what_python_imports(imported):
 
 def test_every_library_module_is_reached_by_some_rule_or_is_a_tool(imported):
     reached = {m for mods in imported.values() for m in mods}
-    tools = {"moclip.cli", "moclip.predict", "moclip.provenance"}  # the moclip command and the Snakefile's own
+    tools = {"moclip.cli", "moclip.predict", "moclip.provenance", "moclip.checks"}  # moclip command, Snakefile
     modules = {f"moclip.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert modules - tools == reached
 

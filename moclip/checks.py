@@ -1,0 +1,28 @@
+"""Parse-time checks of a configuration against the model registries: the CLIP model and
+tag in open_clip's, the MV architecture in timm's. Importing this module imports torch,
+open_clip and timm, so the Snakefile imports it in its main process only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from moclip.clip_stream import ClipLoadError, check_clip
+from moclip.config import ConfigError, where_set
+from moclip.mv_stream import check_arch
+
+
+def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
+    """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
+    registries; ConfigError names the file and line that set an unknown one and the nearest
+    valid name."""
+    c, arch = config["clip"], config["mvnet"]["arch"]
+    try:
+        check_clip(c["model"], c["pretrained"])
+    except ClipLoadError as e:
+        key = ["clip", str(e).split(":")[0].removeprefix("clip.")]  # clip.model or clip.pretrained
+        raise ConfigError(f"{where_set(key, sources)}{e}") from None
+    try:
+        check_arch(arch)
+    except ValueError as e:
+        raise ConfigError(f"{where_set(['mvnet', 'arch'], sources)}{e}") from None
