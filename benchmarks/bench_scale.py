@@ -114,13 +114,14 @@ def check_counts(workdir: Path, costs: dict, n_videos: int) -> dict[str, int]:
     index = [r for p in costs["cache_shard"]["outputs"] if p.endswith(".tsv") for r in read_index(workdir / p)]
     assert {r.video_id for r in index} == ids, "cache indexes do not cover the manifest"
     for rule in ("clip_embed", "mv_features"):
-        valid = set()
+        valid, n_rows = set(), 0
         for p in costs[rule]["outputs"]:
             got, _, mask, _ = read_shard(workdir / p)
             valid |= {v for v, ok in zip(got, mask) if ok}
+            n_rows += len(got)
         by_split = 1 if rule == "clip_embed" else len({p.split("/split")[1][0] for p in costs[rule]["outputs"]})
         assert valid | failed == ids and not valid & failed, f"{rule}: videos neither embedded nor failed"
-        assert sum(len(read_shard(workdir / p)[0]) for p in costs[rule]["outputs"]) == by_split * n_videos
+        assert n_rows == by_split * n_videos, f"{rule}: {n_rows} rows for {by_split} x {n_videos} videos"
     tested = 0
     for p in costs["train_head"]["outputs"]:
         if p.endswith("predictions.tsv") and "/fusion/" in p:

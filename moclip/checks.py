@@ -20,8 +20,7 @@ def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
     try:
         check_clip(c["model"], c["pretrained"])
     except ClipLoadError as e:
-        key = ["clip", str(e).split(":")[0].removeprefix("clip.")]  # clip.model or clip.pretrained
-        raise ConfigError(f"{where_set(key, sources)}{e}") from None
+        raise ConfigError(f"{where_set(e.key.split('.'), sources)}{e}") from None
     try:
         check_arch(arch)
     except ValueError as e:

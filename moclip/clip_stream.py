@@ -64,7 +64,12 @@ class _DropRandomInitWarning(logging.Filter):
 
 
 class ClipLoadError(RuntimeError):
-    """Weights that cannot be loaded; the message says what to set instead."""
+    """Weights that cannot be loaded; the message says what to set instead, and ``key``
+    names the config key at fault."""
+
+    def __init__(self, message: str, key: str = "clip.pretrained"):
+        super().__init__(message)
+        self.key = key
 
 
 def class_prompt_name(name: str) -> str:
@@ -107,7 +112,9 @@ def check_clip(name: str, pretrained: str | None) -> str:
     nearest valid name. Cheap (registries only): run at parse time."""
     models = open_clip.list_models()
     if name not in models:
-        raise ClipLoadError(f"clip.model: unknown open_clip architecture {name!r}{did_you_mean(name, models)}")
+        raise ClipLoadError(
+            f"clip.model: unknown open_clip architecture {name!r}{did_you_mean(name, models)}", key="clip.model"
+        )
     kind = "none" if pretrained in (None, "none", "") else pretrained
     if kind != "none" and not Path(kind).is_file():
         tags = open_clip.list_pretrained_tags_by_model(name)

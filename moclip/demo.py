@@ -28,7 +28,6 @@ APPEARANCES = {  # name -> RGB colour of the object, and the tint of its scenes
     "Kite": (50, 80, 230),
     "Ring": (230, 200, 40),
 }
-SILHOUETTE = "disc"  # one shape for every appearance: a moving region's outline names no class
 MOTIONS = ("Rise", "Fall", "Shake", "Orbit")
 WIDTH, HEIGHT, FPS = 320, 240, 25
 
@@ -80,12 +79,11 @@ def smooth_noise(rng: np.random.Generator, height: int, width: int, scale: int) 
     return a * (1 - fy) * (1 - fx) + b * (1 - fy) * fx + c * fy * (1 - fx) + d * fy * fx
 
 
-def _mask(shape: str, size: int) -> np.ndarray:
+def _silhouette(size: int) -> np.ndarray:
+    """The one shape every appearance moves (a disc): a moving region's outline names no class."""
     r = (np.arange(size) - (size - 1) / 2) / (size / 2)
     y, x = np.meshgrid(r, r, indexing="ij")
-    if shape == "disc":
-        return x**2 + y**2 <= 1
-    raise ValueError(shape)
+    return x**2 + y**2 <= 1
 
 
 def _trajectory(motion: str, n: int, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -130,7 +128,7 @@ def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: 
     # group and clip only: every appearance of them moves alike.
     rng = np.random.default_rng([spec.seed, zlib.crc32(motion.encode()), group, clip])
     size = int(rng.integers(48, 72))
-    mask = _mask(SILHOUETTE, size)
+    mask = _silhouette(size)
     tex = shade * (0.75 + 0.5 * smooth_noise(rng, size, size, 8))
     pos = np.round(_trajectory(motion, spec.frames, rng, size)).astype(int)
     out = np.empty((spec.frames, HEIGHT, WIDTH, 3), np.uint8)
@@ -165,25 +163,36 @@ def make_demo_dataset(videos: Path | str, lists: Path | str, spec: DemoSpec = De
                 jobs.append((spec, a, m, g, c, videos / r))
     for name in classes:
         (videos / name).mkdir(parents=True, exist_ok=True)
+    _render(jobs, threads)
+    entries = [(rel[(name, g, c)], i, g) for i, name in enumerate(classes, 1) for g, c in _group_clips(spec)]
+    write_split_lists(lists, classes, entries, spec.test_groups)
+
+
+def _group_clips(spec: DemoSpec) -> list[tuple[int, int]]:
+    return [(g, c) for g in range(1, spec.groups + 1) for c in range(1, spec.clips + 1)]
+
+
+def _render(jobs: list[tuple], threads: int) -> None:
+    """Render and encode every clip job (see ``_write_clip``), ``threads`` at a time."""
     if threads > 1:
         with ProcessPoolExecutor(threads, mp_context=pool_context()) as pool:
             list(pool.map(_write_clip, jobs, chunksize=4))
     else:
         for j in jobs:
             _write_clip(j)
+
+
+def write_split_lists(lists: Path, classes: list[str], entries: list[tuple[str, int, int]], test_groups) -> None:
+    """UCF101's split files: ``classInd.txt`` and each split's train and test lists, with
+    Windows line ends as the official ones. ``entries`` are (path, 1-based label, group) in
+    list order; ``test_groups(k)`` gives the groups split k tests on."""
     lists.mkdir(parents=True, exist_ok=True)
-    crlf = "\r\n"  # the official lists have Windows line ends
+    crlf = "\r\n"
     (lists / "classInd.txt").write_bytes("".join(f"{i} {n}{crlf}" for i, n in enumerate(classes, 1)).encode())
     for k in (1, 2, 3):
-        test = set(spec.test_groups(k))
-        train_lines, test_lines = [], []
-        for i, name in enumerate(classes, 1):
-            for g in range(1, spec.groups + 1):
-                for c in range(1, spec.clips + 1):
-                    if g in test:
-                        test_lines.append(f"{rel[(name, g, c)]}{crlf}")
-                    else:
-                        train_lines.append(f"{rel[(name, g, c)]} {i}{crlf}")
+        test = set(test_groups(k))
+        train_lines = [f"{r} {label}{crlf}" for r, label, g in entries if g not in test]
+        test_lines = [f"{r}{crlf}" for r, _, g in entries if g in test]
         (lists / f"trainlist0{k}.txt").write_bytes("".join(train_lines).encode())
         (lists / f"testlist0{k}.txt").write_bytes("".join(test_lines).encode())
 
@@ -191,13 +200,13 @@ def make_demo_dataset(videos: Path | str, lists: Path | str, spec: DemoSpec = De
 # --------------------------------------------------------------------------- UCF101-shaped sets for scale measurements
 
 UCF101_VIDEOS, UCF101_CLASSES, UCF101_GROUPS = 13_320, 101, 25
-UCF101_FRAMES = (29, 1776, 186)  # min, max, mean frames a clip (25 fps)
+UCF101_FRAMES = (29, 1776)  # shortest and longest clip in frames (25 fps; the mean is ~186)
 
 
 def ucf101_shaped_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
     """Clip lengths in frames shaped like UCF101's: log-normal (median 160, sd 0.55 in log
     space, mean ~186), bounded to 29..1776."""
-    lo, hi, _ = UCF101_FRAMES
+    lo, hi = UCF101_FRAMES
     return np.clip(np.round(rng.lognormal(np.log(160), 0.55, n)), lo, hi).astype(int)
 
 
@@ -237,35 +246,21 @@ def make_scale_dataset(
         (replace(spec, frames=int(n)), *kinds[j % len(kinds)], 1, j + 1, pool_dir / f"pool_{j:03d}_{n}.avi")
         for j, n in enumerate(pool_len)
     ]
-    if threads > 1:
-        with ProcessPoolExecutor(threads, mp_context=pool_context()) as ex:
-            list(ex.map(_write_clip, sorted(jobs, key=lambda j: -j[0].frames)))
-    else:
-        for j in jobs:
-            _write_clip(j)
+    _render(sorted(jobs, key=lambda j: -j[0].frames), threads)  # the longest first: no straggler at the end
     classes = [f"Action{i:03d}" for i in range(1, n_classes + 1)]
     per_group = _clips_a_group(n_videos, n_classes * UCF101_GROUPS, rng)
-    crlf, k, frames, train, test = "\r\n", 0, [], {1: [], 2: [], 3: []}, {1: [], 2: [], 3: []}
+    entries, frames = [], []
     for ci, name in enumerate(classes):
         (videos / name).mkdir(parents=True, exist_ok=True)
         for g in range(1, UCF101_GROUPS + 1):
             for c in range(1, per_group[ci * UCF101_GROUPS + g - 1] + 1):
                 rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
-                j = int(np.abs(pool_len - lengths[k]).argmin())
+                j = int(np.abs(pool_len - lengths[len(entries)]).argmin())
                 (videos / rel).unlink(missing_ok=True)
                 (videos / rel).hardlink_to(jobs[j][-1])
                 frames.append(int(pool_len[j]))
-                k += 1
-                for split in (1, 2, 3):  # UCF101's test groups: 1-7, 8-14, 15-21
-                    if (split - 1) * 7 < g <= split * 7:
-                        test[split].append(rel + crlf)
-                    else:
-                        train[split].append(f"{rel} {ci + 1}{crlf}")
-    lists.mkdir(parents=True, exist_ok=True)
-    (lists / "classInd.txt").write_bytes("".join(f"{i} {n}{crlf}" for i, n in enumerate(classes, 1)).encode())
-    for split in (1, 2, 3):
-        (lists / f"trainlist0{split}.txt").write_bytes("".join(train[split]).encode())
-        (lists / f"testlist0{split}.txt").write_bytes("".join(test[split]).encode())
+                entries.append((rel, ci + 1, g))
+    write_split_lists(lists, classes, entries, DemoSpec(groups=UCF101_GROUPS).test_groups)  # 1-7, 8-14, 15-21
     return {"videos": n_videos, "classes": n_classes, "frames": int(sum(frames)), "pool": len(pool_len)}
 
 

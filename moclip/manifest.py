@@ -273,18 +273,6 @@ def shard_count(n_videos: int, videos_per_shard: int) -> int:
     return max(1, (n_videos + videos_per_shard // 2) // videos_per_shard)
 
 
-def check_lists(lists: Path | str, splits) -> None:
-    """Cheap checks of the split lists (no file system walk over the videos), for parse time:
-    every list present and non-empty, every entry a <ClassName>/<file> path inside the dataset."""
-    lists = Path(lists)
-    read_class_index(lists / "classInd.txt")
-    for k in splits:
-        for kind in ("train", "test"):
-            lf, rows = _list_rows(lists, k, kind)
-            for lineno, tok in rows:
-                _entry_path(f"{lf}:{lineno}", tok[0], "the dataset")
-
-
 # --------------------------------------------------------------------------- stage entry point
 
 

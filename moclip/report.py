@@ -56,6 +56,17 @@ def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | 
     return {"split": split, "methods": methods, "failed_videos": failed, "settings": settings}
 
 
+def split_value(m: dict) -> dict:
+    """One method's result on one split: the mean over seeds for a method trained once a
+    seed (the heads), with the sample sd over seeds (None with one seed); else its value."""
+    return {
+        "top1": m.get("top1_mean", m["top1"]),
+        "top5": m.get("top5_mean", m["top5"]),
+        "top1_sd_seeds": m.get("top1_sd"),
+        "seeds": len(m.get("seeds", [0])),
+    }
+
+
 def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
     """Method x split table, costs, and the CLIP weights used.
 
@@ -68,15 +79,7 @@ def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
         rows = [(r["split"], r["methods"][method]) for r in reports if method in r["methods"]]
         if not rows:
             continue
-        splits = {
-            str(k): {
-                "top1": m.get("top1_mean", m["top1"]),
-                "top5": m.get("top5_mean", m["top5"]),
-                "top1_sd_seeds": m.get("top1_sd"),
-                "seeds": len(m.get("seeds", [0])),
-            }
-            for k, m in rows
-        }
+        splits = {str(k): split_value(m) for k, m in rows}
         top1 = [v["top1"] for v in splits.values()]
         top5 = [v["top5"] for v in splits.values()]
         table[method] = {
@@ -187,20 +190,19 @@ def split_html(rep: dict) -> str:
     header = ["method", "top-1", "top-5", "test videos", "failed", "seeds", "epoch kept"]
     rows = []
     for name, m in rep["methods"].items():
-        n_seeds = len(m.get("seeds", [0]))
-        sd = m.get("top1_sd") if n_seeds > 1 else None
+        v = split_value(m)
         rows.append(
             [
                 name,
-                _pm(m["top1"], sd),
-                f"{m['top5']:.3f}",
+                _pm(v["top1"], v["top1_sd_seeds"]),
+                f"{v['top5']:.3f}",
                 str(m.get("n_test", "-")),
                 str(m.get("n_failed", 0)),
-                str(n_seeds),
+                str(v["seeds"]),
                 str(m.get("best_epoch", "-")),
             ]
         )
-    note = "Top-1 with more than one seed: the mean over seeds ± their sample sd; epoch kept: the first seed's."
+    note = "With more than one seed: the mean over seeds (± their sample sd for top-1); epoch kept: the first seed's."
     return html_table(header, rows, [note], caption=f"split {rep['split']}, test videos")
 
 
@@ -380,7 +382,7 @@ def report_split(
     plot_per_class(rep, classes, per_class, f"per-class top-1, split {split}")
     plot_curves(mv_training, head_training, curves, f"training, split {split}")
     for name, m in rep["methods"].items():
-        log.info("split %d %s: top-1 %.4f", split, name, m["top1"])
+        log.info("split %d %s: top-1 %.4f", split, name, split_value(m)["top1"])
     return rep
 
 

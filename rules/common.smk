@@ -17,7 +17,6 @@ from moclip.config import ConfigError, uses_registries
 from moclip.manifest import (
     ManifestError,
     build_manifest,
-    check_lists,
     count_listed_videos,
     read_manifest,
     shard_count,
@@ -72,7 +71,6 @@ def _dataset_dirs():
     for key, path in (("dataset.videos", videos), ("dataset.lists", lists)):
         if not os.path.isdir(path):
             raise ValueError(f"config: {key}={path!r} is not a directory")
-    check_lists(lists, SPLITS)  # bad lists stop here, before any job
     return videos, lists
 
 
@@ -310,10 +308,6 @@ def minutes(seconds):
     return estimate
 
 
-def _on_gpu(section):
-    return config[section]["device"] != "cpu"
-
-
 def cache_seconds(wildcards, input, threads):
     """Decoding the shard's videos: their size in frames, estimated from their bytes."""
     frames = input.size_mb * 2**20 / BYTES_A_FRAME
@@ -328,29 +322,28 @@ VIDEOS_A_SHARD = math.ceil(1.2 * N_VIDEOS / N_SHARDS)
 def clip_seconds(wildcards, input, threads):
     images = VIDEOS_A_SHARD * config["frames"]["count"]
     rate = RATES["clip_images"]
-    return images / (rate["gpu"] if _on_gpu("clip") else rate["cpu"] * threads)
+    return images / (rate["gpu"] if uses_gpu("clip") else rate["cpu"] * threads)
 
 
 def mv_rate(threads):
     """MV network segments a second (training); inference is about 3x that."""
     m = config["mvnet"]
     rate = RATES["mv_samples"]
-    if _on_gpu("mvnet"):
+    if uses_gpu("mvnet"):
         return rate["gpu"]
     kind, ref = ("tiny", 64) if m["arch"] == "tiny" else ("timm", 224)
     return rate[kind] * threads * (ref / m["input_size"]) ** 2
 
 
-def mvnet_memory(wildcards, threads, attempt):
-    """train_mvnet's peak: 1,100 MB (tiny, bench_scale) plus 300 a loader worker; a timm
-    network trained on the CPU adds its activations, 85 MB an image at 224 px
-    (EfficientNet-B0, batch 80 x 3 segments: 21.6 GB peak in bench_mv). On a GPU they are
+def mvnet_activations_mb():
+    """What a timm MV network trained on the CPU adds to train_mvnet's peak: its
+    activations, 85 MB an image at 224 px (EfficientNet-B0, batch 80 x 3 segments: 21.6 GB
+    peak in bench_mv). The tiny network's are in its measured 1,100 MB; on a GPU they are
     GPU memory, not the job's."""
     m = config["mvnet"]
-    mb = 1100 + 300 * threads
-    if m["arch"] != "tiny" and not _on_gpu("mvnet"):
-        mb += 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
-    return _retry(1.5 * mb, attempt)
+    if m["arch"] == "tiny" or uses_gpu("mvnet"):
+        return 0
+    return 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
 
 
 def train_mvnet_seconds(wildcards, input, threads):

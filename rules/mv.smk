@@ -18,7 +18,7 @@ rule train_mvnet:
         "../envs/moclip.yaml"
     threads: 2
     resources:
-        mem_mb=mvnet_memory,
+        mem_mb=memory_mb(1100 + mvnet_activations_mb(), per_thread=300),
         runtime=minutes(train_mvnet_seconds),
         gpu=uses_gpu("mvnet"),
     params:

@@ -231,14 +231,14 @@ def test_corrupt_manifest_names_line(tmp_path):
         read_manifest(p)
 
 
-def test_check_lists_catches_bad_lists_cheaply(tmp_path):
-    from moclip.manifest import check_lists
-
+def test_bad_lists_stop_the_parse_time_check(tmp_path):
+    """What the Snakefile runs before any job (build_manifest over the lists) names a bad
+    entry's file and line, and an empty list."""
     videos, lists = make_tree(tmp_path)
-    check_lists(lists, [1])
+    build_manifest(videos, lists, splits=[1])
     lineno = _append(lists / "testlist01.txt", "../../etc/passwd")
     with pytest.raises(ManifestError, match=f"testlist01.txt:{lineno}"):
-        check_lists(lists, [1])
+        build_manifest(videos, lists, splits=[1])
     (lists / "trainlist01.txt").write_text("\r\n")
     with pytest.raises(ManifestError, match="trainlist01.txt: split list is empty"):
-        check_lists(lists, [1])
+        build_manifest(videos, lists, splits=[1])
