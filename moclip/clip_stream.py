@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -24,6 +23,7 @@ from moclip.config import did_you_mean
 from moclip.io import write_json
 from moclip.manifest import Video, class_names, read_manifest
 from moclip.metrics import summarize, write_predictions
+from moclip.prompts import class_prompts, missing_phrases
 from moclip.runtime import Progress, autocast_dtype, resolve_device, use_threads
 from moclip.shards import pool_frames, read_shards, write_shard
 
@@ -31,28 +31,6 @@ log = logging.getLogger(__name__)
 __data__ = ("model_configs",)  # package data this module reads: part of its code digest (moclip.provenance)
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIGS)  # the project's small test/demo architectures
-
-# CLIP's own UCF101 prompt set (Radford et al., prompt engineering notebook): 48 templates.
-DEFAULT_TEMPLATES = tuple(
-    f"a {kind} of {who} {verb}{{}}."
-    for verb in ("", "using ", "doing ", "during ", "performing ", "practicing ")
-    for who in ("a person", "the person")
-    for kind in ("photo", "video", "example", "demonstration")
-)
-# Class names that read badly when split at capitals.
-NAME_OVERRIDES = {
-    "YoYo": "yo-yo",
-    "Skijet": "jet ski",
-    "SkateBoarding": "skateboarding",
-    "PushUps": "push-ups",
-    "PullUps": "pull-ups",
-    "WallPushups": "wall push-ups",
-    "HandstandPushups": "handstand push-ups",
-    "Shotput": "shot put",
-    "BodyWeightSquats": "bodyweight squats",
-    "SkyDiving": "skydiving",
-}
-_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|\b|\d)|[A-Z]?[a-z]+|\d+")
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -72,13 +50,6 @@ class ClipLoadError(RuntimeError):
         self.key = key
 
 
-def class_prompt_name(name: str) -> str:
-    """``ApplyEyeMakeup`` -> ``apply eye makeup`` (with an override table for the odd ones)."""
-    if name in NAME_OVERRIDES:
-        return NAME_OVERRIDES[name]
-    return " ".join(w.lower() for w in _WORD.findall(name)) or name.lower()
-
-
 @dataclass
 class Clip:
     """A loaded, frozen CLIP model and what the rest of the pipeline needs to know about it."""
@@ -90,6 +61,7 @@ class Clip:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights_digest: str
+    interpolation: str = "bicubic"  # of the resize in preprocessing (open_clip's; the authors': bilinear)
 
     @property
     def random_weights(self) -> bool:
@@ -166,14 +138,15 @@ def load_clip(
     )
 
 
-def preprocess(frames: torch.Tensor, size: int, mean, std) -> torch.Tensor:
-    """CLIP's preprocessing on a uint8 batch [N, H, W, 3]: shorter side to ``size`` (bicubic,
-    antialiased), centre crop, scale to [0, 1], normalise. Returns float32 [N, 3, size, size]."""
+def preprocess(frames: torch.Tensor, size: int, mean, std, interpolation: str = "bicubic") -> torch.Tensor:
+    """CLIP's preprocessing on a uint8 batch [N, H, W, 3]: shorter side to ``size``
+    (``interpolation``: bicubic or bilinear, antialiased), centre crop, scale to [0, 1],
+    normalise. Returns float32 [N, 3, size, size]."""
     x = frames.permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     s = size / min(h, w)
     nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+    x = F.interpolate(x, size=(nh, nw), mode=interpolation, align_corners=False, antialias=True)
     top, left = (nh - size) // 2, (nw - size) // 2
     x = x[..., top : top + size, left : left + size].clamp_(0, 255) / 255.0
     m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
@@ -212,7 +185,8 @@ def preprocess_batch(frames: list[torch.Tensor], clip: Clip, device: torch.devic
     for js in by_shape.values():
         x = torch.stack([frames[j] for j in js]).to(device, non_blocking=True)
         k = x.shape[1]
-        y = preprocess(x.flatten(0, 1), clip.image_size, clip.mean, clip.std).unflatten(0, (len(js), k))
+        y = preprocess(x.flatten(0, 1), clip.image_size, clip.mean, clip.std, clip.interpolation)
+        y = y.unflatten(0, (len(js), k))
         for j, yj in zip(js, y):
             parts[j] = yj
     return torch.cat(parts)
@@ -273,6 +247,7 @@ def embed_frame_caches(
         weights_digest=clip.weights_digest,
         random_weights=clip.random_weights,
         image_size=clip.image_size,
+        interpolation=clip.interpolation,
         device=str(dev),
         autocast=str(amp).removeprefix("torch.") if amp is not None else "none",
     )
@@ -280,15 +255,19 @@ def embed_frame_caches(
 
 
 @torch.no_grad()
-def text_classifier(clip: Clip, class_names: list[str], templates=DEFAULT_TEMPLATES, device: str = "cpu") -> np.ndarray:
-    """[C, D]: each class's prompts embedded, normalised, averaged, normalised again."""
+def text_classifier(
+    clip: Clip, class_names: list[str], prompts: str = "clip-ucf101", templates=None, device: str = "cpu"
+) -> np.ndarray:
+    """[C, D]: each class's prompts (:func:`moclip.prompts.class_prompts`) embedded,
+    normalised, averaged, normalised again."""
     dev = resolve_device(device)
     model = clip.model.to(dev)
     tokenizer = open_clip.get_tokenizer(clip.name)
+    if prompts == "phrases" and (missing := missing_phrases(class_names)):
+        log.info("%d classes have no hand-written phrase; their names are used: %s", len(missing), missing[:5])
     out = []
     for name in class_names:
-        words = class_prompt_name(name)
-        z = model.encode_text(tokenizer([t.format(words) for t in templates]).to(dev)).float()
+        z = model.encode_text(tokenizer(class_prompts(name, prompts, templates)).to(dev)).float()
         z = F.normalize(z, dim=-1).mean(0)
         out.append(F.normalize(z, dim=0).cpu().numpy())
     return np.stack(out)
@@ -310,7 +289,8 @@ def evaluate_zeroshot(
     manifest: list[Video],
     shard_files: list[Path | str],
     split: int,
-    templates=DEFAULT_TEMPLATES,
+    prompts: str = "clip-ucf101",
+    templates=None,
     device: str = "cpu",
 ) -> tuple[list[str], np.ndarray, np.ndarray, list[str], dict]:
     """Zero-shot on the test videos of ``split``: (ids, labels, scores [N, C], class names, metrics).
@@ -323,7 +303,7 @@ def evaluate_zeroshot(
     missing = [r.video_id for r in test if r.video_id not in feats]
     if missing:
         raise ValueError(f"{len(missing)} test videos have no embedding row, e.g. {missing[:3]}")
-    classifier = text_classifier(clip, names, templates, device)
+    classifier = text_classifier(clip, names, prompts, templates, device)
     scores = np.full((len(test), len(names)), np.nan, np.float32)
     ok = [j for j, r in enumerate(test) if feats[r.video_id] is not None]
     if ok:
@@ -348,12 +328,13 @@ def clip_embed(
     batch_videos: int,
     dtype: str,
     seed: int,
+    interpolation: str = "bicubic",
     threads: int = 1,
 ) -> np.ndarray:
     """Rule ``clip_embed``: every cached frame of one shard (its ``frames`` directory and
     ``index``) embedded with the frozen image encoder, into the shard file ``out``."""
     use_threads(threads)
-    clip = load_clip(model, pretrained, seed=seed)
+    clip = replace(load_clip(model, pretrained, seed=seed), interpolation=interpolation)
     ids = [r.video_id for r in read_index(index)]
     files = [video_file(frames, v) for v in ids]
     return embed_frame_caches(clip, files, ids, out, batch_videos, max(0, threads - 1), device, dtype)
@@ -367,18 +348,19 @@ def zeroshot(
     model: str,
     pretrained: str,
     device: str,
+    prompts: str,
     templates: list[str] | None,
     seed: int,
     predictions: Path | str,
     metrics: Path | str,
     threads: int = 1,
 ) -> dict:
-    """Rule ``zeroshot``: one split's test videos classified from the CLIP shards by prompts
-    (``templates``, or CLIP's 48 UCF101 templates when None)."""
+    """Rule ``zeroshot``: one split's test videos classified from the CLIP shards by the
+    ``prompts`` set (``clip-ucf101`` or ``phrases``; ``templates`` replace its templates)."""
     use_threads(threads)
     clip = load_clip(model, pretrained, seed=seed)
     ids, labels, scores, names, m = evaluate_zeroshot(
-        clip, read_manifest(manifest), shards, split, templates or DEFAULT_TEMPLATES, device
+        clip, read_manifest(manifest), shards, split, prompts, templates, device
     )
     write_predictions(predictions, ids, labels, scores, names)
     m = {
@@ -387,6 +369,7 @@ def zeroshot(
         "model": model,
         "pretrained": pretrained,
         "weights_digest": clip.weights_digest,
+        "prompts": prompts,
         **m,
     }
     write_json(metrics, m)

@@ -24,6 +24,7 @@ rule clip_embed:
         device=config["clip"]["device"],
         batch_videos=config["clip"]["batch_videos"],
         dtype=config["clip"]["dtype"],
+        interpolation=config["clip"]["interpolation"],
         seed=config["seed"],
         code=code_digest("clip_embed"),
     script:
@@ -52,6 +53,7 @@ rule zeroshot:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],
         device=config["clip"]["device"],
+        prompts=config["clip"]["prompts"],
         templates=config["clip"]["templates"],
         seed=config["seed"],
         code=code_digest("zeroshot"),

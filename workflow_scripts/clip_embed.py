@@ -14,5 +14,6 @@ clip_embed(
     batch_videos=p.batch_videos,
     dtype=p.dtype,
     seed=p.seed,
+    interpolation=p.interpolation,
     threads=snakemake.threads,
 )

@@ -12,6 +12,7 @@ zeroshot(
     model=p.model,
     pretrained=p.pretrained,
     device=p.device,
+    prompts=p.prompts,
     templates=p.templates,
     seed=p.seed,
     threads=snakemake.threads,
