@@ -126,7 +126,10 @@ def uses_registries(config: dict) -> bool:
     """Whether checking the model names needs open_clip's and timm's registries (and so
     torch): not for the project's own small models with random weights (demo, tests)."""
     own = Path(__file__).parent / "model_configs" / f"{config['clip']['model']}.json"
-    return not (own.is_file() and config["clip"]["pretrained"] == "none" and config["mvnet"]["arch"] == "tiny")
+    mv = config["mvnet"]
+    return not (
+        own.is_file() and config["clip"]["pretrained"] == "none" and mv["arch"] == "tiny" and not mv["pretrained"]
+    )
 
 
 def load_config(files: Iterable[Path | str]) -> dict:

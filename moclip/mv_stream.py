@@ -38,23 +38,36 @@ class MVSettings(FromConfig):
     """Everything that shapes the MV network and its features (each a workflow param)."""
 
     arch: str = "tiny"  # tiny | efficientnet_b0 (timm) | any timm model name
-    pretrained: bool = False  # ImageNet weights through timm (needs them in the local cache)
+    pretrained: bool | str = False  # ImageNet start: true (timm's default tag), a timm tag, or a checkpoint file
+    input_bn: bool = False  # a learned BatchNorm2d(2) on the maps before the stem (the authors' data_bn)
     input_size: int = 64
     segments: int = 3
     eval_segments: int = 3
-    max_displacement: float = 20.0  # px; larger displacements are clipped, then scaled to [-1, 1]
+    eval_crops: int = 1  # 1: the whole map; 10: 4 corners + centre (7/8 of each side) and their mirrors
+    max_displacement: float = 20.0  # px; larger displacements are clipped, then scaled to +-input_range
+    input_range: float = 1.0  # the authors: 0.5
     per_frame: bool = True
     accumulate: bool = False
     optimizer: str = "adam"
     lr: float = 1e-3
+    stem_lr_mult: float = 1.0  # the first convolution and the input BN (the authors: 0.1)
+    backbone_lr_mult: float = 1.0  # every other backbone layer (the authors: 0.01); the classifier: x1
+    eps: float = 1e-8  # Adam's / AdamW's epsilon (the authors: 1e-3)
     weight_decay: float = 0.0
     epochs: int = 30
     milestones: tuple[int, ...] = (20, 25)
     gamma: float = 0.1
     batch_size: int = 32
     augment: bool = True
+    augment_scales: tuple[float, ...] | None = None  # crop fractions to draw from; None: 0.8-1.0 a side
+    augment_unit: str = "segment"  # segment: a crop and flip a segment; video: one scale and flip a video
     seed: int = 0
     device: str = "auto"  # auto: a GPU when there is one (mixed precision), else the CPU
+
+    @property
+    def eval_views(self) -> int:
+        """Network inputs a video at test and feature time: segments x crops."""
+        return self.eval_segments * self.eval_crops
 
 
 # --------------------------------------------------------------------------- sampling
@@ -93,7 +106,7 @@ def motion_map(
     mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray, t: int, s: MVSettings, cell: int = 8
 ) -> np.ndarray:
     """float32 [2, Hc, Wc] for frame ``t``: per-frame displacement (or accumulated back to the
-    GOP's I-frame), clipped to +-max_displacement px and scaled to [-1, 1]."""
+    GOP's I-frame), clipped to +-max_displacement px and scaled to +-input_range."""
     if s.accumulate:
         d = accumulate(mv, frame_type, t, cell)
     else:
@@ -101,7 +114,7 @@ def motion_map(
         if s.per_frame and ref_distance[t] > 0:
             d = d / float(ref_distance[t])
     m = s.max_displacement
-    return np.clip(d, -m, m).transpose(2, 0, 1) / m
+    return np.clip(d, -m, m).transpose(2, 0, 1) / m * np.float32(s.input_range)
 
 
 def accumulate(mv: np.ndarray, frame_type: np.ndarray, t: int, cell: int) -> np.ndarray:
@@ -249,14 +262,51 @@ def crop_flip(x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, flip: 
     return torch.cat([out[:, :1] * sign.to(x.device, x.dtype)[:, None, None, None], out[:, 1:]], 1)
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random crop (80-100% of each side, resized back) and horizontal flip that negates dx,
-    for a batch [N, 2, H, W] on its device; the draws come from ``g`` (a CPU generator)."""
+def augment(x: torch.Tensor, g: torch.Generator, s: MVSettings) -> torch.Tensor:
+    """Random crop (resized back) and horizontal flip that negates dx, for a batch of videos'
+    segments [B, S, 2, H, W] on its device; the draws come from ``g`` (a CPU generator).
+
+    The crop takes a fraction of each side: 0.8-1.0 drawn a side, or one of
+    ``augment_scales`` for both sides (the authors: 1, 0.875, 0.75). With ``augment_unit:
+    video`` a video's segments share the scale and the flip (the authors' clip-level
+    augmentation); the crop's position is drawn a segment in both cases.
+    """
+    b, sg = x.shape[:2]
+    per = b if s.augment_unit == "video" else b * sg
+    if s.augment_scales:
+        scales = torch.tensor(s.augment_scales, dtype=torch.float32)
+        scale = scales[torch.randint(len(scales), (per,), generator=g)][:, None].expand(per, 2)
+    else:
+        scale = 0.8 + 0.2 * torch.rand(per, 2, generator=g)
+    offset = torch.rand(b * sg, 2, generator=g)
+    flip = torch.rand(per, generator=g) < 0.5
+    if per != b * sg:
+        scale, flip = scale.repeat_interleave(sg, 0), flip.repeat_interleave(sg)
+    return crop_flip(x.flatten(0, 1), scale, offset, flip).view(x.shape)
+
+
+CROP_SIDE = 7 / 8  # a test crop's side, as a fraction of the map's: the authors' 224 of 256
+
+
+def ten_crops(x: torch.Tensor) -> torch.Tensor:
+    """[N, 2, H, W] -> [N, 10, 2, H, W]: the 4 corner crops and the centre crop (CROP_SIDE of
+    each side, resized back), then the same 5 mirrored (dx negated); the authors' 10-crop test,
+    with the mirrors always taken."""
     n = x.shape[0]
-    scale = 0.8 + 0.2 * torch.rand(n, 2, generator=g)
-    offset = torch.rand(n, 2, generator=g)
-    flip = torch.rand(n, generator=g) < 0.5
-    return crop_flip(x, scale, offset, flip)
+    corners = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1], [0.5, 0.5]], dtype=torch.float32)
+    offset = corners.repeat(2, 1).repeat(n, 1)
+    flip = torch.tensor([False] * 5 + [True] * 5).repeat(n)
+    scale = torch.full((n * 10, 2), CROP_SIDE)
+    return crop_flip(x.repeat_interleave(10, 0), scale, offset, flip).view(n, 10, *x.shape[1:])
+
+
+def crop_views(x: torch.Tensor, crops: int) -> torch.Tensor:
+    """A batch [B, S, 2, H, W] of network inputs -> its test views [B, S, crops, 2, H, W]."""
+    if crops == 1:
+        return x[:, :, None]
+    if crops == 10:
+        return ten_crops(x.flatten(0, 1)).view(*x.shape[:2], 10, *x.shape[2:])
+    raise ValueError(f"mvnet.eval_crops: {crops} (1 or 10)")
 
 
 def hflip_mv(x: torch.Tensor) -> torch.Tensor:
@@ -292,39 +342,131 @@ class TinyMVNet(nn.Module):
         return self.body(x).mean((2, 3))
 
 
-def check_arch(arch: str) -> None:
-    """ValueError unless ``arch`` is ``tiny`` or a timm architecture (naming the nearest);
-    cheap (timm's registry only): run at parse time."""
+class MVWeightsError(RuntimeError):
+    """ImageNet weights for the MV backbone that cannot be had; the message says how to provide them."""
+
+
+def check_arch(arch: str, pretrained: bool | str = False) -> None:
+    """ValueError unless ``arch`` is ``tiny`` or a timm architecture (naming the nearest) and
+    ``pretrained`` names weights timm knows for it or an existing file; cheap (timm's
+    registry only): run at parse time."""
     if arch == "tiny":
+        if pretrained is not False:
+            raise ValueError("mvnet.pretrained: the tiny network has no pretrained weights (set false, or a timm arch)")
         return
     import timm
 
     names = timm.list_models()
     if arch not in names:
         raise ValueError(f"mvnet.arch: {arch!r} is neither tiny nor a timm architecture{did_you_mean(arch, names)}")
+    if pretrained is False:
+        return
+    if pretrained is True:
+        if not timm.list_pretrained(arch):
+            raise ValueError(f"mvnet.pretrained: timm has no pretrained weights for {arch}")
+        return
+    if isinstance(pretrained, str) and _looks_like_file(pretrained):
+        if not Path(pretrained).is_file():
+            raise ValueError(f"mvnet.pretrained: no such checkpoint file {pretrained!r}")
+        return
+    tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
+    if pretrained not in tags:
+        raise ValueError(
+            f"mvnet.pretrained: {pretrained!r} is neither a file nor a timm tag of {arch}"
+            f"{did_you_mean(str(pretrained), tags)} (tags: {', '.join(tags) or 'none'})"
+        )
+
+
+def _looks_like_file(value: str) -> bool:
+    return "/" in value or Path(value).suffix in (".pth", ".pt", ".bin", ".safetensors") or Path(value).is_file()
+
+
+def imagenet_backbone(arch: str, pretrained: bool | str) -> nn.Module:
+    """timm ``arch`` with ImageNet weights (``True``: timm's default tag; a tag; or a local
+    checkpoint file) and a 2-channel stem initialised as the authors (and CoViAR) do: the
+    mean of the pretrained RGB kernels, for both channels."""
+    import timm
+
+    if isinstance(pretrained, str) and _looks_like_file(pretrained):
+        name, kw = arch, {"pretrained_cfg_overlay": {"file": str(pretrained)}}
+    else:
+        name, kw = (arch if pretrained is True else f"{arch}.{pretrained}"), {}
+    try:
+        rgb = timm.create_model(name, pretrained=True, num_classes=0, **kw)
+    except Exception as e:  # offline: huggingface_hub / urllib errors; a bad file: torch / safetensors errors
+        raise MVWeightsError(
+            f"mvnet.pretrained: could not load ImageNet weights {pretrained!r} for {arch}: {type(e).__name__}: {e}\n"
+            f"Without network access, on a machine that has it run\n"
+            f"  python -c \"import timm, torch; m = timm.create_model('{name}', pretrained=True); "
+            f"torch.save(m.state_dict(), '{arch}.pth')\"\n"
+            f"then copy {arch}.pth here and set mvnet.pretrained to its path (or copy the Hugging Face cache, "
+            "~/.cache/huggingface/hub); or set mvnet.pretrained: false to train from scratch."
+        ) from e
+    stem = rgb.pretrained_cfg["first_conv"] + ".weight"
+    state = rgb.state_dict()
+    state[stem] = state[stem].mean(1, keepdim=True).repeat(1, 2, 1, 1)
+    net = timm.create_model(arch, pretrained=False, in_chans=2, num_classes=0)
+    net.load_state_dict(state)
+    return net
 
 
 class MVNet(nn.Module):
-    """Backbone on 2-channel MV maps -> pooled feature -> linear classifier; TSN averages
-    the logits of a video's segments."""
+    """(Input BatchNorm ->) backbone on 2-channel MV maps -> pooled feature -> linear
+    classifier; TSN averages the logits of a video's segments."""
 
-    def __init__(self, arch: str, n_classes: int, pretrained: bool = False):
+    def __init__(self, arch: str, n_classes: int, pretrained: bool | str = False, input_bn: bool = False):
         super().__init__()
+        self.input_bn = nn.BatchNorm2d(2) if input_bn else nn.Identity()
         if arch == "tiny":
+            if pretrained is not False:
+                raise MVWeightsError("mvnet.pretrained: the tiny network has no pretrained weights (set false)")
             self.backbone = TinyMVNet()
+            self.stem = "body.0"
         else:
             import timm
 
-            self.backbone = timm.create_model(arch, pretrained=pretrained, in_chans=2, num_classes=0)
+            if pretrained is False:
+                self.backbone = timm.create_model(arch, pretrained=False, in_chans=2, num_classes=0)
+            else:
+                self.backbone = imagenet_backbone(arch, pretrained)
+            self.stem = self.backbone.pretrained_cfg["first_conv"]
         self.classifier = nn.Linear(self.backbone.num_features, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(self.input_bn(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, S, 2, H, W] -> video logits [B, C] (mean over segments)."""
         b, s = x.shape[:2]
         return self.classifier(self.features(x.flatten(0, 1))).view(b, s, -1).mean(1)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The authors' learning-rate groups: ``classifier``; ``stem`` (the first convolution
+        and the input BN); ``backbone`` (every other layer)."""
+        groups: dict[str, list[nn.Parameter]] = {"classifier": [], "stem": [], "backbone": []}
+        for name, p in self.named_parameters():
+            if name.startswith("classifier."):
+                groups["classifier"].append(p)
+            elif name.startswith(("input_bn.", f"backbone.{self.stem}.")):
+                groups["stem"].append(p)
+            else:
+                groups["backbone"].append(p)
+        return groups
+
+
+def make_optimizer(model: MVNet, s: MVSettings) -> torch.optim.Optimizer:
+    """The optimiser over the model's parameter groups, each at ``lr`` x its multiplier
+    (classifier x1), with weight decay on every parameter (as the authors)."""
+    mult = {"classifier": 1.0, "stem": s.stem_lr_mult, "backbone": s.backbone_lr_mult}
+    groups = [
+        {"params": ps, "name": k, "lr": s.lr * mult[k], "weight_decay": s.weight_decay}
+        for k, ps in model.parameter_groups().items()
+        if ps
+    ]
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=s.lr, momentum=0.9)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[s.optimizer]
+    return cls(groups, lr=s.lr, eps=s.eps)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -342,18 +484,41 @@ class TrainResult:
     seen: dict[str, set[str]] = field(default_factory=dict)  # video ids each loop touched
 
 
+EVAL_IMAGES = 192  # network inputs a forward pass at test and feature time (64 videos of 3 segments)
+
+
+def eval_batch_videos(views: int) -> int:
+    """Videos a loader batch at test and feature time: about EVAL_IMAGES inputs, at least one
+    video, so memory stays bounded whatever the protocol (25 x 10 = 250 views: one video)."""
+    return max(1, EVAL_IMAGES // views)
+
+
 @torch.no_grad()
-def _logits(model: MVNet, loader, s: MVSettings) -> np.ndarray:
+def view_features(model: MVNet, x: torch.Tensor, s: MVSettings, crops: int) -> torch.Tensor:
+    """Maps [B, S, 2, h, w] -> pooled features [B, S, crops, D] of every test view, in
+    forward passes of at most EVAL_IMAGES inputs."""
+    v = crop_views(to_input(x, s.input_size), crops)
+    f = torch.cat([model.features(c) for c in v.flatten(0, 2).split(EVAL_IMAGES)])
+    return f.view(*v.shape[:3], -1)
+
+
+@torch.no_grad()
+def _logits(model: MVNet, loader, s: MVSettings, crops: int) -> np.ndarray:
+    """[N, C] video logits, each the mean of its views' logits (segments x crops)."""
     model.eval()
     dev = next(model.parameters()).device
-    out = [model(to_input(x.to(dev, non_blocking=True), s.input_size)).float().cpu().numpy() for x, _ in loader]
+    out = []
+    for x, _ in loader:
+        f = view_features(model, x.to(dev, non_blocking=True), s, crops)
+        out.append(model.classifier(f.flatten(0, 2)).view(*f.shape[:3], -1).mean((1, 2)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
 
 
-def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, batch: int = 64, workers: int = 0) -> np.ndarray:
-    """[N, C] video logits from the fixed evaluation segments."""
+def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, workers: int = 0) -> np.ndarray:
+    """[N, C] video logits under the test protocol: ``eval_segments`` x ``eval_crops`` views."""
     pin = next(model.parameters()).device.type == "cuda"
-    return _logits(model, mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=pin), s)
+    loader = mv_loader(MVClips(items, s, s.eval_segments), eval_batch_videos(s.eval_views), workers, pin=pin)
+    return _logits(model, loader, s, s.eval_crops)
 
 
 def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSettings, workers: int = 0) -> TrainResult:
@@ -366,11 +531,8 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
     torch.manual_seed(s.seed)
     dev = resolve_device(s.device)
     amp = autocast_dtype(dev)
-    model = MVNet(s.arch, n_classes, s.pretrained).to(dev)
-    params = [{"params": model.parameters(), "lr": s.lr, "weight_decay": s.weight_decay}]
-    opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": lambda p: torch.optim.SGD(p, momentum=0.9)}[
-        s.optimizer
-    ](params)
+    model = MVNet(s.arch, n_classes, s.pretrained, s.input_bn).to(dev)
+    opt = make_optimizer(model, s)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
     y_val = np.array([v.label for v in val], np.int64)
@@ -379,7 +541,10 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
     pin = dev.type == "cuda"
     order = EpochOrder(len(train), s.seed)
     loader = mv_loader(MVClips(train, s, s.segments, s.seed), s.batch_size, workers, order, pin)
-    val_loader = mv_loader(MVClips(val, s, s.eval_segments), 64, workers, pin=pin) if val else None
+    # model selection once an epoch: the training segments' centres, whole maps (cheap, whatever the test protocol)
+    val_loader = (
+        mv_loader(MVClips(val, s, s.segments), eval_batch_videos(s.segments), workers, pin=pin) if val else None
+    )
     progress = Progress("epochs", s.epochs, log, every=0)
     for epoch in range(s.epochs):
         model.train()
@@ -399,7 +564,7 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
                 g = torch.Generator().manual_seed(
                     int(np.random.SeedSequence([s.seed, epoch, step]).generate_state(1)[0])
                 )
-                x = augment(x.flatten(0, 1), g).view(x.shape)
+                x = augment(x, g, s)
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
@@ -417,7 +582,7 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
         }
         if val:
             seen["val"].update(v.video_id for v in val)
-            logits = _logits(model, val_loader, s)
+            logits = _logits(model, val_loader, s, crops=1)
             rec["val_top1"] = float((logits.argmax(1) == y_val).mean())
             rec["val_loss"] = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
         history.append(rec)
@@ -444,7 +609,7 @@ def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
     """The frozen network in eval mode (BatchNorm statistics fixed), its settings and metadata."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
     s = MVSettings.from_config(json.loads(ck["meta"]["settings"]))
-    model = MVNet(s.arch, ck["meta"]["n_classes"], pretrained=False)
+    model = MVNet(s.arch, ck["meta"]["n_classes"], pretrained=False, input_bn=s.input_bn)
     model.load_state_dict(ck["state_dict"])
     model.eval().requires_grad_(False)
     return model, s, ck["meta"]
@@ -457,28 +622,43 @@ def extract_features(
     items: list[MVItem],
     valid: np.ndarray,
     out: Path | str,
-    batch: int = 64,
     workers: int = 0,
+    batch: int | None = None,
 ) -> None:
-    """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, written
-    to ``out`` with ``video_id`` and the ``valid`` mask (NaN rows for failed videos, whose
-    caches are not read)."""
+    """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, each
+    the mean over the segment's ``eval_crops`` views (the fusion head sees the views the MV
+    test scores), written to ``out`` with ``video_id`` and the ``valid`` mask (NaN rows for
+    failed videos, whose caches are not read). ``batch``: videos a loader batch (None: about
+    EVAL_IMAGES inputs)."""
     model.eval()
     dev = next(model.parameters()).device
     ok = np.flatnonzero(valid)
     d = model.backbone.num_features
     feats = np.full((len(items), s.eval_segments, d), np.nan, np.float32)
     done, progress = 0, Progress("videos", len(ok), log)
-    pin = dev.type == "cuda"
-    for x, _ in mv_loader(MVClips([items[i] for i in ok], s, s.eval_segments), batch, workers, pin=pin):
-        x = to_input(x.to(dev, non_blocking=True), s.input_size)
-        b, sg = x.shape[:2]
-        feats[ok[done : done + b]] = model.features(x.flatten(0, 1)).view(b, sg, d).float().cpu().numpy()
-        done += b
-        progress.update(b)
+    loader = mv_loader(
+        MVClips([items[i] for i in ok], s, s.eval_segments),
+        batch or eval_batch_videos(s.eval_views),
+        workers,
+        pin=dev.type == "cuda",
+    )
+    for x, _ in loader:
+        f = view_features(model, x.to(dev, non_blocking=True), s, s.eval_crops).mean(2)
+        feats[ok[done : done + len(f)]] = f.float().cpu().numpy()
+        done += len(f)
+        progress.update(len(f))
     progress.close()
     ids = [it.video_id for it in items]
-    write_shard(out, ids, feats, np.asarray(valid, bool), arch=s.arch, eval_segments=s.eval_segments, dim=d)
+    write_shard(
+        out,
+        ids,
+        feats,
+        np.asarray(valid, bool),
+        arch=s.arch,
+        eval_segments=s.eval_segments,
+        eval_crops=s.eval_crops,
+        dim=d,
+    )
 
 
 def video_status(indexes: list[Path | str]) -> dict[str, str]:

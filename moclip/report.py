@@ -67,8 +67,8 @@ def split_value(m: dict) -> dict:
     }
 
 
-def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
-    """Method x split table, costs, and the CLIP weights used.
+def summarize_splits(reports: list[dict], costs: dict, clip_info: dict, mv_info: dict | None = None) -> dict:
+    """Method x split table, costs, the CLIP weights used and the MV test protocol.
 
     A split's value is the mean over seeds for a method trained once a seed (the heads),
     with the sample sd over seeds; the summary over splits is the mean of the split values
@@ -92,6 +92,8 @@ def summarize_splits(reports: list[dict], costs: dict, clip_info: dict) -> dict:
         }
     failed = sorted({v for r in reports for v in r["failed_videos"]})
     out = {"methods": table, "clip": clip_info, "failed_videos": failed, "splits": [r["split"] for r in reports]}
+    if mv_info:
+        out["mv"] = mv_info
     if clip_info.get("random_weights"):
         out["warning"] = RANDOM_CLIP_WARNING
     return out
@@ -129,9 +131,15 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
         )
         + "Other methods: one model a split. Last column: the mean of the split values ± their sample sd."
     ]
-    frames = summary["clip"].get("frames_a_video")
+    frames, mv = summary["clip"].get("frames_a_video"), summary.get("mv")
+    views = (
+        f"{mv['eval_segments']} segments x {mv['eval_crops']} crop{'s' if mv['eval_crops'] > 1 else ''} "
+        f"of {mv['input_size']} px MV maps"
+        if mv
+        else "the MV network's evaluation segments"
+    )
     notes.append(
-        f"Cost a video: the {frames} CLIP frames and the MV network's evaluation segments a method sees, "
+        f"Cost a video: the {frames} CLIP frame{'s' if frames != 1 else ''} and the {views} a method sees, "
         "attention included; a multiply-add is 1 MAC, 2 FLOPs."
     )
     if "zeroshot" not in summary["methods"]:
@@ -332,12 +340,13 @@ def count_gflops(fn, *args) -> float:
 def method_costs(clip: Clip, mvnet, mv_settings, frames: int, heads: dict) -> dict:
     """Trainable parameters and inference GFLOPs a video of each method.
 
-    A video's CLIP cost is ``frames`` images; its MV cost is ``eval_segments`` maps.
+    A video's CLIP cost is ``frames`` images; its MV cost is the test protocol's views,
+    ``eval_segments`` x ``eval_crops`` maps (one counted, all alike).
     """
     x = torch.zeros(1, 3, clip.image_size, clip.image_size)
     clip_g = count_gflops(clip.model.encode_image, x) * frames
-    m = torch.zeros(1, mv_settings.eval_segments, 2, mv_settings.input_size, mv_settings.input_size)
-    mv_g = count_gflops(mvnet, m)
+    m = torch.zeros(1, 1, 2, mv_settings.input_size, mv_settings.input_size)
+    mv_g = count_gflops(mvnet, m) * mv_settings.eval_views
     out = {
         "zeroshot": {"trainable_parameters": 0, "gflops": clip_g},
         "mv_only": {"trainable_parameters": sum(p.numel() for p in mvnet.parameters()), "gflops": mv_g},
@@ -415,7 +424,8 @@ def summary(
         "random_weights": clip.random_weights,
         "frames_a_video": frames,
     }
-    out = summarize_splits([read_json(p) for p in reports], costs, info)
+    protocol = {k: getattr(mv_settings, k) for k in ("eval_segments", "eval_crops", "input_size")}
+    out = summarize_splits([read_json(p) for p in reports], costs, info, protocol)
     write_summary(out, json, md, html)
     log.info("summary of %d splits written to %s", len(reports), md)
     return out

@@ -186,8 +186,8 @@ def _safe(name):
 
 
 def _clip_tag():
-    """Directory name of a CLIP model's embeddings: architecture and weights, so several
-    models' embeddings coexist and switching back costs nothing."""
+    """Directory name of a CLIP model's embeddings: architecture, weights and any resize but
+    bicubic, so several models' embeddings coexist and switching back costs nothing."""
     c = config["clip"]
     pretrained = c["pretrained"]
     if pretrained == "none":
@@ -198,7 +198,8 @@ def _clip_tag():
         weights = f"file-{Path(pretrained).stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     else:
         weights = pretrained
-    return _safe(f"{c['model']}_{weights}")
+    resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
+    return _safe(f"{c['model']}_{weights}{resize}")
 
 
 CLIP_TAG = _clip_tag()

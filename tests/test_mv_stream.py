@@ -104,7 +104,7 @@ def test_flip_negates_dx_and_mirrors():
     y = hflip_mv(x)
     assert y[0, 0, 1, 3] == -0.5 and y[0, 1, 1, 3] == 0.25 and y[0, :, 1, 0].abs().sum() == 0
     g = torch.Generator().manual_seed(0)
-    z = augment(torch.ones(64, 2, 8, 8), g)
+    z = augment(torch.ones(16, 4, 2, 8, 8), g, MVSettings()).flatten(0, 1)
     assert ((z[:, 0] < 0).all(dim=(1, 2)).sum() > 10) and (z[:, 1] > 0).all()  # some flipped, dy untouched
 
 
@@ -306,3 +306,136 @@ def test_training_memory_does_not_grow_with_the_number_of_videos(tmp_path):
         )
         peak[n] = int(out.stdout.split()[-1]) / 1024  # MB
     assert peak[140] < peak[20] * 1.1, peak
+
+
+# --------------------------------------------------------------------------- the authors' recipe
+
+
+@pytest.fixture(scope="module")
+def rgb_checkpoint(tmp_path_factory) -> tuple[Path, dict]:
+    """A local 3-channel efficientnet_b0 checkpoint (random weights, as a user's ImageNet file
+    would be laid out: the classifier included) and its state dict."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("efficientnet_b0", pretrained=False)
+    path = tmp_path_factory.mktemp("weights") / "efficientnet_b0.pth"
+    torch.save(net.state_dict(), path)
+    return path, net.state_dict()
+
+
+def test_imagenet_start_has_the_mean_rgb_stem_and_the_input_bn(rgb_checkpoint):
+    path, rgb = rgb_checkpoint
+    model = mv_stream.MVNet("efficientnet_b0", 5, pretrained=str(path), input_bn=True)
+    stem = model.backbone.conv_stem.weight
+    assert stem.shape[1] == 2
+    expect = rgb["conv_stem.weight"].mean(1)
+    assert torch.equal(stem[:, 0], expect) and torch.equal(stem[:, 1], expect)
+    assert torch.equal(model.backbone.blocks[3][0].conv_pw.weight, rgb["blocks.3.0.conv_pw.weight"])  # the rest loaded
+    assert isinstance(model.input_bn, torch.nn.BatchNorm2d) and model.input_bn.num_features == 2
+    x = torch.randn(1, 1, 2, 32, 32)
+    assert model.eval()(x).shape == (1, 5)
+    # the BN normalises each channel of the maps before the stem: in training mode, the
+    # stem sees zero-mean unit-variance input whatever the maps' scale
+    seen = []
+    model.backbone.conv_stem.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    model.train()(torch.randn(4, 2, 2, 32, 32) * 7 + 3)
+    assert seen[0].mean((0, 2, 3)).abs().max() < 1e-5 and (seen[0].std((0, 2, 3)) - 1).abs().max() < 1e-2
+
+
+def test_a_broken_weights_file_says_how_to_provide_the_weights(tmp_path):
+    bad = tmp_path / "efficientnet_b0.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(mv_stream.MVWeightsError) as e:
+        mv_stream.MVNet("efficientnet_b0", 5, pretrained=str(bad))
+    assert "mvnet.pretrained" in str(e.value) and "torch.save" in str(e.value) and "efficientnet_b0" in str(e.value)
+
+
+def test_weights_checked_against_timm_at_parse_time(tmp_path):
+    mv_stream.check_arch("efficientnet_b0", True)
+    mv_stream.check_arch("efficientnet_b0", "ra_in1k")
+    with pytest.raises(ValueError, match="tag of efficientnet_b0.*ra_in1k"):
+        mv_stream.check_arch("efficientnet_b0", "ra_in1kk")
+    with pytest.raises(ValueError, match="no such checkpoint file"):
+        mv_stream.check_arch("efficientnet_b0", str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="tiny network has no pretrained"):
+        mv_stream.check_arch("tiny", True)
+
+
+def test_optimizer_groups_and_learning_rates_are_the_authors():
+    s = MVSettings(
+        arch="efficientnet_b0",
+        input_bn=True,
+        lr=0.01,
+        stem_lr_mult=0.1,
+        backbone_lr_mult=0.01,
+        eps=1e-3,
+        weight_decay=1e-4,
+    )
+    model = mv_stream.MVNet(s.arch, 7, input_bn=True)
+    opt = mv_stream.make_optimizer(model, s)
+    assert isinstance(opt, torch.optim.Adam)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert {k: g["lr"] for k, g in groups.items()} == pytest.approx(
+        {"classifier": 0.01, "stem": 1e-3, "backbone": 1e-4}
+    )
+    ids = {k: {id(p) for p in g["params"]} for k, g in groups.items()}
+    named = dict(model.named_parameters())
+    assert ids["classifier"] == {id(named["classifier.weight"]), id(named["classifier.bias"])}
+    assert ids["stem"] == {id(named[n]) for n in ("backbone.conv_stem.weight", "input_bn.weight", "input_bn.bias")}
+    assert len(ids["backbone"]) == len(named) - 5  # every other parameter, the stem's BN (bn1) included
+    assert all(g["eps"] == 1e-3 and g["weight_decay"] == 1e-4 for g in opt.param_groups)
+    # the schedule scales every group alike: the multipliers hold after a milestone
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [1], 0.1)
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+def test_clip_level_augmentation_shares_scale_and_flip_across_segments():
+    x = torch.zeros(64, 3, 2, 16, 16)
+    x[..., 0, :, :] = torch.linspace(0, 1, 16)  # dx grows to the right: scale and flip are visible
+    x[..., 1, :, :] = 1
+    s = MVSettings(augment_scales=(1.0, 0.875, 0.75), augment_unit="video")
+    y = augment(x, torch.Generator().manual_seed(0), s)
+    flipped = y[..., 0, :, :].mean((2, 3)) < 0  # [B, S]
+    assert (flipped == flipped[:, :1]).all() and 5 < flipped[:, 0].sum() < 59
+    span = (y[..., 0, 8, -1] - y[..., 0, 8, 0]).abs()  # the dx range a crop keeps: its scale
+    scale = (span[..., None] - torch.tensor([1.0, 0.875, 0.75])).abs().argmin(-1)  # the nearest (edges resample)
+    assert (scale == scale[:, :1]).all() and len(torch.unique(scale)) == 3  # one of the three, a video
+    seg = augment(x, torch.Generator().manual_seed(0), MVSettings(augment_scales=(1.0, 0.875, 0.75)))
+    seg_flipped = seg[..., 0, :, :].mean((2, 3)) < 0
+    assert (seg_flipped != seg_flipped[:, :1]).any()  # a flip a segment otherwise
+
+
+def test_ten_crops_are_corners_centre_and_their_mirrors():
+    x = torch.zeros(1, 2, 16, 16)
+    x[0, 0] = torch.arange(16.0)[None, :]  # dx = column
+    x[0, 1] = torch.arange(16.0)[:, None]  # dy = row
+    v = mv_stream.ten_crops(x)[0]
+    assert v.shape == (10, 2, 16, 16)
+    col, row = v[:, 0].mean((1, 2)), v[:, 1].mean((1, 2))
+    # top-left, top-right, bottom-left, bottom-right, centre: 7/8 of a side, resized back
+    assert col[0] < col[4] < col[1] and row[0] < row[4] < row[2] and col[0] == pytest.approx(col[2])
+    assert torch.allclose(v[5:, 1], v[:5, 1].flip(-1))  # mirrored: dy mirrored
+    assert torch.allclose(v[5:, 0], -v[:5, 0].flip(-1))  # and dx negated
+    assert mv_stream.crop_views(x[None], 1).shape == (1, 1, 1, 2, 16, 16)
+
+
+def test_ten_crop_features_are_the_mean_over_the_views(tmp_path):
+    items = synthetic_videos(tmp_path, 2, 0)
+    torch.manual_seed(0)
+    model = mv_stream.MVNet("tiny", 3).eval()
+    s = MVSettings(input_size=32, eval_segments=2, eval_crops=10)
+    valid = np.ones(len(items), bool)
+    extract_features(model, s, items, valid, tmp_path / "f.h5")
+    _, feats, _, attrs = read_shard(tmp_path / "f.h5")
+    x = torch.stack([torch.from_numpy(read_segments(it.path, 2, s, None)) for it in items])
+    views = mv_stream.crop_views(mv_stream.to_input(x, 32), 10)  # [N, 2, 10, 2, 32, 32]
+    with torch.no_grad():
+        expect = model.features(views.flatten(0, 2)).view(len(items), 2, 10, -1)
+    np.testing.assert_allclose(feats, expect.mean(2).numpy(), rtol=1e-5, atol=1e-6)
+    assert attrs["eval_crops"] == 10
+    logits = mv_stream.predict_logits(model, items, s)
+    np.testing.assert_allclose(logits, model.classifier(expect).mean((1, 2)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert mv_stream.eval_batch_videos(25 * 10) == 1 and mv_stream.eval_batch_videos(3) == 64
