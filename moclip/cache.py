@@ -189,7 +189,12 @@ def cache_video(
 
 
 def _cache_one(args: tuple) -> CacheRecord:
-    return cache_video(*args)
+    *args, failed = args
+    if failed is None:
+        return cache_video(*args)
+    video, video_id, mv_out, frames_out, settings, _ = args
+    _write_failed(mv_out, frames_out, video_id, settings.mv_cell, failed)
+    return CacheRecord(video_id, str(video), "failed", 0, failed)
 
 
 def _one_line(text: str) -> str:
@@ -234,15 +239,31 @@ def cache_shard(
     frames: Path | str,
     index: Path | str,
     threads: int = 1,
+    reencoded: Path | str | None = None,
+    reencode_index: Path | str | None = None,
 ) -> list[CacheRecord]:
     """Rule ``cache_shard``: cache every video of one shard into the ``mv`` and ``frames``
     directories, ``threads`` videos at a time, and write the shard's ``index`` last.
 
     A video's id is its file's stem; the index names it by its path under ``videos_root``.
+    With ``reencoded`` (rule ``reencode_shard``'s directory, ``<video_id>.avi``), each video
+    is decoded from its re-encoded file instead, and one that ``reencode_index`` lists as
+    failed is recorded failed with the re-encode's message.
     """
     mv, frames = Path(mv), Path(frames)
     ids = [Path(v).stem for v in videos]
-    jobs = [(v, i, video_file(mv, i), video_file(frames, i), settings, compression) for v, i in zip(videos, ids)]
+    sources, failed = list(videos), [None] * len(ids)
+    if reencoded is not None:
+        status = {r.video_id: r for r in read_index(reencode_index)}
+        missing = [i for i in ids if i not in status]
+        if missing:
+            raise ValueError(f"{reencode_index}: no re-encode of {', '.join(missing)}")
+        sources = [Path(reencoded) / f"{i}.avi" for i in ids]
+        failed = [None if status[i].status == "ok" else f"re-encode failed: {status[i].error}" for i in ids]
+    jobs = [
+        (src, i, video_file(mv, i), video_file(frames, i), settings, compression, err)
+        for src, i, err in zip(sources, ids, failed)
+    ]
     mv.mkdir(parents=True, exist_ok=True)
     frames.mkdir(parents=True, exist_ok=True)
     records, n_frames, progress = [], 0, Progress("videos", len(jobs), log)
@@ -252,14 +273,15 @@ def cache_shard(
         else None
     )
     with pool or contextlib.nullcontext():
-        for rec in pool.map(_cache_one, jobs, chunksize=1) if pool else map(_cache_one, jobs):
+        results = pool.map(_cache_one, jobs, chunksize=1) if pool else map(_cache_one, jobs)
+        for video, rec in zip(videos, results):
+            rec = replace(rec, path=relative_to(video, videos_root))  # the original, re-encoded or not
             records.append(rec)
             if rec.status != "ok":
                 log.warning("failed video %s (%s): %s", rec.video_id, rec.path, rec.error)
             n_frames += rec.n_frames
             progress.update(note=f"{n_frames} frames decoded")
     progress.close()
-    records = [replace(r, path=relative_to(r.path, videos_root)) for r in records]
     write_index(records, index)
     return records
 

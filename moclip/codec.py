@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -219,6 +220,15 @@ def reference_distance(types: np.ndarray, single_ref: bool) -> np.ndarray:
 
 
 def _open(path: Path):
+    """The container of a video file, or :class:`DecodeError` saying why it cannot be read."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:  # missing, unreadable: a bad input named by the caller, not a crash
+        raise DecodeError(f"cannot read: {e.strerror or e}") from None
+    if not path.is_file():
+        raise DecodeError("not a file")
+    if size == 0:
+        raise DecodeError("empty file (0 bytes)")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -235,6 +245,11 @@ def _declared_frames(stream) -> int:
     if stream.duration and stream.time_base and stream.average_rate:
         return int(round(float(stream.duration * stream.time_base * stream.average_rate)))
     return 0
+
+
+def _truncated(n_frames: int, declared: int) -> bool:
+    """Fewer frames decoded than the container declares, by more than 2% (and one frame)."""
+    return bool(declared) and n_frames < declared - max(1, declared // 50)
 
 
 def _to_rgb(reformatter, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
@@ -263,14 +278,6 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     Raises :class:`DecodeError` with the decoder's message for anything that cannot be read.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as e:  # missing, unreadable: a bad input named by the caller, not a crash
-        raise DecodeError(f"cannot read: {e.strerror or e}") from None
-    if not path.is_file():
-        raise DecodeError("not a file")
-    if size == 0:
-        raise DecodeError("empty file (0 bytes)")
     with _open(path) as container:
         stream = container.streams.video[0]
         codec = stream.codec_context.name
@@ -337,7 +344,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
             raise DecodeError("no frame could be decoded")
         if chunk_start < n_frames:
             flush(n_frames)
-    if declared and not truncated and n_frames < declared - max(1, declared // 50):
+    if not truncated and _truncated(n_frames, declared):
         raise DecodeError(f"truncated or corrupt: decoded {n_frames} of the {declared} frames the container declares")
     frame_type = np.asarray(types, np.uint8)
     if n_mv == 0 and (frame_type != FRAME_TYPES["I"]).any():
@@ -374,7 +381,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
 def encode_video(
     path: Path | str,
     frames,
-    fps: int = 25,
+    fps: int | Fraction = 25,
     codec: str = "mpeg4",
     gop: int = 12,
     bframes: int = 0,
@@ -382,9 +389,11 @@ def encode_video(
     options: dict[str, str] | None = None,
     pix_fmt: str = "yuv420p",
 ) -> None:
-    """Write RGB uint8 frames ``[H, W, 3]`` as a video; MPEG-4 Part 2 gets UCF101's XVID tag in AVI.
+    """Write RGB uint8 frames ``[H, W, 3]`` (or ``av.VideoFrame``s in ``pix_fmt``) as a video;
+    MPEG-4 Part 2 gets UCF101's XVID tag in AVI.
 
-    Used by the demo dataset and the tests; the file is renamed into place only when complete.
+    Used by the demo dataset, :func:`reencode` and the tests; the file is renamed into place
+    only when complete.
     """
 
     path = Path(path)
@@ -392,9 +401,13 @@ def encode_video(
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format=fmt) as out:
         stream = None
         for i, img in enumerate(frames):
+            if isinstance(img, av.VideoFrame):
+                frame = img
+            else:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             if stream is None:
                 stream = out.add_stream(codec, rate=fps)
-                stream.height, stream.width = img.shape[:2]
+                stream.height, stream.width = frame.height, frame.width
                 stream.pix_fmt = pix_fmt
                 stream.bit_rate = bit_rate
                 if codec == "mpeg4" and fmt == "avi":
@@ -404,7 +417,6 @@ def encode_video(
                 stream.codec_context.max_b_frames = bframes
                 opts = {"bf": str(bframes)} if codec == "libx264" else {}
                 stream.codec_context.options = {**opts, **(options or {})}
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame.pts = i
             out.mux(stream.encode(frame))
         if stream is None:
@@ -412,17 +424,78 @@ def encode_video(
         out.mux(stream.encode(None))
 
 
-def reencode(
-    src: Path | str, dst: Path | str, codec: str = "mpeg4", gop: int = 12, bframes: int = 0, bit_rate: int = 1_500_000
-) -> None:
-    """Re-encode a video (as the paper's code does to every video: MPEG-4 Part 2, GOP 12, no
-    B-frames); here an opt-in step for footage whose codec exports no vectors."""
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How :func:`reencode` writes a video: codec, frame size (width, height; None keeps the
+    source's), GOP length, B-frames, and quality: a constant quantiser, or else a bit rate."""
 
-    def frames():
-        with _open(Path(src)) as container:
-            for frame in container.decode(container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
+    codec: str = "mpeg4"
+    size: tuple[int, int] | None = None
+    gop: int = 12
+    bframes: int = 0
+    qscale: int | None = None  # MPEG-4 Part 2: 2 (finest of the encoder's default range) .. 31
+    bit_rate: int = 1_500_000  # bits a second, when qscale is None
 
-    with _open(Path(src)) as container:
-        fps = int(round(float(container.streams.video[0].average_rate or 25)))
-    encode_video(dst, frames(), fps=fps, codec=codec, gop=gop, bframes=bframes, bit_rate=bit_rate)
+
+# The recipes of config dataset.reencode. CoViAR's (pytorch-coviar data/reencode.sh, FFmpeg
+# 3.1.3): `ffmpeg -i in.avi -vf scale=340:256,setsar=1:1 -q:v 1 -c:v mpeg4 -f rawvideo out.mp4`,
+# with FFmpeg's MPEG-4 defaults of GOP 12 and no B-frames, which its loader relies on (GOP
+# index = frame // 12). -q:v 1 gives quantiser 2: the encoder's default qmin clips it. Pixels
+# stay square (setsar=1:1) without asking here, and the file is AVI with the XVID tag.
+REENCODE = {"coviar": EncodeSettings(codec="mpeg4", size=(340, 256), gop=12, bframes=0, qscale=2)}
+# Scene-change detection would add I-frames at cuts and break the fixed GOP: a threshold
+# no frame reaches turns it off.
+_FIXED_GOP = {"sc_threshold": "1000000000"}
+
+
+def reencode(src: Path | str, dst: Path | str, settings: EncodeSettings = EncodeSettings()) -> int:
+    """Re-encode ``src`` to ``dst`` (written atomically) by ``settings``; return its frame count.
+
+    The default is UCF101's own format (MPEG-4 Part 2, GOP 12, no B-frames), for footage
+    whose codec exports no vectors; :data:`REENCODE` holds CoViAR's, which also resizes.
+    Every GOP is exactly ``gop`` frames. Raises :class:`DecodeError` for a source that cannot
+    be read, or that decodes to fewer frames than its container declares (truncated).
+    """
+    src = Path(src)
+    options = dict(_FIXED_GOP)
+    if settings.qscale is not None:  # the frame's quality is left 0, so qmin = qmax fixes the quantiser
+        options.update(flags="+qscale", qmin=str(settings.qscale), qmax=str(settings.qscale))
+    with _open(src) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        width, height = settings.size or (stream.codec_context.width, stream.codec_context.height)
+        # MPEG-4 Part 2 allows a time base of at most 65535 ticks a second.
+        rate = 1 / (1 / Fraction(stream.average_rate or stream.guessed_rate or 25)).limit_denominator(65535)
+        declared = _declared_frames(stream)
+        reformatter = av.video.reformatter.VideoReformatter()
+        n = 0
+
+        def frames():
+            nonlocal n
+            try:
+                for frame in container.decode(stream):
+                    out = reformatter.reformat(
+                        frame, width=width, height=height, format="yuv420p", interpolation="BICUBIC"
+                    )
+                    out.pict_type = av.video.frame.PictureType.NONE  # the source's I-frames must not force ours
+                    out.time_base = 1 / rate  # encode_video numbers the frames 0, 1, ... at ``rate``
+                    n += 1
+                    yield out
+            except av.error.FFmpegError as e:
+                raise DecodeError(f"decoding failed after {n} frames: {e}") from None
+            if n == 0:
+                raise DecodeError("no frame could be decoded")
+            if _truncated(n, declared):
+                raise DecodeError(f"truncated or corrupt: decoded {n} of the {declared} frames the container declares")
+
+        encode_video(
+            dst,
+            frames(),
+            fps=rate,
+            codec=settings.codec,
+            gop=settings.gop,
+            bframes=settings.bframes,
+            bit_rate=settings.bit_rate,
+            options=options,
+        )
+    return n

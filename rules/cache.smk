@@ -1,9 +1,35 @@
 # One PyAV decode pass a video -> motion-vector and frame HDF5 caches, one job a shard.
+# With dataset.reencode: coviar, each video is first re-encoded as CoViAR does (MPEG-4
+# Part 2, 340x256, GOP 12, no B-frames), one job a shard, and the cache decodes that file.
+
+
+rule reencode_shard:
+    input:
+        videos=shard_videos,
+    output:
+        out=directory(results("reencoded/shard-{shard}")),
+        index=results("reencoded/index/shard-{shard}.tsv"),
+    log:
+        logs("reencoded/shard-{shard}.log"),
+    benchmark:
+        benchmarks("reencoded/shard-{shard}.tsv")
+    conda:
+        "../envs/moclip.yaml"
+    threads: 4
+    resources:
+        mem_mb=memory_mb(150, per_thread=150),
+        runtime=minutes(reencode_seconds),
+    params:
+        videos_root=VIDEOS,
+        recipe=config["dataset"]["reencode"],
+        code=code_digest("reencode_shard"),
+    script:
+        "../workflow_scripts/reencode_shard.py"
 
 
 rule cache_shard:
     input:
-        videos=shard_videos,
+        unpack(cache_inputs),
     output:
         mv=directory(results("cache/mv/shard-{shard}")),
         frames=directory(results("cache/frames/shard-{shard}")),

@@ -144,6 +144,17 @@ def shard_videos(wildcards):
     return paths if DEMO else [ancient(p) for p in paths]
 
 
+def cache_inputs(wildcards):
+    """cache_shard's inputs: the shard's videos (the index names them) and, with
+    dataset.reencode, reencode_shard's directory (the files it decodes) and index."""
+    inputs = {"videos": shard_videos(wildcards)}
+    if config["dataset"]["reencode"] != "none":
+        out = rules.reencode_shard.output
+        inputs["reencoded"] = expand(out.out, shard=wildcards.shard)[0]
+        inputs["reencode_index"] = expand(out.index, shard=wildcards.shard)[0]
+    return inputs
+
+
 # --------------------------------------------------------------------------- code and settings
 
 
@@ -272,6 +283,9 @@ def final_targets():
 
 RATES = {
     "cache_frames": 3700,  # frames decoded and cached a second, a thread (bench_scale: 2.46 M frames, 329 s x 2)
+    # frames re-encoded a second by CoViAR's recipe, a thread: 1,000 from a 640x272 H.264 camera
+    # clip, 1,800 from its 320x240 MPEG-4 re-encode, 2,250 from the demo's videos
+    "reencode_frames": 1000,
     # ViT-B-32 images a second: a thread (bench_clip: 20 on 2 threads) / a GPU
     "clip_images": {"cpu": 10, "gpu": 500},
     "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
@@ -315,6 +329,12 @@ def cache_seconds(wildcards, input, threads):
     return frames / (RATES["cache_frames"] * threads)
 
 
+def reencode_seconds(wildcards, input, threads):
+    """Re-encoding the shard's videos: their frames, estimated from their bytes."""
+    frames = input.size_mb * 2**20 / BYTES_A_FRAME
+    return frames / (RATES["reencode_frames"] * threads)
+
+
 # Videos a shard, from parse-time counts with a margin for the hash's imbalance: a resource
 # function must not read the manifest (a checkpoint that may not have run yet).
 VIDEOS_A_SHARD = math.ceil(1.2 * N_VIDEOS / N_SHARDS)
@@ -347,19 +367,22 @@ def mvnet_activations_mb():
     return 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
 
 
+def eval_views():
+    """MV network inputs a video at test and feature time: segments x crops."""
+    return config["mvnet"]["eval_segments"] * config["mvnet"]["eval_crops"]
+
+
 def train_mvnet_seconds(wildcards, input, threads):
+    """Training and the selection on val (every video once an epoch, the training
+    segments), then the test videos under the test protocol (fewer than all videos)."""
     m = config["mvnet"]
-    return (
-        m["epochs"]
-        * N_VIDEOS
-        * max(m["segments"], m["eval_segments"])
-        / mv_rate(threads)
-    )
+    train = m["epochs"] * N_VIDEOS * m["segments"] / mv_rate(threads)
+    return train + N_VIDEOS * eval_views() / (3 * mv_rate(threads))
 
 
 def mv_features_seconds(wildcards, input, threads):
-    segments = VIDEOS_A_SHARD * len(SPLITS) * config["mvnet"]["eval_segments"]
-    return segments / (3 * mv_rate(threads))
+    inputs = VIDEOS_A_SHARD * len(SPLITS) * eval_views()
+    return inputs / (3 * mv_rate(threads))
 
 
 def train_head_seconds(wildcards, input, threads):

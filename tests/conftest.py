@@ -141,7 +141,7 @@ def snakemake(
 
 def planned(workdir: Path, config: dict, *targets: str, **kw) -> dict[str, int]:
     """Jobs a dry run would execute, by rule."""
-    out = snakemake(workdir, config, "-n", "--quiet", "rules", *targets, **kw)
+    out = snakemake(workdir, config, *targets, "-n", "--quiet", "rules", **kw)  # --quiet takes a list
     jobs: dict[str, int] = {}
     lines = out.stdout.splitlines()
     for line in lines[lines.index("Job stats:") + 3 if "Job stats:" in lines else len(lines) :]:

@@ -19,6 +19,7 @@ from moclip.cache import (
     read_mv,
 )
 from moclip.codec import DecodeSettings
+from moclip.reencode import reencode_shard
 
 SETTINGS = DecodeSettings(frame_count=4)
 
@@ -116,6 +117,39 @@ def test_parallel_shard_equals_serial(videos, tmp_path):
         )
     for v in (p.stem for p in items):
         assert (tmp_path / "mv1" / f"{v}.h5").read_bytes() == (tmp_path / "mv2" / f"{v}.h5").read_bytes()
+
+
+def test_shard_from_reencoded_files_names_the_originals_and_failed_reencodes(videos, tmp_path):
+    """dataset.reencode: the cache decodes each re-encoded file (CoViAR's 340x256, GOP 12);
+    a video whose re-encode failed is a failed record saying so, under its original path."""
+    items = [videos / "v_right.avi", videos / "v_empty.avi", videos / "v_down.mp4"]
+    re_dir, re_index = tmp_path / "reencoded", tmp_path / "reencoded.tsv"
+    reencode_shard(videos=items, videos_root=videos, recipe="coviar", out=re_dir, index=re_index)
+    args = dict(videos=items, videos_root=videos, settings=SETTINGS, compression="lz4", mv=tmp_path / "mv")
+    recs = cache_shard(
+        **args, frames=tmp_path / "fr", index=tmp_path / "index.tsv", reencoded=re_dir, reencode_index=re_index
+    )
+    assert [(r.video_id, r.path, r.status, r.n_frames) for r in recs] == [
+        ("v_right", "v_right.avi", "ok", 30),
+        ("v_empty", "v_empty.avi", "failed", 0),
+        ("v_down", "v_down.mp4", "ok", 30),
+    ]
+    assert recs[1].error == "re-encode failed: empty file (0 bytes)" and read_index(tmp_path / "index.tsv") == recs
+    mv, ft, _, attrs = read_mv(tmp_path / "mv" / "v_down.h5")  # H.264 with B-frames at 320x240 before
+    assert (attrs["width"], attrs["height"], attrs["codec"]) == (340, 256, "mpeg4") and mv.shape == (30, 32, 43, 2)
+    assert bytes(ft).decode() == ("I" + "P" * 11) * 2 + "IPPPPP"
+    _, _, attrs = read_frames(tmp_path / "fr" / "v_empty.h5")
+    assert attrs["status"] == "failed" and attrs["error"] == recs[1].error
+    # A video the re-encode index does not list is a workflow error, named.
+    (tmp_path / "partial.tsv").write_text("video_id\tpath\tstatus\terror\nv_right\tv_right.avi\tok\t\n")
+    with pytest.raises(ValueError, match="no re-encode of v_empty, v_down"):
+        cache_shard(
+            **args,
+            frames=tmp_path / "f2",
+            index=tmp_path / "i2.tsv",
+            reencoded=re_dir,
+            reencode_index=tmp_path / "partial.tsv",
+        )
 
 
 def test_mv_maps_lz4_by_default_and_every_filter_round_trips(videos, tmp_path):

@@ -11,8 +11,10 @@ import pytest
 from conftest import moving_object_video
 
 from moclip.codec import (
+    REENCODE,
     DecodeError,
     DecodeSettings,
+    EncodeSettings,
     decode_video,
     encode_video,
     output_size,
@@ -20,6 +22,8 @@ from moclip.codec import (
     reencode,
     segment_centres,
 )
+from moclip.demo import smooth_noise
+from moclip.mv_stream import accumulate
 
 P, B, I = ord("P"), ord("B"), ord("I")
 VELOCITIES = [(3, 0), (-3, 0), (0, -2), (0, 4), (2, 2), (-5, 3), (1, 0), (6, -6)]
@@ -221,6 +225,96 @@ def test_real_camera_video_and_its_ucf101_reencode(tmp_path):
     assert np.corrcoef(a, b)[0, 1] > 0.5 and np.sign(a.mean()) == np.sign(b.mean())
 
 
+def _translating_texture(path: Path, vx: int, n: int = 40, flash=(), gop: int = 5, bframes: int = 2) -> None:
+    """A 320x240 textured frame sliding ``vx`` px a frame, encoded with ``gop`` and B-frames
+    (so its own frame types differ from a re-encode's); frames in ``flash`` are fresh noise."""
+    rng = np.random.default_rng(0)
+    tex = (smooth_noise(rng, 240, 320, 16) * 255).astype(np.uint8)
+
+    def frames():
+        for i in range(n):
+            yield rng.integers(0, 256, tex.shape, np.uint8) if i in flash else np.roll(tex, vx * i, axis=1)
+
+    encode_video(path, frames(), gop=gop, bframes=bframes, bit_rate=4_000_000)
+
+
+def _frame_types(path: Path) -> str:
+    with av.open(str(path)) as c:
+        return "".join(av.video.frame.PictureType(f.pict_type).name for f in c.decode(video=0))
+
+
+COVIAR_TYPES = ("I" + "P" * 11) * 3 + "IPPP"  # 40 frames: an I-frame every 12, no B-frames
+
+
+def test_coviar_reencode_is_mpeg4_340x256_gop_12_without_b_frames(tmp_path):
+    src, dst = tmp_path / "src.avi", tmp_path / "coviar.avi"
+    _translating_texture(src, 3, flash=(15, 16))
+    assert "B" in _frame_types(src) and _frame_types(src)[:7] == "IBBPBBI"  # I-frames where ours have none
+    assert reencode(src, dst, REENCODE["coviar"]) == 40
+    with av.open(str(dst)) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.name, s.codec_tag, s.width, s.height) == ("mpeg4", "XVID", 340, 256)
+        assert s.sample_aspect_ratio in (None, 1) and s.average_rate == 25
+        decoded = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(s)]
+    assert _frame_types(dst) == COVIAR_TYPES
+    # Quality: a constant fine quantiser keeps the re-encode close to the resized source
+    # (36-37 dB on the texture; the default 1.5 Mb/s gives ~29 dB).
+    with av.open(str(src)) as c:
+        ref = [f.reformat(340, 256, "rgb24", interpolation="BICUBIC").to_ndarray() for f in c.decode(video=0)]
+    psnr = [10 * np.log10(255**2 / np.mean((decoded[i] - ref[i]) ** 2)) for i in range(40) if i not in (15, 16)]
+    assert min(psnr) > 33, psnr
+    # Deterministic bytes; and the GOP stays fixed through the flash even when the
+    # encoder's scene-change detection would otherwise start a new one (bit-rate mode).
+    reencode(src, tmp_path / "again.avi", REENCODE["coviar"])
+    assert (tmp_path / "again.avi").read_bytes() == dst.read_bytes()
+    reencode(src, tmp_path / "default.avi")
+    assert _frame_types(tmp_path / "default.avi") == COVIAR_TYPES
+
+
+def test_accumulation_on_the_coviar_reencode_restarts_every_12_frames(tmp_path):
+    """CoViAR's accumulated motion: a frame's displacement since its GOP's I-frame, which on
+    the re-encode is at most 11 frames back."""
+    src, dst = tmp_path / "src.avi", tmp_path / "coviar.avi"
+    _translating_texture(src, 3)
+    reencode(src, dst, REENCODE["coviar"])
+    mv, dec = decode(dst)
+    assert (dec.width, dec.height, dec.n_frames) == (340, 256, 40) and mv.shape == (40, 32, 43, 2)
+    assert bytes(dec.frame_type).decode() == COVIAR_TYPES
+    vx = 3 * 340 / 320  # px a frame after the resize
+    inner = (slice(8, 24), slice(12, 32))  # cells whose traces stay inside the frame
+    for t in range(40):
+        acc = accumulate(mv, dec.frame_type, t, cell=8)
+        if t % 12 == 0:
+            assert not acc.any(), t  # an I-frame: the accumulation starts again
+            continue
+        dx, dy = np.median(acc[inner].reshape(-1, 2), axis=0)
+        assert abs(dx - (t % 12) * vx) <= 0.5 + 0.05 * (t % 12) * vx and abs(dy) <= 0.5, (t, dx, dy)
+
+
+# Inputs no decoder reads, and the reason each error gives (see _bad_input).
+UNREADABLE = [
+    ("empty", "empty file"),
+    ("text", "cannot open"),
+    ("truncated", "truncated or corrupt: decoded"),
+    ("audio_only", "no video stream"),
+]
+
+
+@pytest.mark.parametrize("kind, message", UNREADABLE)
+def test_reencode_of_a_bad_input_raises_decode_error_and_leaves_no_file(tmp_path, kind, message):
+    path = _bad_input(kind, tmp_path)
+    with pytest.raises(DecodeError, match=message):
+        reencode(path, tmp_path / "out" / "x.avi", REENCODE["coviar"])
+    assert list((tmp_path / "out").glob("*")) == []
+
+
+def test_reencode_gives_vectors_to_a_codec_without_them(tmp_path):
+    path = _bad_input("no_mv_codec", tmp_path)
+    assert reencode(path, tmp_path / "m.avi", EncodeSettings()) == 3
+    _, dec = decode(tmp_path / "m.avi")
+    assert dec.codec == "mpeg4" and (dec.width, dec.height) == (64, 64)
+
+
 def _audio_only(path: Path) -> None:
     with av.open(str(path), "w") as out:
         s = out.add_stream("pcm_s16le", rate=8000)
@@ -253,16 +347,7 @@ def _bad_input(kind: str, tmp: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize(
-    "kind, message",
-    [
-        ("empty", "empty file"),
-        ("text", "cannot open"),
-        ("truncated", "truncated or corrupt: decoded"),
-        ("audio_only", "no video stream"),
-        ("no_mv_codec", "does not export motion vectors"),
-    ],
-)
+@pytest.mark.parametrize("kind, message", [*UNREADABLE, ("no_mv_codec", "does not export motion vectors")])
 def test_bad_inputs_raise_decode_error_with_reason(tmp_path, kind, message):
     path = _bad_input(kind, tmp_path)
     with pytest.raises(DecodeError, match=message):
