@@ -572,14 +572,15 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
             scaler.step(opt)
             scaler.update()
             losses.append(loss.item())
-        sched.step()
         rec = {
             "epoch": epoch,
             "loss": float(np.mean(losses)),
-            "lr": opt.param_groups[0]["lr"],
+            "lr": opt.param_groups[0]["lr"],  # the classifier's, this epoch
+            "lr_groups": {g["name"]: g["lr"] for g in opt.param_groups},
             "seconds": time.perf_counter() - t0,
             "data_wait": wait,
         }
+        sched.step()
         if val:
             seen["val"].update(v.video_id for v in val)
             logits = _logits(model, val_loader, s, crops=1)

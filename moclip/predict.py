@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +11,10 @@ import torch
 
 from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import load_clip, preprocess
-from moclip.codec import DecodeSettings
+from moclip.codec import REENCODE, DecodeError, DecodeSettings, reencode
 from moclip.heads import load_head
 from moclip.io import read_json
-from moclip.mv_stream import load_checkpoint, read_segments, to_input
+from moclip.mv_stream import load_checkpoint, read_segments, view_features
 from moclip.shards import pool_frames, pool_segments
 
 
@@ -40,27 +40,37 @@ class Predictor:
             frame_count=s["frames"]["count"],
             short_side=s["frames"]["short_side"],
         )
-        self.clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
+        clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
+        self.clip = replace(clip, interpolation=s["clip"].get("interpolation", clip.interpolation))
         # Artefacts are named relative to the report's directory, so a moved run still loads.
         self.mvnet, self.mv_settings, _ = load_checkpoint(report.parent / art["mv_model"])
         self.head, meta = load_head(report.parent / art["fusion_model"])
         self.classes = meta["classes"]
         self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
+        recipe = s["dataset"].get("reencode", "none")
+        self.reencode = REENCODE[recipe] if recipe != "none" else None  # the workflow cached re-encoded files
 
     @torch.no_grad()
     def __call__(self, video: Path | str, top: int = 5) -> Prediction:
         with tempfile.TemporaryDirectory() as tmp:
-            rec = cache_video(video, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode)
+            source = video
+            if self.reencode is not None:
+                source = Path(tmp) / "reencoded.avi"
+                try:
+                    reencode(video, source, self.reencode)
+                except DecodeError as e:
+                    return Prediction(str(video), error=f"re-encode failed: {e}")
+            rec = cache_video(source, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode)
             if rec.status != "ok":
                 return Prediction(str(video), error=rec.error)
             frames, _, _ = read_frames(Path(tmp) / "fr.h5")
             ms = self.mv_settings
             maps = torch.from_numpy(read_segments(Path(tmp) / "mv.h5", ms.eval_segments, ms, None))[None]
         c = self.clip
-        z = c.model.encode_image(preprocess(torch.from_numpy(frames), c.image_size, c.mean, c.std)).numpy()
+        z = c.model.encode_image(preprocess(torch.from_numpy(frames), c.image_size, c.mean, c.std, c.interpolation))
+        z = z.numpy()
         z = z.astype(self.clip_dtype).astype(np.float32)
-        x = to_input(maps, ms.input_size)
-        m = self.mvnet.features(x.flatten(0, 1)).numpy()
+        m = view_features(self.mvnet, maps, ms, ms.eval_crops).mean(2)[0].numpy()  # as the workflow's features
         feat = np.concatenate([pool_frames(z), pool_segments(m)])[None].astype(np.float32)
         p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()
         order = np.argsort(-p, kind="stable")[: min(top, len(p))]

@@ -18,6 +18,7 @@ from moclip.mv_stream import MVSettings
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
 DEFAULTS = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+PRESETS = ("ucf101.yaml", "ucf101-paper.yaml")  # our recommended recipe, the authors'
 
 
 def _walk(schema: dict, path: str = ""):
@@ -97,6 +98,35 @@ def test_unknown_model_names_are_named_with_their_file_and_line(tmp_path):
         f"{f}:2: mvnet.arch: 'efficientnet_b00' is neither tiny nor a timm architecture "
         "(did you mean 'efficientnet_b0'?)"
     ]
+    weights = _problems(tmp_path, "mvnet:\n  arch: efficientnet_b0\n  pretrained: ra_in1kk\n")
+    assert weights[0].startswith(f"{f}:3: mvnet.pretrained: 'ra_in1kk' is neither a file nor a timm tag of ")
+    assert "(did you mean 'ra_in1k'?)" in weights[0]
+    assert _problems(tmp_path, "mvnet:\n  pretrained: true\n") == [
+        f"{f}:2: mvnet.pretrained: the tiny network has no pretrained weights (set false, or a timm arch)"
+    ]
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
+    """Dotted keys whose values differ between two merged configs."""
+    out = set()
+    for k in a:
+        key = f"{prefix}{k}"
+        if isinstance(a[k], dict):
+            out |= _differences(a[k], b[k], key + ".")
+        elif a[k] != b[k]:
+            out.add(key)
+    return out
+
+
+def test_the_readme_tables_every_difference_between_the_ucf101_presets():
+    """The README's recipe table has one row a setting where config/ucf101-paper.yaml and
+    config/ucf101.yaml differ: a difference added to a preset without a row fails here."""
+    ours, paper = (load_config([REPO / "config" / "default.yaml", REPO / "config" / f]) for f in PRESETS)
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
+    rows = re.findall(r"^\| ((?:`[a-z_.]+`(?:, )?)+) \|", table, re.M)
+    tabled = {k for row in rows for k in re.findall(r"`([a-z_.]+)`", row)}
+    assert tabled == _differences(ours, paper) - {"results"}
 
 
 def test_key_line_follows_nested_keys(tmp_path):

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import moclip.mv_stream as mv_stream
 from moclip.cache import COMPRESSION, cache_shard, read_mv
@@ -170,21 +171,26 @@ def demo_caches(tiny_demo, tmp_path_factory):
     return rows, root
 
 
-def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path, monkeypatch):
-    rows, root = demo_caches
-    s = MVSettings(epochs=2, milestones=(1,), input_size=32)
-    results = []
-    monkeypatch.setattr(mv_stream, "fit_mvnet", lambda *a: results.append(fit_mvnet(*a)) or results[-1])
-    metrics = train_mvnet(
+def train_split1(root: Path, s: MVSettings, out: Path) -> dict:
+    """``train_mvnet`` on split 1 of the demo caches: m.pt, log.json, met.json in ``out``."""
+    return train_mvnet(
         manifest=root / "manifest.tsv",
         mv=[root / "mv0", root / "mv1"],
         index=[root / "index0.tsv", root / "index1.tsv"],
         split=1,
         settings=s,
-        model=tmp_path / "m.pt",
-        training=tmp_path / "log.json",
-        metrics=tmp_path / "met.json",
+        model=out / "m.pt",
+        training=out / "log.json",
+        metrics=out / "met.json",
     )
+
+
+def test_no_test_video_reaches_training_or_selection(demo_caches, tmp_path, monkeypatch):
+    rows, root = demo_caches
+    s = MVSettings(epochs=2, milestones=(1,), input_size=32)
+    results = []
+    monkeypatch.setattr(mv_stream, "fit_mvnet", lambda *a: results.append(fit_mvnet(*a)) or results[-1])
+    metrics = train_split1(root, s, tmp_path)
     (result,) = results
     parts = {p: {r.video_id for r in rows if r.split1 == p} for p in ("train", "val", "test")}
     assert result.seen["train"] == parts["train"] and result.seen["val"] == parts["val"]
@@ -439,3 +445,21 @@ def test_ten_crop_features_are_the_mean_over_the_views(tmp_path):
     logits = mv_stream.predict_logits(model, items, s)
     np.testing.assert_allclose(logits, model.classifier(expect).mean((1, 2)).detach().numpy(), rtol=1e-5, atol=1e-5)
     assert mv_stream.eval_batch_videos(25 * 10) == 1 and mv_stream.eval_batch_videos(3) == 64
+
+
+def test_a_short_run_of_the_paper_presets_mv_training(demo_caches, rgb_checkpoint, tmp_path):
+    """config/ucf101-paper.yaml's MV recipe on the demo's caches, shrunk only in size and
+    length (64 px, 2 epochs, 2 x 10 test views): it trains from the (local) ImageNet
+    checkpoint with the authors' optimiser groups, and tests on every view."""
+    rows, root = demo_caches
+    preset = yaml.safe_load((Path(__file__).parents[1] / "config" / "ucf101-paper.yaml").read_text())["mvnet"]
+    shrink = dict(pretrained=str(rgb_checkpoint[0]), epochs=2, milestones=[1], input_size=64, batch_size=8)
+    s = MVSettings.from_config({**preset, **shrink, "eval_segments": 2, "device": "cpu", "seed": 0})
+    assert (s.input_bn, s.augment_unit, s.eval_crops, s.accumulate) == (True, "video", 10, True)
+    metrics = train_split1(root, s, tmp_path)
+    history = json.loads((tmp_path / "log.json").read_text())["history"]
+    assert history[0]["lr_groups"] == pytest.approx({"classifier": 0.01, "stem": 1e-3, "backbone": 1e-4})
+    assert history[1]["lr_groups"] == pytest.approx({"classifier": 1e-3, "stem": 1e-4, "backbone": 1e-5})
+    assert metrics["n_test"] == sum(r.split1 == "test" for r in rows) and 0 <= metrics["top1"] <= 1
+    model, s2, _ = load_checkpoint(tmp_path / "m.pt")
+    assert s2 == s and model.backbone.conv_stem.weight.shape[1] == 2 and "input_bn.running_mean" in model.state_dict()

@@ -120,3 +120,21 @@ def test_costs_count_real_flops():
     assert c["fusion"]["gflops"] > c["zeroshot"]["gflops"] + c["mv_only"]["gflops"]
     assert c["fusion"]["trainable_parameters"] == (64 + 128) * 32 + 32 + 32 * 9 + 9
     assert np.isfinite(c["mv_only"]["gflops"]) and c["mv_only"]["gflops"] > 0
+
+
+def test_the_paper_protocol_costs_the_papers_16_9_in_macs():
+    """The paper's "0.97 M trainable parameters, 16.9 GFLOPs": its 32 x 1 MV protocol
+    (EfficientNet-B0, 224 px, 2-channel stem) plus one ViT-B-32 frame and the fusion head
+    counts 16.6 GMACs (33.2 GFLOPs) here: the paper's figure is MACs. Every test view is
+    charged: 25 x 10 costs ten times the MV network's share of 25 x 1."""
+    clip = load_clip("ViT-B-32", "none")
+    mv = MVNet("efficientnet_b0", 101, input_bn=True).eval()
+    dims = [512, mv.backbone.num_features]
+    fusion = build_head("fusion", dims, 101, HeadSettings(hidden=512)).eval()
+    c32 = method_costs(clip, mv, MVSettings(input_size=224, eval_segments=32), 1, {"fusion": (fusion, dims)})
+    assert c32["fusion"]["trainable_parameters"] == 969_829  # the paper's 0.97 M
+    assert c32["fusion"]["gflops"] / 2 == pytest.approx(16.6, abs=0.05)
+    c250 = method_costs(clip, mv, MVSettings(input_size=224, eval_segments=25, eval_crops=10), 1, {})
+    c25 = method_costs(clip, mv, MVSettings(input_size=224, eval_segments=25), 1, {})
+    assert c250["mv_only"]["gflops"] == pytest.approx(10 * c25["mv_only"]["gflops"])
+    assert c25["mv_only"]["gflops"] / 25 / 2 == pytest.approx(0.381, abs=0.002)  # EfficientNet-B0: 0.38 GMACs

@@ -34,6 +34,7 @@ from conftest import (
 
 import moclip
 from moclip.clip_stream import load_clip
+from moclip.io import read_tsv
 from moclip.manifest import read_manifest, shard_of
 from moclip.shards import read_shard
 
@@ -233,6 +234,33 @@ def test_user_dataset_failed_video_is_listed_and_adding_a_video_reruns_one_shard
     assert "demo_data" not in out.stderr
 
 
+def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(real_layout):
+    """dataset.reencode: coviar re-encodes each shard's videos and caches those files; a video
+    that cannot be re-encoded is a failed video named by its original path. Back to none,
+    the caches are made again from the videos themselves, without a re-encode job."""
+    wd, videos, _, cfg = real_layout
+    bad = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
+    bad.write_bytes(bad.read_bytes()[:2000])  # truncated
+    coviar = merged(cfg, {"dataset": {"reencode": "coviar"}})
+    snakemake(wd, coviar, "caches")
+    res = wd / "results"
+    reencoded = [row for p in sorted((res / "reencoded" / "index").glob("*.tsv")) for row in read_tsv(p)]
+    assert len(reencoded) == 45 and [r["video_id"] for r in reencoded if r["status"] != "ok"] == [bad.stem]
+    assert len(list(res.glob("reencoded/shard-*/*.avi"))) == 44
+    failures = (res / "cache" / "failures.tsv").read_text().splitlines()
+    assert len(failures) == 2
+    assert failures[1].startswith(f"{bad.stem}\tBoxFall/{bad.name}\tre-encode failed: cannot open"), failures
+    row = next(r for r in read_manifest(res / "manifest.tsv") if r.video_id != bad.stem)
+    with h5py.File(res / "cache" / "mv" / f"shard-{row.shard:05d}" / f"{row.video_id}.h5") as f:
+        assert (f.attrs["width"], f.attrs["height"], f.attrs["codec"]) == (340, 256, "mpeg4")
+        assert bytes(f["frame_type"][()]).decode() == ("I" + "P" * 11) * 2 and f["mv"].shape == (24, 32, 43, 2)
+    index = read_tsv(res / "cache" / "index" / f"shard-{row.shard:05d}.tsv")
+    assert f"{row.video_id}.avi" in {Path(r["path"]).name for r in index}  # the original's name, not the copy's
+    assert "videos/s" in (res / "logs" / "reencoded" / f"shard-{row.shard:05d}.log").read_text()
+    assert planned(wd, coviar, "caches") == {}
+    assert planned(wd, cfg, "caches") == {"cache_shard": 3, "cache_failures": 1, "caches": 1}
+
+
 @pytest.mark.parametrize(
     "change, reruns, untouched",
     [
@@ -408,3 +436,19 @@ def test_jobs_ask_for_time_that_grows_with_their_work(demo_run):
     assert jobs[20_000]["train_mvnet"][0]["mem_mb"] == jobs[40_000]["train_mvnet"][0]["mem_mb"]
     caches = jobs[20_000]["cache_shard"]
     assert len(caches) == 3 and all(int(c["runtime"]) >= 10 and int(c["mem_mb"]) > 0 for c in caches)
+
+
+@pytest.mark.parametrize(("preset", "reencodes"), [("ucf101.yaml", False), ("ucf101-paper.yaml", True)])
+def test_each_ucf101_preset_builds_its_whole_dag(tiny_demo, tmp_path, preset, reencodes):
+    """A UCF101 preset as a user runs it, on the tiny demo laid out as UCF101 at the preset's
+    own relative paths: it passes the parse-time checks (its models are in open_clip's and
+    timm's registries; nothing is downloaded), builds the manifest, then a dry run plans
+    every stage; only the paper's recipe re-encodes."""
+    shutil.copytree(tiny_demo[0], tmp_path / "data" / "UCF-101")
+    shutil.copytree(tiny_demo[1], tmp_path / "data" / "ucfTrainTestlist")
+    config = merged(yaml.safe_load((REPO / "config" / preset).read_text()), {"dataset": {"val_groups": 1, "shards": 3}})
+    snakemake(tmp_path, config, f"{config['results']}/manifest.tsv")  # the checkpoint: shards known after it
+    jobs = planned(tmp_path, config)
+    assert jobs.get("reencode_shard", 0) == (3 if reencodes else 0)
+    assert jobs["cache_shard"] == jobs["clip_embed"] == 3
+    assert jobs["train_mvnet"] == jobs["zeroshot"] == 3 and jobs["mv_features"] == 3 and jobs["summary"] == 1
