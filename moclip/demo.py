@@ -1,5 +1,8 @@
 """An embedded demo dataset in UCF101's exact layout, where only appearance + motion together name the class.
 
+The same clips can also be written in HMDB51's layout, as one CSV file of labels and splits,
+or as bare folders without labels (``DOWNLOAD_NAMES``); a clip's bytes do not depend on the layout.
+
 Every class is a pair (appearance, motion pattern): each appearance is shared by several
 classes and each motion by several, so a frame alone (CLIP) or the motion alone (MV
 network) leaves the class ambiguous, and only their fusion separates all of them.
@@ -11,7 +14,11 @@ MV network's flip augmentation never turns one class into another.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -147,25 +154,98 @@ def _write_clip(args: tuple) -> str:
     return str(path)
 
 
-def make_demo_dataset(videos: Path | str, lists: Path | str, spec: DemoSpec = DemoSpec(), threads: int = 1) -> None:
-    """Write ``videos/<Class>/v_<Class>_gGG_cCC.avi`` and the split lists under ``lists``."""
+# --------------------------------------------------------------------------- layouts
+
+# dataset.format -> (videos folder, split lists) as the dataset's own downloads name them;
+# the lists are a folder, a file (csv) or absent (folder: videos only, no labels)
+DOWNLOAD_NAMES: dict[str, tuple[str, str | None]] = {
+    "ucf101": ("UCF-101", "ucfTrainTestlist"),
+    "hmdb51": ("hmdb51_org", "testTrainMulti_7030_splits"),
+    "csv": ("videos", "labels.csv"),
+    "folder": ("videos", None),
+}
+HMDB51_ATTRS = "u_nm_np1_fr_med"  # visible body part, camera motion, people, viewpoint, quality
+CSV_HEADER = ("path", "label", "split1", "split2", "split3", "group")
+
+ClipKey = tuple[str, int, int]  # (class, group, clip), group and clip 1-based
+
+
+def ucf101_path(name: str, group: int, clip: int) -> str:
+    """``<Class>/v_<Class>_gGG_cCC.avi``, relative to the videos folder."""
+    return f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
+
+
+def hmdb51_class(name: str) -> str:
+    """HMDB51's class spelling of a demo class: ``BallRise`` -> ``ball_rise``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def hmdb51_file(name: str, group: int, clip: int) -> str:
+    """HMDB51's ``<Source>_<class>_<attrs>_<n>.avi``: source ``GroupGG``, n the 0-based clip."""
+    return f"Group{group:02d}_{hmdb51_class(name)}_{HMDB51_ATTRS}_{clip - 1}.avi"
+
+
+def hmdb51_path(name: str, group: int, clip: int) -> str:
+    """``<class>/<file>``, relative to the videos folder."""
+    return f"{hmdb51_class(name)}/{hmdb51_file(name, group, clip)}"
+
+
+def folder_path(name: str, group: int, clip: int) -> str:
+    """``group GG/<Class>/clip CC.avi``: spaces, and one file name in many folders."""
+    return f"group {group:02d}/{name}/clip {clip:02d}.avi"
+
+
+VIDEO_PATHS: dict[str, Callable[[str, int, int], str]] = {
+    "ucf101": ucf101_path,
+    "hmdb51": hmdb51_path,
+    "csv": ucf101_path,
+    "folder": folder_path,
+}
+
+
+def make_demo_dataset(
+    videos: Path | str,
+    lists: Path | str | None = None,
+    spec: DemoSpec = DemoSpec(),
+    threads: int = 1,
+    format: str = "ucf101",
+) -> None:
+    """Write the demo's videos under ``videos`` and its labels and splits at ``lists`` in one
+    of ``DOWNLOAD_NAMES``' layouts (``lists`` None for ``folder``, which has none)."""
     spec.validate()
-    videos, lists = Path(videos), Path(lists)
-    classes = spec.classes()
-    jobs, rel = [], {}
-    for name in classes:
-        a = next(x for x in spec.appearances if name.startswith(x) and name[len(x) :] in spec.motions)
-        m = name[len(a) :]
-        for g in range(1, spec.groups + 1):
-            for c in range(1, spec.clips + 1):
-                r = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
-                rel[(name, g, c)] = r
-                jobs.append((spec, a, m, g, c, videos / r))
-    for name in classes:
-        (videos / name).mkdir(parents=True, exist_ok=True)
-    _render(jobs, threads)
-    entries = [(rel[(name, g, c)], i, g) for i, name in enumerate(classes, 1) for g, c in _group_clips(spec)]
-    write_split_lists(lists, classes, entries, spec.test_groups)
+    _check_format(format, lists)
+    videos = Path(videos)
+    clips = _clips(spec)
+    rel = {k: VIDEO_PATHS[format](*k) for k in clips}
+    for d in sorted({(videos / r).parent for r in rel.values()}):
+        d.mkdir(parents=True, exist_ok=True)
+    _render([(spec, *_appearance_motion(spec, k[0]), *k[1:], videos / rel[k]) for k in clips], threads)
+    if format == "ucf101":
+        classes = spec.classes()
+        entries = [(rel[(name, g, c)], i, g) for i, name in enumerate(classes, 1) for g, c in _group_clips(spec)]
+        write_split_lists(Path(lists), classes, entries, spec.test_groups)
+    elif format == "hmdb51":
+        write_hmdb51_splits(Path(lists), spec)
+    elif format == "csv":
+        write_csv_labels(Path(lists), spec, rel)
+
+
+def _check_format(format: str, lists: Path | str | None) -> None:
+    if format not in DOWNLOAD_NAMES:
+        raise ValueError(f"demo format {format!r}: choose from {list(DOWNLOAD_NAMES)}")
+    if (lists is None) != (DOWNLOAD_NAMES[format][1] is None):
+        need = "takes no lists (videos only)" if lists is not None else "needs a lists path"
+        raise ValueError(f"demo format {format!r} {need}")
+
+
+def _clips(spec: DemoSpec) -> list[ClipKey]:
+    """Every (class, group, clip) in (class, group, clip) order, classes in classInd order."""
+    return [(name, g, c) for name in spec.classes() for g, c in _group_clips(spec)]
+
+
+def _appearance_motion(spec: DemoSpec, name: str) -> tuple[str, str]:
+    a = next(x for x in spec.appearances if name.startswith(x) and name[len(x) :] in spec.motions)
+    return a, name[len(a) :]
 
 
 def _group_clips(spec: DemoSpec) -> list[tuple[int, int]]:
@@ -195,6 +275,40 @@ def write_split_lists(lists: Path, classes: list[str], entries: list[tuple[str, 
         test_lines = [f"{r}{crlf}" for r, _, g in entries if g in test]
         (lists / f"trainlist0{k}.txt").write_bytes("".join(train_lines).encode())
         (lists / f"testlist0{k}.txt").write_bytes("".join(test_lines).encode())
+
+
+def hmdb51_tags(group_clips: list[tuple[int, int]], test: set[int]) -> list[int]:
+    """HMDB51's split tag of each (group, clip) of a class: 2 test (groups in ``test``), 1 train,
+    0 unused: the last train clip, when the class has more than 2 (so every split has one)."""
+    tags = [2 if g in test else 1 for g, _ in group_clips]
+    if tags.count(1) > 2:
+        tags[len(tags) - 1 - tags[::-1].index(1)] = 0
+    return tags
+
+
+def write_hmdb51_splits(lists: Path, spec: DemoSpec) -> None:
+    """HMDB51's split files: ``<class>_test_split<K>.txt`` a class and split, one line a video,
+    ``<file> <tag> `` (a trailing space, as the official files), in (group, clip) order."""
+    lists.mkdir(parents=True, exist_ok=True)
+    group_clips = _group_clips(spec)
+    for name in spec.classes():
+        for k in (1, 2, 3):
+            tags = hmdb51_tags(group_clips, set(spec.test_groups(k)))
+            lines = [f"{hmdb51_file(name, g, c)} {t} \n" for (g, c), t in zip(group_clips, tags)]
+            (lists / f"{hmdb51_class(name)}_test_split{k}.txt").write_bytes("".join(lines).encode())
+
+
+def write_csv_labels(path: Path, spec: DemoSpec, rel: dict[ClipKey, str]) -> None:
+    """One CSV file (UTF-8, ``\\n`` line ends): ``CSV_HEADER``, then one row a video in (class,
+    group, clip) order: path relative to the videos folder, class, each split's train/test, group."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_HEADER)
+    for name, g, c in _clips(spec):
+        splits = ["test" if g in spec.test_groups(k) else "train" for k in (1, 2, 3)]
+        w.writerow([rel[(name, g, c)], name, *splits, g])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue().encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- UCF101-shaped sets for scale measurements
@@ -267,6 +381,9 @@ def make_scale_dataset(
 # --------------------------------------------------------------------------- stage entry point
 
 
-def demo_data(*, spec: DemoSpec, videos: Path | str, lists: Path | str, threads: int = 1) -> None:
-    """Rule ``demo_data``: the demo dataset's ``videos`` and split ``lists``."""
-    make_demo_dataset(videos, lists, spec, threads=threads)
+def demo_data(
+    *, spec: DemoSpec, videos: Path | str, lists: Path | str | None = None, threads: int = 1, format: str = "ucf101"
+) -> None:
+    """Rule ``demo_data``: the demo dataset's ``videos`` and split ``lists`` in ``format``'s
+    layout (``DOWNLOAD_NAMES``; ``lists`` None for ``folder``)."""
+    make_demo_dataset(videos, lists, spec, threads=threads, format=format)

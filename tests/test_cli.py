@@ -70,3 +70,17 @@ def test_check_config_names_file_and_line_where_snakemake_cannot(tmp_path, capsy
     good.write_text("mvnet:\n  epochs: 3\n  milestones: [2]\n")
     assert main(["check-config", str(good)]) == 0
     assert "a valid configuration" in capsys.readouterr().out
+
+
+def test_demo_data_csv_format_writes_one_labels_file(tmp_path, capsys):
+    argv = ["demo-data", str(tmp_path), "--format", "csv", "--appearances", "Ball", "--motions", "Rise", "Fall"]
+    assert main([*argv, "--groups", "4", "--clips", "1", "--frames", "3"]) == 0
+    assert f"wrote 2 classes to {tmp_path / 'videos'} and split lists to {tmp_path / 'labels.csv'}" in (
+        capsys.readouterr().out
+    )
+    lines = (tmp_path / "labels.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "path,label,split1,split2,split3,group" and len(lines) == 1 + 2 * 4
+    assert lines[1] == "BallFall/v_BallFall_g01_c01.avi,BallFall,test,train,train,1"
+    assert lines[-1] == "BallRise/v_BallRise_g04_c01.avi,BallRise,train,train,train,4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "videos"]
+    assert (tmp_path / "videos" / "BallRise" / "v_BallRise_g04_c01.avi").is_file()

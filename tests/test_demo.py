@@ -1,18 +1,29 @@
-"""The embedded demo dataset: UCF101's layout, ambiguous streams, determinism, CLI."""
+"""The embedded demo dataset: UCF101's layout and the other formats, ambiguous streams, determinism, CLI."""
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from collections import Counter
 
 import av
 import numpy as np
+import pytest
 from conftest import TINY_DEMO
 
 from moclip.cache import cache_video, read_mv
 from moclip.codec import DecodeSettings
-from moclip.demo import DemoSpec, make_scale_dataset, render_clip, ucf101_shaped_lengths
+from moclip.demo import (
+    DOWNLOAD_NAMES,
+    DemoSpec,
+    hmdb51_class,
+    hmdb51_tags,
+    make_demo_dataset,
+    make_scale_dataset,
+    render_clip,
+    ucf101_shaped_lengths,
+)
 from moclip.manifest import build_manifest
 
 
@@ -116,6 +127,129 @@ def test_deterministic_bytes_and_cli(tiny_demo, tmp_path):
         assert (tmp_path / rel).read_bytes() == p.read_bytes(), rel
 
 
+# --------------------------------------------------------------------------- other layouts
+
+# 4 classes x 4 groups x 2 clips: split K tests on group K, 6 train clips a class and split
+FORMAT_DEMO = DemoSpec(appearances=("Ball", "Box"), motions=("Rise", "Fall"), groups=4, clips=2, frames=6)
+CLASSES = ["BallFall", "BallRise", "BoxFall", "BoxRise"]
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory) -> dict:
+    """FORMAT_DEMO in every format: format -> (videos, lists or None)."""
+    root = tmp_path_factory.mktemp("formats")
+    out = {}
+    for f, (v, n) in DOWNLOAD_NAMES.items():
+        out[f] = (root / f / v, root / f / n if n else None)
+        make_demo_dataset(*out[f], FORMAT_DEMO, threads=2, format=f)
+    return out
+
+
+def _files(videos) -> list[str]:
+    return sorted(p.relative_to(videos).as_posix() for p in videos.rglob("*") if p.is_file())
+
+
+def _ucf101_counts(lists) -> dict[tuple[int, str], int]:
+    """(split, train|test) -> videos in the UCF101 layout's lists."""
+    return {
+        (k, s): len((lists / f"{s}list0{k}.txt").read_bytes().splitlines())
+        for k in (1, 2, 3)
+        for s in ("train", "test")
+    }
+
+
+def test_hmdb51_layout_and_split_files(formats):
+    videos, lists = formats["hmdb51"]
+    assert hmdb51_class("BallRise") == "ball_rise" and hmdb51_class("BoxFall") == "box_fall"
+    assert _files(videos) == sorted(
+        f"{c}/Group{g:02d}_{c}_u_nm_np1_fr_med_{n}.avi"
+        for c in ("ball_fall", "ball_rise", "box_fall", "box_rise")
+        for g in (1, 2, 3, 4)
+        for n in (0, 1)
+    )
+    assert sorted(p.name for p in lists.iterdir()) == sorted(
+        f"{c}_test_split{k}.txt" for c in ("ball_fall", "ball_rise", "box_fall", "box_rise") for k in (1, 2, 3)
+    )
+    text = (lists / "ball_rise_test_split2.txt").read_bytes().decode()
+    assert text.startswith("Group01_ball_rise_u_nm_np1_fr_med_0.avi 1 \nGroup01_ball_rise_u_nm_np1_fr_med_1.avi 1 \n")
+    assert "Group02_ball_rise_u_nm_np1_fr_med_1.avi 2 \n" in text
+    assert text.endswith("Group04_ball_rise_u_nm_np1_fr_med_1.avi 0 \n")  # the last train clip: unused
+    counts = Counter()
+    for f in lists.iterdir():
+        name, _, k = f.stem.rpartition("_test_split")
+        lines = f.read_bytes().decode().splitlines(keepends=True)
+        assert all(line.endswith(" \n") for line in lines)
+        tags = {}
+        for line in lines:
+            file, tag = line.split()
+            assert (videos / name / file).is_file()
+            tags[file] = int(tag)
+            counts[int(k), {0: "unused", 1: "train", 2: "test"}[int(tag)]] += 1
+        assert len(tags) == 8 and list(tags.values()).count(0) == 1
+        assert {f.split("_")[0] for f, t in tags.items() if t == 2} == {f"Group0{k}"}  # test groups as UCF101's
+    ucf = _ucf101_counts(formats["ucf101"][1])
+    for k in (1, 2, 3):
+        assert counts[k, "unused"] == len(CLASSES)
+        assert counts[k, "train"] == ucf[k, "train"] - len(CLASSES) and counts[k, "test"] == ucf[k, "test"]
+
+
+def test_hmdb51_tags_leave_one_train_clip_unused_only_above_two():
+    assert hmdb51_tags([(1, 1), (2, 1), (3, 1), (4, 1)], {2}) == [1, 2, 1, 0]
+    assert hmdb51_tags([(1, 1), (1, 2), (2, 1), (2, 2)], {1}) == [2, 2, 1, 1]  # 2 train clips: all used
+
+
+def test_csv_layout_is_one_file_of_labels_and_splits(formats):
+    videos, path = formats["csv"]
+    assert path.is_file() and _files(videos) == _files(formats["ucf101"][0])
+    raw = path.read_bytes()
+    assert raw.startswith(b"path,label,split1,split2,split3,group\n") and b"\r" not in raw
+    rows = list(csv.DictReader(raw.decode("utf-8").splitlines()))
+    assert rows[0] == {
+        "path": "BallFall/v_BallFall_g01_c01.avi",
+        "label": "BallFall",
+        "split1": "test",
+        "split2": "train",
+        "split3": "train",
+        "group": "1",
+    }
+    keys = [(r["label"], int(r["group"]), r["path"]) for r in rows]
+    assert keys == sorted(keys) and [r["path"] for r in rows] == _files(videos)
+    assert all(r["path"].split("/")[0] == r["label"] for r in rows)
+    ucf = _ucf101_counts(formats["ucf101"][1])
+    for k in (1, 2, 3):
+        assert {int(r["group"]) for r in rows if r[f"split{k}"] == "test"} == {k}
+        assert Counter(r[f"split{k}"] for r in rows) == {"train": ucf[k, "train"], "test": ucf[k, "test"]}
+
+
+def test_folder_layout_has_spaces_and_repeated_names_and_no_lists(formats):
+    videos, lists = formats["folder"]
+    assert lists is None and list(videos.parent.iterdir()) == [videos]
+    assert _files(videos) == sorted(
+        f"group {g:02d}/{c}/clip {n:02d}.avi" for g in (1, 2, 3, 4) for c in CLASSES for n in (1, 2)
+    )
+    with pytest.raises(ValueError, match="takes no lists"):
+        make_demo_dataset(videos, videos.parent / "lists", FORMAT_DEMO, format="folder")
+    with pytest.raises(ValueError, match="needs a lists path"):
+        make_demo_dataset(videos, None, FORMAT_DEMO, format="hmdb51")
+    with pytest.raises(ValueError, match="choose from"):
+        make_demo_dataset(videos, None, FORMAT_DEMO, format="kinetics")
+
+
+def test_a_clip_has_the_same_bytes_in_every_format(formats):
+    paths = {
+        "ucf101": "BoxRise/v_BoxRise_g03_c02.avi",
+        "hmdb51": "box_rise/Group03_box_rise_u_nm_np1_fr_med_1.avi",
+        "csv": "BoxRise/v_BoxRise_g03_c02.avi",
+        "folder": "group 03/BoxRise/clip 02.avi",
+    }
+    data = {f: (formats[f][0] / p).read_bytes() for f, p in paths.items()}
+    assert len(set(data.values())) == 1
+    assert data["ucf101"] != (formats["ucf101"][0] / "BoxRise/v_BoxRise_g03_c01.avi").read_bytes()
+    ucf = {p.read_bytes() for p in formats["ucf101"][0].rglob("*.avi")}
+    for f in ("hmdb51", "folder"):
+        assert {p.read_bytes() for p in formats[f][0].rglob("*.avi")} == ucf, f
+
+
 def test_scale_dataset_is_ucf101_shaped(tmp_path):
     """The scale benchmark's generator: UCF101's layout, groups, clip counts and lengths,
     exactly the videos asked for, and lists the manifest accepts."""
@@ -138,3 +272,9 @@ def test_scale_dataset_lengths_follow_ucf101():
     n = ucf101_shaped_lengths(13_320, np.random.default_rng(0))
     assert n.min() >= 29 and n.max() <= 1776
     assert 170 < n.mean() < 200 and 140 < np.median(n) < 180
+
+
+def test_the_demo_writes_every_format_the_workflow_reads():
+    from moclip.datasets import FORMATS
+
+    assert tuple(DOWNLOAD_NAMES) == FORMATS
