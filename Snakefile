@@ -57,14 +57,14 @@ include: "rules/report.smk"
 localrules:
     all,
     caches,
-    embeddings,
+    features,
     cache_failures,
 
 
-rule embeddings:
+# Every video's frozen features and the list of videos that failed: a folder run's product.
+rule features:
     input:
-        all_shards(rules.clip_embed.output.out),
-        [mv_feature_shards(k) for k in SPLITS],
+        feature_targets(),
 
 
 rule all:

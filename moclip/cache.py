@@ -28,8 +28,9 @@ from moclip.io import atomic_path, read_tsv, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
-INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error")
+INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error", "reencoded")
 FAILURE_COLUMNS = ("video_id", "path", "error")
+REENCODED_COLUMNS = ("video_id", "path", "status", "error")
 _CHUNK_BYTES = 512 * 1024  # HDF5 chunk of the MV maps: a few hundred KB reads and compresses well
 _HOLD_BYTES = 64 << 20  # MV maps of one video held in memory before streaming to the file
 # HDF5 filter of the MV maps (config cache.compression). The maps are mostly zeros and
@@ -60,6 +61,7 @@ class CacheRecord:
     status: str
     n_frames: int
     error: str
+    reencoded: bool = False  # the cache was made from the video's re-encode (rule reencode_shard)
 
 
 def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str) -> dict:
@@ -209,7 +211,14 @@ def write_index(records: list[CacheRecord], path: Path | str, columns: tuple[str
 def read_index(path: Path | str) -> list[CacheRecord]:
     """Records of a shard index, or of failures.tsv (whose rows are all failed)."""
     return [
-        CacheRecord(r["video_id"], r["path"], r.get("status", "failed"), int(r.get("n_frames", 0)), r["error"])
+        CacheRecord(
+            r["video_id"],
+            r["path"],
+            r.get("status", "failed"),
+            int(r.get("n_frames", 0)),
+            r["error"],
+            r.get("reencoded") == "True",
+        )
         for r in read_tsv(path)
     ]
 
@@ -241,25 +250,33 @@ def cache_shard(
     threads: int = 1,
     reencoded: Path | str | None = None,
     reencode_index: Path | str | None = None,
+    ids: list[str] | None = None,
 ) -> list[CacheRecord]:
     """Rule ``cache_shard``: cache every video of one shard into the ``mv`` and ``frames``
     directories, ``threads`` videos at a time, and write the shard's ``index`` last.
 
-    A video's id is its file's stem; the index names it by its path under ``videos_root``.
-    With ``reencoded`` (rule ``reencode_shard``'s directory, ``<video_id>.avi``), each video
-    is decoded from its re-encoded file instead, and one that ``reencode_index`` lists as
+    A video's id is ``ids``' entry (the manifest's), or its file's stem; the index names it by
+    its path under ``videos_root``.
+    With ``reencoded`` (rule ``reencode_shard``'s directory, ``<video_id>.avi``), a video that
+    ``reencode_index`` lists as ``reencoded`` is decoded from its re-encoded file instead (and
+    its index line says so), one listed as ``original`` from itself, and one listed as
     failed is recorded failed with the re-encode's message.
     """
     mv, frames = Path(mv), Path(frames)
-    ids = [Path(v).stem for v in videos]
-    sources, failed = list(videos), [None] * len(ids)
+    ids = list(ids) if ids is not None else [Path(v).stem for v in videos]
+    if len(ids) != len(videos):
+        raise ValueError(f"{len(videos)} videos but {len(ids)} ids")
+    sources, failed, redone = list(videos), [None] * len(ids), [False] * len(ids)
     if reencoded is not None:
         status = {r.video_id: r for r in read_index(reencode_index)}
         missing = [i for i in ids if i not in status]
         if missing:
             raise ValueError(f"{reencode_index}: no re-encode of {', '.join(missing)}")
-        sources = [Path(reencoded) / f"{i}.avi" for i in ids]
-        failed = [None if status[i].status == "ok" else f"re-encode failed: {status[i].error}" for i in ids]
+        for k, i in enumerate(ids):  # the statuses of moclip.reencode's index
+            if status[i].status == "reencoded":
+                sources[k], redone[k] = Path(reencoded) / f"{i}.avi", True
+            elif status[i].status != "original":
+                failed[k] = f"re-encode failed: {status[i].error}"
     jobs = [
         (src, i, video_file(mv, i), video_file(frames, i), settings, compression, err)
         for src, i, err in zip(sources, ids, failed)
@@ -274,8 +291,8 @@ def cache_shard(
     )
     with pool or contextlib.nullcontext():
         results = pool.map(_cache_one, jobs, chunksize=1) if pool else map(_cache_one, jobs)
-        for video, rec in zip(videos, results):
-            rec = replace(rec, path=relative_to(video, videos_root))  # the original, re-encoded or not
+        for video, rec, again in zip(videos, results, redone):
+            rec = replace(rec, path=relative_to(video, videos_root), reencoded=again)  # the original's path
             records.append(rec)
             if rec.status != "ok":
                 log.warning("failed video %s (%s): %s", rec.video_id, rec.path, rec.error)
@@ -286,13 +303,21 @@ def cache_shard(
     return records
 
 
-def cache_failures(*, indexes: Iterable[Path | str], out: Path | str) -> list[CacheRecord]:
-    """Rule ``cache_failures``: the failed videos of every shard index in one table (header
-    only when none failed)."""
-    failed = [r for p in indexes for r in read_index(p) if r.status != "ok"]
+def cache_failures(
+    *, indexes: Iterable[Path | str], out: Path | str, reencoded: Path | str | None = None
+) -> list[CacheRecord]:
+    """Rule ``cache_failures``: the failed videos of every shard index in one table ``out``,
+    and the videos cached from a re-encode in another, ``reencoded`` (each header only when
+    there are none)."""
+    records = [r for p in indexes for r in read_index(p)]
+    failed = [r for r in records if r.status != "ok"]
     for r in failed:
         log.warning("failed video %s (%s): %s", r.video_id, r.path, r.error)
     write_index(failed, out, FAILURE_COLUMNS)
+    if reencoded is not None:
+        redone = [r for r in records if r.reencoded]
+        log.info("%d videos cached from their re-encode", len(redone))
+        write_index(redone, reencoded, REENCODED_COLUMNS)
     return failed
 
 

@@ -14,7 +14,8 @@ from moclip.cache import cache_video
 from moclip.checks import check_models
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
-from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.datasets import FORMATS
+from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.manifest import build_manifest, write_manifest
 
 
@@ -27,14 +28,15 @@ def _demo_data(a: argparse.Namespace) -> int:
         frames=a.frames,
         seed=a.seed,
     )
-    out = Path(a.dir)
-    make_demo_dataset(out / "UCF-101", out / "ucfTrainTestlist", spec, threads=a.threads)
-    print(f"wrote {len(spec.classes())} classes to {out / 'UCF-101'} and split lists to {out / 'ucfTrainTestlist'}")
+    videos, lists = (Path(a.dir) / n if n else None for n in DOWNLOAD_NAMES[a.format])
+    make_demo_dataset(videos, lists, spec, threads=a.threads, format=a.format)
+    labels = f" and split lists to {lists}" if lists else " (no labels)"
+    print(f"wrote {len(spec.classes())} classes to {videos}{labels}")
     return 0
 
 
 def _manifest(a: argparse.Namespace) -> int:
-    rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed)
+    rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes)
     write_manifest(rows, a.out)
     print(f"wrote {len(rows)} videos to {a.out}")
     return 0
@@ -119,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"moclip {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo-data", help="write the synthetic demo dataset in UCF101's layout", formatter_class=fmt)
-    d.add_argument("dir", help="output directory (gets UCF-101/ and ucfTrainTestlist/)")
+    d = sub.add_parser(
+        "demo-data", help="write the synthetic demo dataset in UCF101's (or another) layout", formatter_class=fmt
+    )
+    layouts = "; ".join(f"{f}: {v}/" + (f" and {n}" if n else "") for f, (v, n) in DOWNLOAD_NAMES.items())
+    d.add_argument("dir", help=f"output directory (gets, by format, {layouts})")
     d.add_argument(
         "--appearances",
         nargs="+",
@@ -140,11 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", type=_positive, default=DemoSpec.frames, help="frames a clip (25 fps)")
     d.add_argument("--seed", type=int, default=0, help="fixes every random choice")
     d.add_argument("--threads", type=_positive, default=1, help="clips rendered in parallel")
+    d.add_argument(
+        "--format",
+        default="ucf101",
+        choices=list(DOWNLOAD_NAMES),
+        help="layout: UCF101's, HMDB51's, one CSV of labels and splits, or bare folders without labels",
+    )
     d.set_defaults(func=_demo_data)
 
-    m = sub.add_parser("manifest", help="parse UCF-101/ and ucfTrainTestlist/ into a manifest TSV", formatter_class=fmt)
-    m.add_argument("--videos", required=True, help="the UCF-101/ directory (class folders)")
-    m.add_argument("--lists", required=True, help="the ucfTrainTestlist/ directory")
+    m = sub.add_parser("manifest", help="read a dataset's listing into a manifest TSV", formatter_class=fmt)
+    m.add_argument("--format", default="ucf101", choices=FORMATS, help="how the dataset lists its videos")
+    m.add_argument("--videos", required=True, help="the videos' root, e.g. UCF-101/")
+    m.add_argument("--lists", help="the split lists: a directory (ucf101, hmdb51) or the CSV file; none for folder")
+    m.add_argument("--classes", help="csv: a file of class names, one a line, for the label order")
     m.add_argument("--out", required=True, help="the manifest TSV to write")
     m.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="splits to build")
     m.add_argument("--val-groups", type=int, default=1, help="whole training groups held out for validation")

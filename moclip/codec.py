@@ -20,14 +20,30 @@ import numpy as np
 from moclip.io import atomic_path
 from moclip.settings import FromConfig
 
-# Decoders whose frames carry motion-vector side data with flags2=+export_mvs.
-MV_CODECS = frozenset(
-    {"mpeg4", "h264", "mpeg1video", "mpeg2video", "h263", "h263p", "flv", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2"}
+# Whether a video has motion vectors is decided by what its decode exports (decode_video,
+# exports_motion_vectors), never by the codec's name: FFmpeg's decoder names are not its
+# codec ids (MS-MPEG-4 v3 decodes as "msmpeg4"), and a codec that usually has vectors can be
+# coded intra-only. What names do hold is semantics: codecs (FFmpeg codec ids, the
+# ``canonical_name``) whose P-frames always predict from the previous anchor (I or P) in
+# display order, so the reference distance is certain. Any other (H.264 may use any of
+# several references and does not export which; a name not listed) records it as unknown (0).
+SINGLE_REF_CODECS = frozenset(
+    {
+        "mpeg4",
+        "mpeg1video",
+        "mpeg2video",
+        "h261",
+        "h263",
+        "h263p",
+        "h263i",
+        "flv1",
+        "msmpeg4v1",
+        "msmpeg4v2",
+        "msmpeg4v3",
+        "wmv1",
+        "wmv2",
+    }
 )
-# Codecs whose P-frames always predict from the previous anchor (I or P) in display order,
-# so the reference distance is certain. H.264 may use any of several references and does
-# not export which: its distance is recorded as unknown (0).
-SINGLE_REF_CODECS = frozenset(MV_CODECS - {"h264"})
 FRAME_TYPES = {"I": ord("I"), "P": ord("P"), "B": ord("B")}
 UNKNOWN_TYPE = ord("?")
 
@@ -272,19 +288,73 @@ def _read_frames(path: Path, wanted: set[int]) -> dict[int, av.VideoFrame]:
     return out
 
 
+def _codec_id(stream) -> str:
+    """FFmpeg's name of the stream's codec (``msmpeg4v3``), not its decoder's (``msmpeg4``)."""
+    return stream.codec_context.codec.canonical_name
+
+
+def _export_mvs(stream) -> None:
+    """Ask the decoder for motion vectors, one thread (frame threads lose B-frames' vectors)."""
+    stream.codec_context.options = {"flags2": "+export_mvs"}
+    stream.codec_context.thread_count = 1
+
+
+def _no_vectors(codec: str, codec_id: str, frame_type: np.ndarray) -> str:
+    """Why a video of more than one frame decoded without a single motion vector."""
+    name = repr(codec_id) + ("" if codec == codec_id else f" (decoder {codec!r})")
+    n = len(frame_type)
+    intra = int((frame_type == FRAME_TYPES["I"]).sum())
+    why = (
+        f"all {n} frames are intra-coded (an intra-only stream)"
+        if intra == n
+        else f"{n - intra} of its {n} frames are not intra-coded, but FFmpeg exports no vectors for this codec"
+    )
+    return (
+        f"codec {name} exported no motion vectors: {why}; "
+        "set decode.reencode_unsupported: true to re-encode such videos to MPEG-4 Part 2"
+    )
+
+
+def exports_motion_vectors(path: Path | str, max_frames: int = DecodeSettings.max_frames) -> bool:
+    """Whether :func:`decode_video` finds motion vectors in ``path`` (reading ``max_frames``
+    frames at most), decided as it decides: by the frames' side data, whatever the codec.
+
+    Cheap for a video that has them: it stops at the first frame that carries any (the
+    first P-frame), however many intra frames come before it. A video of one frame counts
+    as having them (it has no motion to carry, and decodes). Raises :class:`DecodeError`
+    for a file that cannot be read.
+    """
+    mv_type = av.sidedata.sidedata.Type.MOTION_VECTORS
+    n = 0
+    with _open(Path(path)) as container:
+        stream = container.streams.video[0]
+        _export_mvs(stream)
+        try:
+            for frame in container.decode(stream):
+                sd = frame.side_data.get(mv_type)
+                if sd is not None and sd.buffer_size:
+                    return True
+                n += 1
+                if n >= max_frames:
+                    break
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"decoding failed after {n} frames: {e}") from None
+    return n <= 1
+
+
 def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np.ndarray], None]) -> DecodedVideo:
     """Decode ``path`` once; stream float16 MV maps to ``on_mv`` in chunks; return the rest.
 
-    Raises :class:`DecodeError` with the decoder's message for anything that cannot be read.
+    Raises :class:`DecodeError` with the decoder's message for anything that cannot be read,
+    and with the reason for a video of more than one frame none of which carried a motion
+    vector (an intra-only stream, or a codec whose vectors FFmpeg does not export: MJPEG,
+    VP8/VP9, AV1, HEVC): never maps of zeros in place of motion.
     """
     path = Path(path)
     with _open(path) as container:
         stream = container.streams.video[0]
-        codec = stream.codec_context.name
-        if codec not in MV_CODECS:
-            raise DecodeError(f"codec {codec!r} does not export motion vectors (supported: {sorted(MV_CODECS)})")
-        stream.codec_context.options = {"flags2": "+export_mvs"}
-        stream.codec_context.thread_count = 1
+        codec, codec_id = stream.codec_context.name, _codec_id(stream)
+        _export_mvs(stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise DecodeError("video stream has no frame size")
@@ -347,8 +417,8 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     if not truncated and _truncated(n_frames, declared):
         raise DecodeError(f"truncated or corrupt: decoded {n_frames} of the {declared} frames the container declares")
     frame_type = np.asarray(types, np.uint8)
-    if n_mv == 0 and (frame_type != FRAME_TYPES["I"]).any():
-        raise DecodeError(f"decoder {codec!r} exported no motion vectors in {n_frames} frames")
+    if n_mv == 0 and n_frames > 1:
+        raise DecodeError(_no_vectors(codec, codec_id, frame_type))
 
     notes = []
     if truncated:
@@ -369,7 +439,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         n_frames=n_frames,
         truncated=truncated,
         frame_type=frame_type,
-        ref_distance=reference_distance(frame_type, codec in SINGLE_REF_CODECS),
+        ref_distance=reference_distance(frame_type, codec_id in SINGLE_REF_CODECS),
         frames=frames,
         frame_index=index,
         n_mv_frames=n_mv,

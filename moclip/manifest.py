@@ -1,8 +1,9 @@
-"""UCF101 split lists -> one manifest row per video (labels, groups, splits, shards).
+"""A dataset's listing -> one manifest row per video (labels, groups, splits, shards).
 
-Labels come from ``classInd.txt`` (never from a sort of folder names) and the class
-from the first path component (never from the file name): see the UCF101 traps in
-the project docs. Every malformed entry is an error naming the list file and line.
+The formats (UCF101, HMDB51, a CSV table, a folder) are read by :mod:`moclip.datasets`;
+here every format becomes the same columns, each split's training part loses whole groups
+to validation, and each video gets its shard. A dataset summary (format, root, classes,
+videos, where the groups came from) goes beside the manifest, for the reports.
 """
 
 from __future__ import annotations
@@ -10,22 +11,17 @@ from __future__ import annotations
 import csv
 import logging
 import random
-import re
 import zlib
 from dataclasses import dataclass, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from moclip.io import write_tsv
+from moclip.datasets import SPLITS, Listing, ManifestError, read_listing
+from moclip.io import write_json, write_tsv
 
 log = logging.getLogger(__name__)
 
-SPLITS = (1, 2, 3)
 COLUMNS = ("video_id", "path", "class_name", "label", "group", "clip", "shard") + tuple(f"split{k}" for k in SPLITS)
-_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
-
-
-class ManifestError(ValueError):
-    """A dataset or split list that cannot be parsed; the message names file and line."""
+__all__ = ["COLUMNS", "SPLITS", "ManifestError", "Video", "build_manifest", "read_manifest", "write_manifest"]
 
 
 @dataclass(frozen=True)
@@ -47,31 +43,6 @@ class Video:
         return getattr(self, f"split{k}")
 
 
-def _lines(path: Path) -> list[tuple[int, list[str]]]:
-    """Non-empty lines of a list file as (1-based line number, tokens); CRLF and BOM tolerated."""
-    if not path.is_file():
-        raise ManifestError(f"{path}: split list not found")
-    text = path.read_bytes().decode("utf-8-sig")
-    return [(i, line.split()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-
-
-def read_class_index(path: Path) -> list[str]:
-    """``classInd.txt`` -> class names, position = 0-based label."""
-    names: dict[int, str] = {}
-    for lineno, tok in _lines(path):
-        if len(tok) != 2 or not tok[0].isdigit():
-            raise ManifestError(f"{path}:{lineno}: expected '<index> <ClassName>', got {' '.join(tok)!r}")
-        idx, name = int(tok[0]), tok[1]
-        if idx in names or name in names.values():
-            raise ManifestError(f"{path}:{lineno}: duplicated class entry {idx} {name}")
-        names[idx] = name
-    if not names:
-        raise ManifestError(f"{path}: no classes")
-    if sorted(names) != list(range(1, len(names) + 1)):
-        raise ManifestError(f"{path}: class indices must run 1..{len(names)} without gaps")
-    return [names[i] for i in range(1, len(names) + 1)]
-
-
 def shard_of(video_id: str, num_shards: int) -> int:
     """Stable shard of a video: a hash of its id, so adding a video changes one shard only."""
     return zlib.crc32(video_id.encode("utf-8")) % num_shards
@@ -90,119 +61,65 @@ def val_groups_for(train_groups: set[int], n_val: int, seed: int, split: int) ->
     return set(rng.sample(sorted(train_groups), n_val))
 
 
-@dataclass
-class _Entry:
-    rel: str
-    class_name: str
-    group: int
-    clip: int
-    where: str
-
-
-def _list_rows(lists: Path, split: int, kind: str) -> tuple[Path, list[tuple[int, list[str]]]]:
-    """A split list's path and its non-empty rows; an empty list is an error."""
-    lf = lists / f"{kind}list0{split}.txt"
-    rows = _lines(lf)
-    if not rows:
-        raise ManifestError(f"{lf}: split list is empty")
-    return lf, rows
-
-
-def _entry_path(where: str, rel: str, root: object) -> PurePosixPath:
-    """A list entry as <ClassName>/<file>, never absolute nor climbing out of ``root``."""
-    p = PurePosixPath(rel.replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or len(p.parts) != 2:
-        raise ManifestError(f"{where}: path {rel!r} must be <ClassName>/<file> inside {root}")
-    return p
-
-
-def _parse_entry(videos: Path, lists_file: Path, lineno: int, rel: str, classes: dict[str, int]) -> _Entry:
-    where = f"{lists_file}:{lineno}"
-    p = _entry_path(where, rel, videos)
-    class_name, fname = p.parts
-    if class_name not in classes:
-        raise ManifestError(f"{where}: class folder {class_name!r} is not in classInd.txt")
-    m = _NAME.match(PurePosixPath(fname).stem)
-    if not m:
-        raise ManifestError(f"{where}: file name {fname!r} is not v_<Class>_gGG_cCC.<ext>")
-    full = videos / class_name / fname
-    if not full.resolve().is_relative_to(videos.resolve()):
-        raise ManifestError(f"{where}: path {rel!r} escapes {videos}")
-    if not full.is_file():
-        raise ManifestError(f"{where}: video {full} does not exist")
-    return _Entry(str(p), class_name, int(m["group"]), int(m["clip"]), where)
-
-
 def build_manifest(
     videos: Path | str,
-    lists: Path | str,
+    lists: Path | str | None,
     splits: list[int] | tuple[int, ...] = SPLITS,
     val_groups: int = 0,
     num_shards: int = 1,
     seed: int = 0,
+    format: str = "ucf101",
+    classes: Path | str | None = None,
 ) -> list[Video]:
-    """Parse a UCF101 tree and its split lists into manifest rows sorted by (label, group, clip)."""
-    videos, lists = Path(videos), Path(lists)
-    if not videos.is_dir():
-        raise ManifestError(f"{videos}: dataset.videos is not a directory")
-    if not lists.is_dir():
-        raise ManifestError(f"{lists}: dataset.lists is not a directory")
+    """Read a dataset in ``format`` (see :func:`moclip.datasets.read_listing`) into manifest
+    rows (see :func:`manifest_rows`)."""
     if num_shards < 1:
         raise ManifestError(f"dataset.shards must be >= 1, got {num_shards}")
-    class_names = read_class_index(lists / "classInd.txt")
-    classes = {name: i for i, name in enumerate(class_names)}
-    entries: dict[str, _Entry] = {}
-    assign: dict[str, dict[int, str]] = {}
+    listing = read_listing(format, videos, lists, splits, seed, classes)
+    return manifest_rows(listing, splits, val_groups, num_shards, seed)
 
-    for k in splits:
-        if k not in SPLITS:
-            raise ManifestError(f"dataset.splits: {k} is not one of {SPLITS}")
-        seen: dict[str, str] = {}
-        for kind in ("train", "test"):
-            lf, rows = _list_rows(lists, k, kind)
-            for lineno, tok in rows:
-                e = _parse_entry(videos, lf, lineno, tok[0], classes)
-                vid = PurePosixPath(e.rel).stem
-                if vid in seen:
-                    raise ManifestError(f"{e.where}: video {vid} is listed twice (first at {seen[vid]})")
-                seen[vid] = e.where
-                label_given = kind == "train" and len(tok) > 1
-                if label_given and (not tok[1].isdigit() or int(tok[1]) != classes[e.class_name] + 1):
-                    raise ManifestError(
-                        f"{e.where}: label {tok[1]} disagrees with classInd.txt "
-                        f"({e.class_name} is {classes[e.class_name] + 1})"
-                    )
-                old = entries.setdefault(vid, e)
-                if old.rel != e.rel:
-                    raise ManifestError(f"{e.where}: video id {vid} also names {old.rel} ({old.where})")
-                assign.setdefault(vid, {})[k] = kind
-        test_groups = {entries[v].group for v, a in assign.items() if a.get(k) == "test"}
-        train_groups = {entries[v].group for v, a in assign.items() if a.get(k) == "train"}
-        leaked = train_groups & test_groups
-        if leaked:
-            raise ManifestError(f"split {k}: groups {sorted(leaked)} appear in both train and test lists")
-        held = val_groups_for(train_groups, val_groups, seed, k)
-        for vid, a in assign.items():
-            if a.get(k) == "train" and entries[vid].group in held:
-                a[k] = "val"
 
-    out = []
-    for vid, e in entries.items():
-        a = assign[vid]
-        out.append(
-            Video(
-                video_id=vid,
-                path=e.rel,
-                class_name=e.class_name,
-                label=classes[e.class_name],
-                group=e.group,
-                clip=e.clip,
-                shard=shard_of(vid, num_shards),
-                **{f"split{k}": a.get(k, "") for k in SPLITS},
-            )
+def manifest_rows(listing: Listing, splits, val_groups: int, num_shards: int, seed: int) -> list[Video]:
+    """A listing as manifest rows sorted by (label, group, clip, id): ``val_groups`` whole
+    groups of each split's training part become ``val``, chosen by ``seed``; unlabelled
+    videos get label -1 and no split."""
+    for k in splits if listing.classes else []:
+        _hold_out_val(listing, k, val_groups, seed)
+    labels = {name: i for i, name in enumerate(listing.classes)}
+    out = [
+        Video(
+            video_id=vid,
+            path=e.rel,
+            class_name=e.class_name,
+            label=labels.get(e.class_name, -1),
+            group=e.group,
+            clip=e.clip,
+            shard=shard_of(vid, num_shards),
+            **{f"split{k}": listing.assign[vid].get(k, "") if k in splits else "" for k in SPLITS},
         )
+        for vid, e in listing.entries.items()
+    ]
     out.sort(key=lambda v: (v.label, v.group, v.clip, v.video_id))
     return out
+
+
+def _hold_out_val(listing: Listing, k: int, val_groups: int, seed: int) -> None:
+    """Split ``k``'s training videos of ``val_groups`` whole groups become ``val``. A group in
+    both train and test is an error where the format promises otherwise (UCF101), else a
+    warning: its test clips may resemble training clips."""
+    parts = {"train": set(), "test": set()}
+    for vid, a in listing.assign.items():
+        if a.get(k) in parts:
+            parts[a[k]].add(listing.entries[vid].group)
+    leaked = parts["train"] & parts["test"]
+    if leaked and listing.separate_groups:
+        raise ManifestError(f"split {k}: groups {sorted(leaked)} appear in both train and test lists")
+    if leaked:
+        log.warning("split %d: %d groups have videos in both train and test", k, len(leaked))
+    held = val_groups_for(parts["train"], val_groups, seed, k)
+    for vid, a in listing.assign.items():
+        if a.get(k) == "train" and listing.entries[vid].group in held:
+            a[k] = "val"
 
 
 def write_manifest(rows: list[Video], path: Path | str) -> None:
@@ -256,14 +173,6 @@ def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
     return parts
 
 
-def count_listed_videos(lists: Path | str, splits) -> int:
-    """Distinct videos the split lists of ``splits`` name (no walk over the videos): what
-    ``dataset.shards: auto`` sizes the shards from."""
-    lists = Path(lists)
-    names = {tok[0] for k in splits for kind in ("train", "test") for _, tok in _list_rows(lists, k, kind)[1]}
-    return len(names)
-
-
 def shard_count(n_videos: int, videos_per_shard: int) -> int:
     """Shards for ``n_videos``: the nearest whole number of ``videos_per_shard`` (at least 1).
 
@@ -276,21 +185,55 @@ def shard_count(n_videos: int, videos_per_shard: int) -> int:
 # --------------------------------------------------------------------------- stage entry point
 
 
+def dataset_summary(rows: list[Video], listing: Listing, format: str, videos, lists) -> dict:
+    """What the reports say of the dataset: format, root, lists, classes, videos, where the
+    validation groups came from, and each split's parts."""
+    held_out = {
+        "names": "whole groups named by the video files",
+        "column": "whole groups of the table's group column",
+        "mixed": "whole groups named by the video files; videos without one as seeded buckets of whole videos",
+        "none": "seeded buckets of whole videos (the dataset names no groups)",
+    }[listing.groups]
+    if not listing.classes:
+        held_out = "none (no labels: features only)"
+    splits = {}
+    for k in SPLITS:
+        parts = split_rows(rows, k)
+        if any(parts.values()):
+            splits[str(k)] = {part: len(v) for part, v in parts.items()}
+    return {
+        "format": format,
+        "videos_root": str(videos),
+        "lists": str(lists) if lists else None,
+        "classes": len(listing.classes),
+        "videos": len(rows),
+        "validation": held_out,
+        "splits": splits,
+    }
+
+
 def manifest(
     *,
     videos: Path | str,
-    lists: Path | str,
+    lists: Path | str | None,
+    format: str,
+    classes: Path | str | None,
     splits: list[int],
     val_groups: int,
     shards: int,
     seed: int,
     out: Path | str,
+    summary: Path | str,
 ) -> list[Video]:
-    """Rule ``manifest``: the dataset's split lists -> the manifest TSV at ``out``."""
-    rows = build_manifest(videos, lists, splits, val_groups, shards, seed)
+    """Rule ``manifest``: the dataset's listing -> the manifest TSV at ``out`` and the
+    dataset summary JSON at ``summary``."""
+    listing = read_listing(format, videos, lists, splits, seed, classes)
+    rows = manifest_rows(listing, splits, val_groups, shards, seed)
     write_manifest(rows, out)
-    log.info("%d videos, %d classes, %d shards, from %s", len(rows), len(class_names(rows)), shards, lists)
-    for k in splits:
-        parts = split_rows(rows, k)
-        log.info("split %d: %s", k, ", ".join(f"{len(v)} {part}" for part, v in parts.items()))
+    info = dataset_summary(rows, listing, format, videos, lists)
+    write_json(summary, info)
+    log.info("%s dataset at %s: %d videos, %d classes, %d shards", format, videos, len(rows), info["classes"], shards)
+    log.info("validation: %s", info["validation"])
+    for k, parts in info["splits"].items():
+        log.info("split %s: %s", k, ", ".join(f"{n} {part}" for part, n in parts.items()))
     return rows

@@ -11,7 +11,7 @@ import torch
 
 from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import load_clip, preprocess
-from moclip.codec import REENCODE, DecodeError, DecodeSettings, reencode
+from moclip.codec import REENCODE, DecodeError, DecodeSettings, EncodeSettings, exports_motion_vectors, reencode
 from moclip.heads import load_head
 from moclip.io import read_json
 from moclip.mv_stream import load_checkpoint, read_segments, view_features
@@ -49,15 +49,26 @@ class Predictor:
         self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
         recipe = s["dataset"].get("reencode", "none")
         self.reencode = REENCODE[recipe] if recipe != "none" else None  # the workflow cached re-encoded files
+        # ... or re-encoded the videos without motion vectors only (dataset.reencode wins)
+        self.reencode_unsupported = self.reencode is None and s["decode"].get("reencode_unsupported", False)
+
+    def _reencoding(self, video: Path | str) -> EncodeSettings | None:
+        """How the workflow would have re-encoded ``video`` before caching it, or None."""
+        if self.reencode is not None or not self.reencode_unsupported:
+            return self.reencode
+        try:
+            return None if exports_motion_vectors(video, self.decode.max_frames) else EncodeSettings()
+        except DecodeError:
+            return None  # unreadable: the cache names the reason
 
     @torch.no_grad()
     def __call__(self, video: Path | str, top: int = 5) -> Prediction:
         with tempfile.TemporaryDirectory() as tmp:
-            source = video
-            if self.reencode is not None:
+            source, settings = video, self._reencoding(video)
+            if settings is not None:
                 source = Path(tmp) / "reencoded.avi"
                 try:
-                    reencode(video, source, self.reencode)
+                    reencode(video, source, settings)
                 except DecodeError as e:
                     return Prediction(str(video), error=f"re-encode failed: {e}")
             rec = cache_video(source, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode)

@@ -1,12 +1,20 @@
-"""The optional re-encode stage (config ``dataset.reencode``): each video of a shard
-re-encoded by a recipe of :data:`moclip.codec.REENCODE` (CoViAR's: MPEG-4 Part 2, 340x256,
-GOP 12, no B-frames) into ``<video_id>.avi``, and the shard an index (one status line a video).
+"""The optional re-encode stage, before the cache: each video of a shard re-encoded into
+``<video_id>.avi``, and the shard an index (one status line a video). Two modes, one rule:
+
+- config ``dataset.reencode``: every video, by a recipe of :data:`moclip.codec.REENCODE`
+  (CoViAR's: MPEG-4 Part 2, 340x256, GOP 12, no B-frames);
+- config ``decode.reencode_unsupported`` (without ``dataset.reencode``): only the videos
+  whose decode exports no motion vectors (:func:`moclip.codec.exports_motion_vectors`:
+  MJPEG, VP9, AV1, intra-only streams...), to MPEG-4 Part 2 at their own size, GOP 12, no
+  B-frames (:class:`moclip.codec.EncodeSettings`); the others are cached as they are.
+
+The index's status says which: ``reencoded`` (the cache decodes the re-encoded file),
+``original`` (it decodes the video itself) or ``failed`` (the video could not be
+re-encoded: no file; the cache stage records it as failed with this message).
 
 A module of its own rather than part of :mod:`moclip.cache`: the cache rule's code digest
 does not reach it, so a change here reruns the re-encodes (and through their files the
-caches made from them) but never the caches of a run without re-encoding. A video that
-cannot be re-encoded is listed in the index by name with the error, and has no file; the
-cache stage records it as failed with that message.
+caches made from them) but never the caches of a run without re-encoding.
 """
 
 from __future__ import annotations
@@ -19,13 +27,14 @@ from pathlib import Path
 
 import av
 
-from moclip.codec import REENCODE, DecodeError, EncodeSettings, reencode
+from moclip.codec import REENCODE, DecodeError, DecodeSettings, EncodeSettings, exports_motion_vectors, reencode
 from moclip.io import relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
 # The columns of moclip.cache's shard index less n_frames: moclip.cache.read_index reads it.
 INDEX_COLUMNS = ("video_id", "path", "status", "error")
+REENCODED, ORIGINAL, FAILED = "reencoded", "original", "failed"  # a video's status in the index
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class ReencodeRecord:
 
     video_id: str
     path: str
-    status: str
+    status: str  # REENCODED, ORIGINAL or FAILED
     error: str
 
 
@@ -43,15 +52,34 @@ def reencoded_file(out_dir: Path | str, video_id: str) -> Path:
     return Path(out_dir) / f"{video_id}.avi"
 
 
-def reencode_video(src: Path | str, video_id: str, dst: Path | str, settings: EncodeSettings) -> ReencodeRecord:
-    """Re-encode one video; a video that cannot be read becomes a failed record (no file)."""
+def _lacks_vectors(src: Path | str, probe_frames: int) -> bool:
+    """The probe: whether the decode of ``src`` exports no motion vectors in its first
+    ``probe_frames`` frames (False for a file that cannot be read: the cache names why)."""
     try:
+        return not exports_motion_vectors(src, probe_frames)
+    except (DecodeError, av.error.FFmpegError):
+        return False
+
+
+def reencode_video(
+    src: Path | str, video_id: str, dst: Path | str, settings: EncodeSettings, probe_frames: int = 0
+) -> ReencodeRecord:
+    """Re-encode one video; a video that cannot be read becomes a failed record (no file).
+
+    With ``probe_frames``, only a video whose first ``probe_frames`` frames carry no motion
+    vector (as :func:`moclip.codec.decode_video` decides) is re-encoded; one that has
+    vectors, or that cannot be read at all, is left ``original`` (the cache stage decodes
+    it, and names its error).
+    """
+    try:
+        if probe_frames and not _lacks_vectors(src, probe_frames):
+            return ReencodeRecord(video_id, str(src), ORIGINAL, "")
         reencode(src, dst, settings)
     except (DecodeError, av.error.FFmpegError) as e:
-        return ReencodeRecord(video_id, str(src), "failed", str(e) or type(e).__name__)
+        return ReencodeRecord(video_id, str(src), FAILED, str(e) or type(e).__name__)
     except Exception as e:  # a bug, not a bad video: stop, naming the video
         raise RuntimeError(f"{video_id} ({src}): unexpected {type(e).__name__}: {e}") from e
-    return ReencodeRecord(video_id, str(src), "ok", "")
+    return ReencodeRecord(video_id, str(src), REENCODED, "")
 
 
 def _reencode_one(args: tuple) -> ReencodeRecord:
@@ -66,20 +94,32 @@ def reencode_shard(
     *,
     videos: list[Path | str],
     videos_root: Path | str,
-    recipe: str,
+    recipe: str | None,
     out: Path | str,
     index: Path | str,
+    probe_frames: int = DecodeSettings.max_frames,
     threads: int = 1,
+    ids: list[str] | None = None,
 ) -> list[ReencodeRecord]:
-    """Rule ``reencode_shard``: re-encode every video of one shard by ``recipe`` (a key of
-    :data:`moclip.codec.REENCODE`) into the directory ``out``, ``threads`` videos at a time,
-    and write the shard's ``index`` last (paths relative to ``videos_root``)."""
-    if recipe not in REENCODE:
+    """Rule ``reencode_shard``: re-encode the videos of one shard into the directory ``out``,
+    ``threads`` videos at a time, and write the shard's ``index`` last (paths relative to
+    ``videos_root``).
+
+    ``recipe`` (a key of :data:`moclip.codec.REENCODE`): every video by that recipe. None:
+    only the videos without motion vectors in their first ``probe_frames`` frames (config
+    ``decode.max_frames``, what the cache reads), by the default :class:`EncodeSettings`.
+    A video's id (its file ``<id>.avi``) is ``ids``' entry (the manifest's), or its file's stem.
+    """
+    if recipe is not None and recipe not in REENCODE:
         raise ValueError(f"unknown re-encode recipe {recipe!r} (one of {sorted(REENCODE)})")
+    settings, probe = (REENCODE[recipe], 0) if recipe is not None else (EncodeSettings(), probe_frames)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(v, Path(v).stem, reencoded_file(out, Path(v).stem), REENCODE[recipe]) for v in videos]
-    records, failed, progress = [], 0, Progress("videos", len(jobs), log)
+    ids = list(ids) if ids is not None else [Path(v).stem for v in videos]
+    if len(ids) != len(videos):
+        raise ValueError(f"{len(videos)} videos but {len(ids)} ids")
+    jobs = [(v, i, reencoded_file(out, i), settings, probe) for v, i in zip(videos, ids)]
+    records, done, failed, progress = [], 0, 0, Progress("videos", len(jobs), log)
     pool = (
         ProcessPoolExecutor(min(threads, len(jobs)), mp_context=pool_context())
         if threads > 1 and len(jobs) > 1
@@ -88,14 +128,27 @@ def reencode_shard(
     with pool or contextlib.nullcontext():
         for rec in pool.map(_reencode_one, jobs, chunksize=1) if pool else map(_reencode_one, jobs):
             records.append(rec)
-            if rec.status != "ok":
+            if rec.status == FAILED:
                 failed += 1
                 log.warning("video %s (%s) not re-encoded: %s", rec.video_id, rec.path, rec.error)
-            progress.update(note=f"{failed} failed")
+            elif rec.status == REENCODED:
+                done += 1
+                if probe:
+                    log.info("video %s (%s) has no motion vectors: re-encoded", rec.video_id, rec.path)
+            progress.update(note=f"{done} re-encoded, {failed} failed")
     progress.close()
     rows = [(r.video_id, relative_to(r.path, videos_root), r.status, _one_line(r.error)) for r in records]
     write_tsv(index, INDEX_COLUMNS, rows)
     return records
 
 
-__all__ = ["INDEX_COLUMNS", "ReencodeRecord", "reencode_shard", "reencode_video", "reencoded_file"]
+__all__ = [
+    "FAILED",
+    "INDEX_COLUMNS",
+    "ORIGINAL",
+    "REENCODED",
+    "ReencodeRecord",
+    "reencode_shard",
+    "reencode_video",
+    "reencoded_file",
+]

@@ -29,9 +29,17 @@ RANDOM_CLIP_WARNING = (
 )
 
 
-def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | str, settings: dict) -> dict:
-    """One split's metrics.json: each method present, the failed videos, the settings."""
+def split_report(
+    split: int,
+    method_files: dict[str, str],
+    failures_tsv: Path | str,
+    settings: dict,
+    reencoded_tsv: Path | str | None = None,
+) -> dict:
+    """One split's metrics.json: each method present, the failed videos, the videos cached
+    from a re-encode (``reencoded_tsv``: rule cache_failures'), the settings."""
     failed = [r.video_id for r in read_index(failures_tsv)]
+    reencoded = [r.video_id for r in read_index(reencoded_tsv)] if reencoded_tsv else []
     methods = {}
     for name, path in method_files.items():
         m = read_json(path)
@@ -53,7 +61,13 @@ def split_report(split: int, method_files: dict[str, str], failures_tsv: Path | 
             "trainable_parameters",
         )
         methods[name] = {k: m[k] for k in keep if k in m}
-    return {"split": split, "methods": methods, "failed_videos": failed, "settings": settings}
+    return {
+        "split": split,
+        "methods": methods,
+        "failed_videos": failed,
+        "reencoded_videos": reencoded,
+        "settings": settings,
+    }
 
 
 def split_value(m: dict) -> dict:
@@ -91,7 +105,17 @@ def summarize_splits(reports: list[dict], costs: dict, clip_info: dict, mv_info:
             **costs.get(method, {}),
         }
     failed = sorted({v for r in reports for v in r["failed_videos"]})
-    out = {"methods": table, "clip": clip_info, "failed_videos": failed, "splits": [r["split"] for r in reports]}
+    reencoded = sorted({v for r in reports for v in r.get("reencoded_videos", [])})
+    out = {
+        "methods": table,
+        "clip": clip_info,
+        "failed_videos": failed,
+        "reencoded_videos": reencoded,
+        "splits": [r["split"] for r in reports],
+    }
+    recipes = {r.get("settings", {}).get("dataset", {}).get("reencode", "none") for r in reports} - {"none"}
+    if recipes:  # every video re-encoded by this recipe (dataset.reencode)
+        out["reencode"] = ", ".join(sorted(recipes))
     if mv_info:
         out["mv"] = mv_info
     if clip_info.get("random_weights"):
@@ -146,6 +170,13 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
         notes.append("Zero-shot: skipped (random CLIP weights have no text-image alignment).")
     failed = summary["failed_videos"]
     notes.append(f"Failed videos ({len(failed)}): " + (", ".join(failed) if failed else "none"))
+    reencoded = summary.get("reencoded_videos", [])
+    if "reencode" in summary:  # dataset.reencode: every video, not worth naming one by one
+        notes.append(f"Re-encoded videos ({len(reencoded)}): every video (dataset.reencode: {summary['reencode']})")
+    elif reencoded:  # decode.reencode_unsupported: the videos without motion vectors
+        notes.append(
+            f"Re-encoded videos ({len(reencoded)}, no motion vectors in the original): " + ", ".join(reencoded)
+        )
     return header, rows, notes
 
 
@@ -154,12 +185,22 @@ def _clip_line(summary: dict) -> str:
     return f"CLIP: `{c['model']}`, weights `{c['pretrained']}` (digest `{c['weights_digest'][:12]}`)"
 
 
+def dataset_line(info: dict | None) -> str:
+    """The dataset a report describes: format, root, classes, videos, and how validation was held out."""
+    if not info:
+        return ""
+    return (
+        f"Dataset: {info['format']} at `{info['videos_root']}`, {info['classes']} classes, {info['videos']:,} videos; "
+        f"validation: {info['validation']}."
+    )
+
+
 def summary_markdown(summary: dict) -> str:
     header, rows, notes = summary_table(summary)
     lines = ["# moclip results", ""]
     if "warning" in summary:
         lines += [f"> {summary['warning']}", ""]
-    lines += [_clip_line(summary), ""]
+    lines += [line for line in (dataset_line(summary.get("dataset")), _clip_line(summary)) if line] + [""]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     for n in notes:
@@ -190,7 +231,8 @@ def html_table(header: list[str], rows: list[list[str]], notes: list[str] = (), 
 def summary_html(summary: dict) -> str:
     header, rows, notes = summary_table(summary)
     warning = [summary["warning"]] if "warning" in summary else []
-    return html_table(header, rows, [*warning, _clip_line(summary).replace("`", ""), *notes])
+    about = [line.replace("`", "") for line in (dataset_line(summary.get("dataset")), _clip_line(summary)) if line]
+    return html_table(header, rows, [*warning, *about, *notes])
 
 
 def split_html(rep: dict) -> str:
@@ -244,50 +286,149 @@ def read_predictions(path: Path | str) -> tuple[list[str], list[str | None]]:
     return [r["true_class"] for r in rows], [r.get("class1") or None for r in rows]
 
 
-# Plots grow with the number of classes up to a bounded canvas (memory a report job stays
-# bounded for Kinetics' 400 or more classes); past this many classes the ticks go unlabelled
-# (per-class numbers are in metrics.json).
-MAX_FIGURE_INCHES = 25
-MAX_LABELLED_CLASSES = 150
+# Plots stay readable and bounded at any number of classes (Kinetics' 400 or more): up to
+# FULL_PLOT_CLASSES, the whole labelled confusion matrix and every class's bars; above, the
+# TOP_CONFUSIONS most frequent confusions and the WORST_CLASSES lowest classes, labelled
+# (every class's numbers are in metrics.json and predictions.tsv).
+FULL_PLOT_CLASSES = 40
+TOP_CONFUSIONS = 30
+WORST_CLASSES = 30
+MAX_FIGURE_INCHES = 16
+PER_CLASS_METHODS = ("mv_only", "clip_linear", "fusion")  # the streams, then their fusion
+FAILED_COLUMN = "(failed)"
+
+
+def confusion_counts(true: list[str], pred: list[str | None], classes: list[str]) -> np.ndarray:
+    """Videos [n, n + 1]: rows the true classes, columns the predicted ones, then the failed videos."""
+    idx = {c: i for i, c in enumerate(classes)}
+    cm = np.zeros((len(classes), len(classes) + 1), dtype=np.int64)
+    for t, p in zip(true, pred):
+        cm[idx[t], idx[p] if p else len(classes)] += 1
+    return cm
+
+
+def top_confusions(
+    true: list[str], pred: list[str | None], classes: list[str], n: int = TOP_CONFUSIONS
+) -> list[tuple[str, str, int]]:
+    """The ``n`` most frequent confusions (true class, predicted class, videos), most first, ties
+    in (true, predicted) class order; failed videos are no confusion."""
+    cm = confusion_counts(true, pred, classes)[:, :-1]
+    np.fill_diagonal(cm, 0)
+    order = np.argsort(-cm, axis=None, kind="stable")[:n]  # row-major: ties stay in class order
+    return [(classes[i], classes[j], int(cm[i, j])) for i, j in zip(*np.unravel_index(order, cm.shape)) if cm[i, j]]
+
+
+def ranking_method(report: dict) -> str:
+    """The method the worst classes are ranked by: fusion, else the last stream present."""
+    return [m for m in PER_CLASS_METHODS if m in report["methods"]][-1]
+
+
+def worst_classes(report: dict, n: int = WORST_CLASSES) -> list[int]:
+    """Indices of the ``n`` classes with the lowest per-class top-1 of ``ranking_method``,
+    lowest first, ties in class order; classes without test videos are left out."""
+    values = report["methods"][ranking_method(report)]["per_class_top1"]
+    return [i for _, i in sorted((v, i) for i, v in enumerate(values) if v is not None)[:n]]
 
 
 def plot_confusion(predictions: Path | str, classes: list[str], out: Path | str, title: str) -> None:
+    """The row-normalised confusion matrix, labelled, up to ``FULL_PLOT_CLASSES`` classes; above,
+    the ``TOP_CONFUSIONS`` most frequent confusions as labelled bars."""
     true, pred = read_predictions(predictions)
-    idx = {c: i for i, c in enumerate(classes)}
-    cm = np.zeros((len(classes), len(classes) + 1))
-    for t, p in zip(true, pred):
-        cm[idx[t], idx[p] if p else len(classes)] += 1
+    if len(classes) <= FULL_PLOT_CLASSES:
+        _plot_matrix(confusion_counts(true, pred, classes), classes, out, title)
+    else:
+        support = dict(zip(classes, confusion_counts(true, pred, classes).sum(1)))
+        failed = sum(p is None for p in pred)
+        _plot_top_confusions(top_confusions(true, pred, classes), support, failed, out, title)
+
+
+def _plot_matrix(cm: np.ndarray, classes: list[str], out: Path | str, title: str) -> None:
+    """Every class against every class (and the failed column), rows normalised to 1."""
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     plt = _plt()
     n = len(classes)
     side = min(MAX_FIGURE_INCHES, n * 0.35 + 2)  # grows with the classes, up to a bounded canvas
     fig, ax = plt.subplots(figsize=(max(5, side), max(4, side - 1)))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    if n <= MAX_LABELLED_CLASSES:
-        ax.set_xticks(range(n + 1), classes + ["(failed)"], rotation=90, fontsize=max(4, 9 - n // 20))
-        ax.set_yticks(range(n), classes, fontsize=max(4, 9 - n // 20))
+    fontsize = max(6, 9 - n // 10)
+    ax.set_xticks(range(n + 1), [*classes, FAILED_COLUMN], rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(n), classes, fontsize=fontsize)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(f"{title}, rows normalised")
     fig.colorbar(im, ax=ax, fraction=0.04)
     _save(fig, out)
 
 
-def plot_per_class(report: dict, classes: list[str], out: Path | str, title: str) -> None:
+def _plot_top_confusions(
+    pairs: list[tuple[str, str, int]], support: dict[str, int], failed: int, out: Path | str, title: str
+) -> None:
+    """One bar a confusion (true -> predicted, most frequent on top): its videos, and in the
+    label their share of the true class's test videos."""
     plt = _plt()
-    methods = [m for m in ("mv_only", "clip_linear", "fusion") if m in report["methods"]]
+    k = max(len(pairs), 1)
+    fig, ax = plt.subplots(figsize=(9, min(MAX_FIGURE_INCHES, 0.3 * k + 1.5)))
+    y = np.arange(len(pairs))
+    counts = [c for _, _, c in pairs]
+    ax.barh(y, counts, color="tab:blue")
+    ax.set_yticks(y, [f"{t} → {p}" for t, p, _ in pairs], fontsize=8)
+    for yi, (t, _, c) in zip(y, pairs):
+        ax.text(c, yi, f" {c} ({c / max(support[t], 1):.0%})", va="center", fontsize=7)
+    if not pairs:
+        ax.text(0.5, 0.5, "no confusions", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(k - 0.5, -0.5)  # the most frequent on top
+    ax.set_xlim(0, max(counts, default=1) * 1.25)
+    ax.set_xlabel("test videos (share of the true class's)")
+    note = f"; {failed} failed videos not shown" if failed else ""
+    shown = f"the {len(pairs)} most frequent confusions (true → predicted) of {len(support)} classes{note}"
+    ax.set_title(f"{title}\n{shown}")
+    _save(fig, out)
+
+
+def plot_per_class(report: dict, classes: list[str], out: Path | str, title: str) -> None:
+    """Per-class top-1 of the streams and their fusion: every class up to ``FULL_PLOT_CLASSES``;
+    above, the ``WORST_CLASSES`` lowest by fusion (``ranking_method``), labelled."""
+    methods = [m for m in PER_CLASS_METHODS if m in report["methods"]]
+    values = {m: [v if v is not None else np.nan for v in report["methods"][m]["per_class_top1"]] for m in methods}
+    if len(classes) <= FULL_PLOT_CLASSES:
+        _plot_every_class(values, classes, out, title)
+    else:
+        worst = worst_classes(report)
+        picked = {m: [v[i] for i in worst] for m, v in values.items()}
+        caption = f"{title}\nthe {len(worst)} lowest of {len(classes)} classes by {ranking_method(report)} top-1"
+        _plot_worst_classes(picked, [classes[i] for i in worst], out, caption)
+
+
+def _plot_every_class(values: dict[str, list[float]], classes: list[str], out: Path | str, title: str) -> None:
+    """One group of bars a class (one bar a method), classes along x."""
+    plt = _plt()
     n = len(classes)
     fig, ax = plt.subplots(figsize=(max(6, min(MAX_FIGURE_INCHES, n * 0.3 + 2)), 4))
-    w = 0.8 / max(len(methods), 1)
-    for j, m in enumerate(methods):
-        vals = [v if v is not None else np.nan for v in report["methods"][m]["per_class_top1"]]
-        ax.bar(np.arange(n) + (j - (len(methods) - 1) / 2) * w, vals, w, label=m)
-    if n <= MAX_LABELLED_CLASSES:
-        ax.set_xticks(range(n), classes, rotation=90, fontsize=max(4, 9 - n // 20))
+    w = 0.8 / max(len(values), 1)
+    for j, (m, vals) in enumerate(values.items()):
+        ax.bar(np.arange(n) + (j - (len(values) - 1) / 2) * w, vals, w, label=m)
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=max(6, 9 - n // 10))
     ax.set_ylabel("top-1")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
     ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def _plot_worst_classes(values: dict[str, list[float]], classes: list[str], out: Path | str, title: str) -> None:
+    """One group of horizontal bars a class (one bar a method), the lowest on top."""
+    plt = _plt()
+    k = max(len(classes), 1)
+    fig, ax = plt.subplots(figsize=(9, min(MAX_FIGURE_INCHES, k * (0.1 * len(values) + 0.1) + 1.5)))
+    h = 0.8 / max(len(values), 1)
+    for j, (m, vals) in enumerate(values.items()):
+        ax.barh(np.arange(len(classes)) + (j - (len(values) - 1) / 2) * h, vals, h, label=m)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_ylim(k - 0.5, -0.5)  # the lowest on top
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("top-1")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
     _save(fig, out)
 
 
@@ -368,6 +509,7 @@ def report_split(
     failures: Path | str,
     manifest: Path | str,
     settings: dict,
+    reencoded: Path | str | None = None,
     fusion_predictions: Path | str,
     mv_training: Path | str,
     head_training: dict[str, Path | str],
@@ -379,15 +521,15 @@ def report_split(
     table: Path | str,
 ) -> dict:
     """Rule ``report_split``: one split's ``metrics`` (every method's metrics.json in
-    ``methods``, the failed videos, the settings, and the ``artefacts`` that ``moclip
+    ``methods``, the failed and the ``reencoded`` videos, the settings, and the ``artefacts`` that ``moclip
     predict`` loads, named relative to the report's own directory so a moved run still
     resolves), its ``table`` (HTML) and its three plots."""
     classes = class_names(read_manifest(manifest))
-    rep = split_report(split, methods, failures, settings)
+    rep = split_report(split, methods, failures, settings, reencoded)
     rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}
     write_json(metrics, rep)
     write_text(table, split_html(rep))
-    plot_confusion(fusion_predictions, classes, confusion, f"fusion, split {split} (test, row-normalised)")
+    plot_confusion(fusion_predictions, classes, confusion, f"fusion, split {split} (test)")
     plot_per_class(rep, classes, per_class, f"per-class top-1, split {split}")
     plot_curves(mv_training, head_training, curves, f"training, split {split}")
     for name, m in rep["methods"].items():
@@ -407,9 +549,11 @@ def summary(
     json: Path | str,
     md: Path | str,
     html: Path | str,
+    dataset: Path | str | None = None,
 ) -> dict:
     """Rule ``summary``: the method x split table (JSON, Markdown and HTML) with the costs of each
-    method (from the first split's models) and the CLIP weights used."""
+    method (from the first split's models), the CLIP weights used and the ``dataset``
+    (the manifest stage's summary)."""
     clip = load_clip(model, pretrained, seed=seed)
     mvnet, mv_settings, _ = load_checkpoint(mv_model)
     heads = {}
@@ -426,6 +570,8 @@ def summary(
     }
     protocol = {k: getattr(mv_settings, k) for k in ("eval_segments", "eval_crops", "input_size")}
     out = summarize_splits([read_json(p) for p in reports], costs, info, protocol)
+    if dataset:
+        out["dataset"] = read_json(dataset)
     write_summary(out, json, md, html)
     log.info("summary of %d splits written to %s", len(reports), md)
     return out

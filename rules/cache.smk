@@ -1,6 +1,9 @@
 # One PyAV decode pass a video -> motion-vector and frame HDF5 caches, one job a shard.
 # With dataset.reencode: coviar, each video is first re-encoded as CoViAR does (MPEG-4
-# Part 2, 340x256, GOP 12, no B-frames), one job a shard, and the cache decodes that file.
+# Part 2, 340x256, GOP 12, no B-frames), one job a shard, and the cache decodes that file;
+# with decode.reencode_unsupported, the same job re-encodes only the videos whose decode
+# exports no motion vectors (to MPEG-4 Part 2 at their own size) and the cache decodes
+# those files and the other videos themselves.
 
 
 rule reencode_shard:
@@ -21,7 +24,8 @@ rule reencode_shard:
         runtime=minutes(reencode_seconds),
     params:
         videos_root=VIDEOS,
-        recipe=config["dataset"]["reencode"],
+        ids=shard_ids,
+        settings=reencode_settings(),
         code=code_digest("reencode_shard"),
     script:
         "../workflow_scripts/reencode_shard.py"
@@ -46,6 +50,7 @@ rule cache_shard:
         runtime=minutes(cache_seconds),
     params:
         videos_root=VIDEOS,
+        ids=shard_ids,
         decode=decode_settings(),
         compression=config["cache"]["compression"],
         code=code_digest("cache_shard"),
@@ -58,6 +63,7 @@ rule cache_failures:
         indexes=all_shards(rules.cache_shard.output.index),
     output:
         out=results("cache/failures.tsv"),
+        reencoded=results("cache/reencoded.tsv"),
     log:
         logs("cache/failures.log"),
     benchmark:

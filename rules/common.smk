@@ -1,7 +1,7 @@
 # Helpers shared by the stage files: where every output lives, the names a wildcard can
 # take, the targets, and what identifies each rule's code. Module-level code here runs again
-# in every cluster job: it stays cheap (no walk over the dataset; the manifest is read only
-# on demand; the code digests are a parse of the library's few modules).
+# in every cluster job: it stays cheap (no walk over the dataset but a folder's listing; the
+# manifest is read only on demand; the code digests are a parse of the library's few modules).
 
 import functools
 import hashlib
@@ -11,16 +11,12 @@ import re
 from pathlib import Path
 
 import moclip
-from moclip.demo import DemoSpec
-from moclip.manifest import SPLITS as ALL_SPLITS
+from moclip.demo import DOWNLOAD_NAMES, DemoSpec
 from moclip.config import ConfigError, uses_registries
-from moclip.manifest import (
-    ManifestError,
-    build_manifest,
-    count_listed_videos,
-    read_manifest,
-    shard_count,
-)
+from moclip.datasets import SPLITS as ALL_SPLITS
+from moclip.datasets import count_videos, folder_videos
+from moclip.datasets import list_files as dataset_list_files
+from moclip.manifest import ManifestError, build_manifest, read_manifest, shard_count
 from moclip.methods import HEADS
 from moclip.provenance import code_digest as _code_digest
 
@@ -54,23 +50,44 @@ WILDCARDS = {
 
 # --------------------------------------------------------------------------- the dataset
 
+FORMAT = config["dataset"]["format"]
+LABELLED = FORMAT != "folder"  # a folder run extracts features only
 DEMO = config["dataset"]["videos"] is None
+# The generated demo, in the configured format's layout, named as the dataset's downloads.
 DEMO_DIRS = {
-    "videos": results("demo/UCF-101"),
-    "lists": results("demo/ucfTrainTestlist"),
+    k: results(f"demo/{name}")
+    for k, name in zip(("videos", "lists"), DOWNLOAD_NAMES[FORMAT])
+    if name
 }
 
 
-def _dataset_dirs():
-    """The UCF-101 and ucfTrainTestlist directories: the user's, or the generated demo."""
+def demo_outputs():
+    """Rule demo_data's outputs: the videos' folder, and the lists' folder or CSV file."""
+    return {
+        k: v if k == "lists" and FORMAT == "csv" else directory(v)
+        for k, v in DEMO_DIRS.items()
+    }
+
+
+def _dataset_paths():
+    """The videos' root and the lists (a folder, a CSV file, or None for a folder run): the
+    user's, or the generated demo's."""
     if DEMO:
-        return DEMO_DIRS["videos"], DEMO_DIRS["lists"]
+        return DEMO_DIRS["videos"], DEMO_DIRS.get("lists")
     videos, lists = config["dataset"]["videos"], config["dataset"]["lists"]
+    if not os.path.isdir(videos):
+        raise ValueError(f"config: dataset.videos={videos!r} is not a directory")
+    if not LABELLED:
+        return videos, None
     if lists is None:
-        raise ValueError("config: dataset.lists is required when dataset.videos is set")
-    for key, path in (("dataset.videos", videos), ("dataset.lists", lists)):
-        if not os.path.isdir(path):
-            raise ValueError(f"config: {key}={path!r} is not a directory")
+        raise ValueError(
+            f"config: dataset.lists is required with dataset.format: {FORMAT}"
+        )
+    kind, exists = (
+        ("file", os.path.isfile) if FORMAT == "csv" else ("directory", os.path.isdir)
+    )
+    if not exists(lists):
+        raise ValueError(f"config: dataset.lists={lists!r} is not a {kind}")
     return videos, lists
 
 
@@ -79,12 +96,16 @@ def check_listed_videos():
     unknown class or a bad name stops the run before any job, naming list file and line.
     """
     try:
-        build_manifest(VIDEOS, LISTS, SPLITS)
+        build_manifest(VIDEOS, LISTS, SPLITS, format=FORMAT, classes=CLASSES)
     except ManifestError as e:
         raise WorkflowError(str(e)) from None
 
 
-VIDEOS, LISTS = _dataset_dirs()
+VIDEOS, LISTS = _dataset_paths()
+CLASSES = config["dataset"]["classes"]
+# A folder run's videos, listed once at parse time: the count sizes the shards, and a
+# digest of the list reruns the manifest when a video is added or removed.
+FOLDER_VIDEOS = [] if DEMO or LABELLED else folder_videos(VIDEOS)
 # Once, before any job: cluster jobs parse this file again and skip it. The registries
 # need torch, open_clip and timm: imported here only, and only for real models.
 if workflow.is_main_process:
@@ -100,12 +121,14 @@ if workflow.is_main_process:
 
 
 def _n_videos():
-    """Videos the split lists name (or the demo's spec makes), counted at parse time."""
+    """Videos the lists name, the folder holds, or the demo's spec makes, counted at parse time."""
     if DEMO:
         return DemoSpec.from_config(
             {**config["demo"], "seed": config["seed"]}
         ).n_videos()
-    return count_listed_videos(LISTS, SPLITS)
+    if not LABELLED:
+        return len(FOLDER_VIDEOS)
+    return count_videos(FORMAT, VIDEOS, LISTS, SPLITS)
 
 
 N_VIDEOS = _n_videos()
@@ -119,11 +142,20 @@ SHARDS = [f"{s:0{SHARD_DIGITS}d}" for s in range(N_SHARDS)]
 
 
 def list_files():
-    """The split lists the manifest reads (real datasets only)."""
-    names = ["classInd.txt"]
-    for k in SPLITS:
-        names += [f"trainlist0{k}.txt", f"testlist0{k}.txt"]
-    return [os.path.join(LISTS, n) for n in names]
+    """The files the manifest reads besides the videos (real datasets only): split lists,
+    the CSV table, the class-order file."""
+    return [str(f) for f in dataset_list_files(FORMAT, LISTS, SPLITS)] + (
+        [CLASSES] if CLASSES else []
+    )
+
+
+def manifest_inputs(wildcards):
+    """The manifest's inputs: the videos' root and the lists. A real dataset's timestamps
+    never trigger reruns (the list files' contents and a folder's listing do); the demo is
+    regenerated by the workflow, so its times count."""
+    if DEMO:
+        return {k: v for k, v in DEMO_DIRS.items()}
+    return {"videos": ancient(VIDEOS), "list_files": list_files()}
 
 
 @functools.cache
@@ -134,21 +166,45 @@ def _shards_of(path, mtime_ns):
     return shards
 
 
+def _shard_rows(wildcards):
+    path = checkpoints.manifest.get().output.tsv
+    return _shards_of(path, os.stat(path).st_mtime_ns).get(int(wildcards.shard), [])
+
+
 def shard_videos(wildcards):
     """A shard's video files (after the manifest checkpoint has run). A real dataset's
     timestamps never trigger reruns; a change of the set of videos does. The demo is
     regenerated by the workflow, so its times count."""
-    path = checkpoints.manifest.get().output.tsv
-    rows = _shards_of(path, os.stat(path).st_mtime_ns).get(int(wildcards.shard), [])
-    paths = [os.path.join(VIDEOS, r.path) for r in rows]
+    paths = [os.path.join(VIDEOS, r.path) for r in _shard_rows(wildcards)]
     return paths if DEMO else [ancient(p) for p in paths]
 
 
+def shard_ids(wildcards):
+    """A shard's video ids, the manifest's, in shard_videos' order."""
+    return [r.video_id for r in _shard_rows(wildcards)]
+
+
+# What reencode_shard does, when it runs at all (REENCODING). With dataset.reencode,
+# every video by that recipe (it wins over decode.reencode_unsupported); else, with
+# decode.reencode_unsupported, only the videos whose decode exports no motion vectors
+# (recipe None), probed over the decode.max_frames frames the cache reads.
+REENCODE_RECIPE = (
+    config["dataset"]["reencode"] if config["dataset"]["reencode"] != "none" else None
+)
+REENCODING = REENCODE_RECIPE is not None or config["decode"]["reencode_unsupported"]
+
+
+def reencode_settings():
+    """reencode_shard's recipe, and the frames it probes for vectors (0 = no probe)."""
+    probe = config["decode"]["max_frames"] if REENCODE_RECIPE is None else 0
+    return {"recipe": REENCODE_RECIPE, "probe_frames": probe}
+
+
 def cache_inputs(wildcards):
-    """cache_shard's inputs: the shard's videos (the index names them) and, with
-    dataset.reencode, reencode_shard's directory (the files it decodes) and index."""
+    """cache_shard's inputs: the shard's videos (the index names them) and, when videos
+    are re-encoded, reencode_shard's directory (the files it decodes) and index."""
     inputs = {"videos": shard_videos(wildcards)}
-    if config["dataset"]["reencode"] != "none":
+    if REENCODING:
         out = rules.reencode_shard.output
         inputs["reencoded"] = expand(out.out, shard=wildcards.shard)[0]
         inputs["reencode_index"] = expand(out.index, shard=wildcards.shard)[0]
@@ -169,9 +225,10 @@ def code_digest(rule):
 
 
 def decode_settings():
-    """Everything that shapes a cache: the fields of moclip.codec.DecodeSettings."""
+    """Everything that shapes a cache: the fields of moclip.codec.DecodeSettings
+    (decode.reencode_unsupported shapes the re-encode stage instead)."""
     return {
-        **config["decode"],
+        **{k: v for k, v in config["decode"].items() if k != "reencode_unsupported"},
         "frame_count": config["frames"]["count"],
         "short_side": config["frames"]["short_side"],
     }
@@ -196,6 +253,14 @@ def _safe(name):
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 
+def _file_tag(path):
+    """A local file's name in a directory tag: its stem and a digest of its absolute path,
+    size and modification time (a changed file is a new tag)."""
+    st = os.stat(path)
+    key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"
+    return f"file-{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 def _clip_tag():
     """Directory name of a CLIP model's embeddings: architecture, weights and any resize but
     bicubic, so several models' embeddings coexist and switching back costs nothing."""
@@ -204,21 +269,28 @@ def _clip_tag():
     if pretrained == "none":
         weights = f"random-seed{config['seed']}"
     elif os.path.isfile(pretrained):
-        st = os.stat(pretrained)
-        key = f"{os.path.abspath(pretrained)}:{st.st_size}:{st.st_mtime_ns}"
-        weights = f"file-{Path(pretrained).stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        weights = _file_tag(pretrained)
     else:
         weights = pretrained
     resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
     return _safe(f"{c['model']}_{weights}{resize}")
 
 
+def _mv_tag():
+    """Directory name of the MV network's outputs: its architecture and a digest of its
+    settings; a folder run's given network: its file."""
+    if not LABELLED:
+        model = config["features"]["mv_model"]
+        if model and not os.path.isfile(model):
+            raise ValueError(f"config: features.mv_model={model!r} is not a file")
+        return _safe(_file_tag(model)) if model else "none"
+    digest = hashlib.sha256(repr(sorted(mv_settings().items())).encode()).hexdigest()
+    return f"{_safe(config['mvnet']['arch'])}-{digest[:8]}"
+
+
 CLIP_TAG = _clip_tag()
 CLIP_RANDOM = config["clip"]["pretrained"] == "none"
-MV_TAG = "{arch}-{digest}".format(
-    arch=_safe(config["mvnet"]["arch"]),
-    digest=hashlib.sha256(repr(sorted(mv_settings().items())).encode()).hexdigest()[:8],
-)
+MV_TAG = _mv_tag()
 HEAD_ROOT = f"heads/{CLIP_TAG}/{MV_TAG}"
 
 # --------------------------------------------------------------------------- inputs and targets
@@ -245,6 +317,32 @@ def mv_features_path(split, shard):
     return results(f"embeddings/mv/{MV_TAG}/split{split}/shard-{shard}.h5")
 
 
+def mv_feature_models():
+    """The MV networks whose features mv_features writes: each split's, or a folder run's given one."""
+    if LABELLED:
+        return expand(rules.train_mvnet.output.model, split=SPLITS)
+    return [ancient(config["features"]["mv_model"])]
+
+
+def mv_feature_outputs(shard):
+    """Rule mv_features' outputs, one a network of mv_feature_models()."""
+    if LABELLED:
+        return [mv_features_path(k, shard) for k in SPLITS]
+    return [results(f"embeddings/mv/{MV_TAG}/shard-{shard}.h5")]
+
+
+def feature_targets():
+    """Every shard's CLIP embeddings and MV features, and the failed videos' list."""
+    mv = []
+    if LABELLED or config["features"]["mv_model"]:
+        mv = [f for s in SHARDS for f in mv_feature_outputs(s)]
+    return [
+        rules.cache_failures.output.out,
+        *all_shards(rules.clip_embed.output.out),
+        *mv,
+    ]
+
+
 def split_method_metrics(wildcards):
     """Every method's metrics.json of one split (zero-shot only with pretrained CLIP)."""
     k = wildcards.split
@@ -266,7 +364,10 @@ def head_files(name, split):
 
 
 def final_targets():
-    """The default targets: the reports, and through them every stage."""
+    """The default targets: the reports, and through them every stage; a folder run (no
+    labels): the features."""
+    if not LABELLED:
+        return feature_targets()
     return [rules.summary.output.json, rules.summary.output.md] + expand(
         rules.report_split.output.metrics, split=SPLITS
     )
@@ -381,7 +482,7 @@ def train_mvnet_seconds(wildcards, input, threads):
 
 
 def mv_features_seconds(wildcards, input, threads):
-    inputs = VIDEOS_A_SHARD * len(SPLITS) * eval_views()
+    inputs = VIDEOS_A_SHARD * len(SPLITS if LABELLED else [1]) * eval_views()
     return inputs / (3 * mv_rate(threads))
 
 

@@ -1,10 +1,9 @@
-# The embedded demo dataset, in UCF101's exact layout (only when dataset.videos is null).
+# The embedded demo dataset, in the layout of dataset.format (only when dataset.videos is null).
 
 
 rule demo_data:
     output:
-        videos=directory(DEMO_DIRS["videos"]),
-        lists=directory(DEMO_DIRS["lists"]),
+        **demo_outputs(),
     log:
         logs("demo_data.log"),
     benchmark:
@@ -17,6 +16,7 @@ rule demo_data:
         runtime=minutes(600),
     params:
         spec={**config["demo"], "seed": config["seed"]},
+        format=FORMAT,
         code=code_digest("demo_data"),
     script:
         "../workflow_scripts/demo_data.py"

@@ -1,13 +1,13 @@
-# Split lists -> the manifest (labels, groups, train/val/test, shards): one row a video.
+# The dataset's listing (split lists, a CSV table or a folder) -> the manifest (labels,
+# groups, train/val/test, shards): one row a video, the same columns for every format.
 
 
 checkpoint manifest:
     input:
-        videos=VIDEOS if DEMO else ancient(VIDEOS),
-        lists=LISTS if DEMO else ancient(LISTS),
-        list_files=[] if DEMO else list_files(),
+        unpack(manifest_inputs),
     output:
         tsv=results("manifest.tsv"),
+        summary=results("dataset.json"),
     log:
         logs("manifest.log"),
     benchmark:
@@ -19,6 +19,12 @@ checkpoint manifest:
         mem_mb=memory_mb(200),
         runtime=minutes(60),
     params:
+        videos=VIDEOS,
+        lists=LISTS,
+        format=FORMAT,
+        classes=CLASSES,
+        # A folder run's listing: adding or removing a video reruns the manifest.
+        listing=hashlib.sha256("\n".join(FOLDER_VIDEOS).encode()).hexdigest()[:16],
         splits=SPLITS,
         val_groups=config["dataset"]["val_groups"],
         shards=N_SHARDS,

@@ -1,4 +1,5 @@
-# The motion stream: the MV network trained per split (selected on val), then frozen features.
+# The motion stream: the MV network trained per split (selected on val), then frozen features
+# (a folder run: the features of a given network, features.mv_model).
 
 
 rule train_mvnet:
@@ -30,12 +31,12 @@ rule train_mvnet:
 
 rule mv_features:
     input:
-        models=expand(rules.train_mvnet.output.model, split=SPLITS),
+        models=mv_feature_models(),
         mv=rules.cache_shard.output.mv,
         index=rules.cache_shard.output.index,
     output:
         # One job a shard writes every split's features: one read of the caches, one start-up.
-        out=[mv_features_path(k, "{shard}") for k in SPLITS],
+        out=mv_feature_outputs("{shard}"),
     log:
         logs(f"mv_features/{MV_TAG}/shard-{{shard}}.log"),
     benchmark:

@@ -6,6 +6,7 @@ rule report_split:
         unpack(split_method_metrics),
         unpack(lambda wildcards: head_files("training", wildcards.split)),
         failures=rules.cache_failures.output.out,
+        reencoded=rules.cache_failures.output.reencoded,
         manifest=rules.manifest.output.tsv,
         mv_training=rules.train_mvnet.output.training,
         # predict loads these two; the confusion matrix is the fusion head's
@@ -60,6 +61,7 @@ rule summary:
         **head_files("model", SPLITS[0]),
         reports=expand(rules.report_split.output.metrics, split=SPLITS),
         mv_model=expand(rules.train_mvnet.output.model, split=SPLITS[0])[0],
+        dataset=rules.manifest.output.summary,
     output:
         json=results("summary.json"),
         md=results("summary.md"),

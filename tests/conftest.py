@@ -23,15 +23,26 @@ TINY_DEMO = DemoSpec(groups=5, clips=1, frames=24)
 
 
 def moving_object_video(
-    path: Path, vx: int, vy: int, codec: str = "mpeg4", bframes: int = 0, n: int = 24, size: int = 64, seed: int = 0
+    path: Path,
+    vx: int,
+    vy: int,
+    codec: str = "mpeg4",
+    bframes: int = 0,
+    n: int = 24,
+    size: int = 64,
+    seed: int = 0,
+    frame: tuple[int, int] = (320, 240),
+    **encode,
 ) -> list[tuple[int, int]]:
     """Encode a smooth textured square moving (vx, vy) px a frame over a static textured
-    background; return its top-left corner per frame."""
+    background of ``frame`` (width, height) px; return its top-left corner per frame.
+    ``encode``: more arguments of :func:`moclip.codec.encode_video` (gop, pix_fmt)."""
     rng = np.random.default_rng(seed)
-    bg = (smooth_noise(rng, 240, 320, 16) * 80 + 60).astype(np.uint8)
+    width, height = frame
+    bg = (smooth_noise(rng, height, width, 16) * 80 + 60).astype(np.uint8)
     tex = (smooth_noise(rng, size, size, 8) * 255).astype(np.uint8)
-    x0 = 160 - size // 2 - vx * (n - 1) // 2
-    y0 = 120 - size // 2 - vy * (n - 1) // 2
+    x0 = width // 2 - size // 2 - vx * (n - 1) // 2
+    y0 = height // 2 - size // 2 - vy * (n - 1) // 2
     pos = [(x0 + vx * i, y0 + vy * i) for i in range(n)]
 
     def frames():
@@ -41,7 +52,7 @@ def moving_object_video(
             yield img
 
     opts = {"refs": "1"} if codec == "libx264" else None
-    encode_video(path, frames(), codec=codec, bframes=bframes, bit_rate=2_000_000, options=opts)
+    encode_video(path, frames(), codec=codec, bframes=bframes, bit_rate=2_000_000, options=opts, **encode)
     return pos
 
 

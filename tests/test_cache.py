@@ -135,13 +135,14 @@ def test_shard_from_reencoded_files_names_the_originals_and_failed_reencodes(vid
         ("v_down", "v_down.mp4", "ok", 30),
     ]
     assert recs[1].error == "re-encode failed: empty file (0 bytes)" and read_index(tmp_path / "index.tsv") == recs
+    assert [r.reencoded for r in recs] == [True, False, True]  # v_empty: no re-encode to decode
     mv, ft, _, attrs = read_mv(tmp_path / "mv" / "v_down.h5")  # H.264 with B-frames at 320x240 before
     assert (attrs["width"], attrs["height"], attrs["codec"]) == (340, 256, "mpeg4") and mv.shape == (30, 32, 43, 2)
     assert bytes(ft).decode() == ("I" + "P" * 11) * 2 + "IPPPPP"
     _, _, attrs = read_frames(tmp_path / "fr" / "v_empty.h5")
     assert attrs["status"] == "failed" and attrs["error"] == recs[1].error
     # A video the re-encode index does not list is a workflow error, named.
-    (tmp_path / "partial.tsv").write_text("video_id\tpath\tstatus\terror\nv_right\tv_right.avi\tok\t\n")
+    (tmp_path / "partial.tsv").write_text("video_id\tpath\tstatus\terror\nv_right\tv_right.avi\treencoded\t\n")
     with pytest.raises(ValueError, match="no re-encode of v_empty, v_down"):
         cache_shard(
             **args,

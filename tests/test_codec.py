@@ -17,6 +17,7 @@ from moclip.codec import (
     EncodeSettings,
     decode_video,
     encode_video,
+    exports_motion_vectors,
     output_size,
     rasterize,
     reencode,
@@ -106,6 +107,107 @@ def test_mvs_with_b_frames_span_the_reference_distance(tmp_path, codec, v):
         for i in np.flatnonzero(types == B):
             med = np.median(object_cells(mv, pos, i).reshape(-1, 2), axis=0)
             assert np.all(np.sign(np.round(med)) == np.sign(v)), (i, med, v)
+
+
+# Whether a video has vectors is what its decode exports, whatever the codec's name (measured
+# with PyAV 18.1 / FFmpeg 8.1; the README's table). Each: (encoder, file, frame size, FFmpeg's
+# codec id, its decoder, a certain reference distance).
+EXPORTING = [
+    ("mpeg4", "avi", (320, 240), "mpeg4", "mpeg4", True),  # MPEG-4 Part 2 (XviD, UCF101)
+    ("msmpeg4v2", "avi", (320, 240), "msmpeg4v2", "msmpeg4v2", True),  # MS-MPEG-4 v2
+    ("msmpeg4", "avi", (320, 240), "msmpeg4v3", "msmpeg4", True),  # MS-MPEG-4 v3 (DivX 3)
+    ("wmv1", "avi", (320, 240), "wmv1", "wmv1", True),  # Windows Media Video 7
+    ("wmv2", "avi", (320, 240), "wmv2", "wmv2", True),  # Windows Media Video 8
+    ("h263", "avi", (352, 288), "h263", "h263", True),  # H.263 takes CIF, QCIF, ... only
+    ("h263", "avi", (176, 144), "h263", "h263", True),
+    ("flv", "avi", (320, 240), "flv1", "flv", True),  # Sorenson H.263 (Flash)
+    ("h261", "avi", (352, 288), "h261", "h261", True),
+    ("mpeg1video", "avi", (320, 240), "mpeg1video", "mpeg1video", True),
+    ("mpeg2video", "mkv", (320, 240), "mpeg2video", "mpeg2video", True),
+    ("libx264", "mp4", (320, 240), "h264", "h264", False),  # several references: distance unknown
+]
+# Decoders that export none: (encoder, file, encode_video's options, codec id, why).
+SILENT = [
+    ("mjpeg", "avi", {"pix_fmt": "yuvj420p"}, "mjpeg", "intra-only"),
+    ("mpeg4", "avi", {"gop": 1}, "mpeg4", "intra-only"),  # a codec with vectors, coded intra only
+    ("libvpx-vp9", "mkv", {}, "vp9", "not intra-coded"),
+    ("libvpx", "mkv", {}, "vp8", "not intra-coded"),
+    ("libsvtav1", "mkv", {}, "av1", "not intra-coded"),
+    ("libx265", "mkv", {}, "hevc", "not intra-coded"),  # FFmpeg's HEVC decoder exports no vectors
+]
+
+
+def _encoder(name: str) -> None:
+    if name not in av.codecs_available:
+        pytest.skip(f"PyAV's FFmpeg has no {name} encoder")
+
+
+@pytest.mark.parametrize(
+    "encoder, ext, frame, codec_id, decoder, single_ref",
+    EXPORTING,
+    ids=[f"{c[0]}-{c[2][0]}x{c[2][1]}" for c in EXPORTING],
+)
+@pytest.mark.parametrize("v", [(3, -2), (-4, 1)], ids=lambda v: f"{v[0]}_{v[1]}")
+def test_every_codec_whose_decode_exports_vectors_is_cached_with_true_motion(
+    tmp_path, encoder, ext, frame, codec_id, decoder, single_ref, v
+):
+    _encoder(encoder)
+    path = tmp_path / f"m.{ext}"
+    pos = moving_object_video(path, *v, codec=encoder, frame=frame)
+    assert exports_motion_vectors(path)
+    mv, dec = decode(path)
+    assert dec.codec == decoder and dec.n_frames == len(pos) and mv.shape[1:3] == (frame[1] // 8, frame[0] // 8)
+    p_frames = np.flatnonzero(dec.frame_type == P)
+    assert len(p_frames) == len(pos) - 2  # I-frames at 0 and 12 (GOP 12)
+    # MPEG-1/2 hand their last frame out at the decoder's flush, without its vectors.
+    judged = [i for i in p_frames if i < len(pos) - 1]
+    assert dec.n_mv_frames >= len(judged)
+    for i in judged:
+        med = np.median(object_cells(mv, pos, i).reshape(-1, 2), axis=0)
+        assert np.all(np.abs(med - v) <= 1.0), (i, med, v)
+    assert np.all(dec.ref_distance[p_frames] == (1 if single_ref else 0))
+    assert np.abs(background_cells(mv, pos)).mean() < 0.1
+
+
+@pytest.mark.parametrize("encoder, ext, encode, codec_id, why", SILENT, ids=[f"{c[0]}-{c[4]}" for c in SILENT])
+def test_a_decode_that_exports_no_vectors_fails_naming_codec_and_reason(tmp_path, encoder, ext, encode, codec_id, why):
+    _encoder(encoder)
+    path = tmp_path / f"m.{ext}"
+    pos = moving_object_video(path, 3, -2, codec=encoder, **encode)
+    assert not exports_motion_vectors(path)
+    with pytest.raises(DecodeError, match=f"codec '{codec_id}'.* exported no motion vectors: .*{why}") as e:
+        decode(path)
+    assert "decode.reencode_unsupported: true" in str(e.value)
+    # Re-encoded to MPEG-4 Part 2 (decode.reencode_unsupported), it has them, pointing the right way.
+    reencode(path, tmp_path / "re.avi")
+    mv, dec = decode(tmp_path / "re.avi")
+    assert dec.codec == "mpeg4" and dec.n_mv_frames == 22 and exports_motion_vectors(tmp_path / "re.avi")
+    med = [np.median(object_cells(mv, pos, i).reshape(-1, 2), axis=0) for i in np.flatnonzero(dec.frame_type == P)]
+    assert np.abs(np.median(med, axis=0) - (3, -2)).max() <= 1.0, med
+
+
+def test_intra_frames_before_the_first_vectors_are_probed_through(tmp_path):
+    """A stream whose first 30 frames are all intra-coded has vectors after them: the probe
+    reads on to the first frame that carries any, and reads no further than it is told."""
+    path = tmp_path / "late.avi"
+    rng = np.random.default_rng(0)
+    tex = (smooth_noise(rng, 240, 320, 16) * 255).astype(np.uint8)
+
+    def frames():
+        for i in range(40):
+            f = av.VideoFrame.from_ndarray(np.roll(tex, 2 * i, axis=1), format="rgb24").reformat(format="yuv420p")
+            f.pict_type = av.video.frame.PictureType.I if i < 30 else av.video.frame.PictureType.NONE
+            yield f
+
+    encode_video(path, frames(), gop=100)
+    assert _frame_types(path) == "I" * 30 + "P" * 10
+    assert exports_motion_vectors(path) and exports_motion_vectors(path, max_frames=31)
+    mv, dec = decode(path)
+    assert dec.n_mv_frames == 10 and np.median(mv[35, ..., 0]) == pytest.approx(2)
+    # Both read the same first frames: with decode.max_frames at 30, neither finds any.
+    assert not exports_motion_vectors(path, max_frames=30)
+    with pytest.raises(DecodeError, match="all 30 frames are intra-coded"):
+        decode(path, max_frames=30)
 
 
 def test_rasterize_hand_made_blocks():
@@ -347,7 +449,7 @@ def _bad_input(kind: str, tmp: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("kind, message", [*UNREADABLE, ("no_mv_codec", "does not export motion vectors")])
+@pytest.mark.parametrize("kind, message", [*UNREADABLE, ("no_mv_codec", "'mjpeg' exported no motion vectors")])
 def test_bad_inputs_raise_decode_error_with_reason(tmp_path, kind, message):
     path = _bad_input(kind, tmp_path)
     with pytest.raises(DecodeError, match=message):

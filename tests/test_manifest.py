@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from moclip.datasets import count_videos, read_class_index
 from moclip.manifest import (
     COLUMNS,
     ManifestError,
     build_manifest,
-    count_listed_videos,
-    read_class_index,
     read_manifest,
     shard_count,
     shard_of,
@@ -139,7 +138,7 @@ def test_auto_shards_from_the_lists_of_a_ucf101_sized_dataset(tmp_path):
     for k in (1, 2, 3):  # every split lists every video once, in train or test
         (lists / f"trainlist0{k}.txt").write_text("".join(f"{n} 1\r\n" for n in names[k * 100 :]))
         (lists / f"testlist0{k}.txt").write_text("".join(f"{n}\r\n" for n in names[: k * 100]))
-    n = count_listed_videos(lists, [1, 2, 3])
+    n = count_videos("ucf101", tmp_path / "no-videos-needed", lists, [1, 2, 3])
     assert n == 13320 and shard_count(n, 256) == 52
     # A few more videos leave the count alone (up to 52.5 x 256 = 13,440), so each changes one shard only.
     assert shard_count(13439, 256) == 52 and shard_count(13440, 256) == 53

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import h5py
 import pytest
 import torch
@@ -34,6 +35,8 @@ from conftest import (
 
 import moclip
 from moclip.clip_stream import load_clip
+from moclip.codec import encode_video
+from moclip.demo import make_demo_dataset
 from moclip.io import read_tsv
 from moclip.manifest import read_manifest, shard_of
 from moclip.shards import read_shard
@@ -245,7 +248,7 @@ def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(rea
     snakemake(wd, coviar, "caches")
     res = wd / "results"
     reencoded = [row for p in sorted((res / "reencoded" / "index").glob("*.tsv")) for row in read_tsv(p)]
-    assert len(reencoded) == 45 and [r["video_id"] for r in reencoded if r["status"] != "ok"] == [bad.stem]
+    assert len(reencoded) == 45 and [r["video_id"] for r in reencoded if r["status"] != "reencoded"] == [bad.stem]
     assert len(list(res.glob("reencoded/shard-*/*.avi"))) == 44
     failures = (res / "cache" / "failures.tsv").read_text().splitlines()
     assert len(failures) == 2
@@ -259,6 +262,43 @@ def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(rea
     assert "videos/s" in (res / "logs" / "reencoded" / f"shard-{row.shard:05d}.log").read_text()
     assert planned(wd, coviar, "caches") == {}
     assert planned(wd, cfg, "caches") == {"cache_shard": 3, "cache_failures": 1, "caches": 1}
+
+
+def test_a_video_without_motion_vectors_fails_by_name_or_is_reencoded_on_request(real_layout):
+    """An MJPEG video (its decode exports no vectors) is a failed video named with the reason;
+    with decode.reencode_unsupported, reencode_shard re-encodes that video alone, the cache
+    reads its re-encode and the others themselves, and results/cache/reencoded.tsv names it."""
+    wd, videos, _, cfg = real_layout
+    mjpeg = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
+    with av.open(str(mjpeg)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    encode_video(mjpeg, frames, codec="mjpeg", pix_fmt="yuvj420p")
+    out = snakemake(wd, cfg, "caches")
+    assert "reencode_shard" not in out.stderr  # off: no re-encode job
+    res = wd / "results"
+    failures = read_tsv(res / "cache" / "failures.tsv")
+    assert [(r["video_id"], r["path"]) for r in failures] == [(mjpeg.stem, f"BoxFall/{mjpeg.name}")]
+    assert failures[0]["error"].startswith("codec 'mjpeg' exported no motion vectors: all 24 frames are intra-coded")
+    assert "decode.reencode_unsupported: true" in failures[0]["error"]
+    assert read_tsv(res / "cache" / "reencoded.tsv") == []
+
+    on = merged(cfg, {"decode": {"reencode_unsupported": True}})
+    assert planned(wd, on, "caches") == {"reencode_shard": 3, "cache_shard": 3, "cache_failures": 1, "caches": 1}
+    snakemake(wd, on, "caches")
+    status = {r["video_id"]: r["status"] for p in (res / "reencoded" / "index").glob("*.tsv") for r in read_tsv(p)}
+    assert len(status) == 45 and {v for v, s in status.items() if s != "original"} == {mjpeg.stem}
+    assert status[mjpeg.stem] == "reencoded" and [p.name for p in res.glob("reencoded/shard-*/*.avi")] == [mjpeg.name]
+    assert read_tsv(res / "cache" / "failures.tsv") == []
+    assert read_tsv(res / "cache" / "reencoded.tsv") == [
+        {"video_id": mjpeg.stem, "path": f"BoxFall/{mjpeg.name}", "status": "ok", "error": ""}
+    ]
+    shard = next(r.shard for r in read_manifest(res / "manifest.tsv") if r.video_id == mjpeg.stem)
+    with h5py.File(res / "cache" / "mv" / f"shard-{shard:05d}" / f"{mjpeg.stem}.h5") as f:
+        assert (f.attrs["codec"], f.attrs["width"], f.attrs["height"]) == ("mpeg4", 320, 240)
+        assert f.attrs["n_mv_frames"] == 22 and f["mv"].shape == (24, 30, 40, 2)
+    index = read_tsv(res / "cache" / "index" / f"shard-{shard:05d}.tsv")
+    assert {r["video_id"] for r in index if r["reencoded"] == "True"} == {mjpeg.stem}
+    assert planned(wd, on, "caches") == {}
 
 
 @pytest.mark.parametrize(
@@ -452,3 +492,46 @@ def test_each_ucf101_preset_builds_its_whole_dag(tiny_demo, tmp_path, preset, re
     assert jobs.get("reencode_shard", 0) == (3 if reencodes else 0)
     assert jobs["cache_shard"] == jobs["clip_embed"] == 3
     assert jobs["train_mvnet"] == jobs["zeroshot"] == 3 and jobs["mv_features"] == 3 and jobs["summary"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["hmdb51", "csv"])
+def test_a_labelled_format_runs_end_to_end_and_its_reports_name_it(tmp_path, fmt):
+    """The demo's clips laid out as HMDB51 or as a CSV table, given as a user's own dataset:
+    the whole workflow runs on split 1, and the summary names the dataset."""
+    videos, lists = tmp_path / "data" / "videos", tmp_path / "data" / ("labels.csv" if fmt == "csv" else "splits")
+    make_demo_dataset(videos, lists, TINY_DEMO, threads=2, format=fmt)
+    config = merged(
+        TINY_CONFIG,
+        {"dataset": {"format": fmt, "videos": str(videos), "lists": str(lists), "splits": [1], "shards": 2}},
+    )
+    wd = tmp_path / "run"
+    snakemake(wd, config)
+    summary = json.loads((wd / "results" / "summary.json").read_text())
+    assert summary["dataset"]["format"] == fmt and summary["dataset"]["videos"] == TINY_DEMO.n_videos()
+    assert summary["dataset"]["classes"] == len(TINY_DEMO.classes()) and summary["splits"] == [1]
+    assert {"mv_only", "clip_linear", "fusion"} <= set(summary["methods"])
+    md = (wd / "results" / "summary.md").read_text()
+    assert f"Dataset: {fmt} at `{videos}`" in md
+    rows = read_manifest(wd / "results" / "manifest.tsv")
+    unused = {"hmdb51": {""}, "csv": set()}[fmt]  # HMDB51's 0: in no part of the split
+    assert {r.split1 for r in rows} == {"train", "val", "test"} | unused
+
+
+def test_a_folder_run_extracts_features_of_every_video_and_trains_nothing(finished_run, tmp_path):
+    """dataset.format: folder, on the demo generated in that layout (nested folders with
+    spaces, one file name in many folders): the default target is the features, CLIP's and
+    a finished run's MV network's, for every video; no head, no report."""
+    model = next((finished_run / "results" / "mvnet").glob("*/split1/model.pt"))
+    config = merged(TINY_CONFIG, {"dataset": {"format": "folder"}, "features": {"mv_model": str(model)}})
+    snakemake(tmp_path, config)
+    res = tmp_path / "results"
+    rows = read_manifest(res / "manifest.tsv")
+    assert len(rows) == TINY_DEMO.n_videos() == len({r.video_id for r in rows})
+    assert all(r.label == -1 and " " in r.path for r in rows)
+    for stream in ("clip", "mv"):
+        shards = sorted((res / "embeddings" / stream).glob("*/shard-*.h5"))
+        assert len(shards) == 3, stream
+        ids = [v for s in shards for v in read_shard(s)[0]]
+        assert sorted(ids) == sorted(r.video_id for r in rows), stream
+    assert not (res / "heads").exists() and not (res / "reports").exists() and not (res / "mvnet").exists()
+    assert planned(tmp_path, config) == {}

@@ -12,5 +12,6 @@ cache_shard(
     videos_root=p.videos_root,
     settings=DecodeSettings.from_config(p.decode),
     compression=p.compression,
+    ids=p.ids,
     threads=snakemake.threads,
 )

@@ -1,7 +1,8 @@
-"""Generate the embedded demo dataset."""
+"""Generate the embedded demo dataset in the configured format's layout."""
 
 from moclip.demo import DemoSpec, demo_data
 from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
-demo_data(**snakemake.output, spec=DemoSpec.from_config(snakemake.params.spec), threads=snakemake.threads)
+p = snakemake.params
+demo_data(**snakemake.output, spec=DemoSpec.from_config(p.spec), format=p.format, threads=snakemake.threads)

@@ -1,4 +1,4 @@
-"""Parse the dataset's split lists into the manifest."""
+"""Read the dataset's listing into the manifest and the dataset summary."""
 
 from moclip.manifest import manifest
 from moclip.runtime import log_to
@@ -6,11 +6,14 @@ from moclip.runtime import log_to
 log_to(snakemake.log[0])
 p = snakemake.params
 manifest(
-    videos=snakemake.input.videos,
-    lists=snakemake.input.lists,
+    videos=p.videos,
+    lists=p.lists,
+    format=p.format,
+    classes=p.classes,
     splits=p.splits,
     val_groups=p.val_groups,
     shards=p.shards,
     seed=p.seed,
     out=snakemake.output.tsv,
+    summary=snakemake.output.summary,
 )

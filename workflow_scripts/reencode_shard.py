@@ -1,4 +1,4 @@
-"""Re-encode one shard's videos (CoViAR's MPEG-4 Part 2 at 340x256, GOP 12) for the cache."""
+"""Re-encode one shard's videos (all by dataset.reencode's recipe, or those without motion vectors) for the cache."""
 
 from moclip.reencode import reencode_shard
 from moclip.runtime import log_to
@@ -9,6 +9,7 @@ reencode_shard(
     **snakemake.input,
     **snakemake.output,
     videos_root=p.videos_root,
-    recipe=p.recipe,
+    **p.settings,
+    ids=p.ids,
     threads=snakemake.threads,
 )

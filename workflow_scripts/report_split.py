@@ -11,6 +11,7 @@ report_split(
     split=int(snakemake.wildcards.split),
     methods={m: inp[m] for m in p.methods},
     failures=inp.failures,
+    reencoded=inp.reencoded,
     manifest=inp.manifest,
     settings=p.settings,
     fusion_predictions=inp.fusion_predictions,

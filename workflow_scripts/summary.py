@@ -1,4 +1,4 @@
-"""The method x split summary (JSON and Markdown) with costs and the CLIP weights used."""
+"""The method x split summary (JSON, Markdown, HTML) with costs, the CLIP weights and the dataset."""
 
 from moclip.methods import HEADS
 from moclip.report import summary
@@ -10,6 +10,7 @@ summary(
     **snakemake.output,
     reports=inp.reports,
     mv_model=inp.mv_model,
+    dataset=inp.dataset,
     head_models={h: inp[f"{h}_model"] for h in HEADS},
     model=p.model,
     pretrained=p.pretrained,
