@@ -253,7 +253,8 @@ def split_html(rep: dict) -> str:
             ]
         )
     note = "With more than one seed: the mean over seeds (± their sample sd for top-1); epoch kept: the first seed's."
-    return html_table(header, rows, [note], caption=f"split {rep['split']}, test videos")
+    about = [dataset_line(rep.get("dataset")).replace("`", "")] if rep.get("dataset") else []
+    return html_table(header, rows, [*about, note], caption=f"split {rep['split']}, test videos")
 
 
 def write_summary(summary: dict, json_out: Path | str, md_out: Path | str, html_out: Path | str) -> None:
@@ -510,6 +511,7 @@ def report_split(
     manifest: Path | str,
     settings: dict,
     reencoded: Path | str | None = None,
+    dataset: Path | str | None = None,
     fusion_predictions: Path | str,
     mv_training: Path | str,
     head_training: dict[str, Path | str],
@@ -521,11 +523,14 @@ def report_split(
     table: Path | str,
 ) -> dict:
     """Rule ``report_split``: one split's ``metrics`` (every method's metrics.json in
-    ``methods``, the failed and the ``reencoded`` videos, the settings, and the ``artefacts`` that ``moclip
-    predict`` loads, named relative to the report's own directory so a moved run still
-    resolves), its ``table`` (HTML) and its three plots."""
+    ``methods``, the failed and the ``reencoded`` videos, the settings, the ``dataset``
+    summary, and the ``artefacts`` that ``moclip predict`` loads, named relative to the
+    report's own directory so a moved run still resolves), its ``table`` (HTML) and its
+    three plots."""
     classes = class_names(read_manifest(manifest))
     rep = split_report(split, methods, failures, settings, reencoded)
+    if dataset:
+        rep["dataset"] = read_json(dataset)
     rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}
     write_json(metrics, rep)
     write_text(table, split_html(rep))

@@ -8,6 +8,7 @@ rule report_split:
         failures=rules.cache_failures.output.out,
         reencoded=rules.cache_failures.output.reencoded,
         manifest=rules.manifest.output.tsv,
+        dataset=rules.manifest.output.summary,
         mv_training=rules.train_mvnet.output.training,
         # predict loads these two; the confusion matrix is the fusion head's
         mv_model=rules.train_mvnet.output.model,

@@ -117,6 +117,7 @@ def test_reports_hold_every_method_and_split(finished_run):
     for k in (1, 2, 3):
         rep = json.loads((finished_run / "results" / "reports" / f"split{k}" / "metrics.json").read_text())
         assert set(rep["methods"]) == {"mv_only", "clip_linear", "fusion"} and rep["failed_videos"] == []
+        assert rep["dataset"]["format"] == "ucf101" and rep["dataset"]["videos"] == len(rows)
         for m in rep["methods"].values():
             assert m["n_test"] == sum(r.split(k) == "test" for r in rows) and len(m["per_class_top1"]) == 9
         for png in ("confusion_fusion", "per_class_top1", "training_curves"):

@@ -13,6 +13,7 @@ report_split(
     failures=inp.failures,
     reencoded=inp.reencoded,
     manifest=inp.manifest,
+    dataset=inp.dataset,
     settings=p.settings,
     fusion_predictions=inp.fusion_predictions,
     mv_training=inp.mv_training,
