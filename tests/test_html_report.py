@@ -30,7 +30,8 @@ def test_report_landing_page_shows_what_ran_and_the_summary_table(demo_run, tmp_
     report = demo_run / "report.html"
     dom = html.unescape(_browser("--dump-dom", report.as_uri()).stdout)
     assert "What ran" in dom and "the embedded demo dataset" in dom
-    assert "moclip-tiny" in dom and "Random CLIP weights" in dom  # the warning, since pretrained: none
+    # pretrained: none: the summary's warning, and no second one from the description page
+    assert "moclip-tiny" in dom and "the CLIP weights are random" in dom and "Random CLIP weights" not in dom
     summary = json.loads((demo_run / "results" / "summary.json").read_text())
     header, rows, notes = summary_table(summary)
     assert "<table" in dom and all(h in dom for h in header)
