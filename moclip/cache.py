@@ -24,7 +24,7 @@ import numpy as np
 from h5py import h5a, h5s, h5t
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
-from moclip.io import atomic_path, read_tsv, relative_to, write_tsv
+from moclip.io import atomic_path, listed_ids, read_tsv, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
@@ -250,22 +250,20 @@ def cache_shard(
     threads: int = 1,
     reencoded: Path | str | None = None,
     reencode_index: Path | str | None = None,
-    ids: list[str] | None = None,
+    manifest: Path | str | None = None,
 ) -> list[CacheRecord]:
     """Rule ``cache_shard``: cache every video of one shard into the ``mv`` and ``frames``
     directories, ``threads`` videos at a time, and write the shard's ``index`` last.
 
-    A video's id is ``ids``' entry (the manifest's), or its file's stem; the index names it by
-    its path under ``videos_root``.
+    A video's id is the ``manifest``'s (or without one its file's stem); the index names it
+    by its path under ``videos_root``.
     With ``reencoded`` (rule ``reencode_shard``'s directory, ``<video_id>.avi``), a video that
     ``reencode_index`` lists as ``reencoded`` is decoded from its re-encoded file instead (and
     its index line says so), one listed as ``original`` from itself, and one listed as
     failed is recorded failed with the re-encode's message.
     """
     mv, frames = Path(mv), Path(frames)
-    ids = list(ids) if ids is not None else [Path(v).stem for v in videos]
-    if len(ids) != len(videos):
-        raise ValueError(f"{len(videos)} videos but {len(ids)} ids")
+    ids = listed_ids(manifest, videos, videos_root) if manifest else [Path(v).stem for v in videos]
     sources, failed, redone = list(videos), [None] * len(ids), [False] * len(ids)
     if reencoded is not None:
         status = {r.video_id: r for r in read_index(reencode_index)}

@@ -72,3 +72,17 @@ def read_tsv(path: Path | str) -> list[dict[str, str]]:
 def relative_to(path: Path | str, root: Path | str) -> str:
     """``path`` relative to ``root`` (POSIX separators), so a moved run directory still resolves."""
     return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
+
+
+def listed_ids(table: Path | str, videos: list[Path | str], root: Path | str) -> list[str]:
+    """The ``video_id`` of each of ``videos`` in a table with ``video_id`` and ``path``
+    columns (the manifest), matched by the video's path under ``root``: the stages that
+    name files by id read the manifest's ids, never derive their own."""
+    by_path = {row["path"]: row["video_id"] for row in read_tsv(table)}
+    ids = []
+    for v in videos:
+        rel = relative_to(v, root)
+        if rel not in by_path:
+            raise ValueError(f"{table}: no row for video {rel}")
+        ids.append(by_path[rel])
+    return ids

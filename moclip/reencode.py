@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 
 from moclip.codec import REENCODE, DecodeError, DecodeSettings, EncodeSettings, exports_motion_vectors, reencode
-from moclip.io import relative_to, write_tsv
+from moclip.io import listed_ids, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def reencode_shard(
     index: Path | str,
     probe_frames: int = DecodeSettings.max_frames,
     threads: int = 1,
-    ids: list[str] | None = None,
+    manifest: Path | str | None = None,
 ) -> list[ReencodeRecord]:
     """Rule ``reencode_shard``: re-encode the videos of one shard into the directory ``out``,
     ``threads`` videos at a time, and write the shard's ``index`` last (paths relative to
@@ -108,16 +108,14 @@ def reencode_shard(
     ``recipe`` (a key of :data:`moclip.codec.REENCODE`): every video by that recipe. None:
     only the videos without motion vectors in their first ``probe_frames`` frames (config
     ``decode.max_frames``, what the cache reads), by the default :class:`EncodeSettings`.
-    A video's id (its file ``<id>.avi``) is ``ids``' entry (the manifest's), or its file's stem.
+    A video's id (its file ``<id>.avi``) is the ``manifest``'s, or without one its file's stem.
     """
     if recipe is not None and recipe not in REENCODE:
         raise ValueError(f"unknown re-encode recipe {recipe!r} (one of {sorted(REENCODE)})")
     settings, probe = (REENCODE[recipe], 0) if recipe is not None else (EncodeSettings(), probe_frames)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ids = list(ids) if ids is not None else [Path(v).stem for v in videos]
-    if len(ids) != len(videos):
-        raise ValueError(f"{len(videos)} videos but {len(ids)} ids")
+    ids = listed_ids(manifest, videos, videos_root) if manifest else [Path(v).stem for v in videos]
     jobs = [(v, i, reencoded_file(out, i), settings, probe) for v, i in zip(videos, ids)]
     records, done, failed, progress = [], 0, 0, Progress("videos", len(jobs), log)
     pool = (

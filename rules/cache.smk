@@ -9,6 +9,8 @@
 rule reencode_shard:
     input:
         videos=shard_videos,
+        # the videos' ids (file names); its time never triggers a rerun, the set of videos does
+        manifest=ancient(rules.manifest.output.tsv),
     output:
         out=directory(results("reencoded/shard-{shard}")),
         index=results("reencoded/index/shard-{shard}.tsv"),
@@ -24,7 +26,6 @@ rule reencode_shard:
         runtime=minutes(reencode_seconds),
     params:
         videos_root=VIDEOS,
-        ids=shard_ids,
         settings=reencode_settings(),
         code=code_digest("reencode_shard"),
     script:
@@ -50,7 +51,6 @@ rule cache_shard:
         runtime=minutes(cache_seconds),
     params:
         videos_root=VIDEOS,
-        ids=shard_ids,
         decode=decode_settings(),
         compression=config["cache"]["compression"],
         code=code_digest("cache_shard"),

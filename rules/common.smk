@@ -179,11 +179,6 @@ def shard_videos(wildcards):
     return paths if DEMO else [ancient(p) for p in paths]
 
 
-def shard_ids(wildcards):
-    """A shard's video ids, the manifest's, in shard_videos' order."""
-    return [r.video_id for r in _shard_rows(wildcards)]
-
-
 # What reencode_shard does, when it runs at all (REENCODING). With dataset.reencode,
 # every video by that recipe (it wins over decode.reencode_unsupported); else, with
 # decode.reencode_unsupported, only the videos whose decode exports no motion vectors
@@ -201,9 +196,13 @@ def reencode_settings():
 
 
 def cache_inputs(wildcards):
-    """cache_shard's inputs: the shard's videos (the index names them) and, when videos
-    are re-encoded, reencode_shard's directory (the files it decodes) and index."""
-    inputs = {"videos": shard_videos(wildcards)}
+    """cache_shard's inputs: the shard's videos (the index names them), the manifest (their
+    ids; its time never triggers a rerun) and, when videos are re-encoded, reencode_shard's
+    directory (the files it decodes) and index."""
+    inputs = {
+        "videos": shard_videos(wildcards),
+        "manifest": ancient(rules.manifest.output.tsv),
+    }
     if REENCODING:
         out = rules.reencode_shard.output
         inputs["reencoded"] = expand(out.out, shard=wildcards.shard)[0]

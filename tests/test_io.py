@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moclip.io import atomic_path, read_json, read_tsv, relative_to, write_json, write_tsv
+from moclip.io import atomic_path, listed_ids, read_json, read_tsv, relative_to, write_json, write_tsv
 
 
 def test_atomic_path_renames_on_success_and_leaves_nothing_else(tmp_path):
@@ -60,3 +60,12 @@ def test_relative_to_names_a_file_from_another_directory(tmp_path):
     report_dir = tmp_path / "results" / "reports" / "split1"
     assert relative_to(model, report_dir) == "../../mvnet/t/split1/model.pt"
     assert (report_dir / relative_to(model, report_dir)).resolve() == model.resolve()
+
+
+def test_listed_ids_come_from_the_table_by_path(tmp_path):
+    table = tmp_path / "manifest.tsv"
+    write_tsv(table, ("video_id", "path"), [("run__clip_1", "run/clip 1.mp4"), ("b__x", "b/x.avi")])
+    root = tmp_path / "videos"
+    assert listed_ids(table, [root / "b" / "x.avi", root / "run" / "clip 1.mp4"], root) == ["b__x", "run__clip_1"]
+    with pytest.raises(ValueError, match=r"manifest.tsv: no row for video run/other.mp4"):
+        listed_ids(table, [root / "run" / "other.mp4"], root)

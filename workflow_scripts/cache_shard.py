@@ -12,6 +12,5 @@ cache_shard(
     videos_root=p.videos_root,
     settings=DecodeSettings.from_config(p.decode),
     compression=p.compression,
-    ids=p.ids,
     threads=snakemake.threads,
 )

@@ -10,6 +10,5 @@ reencode_shard(
     **snakemake.output,
     videos_root=p.videos_root,
     **p.settings,
-    ids=p.ids,
     threads=snakemake.threads,
 )
