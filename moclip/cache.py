@@ -23,8 +23,8 @@ import hdf5plugin  # registers the LZ4 and Zstd HDF5 filters: import this module
 import numpy as np
 from h5py import h5a, h5s, h5t
 
-from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video
-from moclip.io import atomic_path, listed_ids, read_tsv, relative_to, write_tsv
+from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, reencoded_file
+from moclip.io import atomic_path, listed_ids, one_line, read_tsv, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,8 @@ def _cache_one(args: tuple) -> CacheRecord:
     return CacheRecord(video_id, str(video), "failed", 0, failed)
 
 
-def _one_line(text: str) -> str:
-    """An error message as one TSV field."""
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-
 def write_index(records: list[CacheRecord], path: Path | str, columns: tuple[str, ...] = INDEX_COLUMNS) -> None:
-    write_tsv(path, columns, ([_one_line(str(getattr(r, c))) for c in columns] for r in records))
+    write_tsv(path, columns, ([one_line(str(getattr(r, c))) for c in columns] for r in records))
 
 
 def read_index(path: Path | str) -> list[CacheRecord]:
@@ -272,7 +267,7 @@ def cache_shard(
             raise ValueError(f"{reencode_index}: no re-encode of {', '.join(missing)}")
         for k, i in enumerate(ids):  # the statuses of moclip.reencode's index
             if status[i].status == "reencoded":
-                sources[k], redone[k] = Path(reencoded) / f"{i}.avi", True
+                sources[k], redone[k] = reencoded_file(reencoded, i), True
             elif status[i].status != "original":
                 failed[k] = f"re-encode failed: {status[i].error}"
     jobs = [

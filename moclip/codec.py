@@ -518,6 +518,11 @@ REENCODE = {"coviar": EncodeSettings(codec="mpeg4", size=(340, 256), gop=12, bfr
 _FIXED_GOP = {"sc_threshold": "1000000000"}
 
 
+def reencoded_file(out_dir: Path | str, video_id: str) -> Path:
+    """A video's re-encoded file in a shard's directory (rule reencode_shard's, read by the cache)."""
+    return Path(out_dir) / f"{video_id}.avi"
+
+
 def reencode(src: Path | str, dst: Path | str, settings: EncodeSettings = EncodeSettings()) -> int:
     """Re-encode ``src`` to ``dst`` (written atomically) by ``settings``; return its frame count.
 

@@ -368,7 +368,7 @@ def make_scale_dataset(
         (videos / name).mkdir(parents=True, exist_ok=True)
         for g in range(1, UCF101_GROUPS + 1):
             for c in range(1, per_group[ci * UCF101_GROUPS + g - 1] + 1):
-                rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                rel = ucf101_path(name, g, c)
                 j = int(np.abs(pool_len - lengths[len(entries)]).argmin())
                 (videos / rel).unlink(missing_ok=True)
                 (videos / rel).hardlink_to(jobs[j][-1])

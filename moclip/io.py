@@ -49,6 +49,11 @@ def read_json(path: Path | str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def one_line(text: str) -> str:
+    """Text (an error message) as one TSV field: tabs and line breaks become spaces."""
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
 def write_tsv(path: Path | str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
     """A tab-separated table with a header line; a field holding a tab or a line break is an
     error naming it (the reader would split it)."""

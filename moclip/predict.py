@@ -11,10 +11,11 @@ import torch
 
 from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import load_clip, preprocess
-from moclip.codec import REENCODE, DecodeError, DecodeSettings, EncodeSettings, exports_motion_vectors, reencode
+from moclip.codec import DecodeSettings, EncodeSettings
 from moclip.heads import load_head
 from moclip.io import read_json
 from moclip.mv_stream import load_checkpoint, read_segments, view_features
+from moclip.reencode import FAILED, REENCODED, reencode_plan, reencode_video
 from moclip.shards import pool_frames, pool_segments
 
 
@@ -23,6 +24,16 @@ class Prediction:
     video: str
     classes: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
     error: str = ""
+
+
+def run_reencode_plan(settings: dict) -> tuple[EncodeSettings, int] | None:
+    """The re-encode a run's ``settings`` (its report's) made before caching (rule
+    reencode_shard): every video by dataset.reencode's recipe, or with
+    decode.reencode_unsupported only those without motion vectors; None when it made none."""
+    recipe = settings["dataset"].get("reencode", "none")
+    if recipe == "none" and not settings["decode"].get("reencode_unsupported", False):
+        return None
+    return reencode_plan(None if recipe == "none" else recipe, settings["decode"]["max_frames"])
 
 
 class Predictor:
@@ -47,30 +58,18 @@ class Predictor:
         self.head, meta = load_head(report.parent / art["fusion_model"])
         self.classes = meta["classes"]
         self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
-        recipe = s["dataset"].get("reencode", "none")
-        self.reencode = REENCODE[recipe] if recipe != "none" else None  # the workflow cached re-encoded files
-        # ... or re-encoded the videos without motion vectors only (dataset.reencode wins)
-        self.reencode_unsupported = self.reencode is None and s["decode"].get("reencode_unsupported", False)
-
-    def _reencoding(self, video: Path | str) -> EncodeSettings | None:
-        """How the workflow would have re-encoded ``video`` before caching it, or None."""
-        if self.reencode is not None or not self.reencode_unsupported:
-            return self.reencode
-        try:
-            return None if exports_motion_vectors(video, self.decode.max_frames) else EncodeSettings()
-        except DecodeError:
-            return None  # unreadable: the cache names the reason
+        self.reencode = run_reencode_plan(s)
 
     @torch.no_grad()
     def __call__(self, video: Path | str, top: int = 5) -> Prediction:
         with tempfile.TemporaryDirectory() as tmp:
-            source, settings = video, self._reencoding(video)
-            if settings is not None:
-                source = Path(tmp) / "reencoded.avi"
-                try:
-                    reencode(video, source, settings)
-                except DecodeError as e:
-                    return Prediction(str(video), error=f"re-encode failed: {e}")
+            source = video
+            if self.reencode is not None:
+                rec = reencode_video(video, Path(video).stem, Path(tmp) / "reencoded.avi", *self.reencode)
+                if rec.status == FAILED:
+                    return Prediction(str(video), error=f"re-encode failed: {rec.error}")
+                if rec.status == REENCODED:
+                    source = Path(tmp) / "reencoded.avi"
             rec = cache_video(source, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode)
             if rec.status != "ok":
                 return Prediction(str(video), error=rec.error)

@@ -27,8 +27,16 @@ from pathlib import Path
 
 import av
 
-from moclip.codec import REENCODE, DecodeError, DecodeSettings, EncodeSettings, exports_motion_vectors, reencode
-from moclip.io import listed_ids, relative_to, write_tsv
+from moclip.codec import (
+    REENCODE,
+    DecodeError,
+    DecodeSettings,
+    EncodeSettings,
+    exports_motion_vectors,
+    reencode,
+    reencoded_file,
+)
+from moclip.io import listed_ids, one_line, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
@@ -47,9 +55,16 @@ class ReencodeRecord:
     error: str
 
 
-def reencoded_file(out_dir: Path | str, video_id: str) -> Path:
-    """A video's re-encoded file in a shard's directory."""
-    return Path(out_dir) / f"{video_id}.avi"
+def reencode_plan(recipe: str | None, probe_frames: int) -> tuple[EncodeSettings, int]:
+    """How a video is re-encoded: by ``recipe`` (a key of :data:`moclip.codec.REENCODE`)
+    every video, no probe; with None only a video without motion vectors in its first
+    ``probe_frames`` frames, by the default :class:`EncodeSettings`. The settings and the
+    probe length :func:`reencode_video` takes (rule ``reencode_shard`` and ``moclip predict``)."""
+    if recipe is None:
+        return EncodeSettings(), probe_frames
+    if recipe not in REENCODE:
+        raise ValueError(f"unknown re-encode recipe {recipe!r} (one of {sorted(REENCODE)})")
+    return REENCODE[recipe], 0
 
 
 def _lacks_vectors(src: Path | str, probe_frames: int) -> bool:
@@ -86,10 +101,6 @@ def _reencode_one(args: tuple) -> ReencodeRecord:
     return reencode_video(*args)
 
 
-def _one_line(text: str) -> str:
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-
 def reencode_shard(
     *,
     videos: list[Path | str],
@@ -110,9 +121,7 @@ def reencode_shard(
     ``decode.max_frames``, what the cache reads), by the default :class:`EncodeSettings`.
     A video's id (its file ``<id>.avi``) is the ``manifest``'s, or without one its file's stem.
     """
-    if recipe is not None and recipe not in REENCODE:
-        raise ValueError(f"unknown re-encode recipe {recipe!r} (one of {sorted(REENCODE)})")
-    settings, probe = (REENCODE[recipe], 0) if recipe is not None else (EncodeSettings(), probe_frames)
+    settings, probe = reencode_plan(recipe, probe_frames)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = listed_ids(manifest, videos, videos_root) if manifest else [Path(v).stem for v in videos]
@@ -135,7 +144,7 @@ def reencode_shard(
                     log.info("video %s (%s) has no motion vectors: re-encoded", rec.video_id, rec.path)
             progress.update(note=f"{done} re-encoded, {failed} failed")
     progress.close()
-    rows = [(r.video_id, relative_to(r.path, videos_root), r.status, _one_line(r.error)) for r in records]
+    rows = [(r.video_id, relative_to(r.path, videos_root), r.status, one_line(r.error)) for r in records]
     write_tsv(index, INDEX_COLUMNS, rows)
     return records
 
@@ -146,7 +155,7 @@ __all__ = [
     "ORIGINAL",
     "REENCODED",
     "ReencodeRecord",
+    "reencode_plan",
     "reencode_shard",
     "reencode_video",
-    "reencoded_file",
 ]

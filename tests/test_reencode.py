@@ -14,7 +14,7 @@ from conftest import moving_object_video
 from moclip.cache import cache_failures, cache_shard, read_index, read_mv
 from moclip.codec import DecodeSettings, encode_video
 from moclip.io import read_tsv
-from moclip.reencode import INDEX_COLUMNS, reencode_shard
+from moclip.reencode import INDEX_COLUMNS, ORIGINAL, REENCODED, reencode_shard, reencode_video
 
 
 @pytest.fixture(scope="module")
@@ -156,18 +156,26 @@ def test_without_the_option_the_mjpeg_video_fails_by_name(mixed_shard, tmp_path)
     assert not any(r.reencoded for r in recs)
 
 
-def test_predict_reencodes_a_new_video_as_the_run_would_have(mixed_shard):
+def test_predict_reencodes_a_new_video_as_the_run_would_have(mixed_shard, tmp_path):
     """`moclip predict` on a run made with decode.reencode_unsupported: a video without
     vectors is re-encoded first (the default settings), one with vectors is not; with
-    dataset.reencode every video is, by its recipe."""
+    dataset.reencode every video is, by its recipe. It takes the stage's own plan and
+    re-encode (reencode_plan, reencode_video)."""
     from moclip.codec import REENCODE, EncodeSettings
-    from moclip.predict import Predictor
+    from moclip.predict import run_reencode_plan
 
     root, _ = mixed_shard
-    p = Predictor.__new__(Predictor)  # the models are not needed to choose the re-encode
-    p.decode, p.reencode, p.reencode_unsupported = DecodeSettings(), None, True
-    assert p._reencoding(root / "Right" / "v_Right_g01_c01.avi") == EncodeSettings()
-    assert p._reencoding(root / "Down" / "v_Down_g01_c01.avi") is None
-    assert p._reencoding(root / "Down" / "v_Down_g04_c01.avi") is None  # unreadable: the cache says why
-    p.reencode, p.reencode_unsupported = REENCODE["coviar"], False
-    assert p._reencoding(root / "Down" / "v_Down_g01_c01.avi") == REENCODE["coviar"]
+    decode = {"max_frames": DecodeSettings().max_frames}
+
+    def status(plan, rel: str) -> str:
+        return reencode_video(root / rel, "v", tmp_path / f"{rel.replace('/', '_')}.avi", *plan).status
+
+    assert run_reencode_plan({"dataset": {"reencode": "none"}, "decode": decode}) is None
+    plan = run_reencode_plan({"dataset": {"reencode": "none"}, "decode": {**decode, "reencode_unsupported": True}})
+    assert plan == (EncodeSettings(), decode["max_frames"])
+    assert status(plan, "Right/v_Right_g01_c01.avi") == REENCODED
+    assert status(plan, "Down/v_Down_g01_c01.avi") == ORIGINAL
+    assert status(plan, "Down/v_Down_g04_c01.avi") == ORIGINAL  # unreadable: the cache says why
+    coviar = run_reencode_plan({"dataset": {"reencode": "coviar"}, "decode": {**decode, "reencode_unsupported": True}})
+    assert coviar == (REENCODE["coviar"], 0)
+    assert status(coviar, "Down/v_Down_g01_c01.avi") == REENCODED
