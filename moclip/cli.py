@@ -80,7 +80,7 @@ def _inspect(a: argparse.Namespace) -> int:
 def _predict(a: argparse.Namespace) -> int:
     from moclip.predict import Predictor  # torch and open_clip: loaded only for predict
 
-    predictor = Predictor(a.run, a.split)
+    predictor = Predictor(a.run, a.split, a.device, a.precision)
     results, failed = [], 0
     for v in a.videos:
         r = predictor(v, a.top)
@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--run", default="results", help="the run's results directory")
     pr.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="whose models to use")
     pr.add_argument("--top", type=_positive, default=5, help="classes printed a video")
+    pr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (a GPU when there is one)")
+    pr.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="the networks' arithmetic (default: the run's; auto = mixed precision on a GPU, float32 on a CPU)",
+    )
     pr.add_argument("--json", action="store_true", help="one JSON record a video (with 'error' where it failed)")
     pr.set_defaults(func=_predict)
 

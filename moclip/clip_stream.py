@@ -24,7 +24,15 @@ from moclip.io import write_json
 from moclip.manifest import Video, class_names, read_manifest
 from moclip.metrics import summarize, write_predictions
 from moclip.prompts import class_prompts, missing_phrases
-from moclip.runtime import Progress, autocast_dtype, resolve_device, use_threads
+from moclip.runtime import (
+    Progress,
+    autocast,
+    autocast_dtype,
+    log_startup,
+    precision_name,
+    resolve_device,
+    use_threads,
+)
 from moclip.shards import pool_frames, read_shards, write_shard
 
 log = logging.getLogger(__name__)
@@ -139,9 +147,9 @@ def load_clip(
 
 
 def preprocess(frames: torch.Tensor, size: int, mean, std, interpolation: str = "bicubic") -> torch.Tensor:
-    """CLIP's preprocessing on a uint8 batch [N, H, W, 3]: shorter side to ``size``
-    (``interpolation``: bicubic or bilinear, antialiased), centre crop, scale to [0, 1],
-    normalise. Returns float32 [N, 3, size, size]."""
+    """CLIP's preprocessing on a uint8 batch [N, H, W, 3], on the batch's device: shorter
+    side to ``size`` (``interpolation``: bicubic or bilinear, antialiased), centre crop,
+    scale to [0, 1], normalise. Returns float32 [N, 3, size, size]."""
     x = frames.permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     s = size / min(h, w)
@@ -149,8 +157,8 @@ def preprocess(frames: torch.Tensor, size: int, mean, std, interpolation: str = 
     x = F.interpolate(x, size=(nh, nw), mode=interpolation, align_corners=False, antialias=True)
     top, left = (nh - size) // 2, (nw - size) // 2
     x = x[..., top : top + size, left : left + size].clamp_(0, 255) / 255.0
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    sd = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    sd = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / sd
 
 
@@ -171,25 +179,55 @@ class _FrameCaches(torch.utils.data.Dataset):
             return i, torch.from_numpy(f["frames"][()])
 
 
-def _collate(items):
-    return items
+@dataclass
+class FrameBatch:
+    """A loader batch: the videos of each frame size stacked into one uint8 tensor
+    [n, K, H, W, 3] (in the worker, so that the loader pins exactly what is copied to the
+    device), and the indices of the videos that failed."""
+
+    groups: list[tuple[list[int], torch.Tensor]]
+    failed: list[int]
+
+    def pin_memory(self) -> FrameBatch:
+        return FrameBatch([(i, x.pin_memory()) for i, x in self.groups], self.failed)
+
+
+def collate_frames(items: list[tuple[int, torch.Tensor | None]]) -> FrameBatch:
+    """Loader items (index, frames or None) -> a FrameBatch, videos in order within a size."""
+    by_shape: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
+    for i, x in items:
+        if x is not None:
+            by_shape.setdefault(tuple(x.shape), []).append((i, x))
+    groups = [([i for i, _ in g], torch.stack([x for _, x in g])) for g in by_shape.values()]
+    return FrameBatch(groups, [i for i, x in items if x is None])
 
 
 def preprocess_batch(frames: list[torch.Tensor], clip: Clip, device: torch.device) -> torch.Tensor:
-    """Videos' uint8 frames moved to ``device`` (non-blocking from pinned memory) and
-    preprocessed there, one batched call a frame size: [sum K, 3, S, S], videos in order."""
-    by_shape: dict[tuple, list[int]] = {}
-    for j, x in enumerate(frames):
-        by_shape.setdefault(tuple(x.shape[1:]), []).append(j)
+    """Videos' uint8 frames moved to ``device`` and preprocessed there, one batched call a
+    frame size: [sum K, 3, S, S], videos in order."""
+    batch = collate_frames(list(enumerate(frames)))
     parts: list[torch.Tensor | None] = [None] * len(frames)
-    for js in by_shape.values():
-        x = torch.stack([frames[j] for j in js]).to(device, non_blocking=True)
-        k = x.shape[1]
-        y = preprocess(x.flatten(0, 1), clip.image_size, clip.mean, clip.std, clip.interpolation)
-        y = y.unflatten(0, (len(js), k))
-        for j, yj in zip(js, y):
-            parts[j] = yj
+    for js, x in batch.groups:
+        for j, y in zip(js, preprocess_videos(x, clip, device)):
+            parts[j] = y
     return torch.cat(parts)
+
+
+def preprocess_videos(frames: torch.Tensor, clip: Clip, device: torch.device) -> torch.Tensor:
+    """uint8 [n, K, H, W, 3] -> [n, K, 3, S, S] preprocessed on ``device`` (copied there
+    without blocking when ``frames`` is pinned)."""
+    x = frames.to(device, non_blocking=True)
+    y = preprocess(x.flatten(0, 1), clip.image_size, clip.mean, clip.std, clip.interpolation)
+    return y.unflatten(0, x.shape[:2])
+
+
+def encode_videos(clip: Clip, frames: torch.Tensor, device: torch.device, amp=None) -> torch.Tensor:
+    """Frame embeddings [n, K, D] (float32, on ``device``) of videos' uint8 frames
+    [n, K, H, W, 3], under autocast ``amp`` (None: float32)."""
+    x = preprocess_videos(frames, clip, device)
+    with autocast(device, amp):
+        z = clip.model.encode_image(x.flatten(0, 1))
+    return z.float().unflatten(0, x.shape[:2])
 
 
 @torch.no_grad()
@@ -202,37 +240,37 @@ def embed_frame_caches(
     workers: int = 1,
     device: str = "cpu",
     dtype: str = "float16",
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embed every cached frame of ``frame_files`` into one shard file; return the valid mask.
 
     Writes ``video_id`` [N], ``features`` [N, K, D] (unnormalised; NaN rows for failed
-    videos), ``valid`` bool [N], and attrs naming the model and the weights' digest.
+    videos), ``valid`` bool [N], and attrs naming the model, the weights' digest and the
+    arithmetic (``precision``: see :func:`moclip.runtime.autocast_dtype`).
     """
     dev = resolve_device(device)
     model = clip.model.to(dev)
-    amp = autocast_dtype(dev)
+    amp = autocast_dtype(dev, precision)
     ds = _FrameCaches(list(frame_files))
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=batch_videos, num_workers=workers, collate_fn=_collate, pin_memory=dev.type == "cuda"
+        ds, batch_size=batch_videos, num_workers=workers, collate_fn=collate_frames, pin_memory=dev.type == "cuda"
     )
     feats: list[np.ndarray | None] = [None] * len(ds)
     progress = Progress("videos", len(ds), log)
-    for items in loader:
-        good = [(i, x) for i, x in items if x is not None]
-        if good:
-            x = preprocess_batch([x for _, x in good], clip, dev)
-            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                z = model.encode_image(x).float().cpu().numpy()
-            k = good[0][1].shape[0]
-            for j, (i, _) in enumerate(good):
-                feats[i] = z[j * k : (j + 1) * k]
-        progress.update(len(items))
+    for batch in loader:
+        for idx, frames in batch.groups:
+            z = encode_videos(clip, frames, dev, amp).cpu().numpy()
+            for i, zi in zip(idx, z):
+                feats[i] = zi
+        if progress.done == 0:
+            log_startup(log)
+        progress.update(sum(len(i) for i, _ in batch.groups) + len(batch.failed))
     progress.close()
     valid = np.array([f is not None for f in feats], bool)
     if valid.any():
         shape = next(f for f in feats if f is not None).shape
     else:
-        shape = (0, clip.model.visual.output_dim)
+        shape = (0, model.visual.output_dim)
     arr = np.full((len(ds), *shape), np.nan, dtype=dtype)
     for i, f in enumerate(feats):
         if f is not None:
@@ -248,8 +286,8 @@ def embed_frame_caches(
         random_weights=clip.random_weights,
         image_size=clip.image_size,
         interpolation=clip.interpolation,
-        device=str(dev),
-        autocast=str(amp).removeprefix("torch.") if amp is not None else "none",
+        device=dev.type,
+        precision=precision_name(amp),
     )
     return valid
 
@@ -329,15 +367,18 @@ def clip_embed(
     dtype: str,
     seed: int,
     interpolation: str = "bicubic",
+    precision: str = "auto",
     threads: int = 1,
 ) -> np.ndarray:
     """Rule ``clip_embed``: every cached frame of one shard (its ``frames`` directory and
-    ``index``) embedded with the frozen image encoder, into the shard file ``out``."""
+    ``index``) embedded with the frozen image encoder, into the shard file ``out``;
+    ``threads - 1`` processes read the caches."""
     use_threads(threads)
     clip = replace(load_clip(model, pretrained, seed=seed), interpolation=interpolation)
     ids = [r.video_id for r in read_index(index)]
     files = [video_file(frames, v) for v in ids]
-    return embed_frame_caches(clip, files, ids, out, batch_videos, max(0, threads - 1), device, dtype)
+    workers = max(0, threads - 1)
+    return embed_frame_caches(clip, files, ids, out, batch_videos, workers, device, dtype, precision)
 
 
 def zeroshot(

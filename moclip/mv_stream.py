@@ -25,7 +25,16 @@ from moclip.config import did_you_mean
 from moclip.io import atomic_path, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import selection_key, summarize
-from moclip.runtime import Progress, autocast_dtype, resolve_device, use_threads
+from moclip.runtime import (
+    Progress,
+    autocast,
+    autocast_dtype,
+    log_startup,
+    make_deterministic,
+    precision_name,
+    resolve_device,
+    use_threads,
+)
 from moclip.settings import FromConfig
 from moclip.shards import write_shard
 
@@ -62,7 +71,7 @@ class MVSettings(FromConfig):
     augment_scales: tuple[float, ...] | None = None  # crop fractions to draw from; None: 0.8-1.0 a side
     augment_unit: str = "segment"  # segment: a crop and flip a segment; video: one scale and flip a video
     seed: int = 0
-    device: str = "auto"  # auto: a GPU when there is one (mixed precision), else the CPU
+    precision: str = "auto"  # auto: bfloat16 or float16 on a GPU, float32 on the CPU (moclip.runtime.autocast_dtype)
 
     @property
     def eval_views(self) -> int:
@@ -410,6 +419,23 @@ def imagenet_backbone(arch: str, pretrained: bool | str) -> nn.Module:
     return net
 
 
+def mean_pool(net: nn.Module) -> None:
+    """Give a timm backbone's global average pool as a plain mean: the same numbers, and a
+    deterministic backward on CUDA (``adaptive_avg_pool2d``'s is not)."""
+    from timm.layers import SelectAdaptivePool2d
+
+    pool = getattr(net, "global_pool", None)
+    if isinstance(pool, SelectAdaptivePool2d) and pool.pool_type == "avg" and pool.flatten is not None:
+        net.global_pool = SelectAdaptivePool2d(pool_type="fast", flatten=not isinstance(pool.flatten, nn.Identity))
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in float32, as a product with one-hot targets: the same value as
+    ``F.cross_entropy``, with a deterministic backward on CUDA (``nll_loss``'s is not)."""
+    logp = F.log_softmax(logits.float(), -1)
+    return -(logp * F.one_hot(y, logits.shape[-1]).to(logp.dtype)).sum(-1).mean()
+
+
 class MVNet(nn.Module):
     """(Input BatchNorm ->) backbone on 2-channel MV maps -> pooled feature -> linear
     classifier; TSN averages the logits of a video's segments."""
@@ -429,6 +455,7 @@ class MVNet(nn.Module):
                 self.backbone = timm.create_model(arch, pretrained=False, in_chans=2, num_classes=0)
             else:
                 self.backbone = imagenet_backbone(arch, pretrained)
+            mean_pool(self.backbone)
             self.stem = self.backbone.pretrained_cfg["first_conv"]
         self.classifier = nn.Linear(self.backbone.num_features, n_classes)
 
@@ -482,31 +509,46 @@ class TrainResult:
     best_epoch: int
     history: list[dict]
     seen: dict[str, set[str]] = field(default_factory=dict)  # video ids each loop touched
+    precision: str = "float32"  # the arithmetic it trained in
+    device: str = "cpu"  # the kind of device it trained on
 
 
-EVAL_IMAGES = 192  # network inputs a forward pass at test and feature time (64 videos of 3 segments)
+EVAL_IMAGES = {"cpu": 192, "cuda": 1000}  # network inputs a forward pass at test and feature time
 
 
-def eval_batch_videos(views: int) -> int:
-    """Videos a loader batch at test and feature time: about EVAL_IMAGES inputs, at least one
-    video, so memory stays bounded whatever the protocol (25 x 10 = 250 views: one video)."""
-    return max(1, EVAL_IMAGES // views)
+def eval_images(device: torch.device | str) -> int:
+    """Network inputs a forward pass at test and feature time on ``device``: 192 on a CPU
+    (EfficientNet-B0 at 224 px: 3.3 GB), 1,000 on a GPU (four 25 x 10-view videos)."""
+    return EVAL_IMAGES["cuda" if torch.device(device).type == "cuda" else "cpu"]
+
+
+def eval_batch_videos(views: int, device: torch.device | str = "cpu") -> int:
+    """Videos a loader batch at test and feature time: about :func:`eval_images` inputs, at
+    least one video, so memory stays bounded whatever the protocol."""
+    return max(1, eval_images(device) // views)
 
 
 @torch.no_grad()
 def view_features(model: MVNet, x: torch.Tensor, s: MVSettings, crops: int) -> torch.Tensor:
-    """Maps [B, S, 2, h, w] -> pooled features [B, S, crops, D] of every test view, in
-    forward passes of at most EVAL_IMAGES inputs."""
+    """Maps [B, S, 2, h, w] -> pooled features [B, S, crops, D] (float32) of every test
+    view, in forward passes of at most :func:`eval_images` inputs, under the network's
+    ``precision`` on ``x``'s device."""
+    amp = autocast_dtype(x.device, s.precision)
     v = crop_views(to_input(x, s.input_size), crops)
-    f = torch.cat([model.features(c) for c in v.flatten(0, 2).split(EVAL_IMAGES)])
+    with autocast(x.device, amp):
+        f = torch.cat([model.features(c).float() for c in v.flatten(0, 2).split(eval_images(x.device))])
     return f.view(*v.shape[:3], -1)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
 def _logits(model: MVNet, loader, s: MVSettings, crops: int) -> np.ndarray:
     """[N, C] video logits, each the mean of its views' logits (segments x crops)."""
     model.eval()
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     out = []
     for x, _ in loader:
         f = view_features(model, x.to(dev, non_blocking=True), s, crops)
@@ -515,22 +557,65 @@ def _logits(model: MVNet, loader, s: MVSettings, crops: int) -> np.ndarray:
 
 
 def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, workers: int = 0) -> np.ndarray:
-    """[N, C] video logits under the test protocol: ``eval_segments`` x ``eval_crops`` views."""
-    pin = next(model.parameters()).device.type == "cuda"
-    loader = mv_loader(MVClips(items, s, s.eval_segments), eval_batch_videos(s.eval_views), workers, pin=pin)
+    """[N, C] video logits under the test protocol: ``eval_segments`` x ``eval_crops`` views,
+    on the model's device."""
+    dev = model_device(model)
+    batch = eval_batch_videos(s.eval_views, dev)
+    loader = mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=dev.type == "cuda")
     return _logits(model, loader, s, s.eval_crops)
 
 
-def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSettings, workers: int = 0) -> TrainResult:
+def augment_generator(s: MVSettings, epoch: int, step: int) -> torch.Generator:
+    """The CPU generator of one training step's crops and flips: fixed by (seed, epoch, step)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([s.seed, epoch, step]).generate_state(1)[0]))
+
+
+def train_step(
+    model: MVNet,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    s: MVSettings,
+    g: torch.Generator | None,
+    amp=None,
+) -> torch.Tensor:
+    """One optimisation step on a batch already on the model's device: maps [B, S, 2, h, w]
+    resized to the input size, augmented with ``g``'s draws (None: not at all), the loss
+    under autocast ``amp`` (scaled by ``scaler`` for float16). Returns the loss, on the
+    device (reading it waits for the step)."""
+    x = to_input(x, s.input_size)
+    if g is not None:
+        x = augment(x, g, s)
+    with autocast(x.device, amp):
+        loss = cross_entropy(model(x), y)
+    opt.zero_grad()
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach()
+
+
+def fit_mvnet(
+    train: list[MVItem],
+    val: list[MVItem],
+    n_classes: int,
+    s: MVSettings,
+    workers: int = 0,
+    device: str = "auto",
+) -> TrainResult:
     """Train on ``train``, keep the epoch with the best ``val`` top-1 (the last one if no val).
 
     The caches are read by ``workers`` DataLoader processes (0: in this one), a batch at a
-    time; resizing and augmentation run batched on the training device. On a GPU, mixed
-    precision is bfloat16 where supported, else float16 with a gradient scaler.
+    time; resizing and augmentation run batched on the training ``device``. The arithmetic
+    is ``s.precision`` (:func:`moclip.runtime.autocast_dtype`): on a GPU by default
+    bfloat16 where the card has it natively, else float16 with a gradient scaler.
     """
     torch.manual_seed(s.seed)
-    dev = resolve_device(s.device)
-    amp = autocast_dtype(dev)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        make_deterministic()
+    amp = autocast_dtype(dev, s.precision)
     model = MVNet(s.arch, n_classes, s.pretrained, s.input_bn).to(dev)
     opt = make_optimizer(model, s)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
@@ -542,9 +627,8 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
     order = EpochOrder(len(train), s.seed)
     loader = mv_loader(MVClips(train, s, s.segments, s.seed), s.batch_size, workers, order, pin)
     # model selection once an epoch: the training segments' centres, whole maps (cheap, whatever the test protocol)
-    val_loader = (
-        mv_loader(MVClips(val, s, s.segments), eval_batch_videos(s.segments), workers, pin=pin) if val else None
-    )
+    val_batch = eval_batch_videos(s.segments, dev)
+    val_loader = mv_loader(MVClips(val, s, s.segments), val_batch, workers, pin=pin) if val else None
     progress = Progress("epochs", s.epochs, log, every=0)
     for epoch in range(s.epochs):
         model.train()
@@ -559,22 +643,14 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
                 break
             x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
             wait += time.perf_counter() - td
-            x = to_input(x, s.input_size)
-            if s.augment:
-                g = torch.Generator().manual_seed(
-                    int(np.random.SeedSequence([s.seed, epoch, step]).generate_state(1)[0])
-                )
-                x = augment(x, g, s)
-            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(loss.item())
+            g = augment_generator(s, epoch, step) if s.augment else None
+            losses.append(train_step(model, opt, scaler, x, y, s, g, amp))  # read once an epoch: no wait a step
+            if epoch == 0 and step == 0:
+                losses[0].item()  # waits for the first step: the job's start-up ends here
+                log_startup(log)
         rec = {
             "epoch": epoch,
-            "loss": float(np.mean(losses)),
+            "loss": float(np.mean([float(v) for v in losses])),
             "lr": opt.param_groups[0]["lr"],  # the classifier's, this epoch
             "lr_groups": {g["name"]: g["lr"] for g in opt.param_groups},
             "seconds": time.perf_counter() - t0,
@@ -585,7 +661,7 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
             seen["val"].update(v.video_id for v in val)
             logits = _logits(model, val_loader, s, crops=1)
             rec["val_top1"] = float((logits.argmax(1) == y_val).mean())
-            rec["val_loss"] = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
+            rec["val_loss"] = float(cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
         history.append(rec)
         val_note = f", val top-1 {rec['val_top1']:.4f}, val loss {rec['val_loss']:.4f}" if val else ""
         progress.update(
@@ -596,12 +672,19 @@ def fit_mvnet(train: list[MVItem], val: list[MVItem], n_classes: int, s: MVSetti
         if best_key is None or key > best_key:
             best_key, best_epoch = key, epoch
             best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return TrainResult(best, best_epoch, history, seen)
+    return TrainResult(best, best_epoch, history, seen, precision_name(amp), dev.type)
 
 
 def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_classes: int, split: int) -> None:
     """State dict plus plain metadata: loadable with ``torch.load(..., weights_only=True)``."""
-    meta = {"settings": json.dumps(asdict(s)), "n_classes": n_classes, "split": split, "best_epoch": result.best_epoch}
+    meta = {
+        "settings": json.dumps(asdict(s)),
+        "n_classes": n_classes,
+        "split": split,
+        "best_epoch": result.best_epoch,
+        "precision": result.precision,
+        "device": result.device,
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: same weights, same bytes
         torch.save({"state_dict": result.state_dict, "meta": meta}, f)
 
@@ -609,7 +692,9 @@ def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_clas
 def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
     """The frozen network in eval mode (BatchNorm statistics fixed), its settings and metadata."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    s = MVSettings.from_config(json.loads(ck["meta"]["settings"]))
+    settings = json.loads(ck["meta"]["settings"])
+    settings.pop("device", None)  # recorded by checkpoints before the device became a machine setting
+    s = MVSettings.from_config(settings)
     model = MVNet(s.arch, ck["meta"]["n_classes"], pretrained=False, input_bn=s.input_bn)
     model.load_state_dict(ck["state_dict"])
     model.eval().requires_grad_(False)
@@ -629,23 +714,25 @@ def extract_features(
     """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, each
     the mean over the segment's ``eval_crops`` views (the fusion head sees the views the MV
     test scores), written to ``out`` with ``video_id`` and the ``valid`` mask (NaN rows for
-    failed videos, whose caches are not read). ``batch``: videos a loader batch (None: about
-    EVAL_IMAGES inputs)."""
+    failed videos, whose caches are not read), on the model's device. ``batch``: videos a
+    loader batch (None: about :func:`eval_images` inputs)."""
     model.eval()
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     ok = np.flatnonzero(valid)
     d = model.backbone.num_features
     feats = np.full((len(items), s.eval_segments, d), np.nan, np.float32)
     done, progress = 0, Progress("videos", len(ok), log)
     loader = mv_loader(
         MVClips([items[i] for i in ok], s, s.eval_segments),
-        batch or eval_batch_videos(s.eval_views),
+        batch or eval_batch_videos(s.eval_views, dev),
         workers,
         pin=dev.type == "cuda",
     )
     for x, _ in loader:
         f = view_features(model, x.to(dev, non_blocking=True), s, s.eval_crops).mean(2)
-        feats[ok[done : done + len(f)]] = f.float().cpu().numpy()
+        feats[ok[done : done + len(f)]] = f.cpu().numpy()
+        if done == 0:
+            log_startup(log)
         done += len(f)
         progress.update(len(f))
     progress.close()
@@ -659,6 +746,8 @@ def extract_features(
         eval_segments=s.eval_segments,
         eval_crops=s.eval_crops,
         dim=d,
+        device=dev.type,
+        precision=precision_name(autocast_dtype(dev, s.precision)),
     )
 
 
@@ -685,11 +774,12 @@ def train_mvnet(
     model: Path | str,
     training: Path | str,
     metrics: Path | str,
+    device: str = "auto",
     threads: int = 1,
 ) -> dict:
     """Rule ``train_mvnet``: train on the split's ``train`` part, select on ``val``, report
-    ``test`` once (the 'MV only' result). ``mv[k]`` and ``index[k]`` are shard k's MV cache
-    directory and index; ``threads - 1`` processes read the caches."""
+    ``test`` once (the 'MV only' result), on ``device``. ``mv[k]`` and ``index[k]`` are
+    shard k's MV cache directory and index; ``threads - 1`` processes read the caches."""
     use_threads(threads)
     workers = max(0, threads - 1)
     s = settings
@@ -706,14 +796,14 @@ def train_mvnet(
         len(val),
         len(parts["test"]),
     )
-    result = fit_mvnet(train, val, n_classes, s, workers)
+    result = fit_mvnet(train, val, n_classes, s, workers, device)
     save_checkpoint(model, result, s, n_classes, split)
     net, _, _ = load_checkpoint(model)
     test = mv_items(parts["test"], mv)
     ok = [i for i, v in enumerate(test) if status[v.video_id] == "ok"]
     scores = np.full((len(test), n_classes), np.nan, np.float32)
     if ok:
-        scores[ok] = predict_logits(net.to(resolve_device(s.device)), [test[i] for i in ok], s, workers=workers)
+        scores[ok] = predict_logits(net.to(resolve_device(device)), [test[i] for i in ok], s, workers=workers)
     labels = np.array([r.label for r in parts["test"]], np.int64)
     m = {
         "method": "mv_only",
@@ -724,21 +814,36 @@ def train_mvnet(
         "selected_on": "val" if val else "last epoch (no val videos)",
     }
     write_json(
-        training, {"history": result.history, "best_epoch": result.best_epoch, "n_train": len(train), "n_val": len(val)}
+        training,
+        {
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "n_train": len(train),
+            "n_val": len(val),
+            "device": result.device,
+            "precision": result.precision,
+        },
     )
     write_json(metrics, m)
     return m
 
 
 def mv_features(
-    *, models: list[Path | str], mv: Path | str, index: Path | str, out: list[Path | str], threads: int = 1
+    *,
+    models: list[Path | str],
+    mv: Path | str,
+    index: Path | str,
+    out: list[Path | str],
+    device: str = "auto",
+    threads: int = 1,
 ) -> None:
     """Rule ``mv_features``: one shard's frozen features under each split's network
-    (``models[i]`` -> ``out[i]``); ``threads - 1`` processes read the caches."""
+    (``models[i]`` -> ``out[i]``), on ``device``; ``threads - 1`` processes read the caches."""
     use_threads(threads)
+    dev = resolve_device(device)
     records = read_index(index)
     items = [MVItem(r.video_id, video_file(mv, r.video_id)) for r in records]
     valid = np.array([r.status == "ok" for r in records], bool)
     for model_file, o in zip(models, out, strict=True):
         net, settings, _ = load_checkpoint(model_file)
-        extract_features(net, settings, items, valid, o, workers=max(0, threads - 1))
+        extract_features(net.to(dev), settings, items, valid, o, workers=max(0, threads - 1))

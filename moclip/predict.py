@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from moclip.cache import cache_video, read_frames
-from moclip.clip_stream import load_clip, preprocess
+from moclip.clip_stream import encode_videos, load_clip
 from moclip.codec import DecodeSettings, EncodeSettings
 from moclip.heads import load_head
 from moclip.io import read_json
 from moclip.mv_stream import load_checkpoint, read_segments, view_features
 from moclip.reencode import FAILED, REENCODED, reencode_plan, reencode_video
+from moclip.runtime import autocast_dtype, resolve_device
 from moclip.shards import pool_frames, pool_segments
 
 
@@ -37,9 +38,11 @@ def run_reencode_plan(settings: dict) -> tuple[EncodeSettings, int] | None:
 
 
 class Predictor:
-    """The models of one split of a finished run, loaded once."""
+    """The models of one split of a finished run, loaded once on ``device``. Each network
+    computes in the run's precision setting (``precision`` overrides both): on a GPU with
+    ``auto`` that is the workflow's mixed precision, on the CPU float32."""
 
-    def __init__(self, run: Path | str = "results", split: int = 1):
+    def __init__(self, run: Path | str = "results", split: int = 1, device: str = "cpu", precision: str | None = None):
         report = Path(run) / "reports" / f"split{split}" / "metrics.json"
         if not report.is_file():
             raise FileNotFoundError(f"{report}: no finished run for split {split} (run the workflow first)")
@@ -51,10 +54,14 @@ class Predictor:
             frame_count=s["frames"]["count"],
             short_side=s["frames"]["short_side"],
         )
+        self.device = resolve_device(device)
         clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
+        clip.model.to(self.device)
         self.clip = replace(clip, interpolation=s["clip"].get("interpolation", clip.interpolation))
+        self.clip_amp = autocast_dtype(self.device, precision or s["clip"].get("precision", "auto"))
         # Artefacts are named relative to the report's directory, so a moved run still loads.
-        self.mvnet, self.mv_settings, _ = load_checkpoint(report.parent / art["mv_model"])
+        mvnet, ms, _ = load_checkpoint(report.parent / art["mv_model"])
+        self.mvnet, self.mv_settings = mvnet.to(self.device), replace(ms, precision=precision or ms.precision)
         self.head, meta = load_head(report.parent / art["fusion_model"])
         self.classes = meta["classes"]
         self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
@@ -76,11 +83,10 @@ class Predictor:
             frames, _, _ = read_frames(Path(tmp) / "fr.h5")
             ms = self.mv_settings
             maps = torch.from_numpy(read_segments(Path(tmp) / "mv.h5", ms.eval_segments, ms, None))[None]
-        c = self.clip
-        z = c.model.encode_image(preprocess(torch.from_numpy(frames), c.image_size, c.mean, c.std, c.interpolation))
-        z = z.numpy()
+        z = encode_videos(self.clip, torch.from_numpy(frames)[None], self.device, self.clip_amp)[0].cpu().numpy()
         z = z.astype(self.clip_dtype).astype(np.float32)
-        m = view_features(self.mvnet, maps, ms, ms.eval_crops).mean(2)[0].numpy()  # as the workflow's features
+        maps = maps.to(self.device)
+        m = view_features(self.mvnet, maps, ms, ms.eval_crops).mean(2)[0].cpu().numpy()  # as the workflow's features
         feat = np.concatenate([pool_frames(z), pool_segments(m)])[None].astype(np.float32)
         p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()
         order = np.argsort(-p, kind="stable")[: min(top, len(p))]

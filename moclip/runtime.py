@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,63 +31,172 @@ def use_threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # a network's arithmetic: see autocast_dtype
+
+
 def resolve_device(device: str):
     """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it.
-    With several cards visible, ``auto`` and ``cuda`` take the first card no other moclip
-    job holds (``claim_gpu``), so that parallel GPU jobs spread over the cards."""
+    A bare ``cuda`` with several cards visible takes the first card no other moclip job of
+    this user holds (``claim_gpu``), so that parallel GPU jobs spread over the cards; a CUDA
+    device becomes the process's current one, so that every later context lands on it."""
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and torch.cuda.device_count() > 1:
-        return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if dev.index is None:
+            n = torch.cuda.device_count()
+            dev = torch.device("cuda", claim_gpu([card_id(i) for i in range(n)]) if n > 1 else 0)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def card_id(index: int) -> str:
+    """A card's identity that every process sees alike, whatever its CUDA_VISIBLE_DEVICES or
+    visible index: the UUID of the device."""
+    import torch
+
+    return str(torch.cuda.get_device_properties(index).uuid)
 
 
 _CLAIMED: dict[str, object] = {}  # the card this process holds: its index and open lock file
 
 
-def claim_gpu(count: int, lock_dir: Path | str | None = None) -> int:
-    """Index of the first of ``count`` cards whose lock file (``moclip-gpu<i>.lock`` in the
-    temp directory) no other process holds; this process keeps it until it exits, and asking
-    again returns the same card. When every card is held (more GPU jobs than cards were
-    allowed: see the profile's ``resources: gpu``), the cards are shared, with a warning."""
-    import fcntl
+def lock_dir() -> Path:
+    """Where the card locks live: ``$MOCLIP_LOCK_DIR``, else ``/tmp/moclip-locks-<uid>``, a
+    fixed place, so that jobs started with different ``TMPDIR``s still see each other's
+    locks, and this user's own, so that another user's files there never stop a job."""
     import os
-    import tempfile
+
+    path = Path(os.environ.get("MOCLIP_LOCK_DIR") or f"/tmp/moclip-locks-{os.getuid()}")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def _try_lock(path: Path):
+    """The open lock file at ``path`` held by this process, or None when another process holds
+    it or it cannot be opened at all (another user's file, a directory in its place...)."""
+    import fcntl
+
+    try:
+        f = open(path, "a")  # noqa: SIM115 (held open: the lock lives with it)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def claim_gpu(cards: list[str], locks: Path | str | None = None) -> int:
+    """Index of the first card of ``cards`` (their ids: :func:`card_id`) whose lock file in
+    ``locks`` (default :func:`lock_dir`) no other process holds; this process keeps it until
+    it exits, and asking again returns the same card. A lock that cannot be opened counts
+    as held. When every card is held (more GPU jobs than cards were allowed: see the
+    profile's ``resources: gpu``), the cards are shared, with a warning."""
+    import os
 
     if "index" in _CLAIMED:
         return _CLAIMED["index"]
-    lock_dir = Path(lock_dir or tempfile.gettempdir())
-    for i in range(count):
-        f = open(lock_dir / f"moclip-gpu{i}.lock", "a")  # noqa: SIM115 (held open: the lock lives with it)
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            continue
-        _CLAIMED.update(index=i, file=f)
-        return i
-    i = os.getpid() % count
+    locks = Path(locks) if locks else lock_dir()
+    for i, card in enumerate(cards):
+        f = _try_lock(locks / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', card)}.lock")
+        if f is not None:
+            _CLAIMED.update(index=i, file=f)
+            return i
+    i = os.getpid() % len(cards)
     logging.getLogger(__name__).warning(
         "all %d GPUs are held by other moclip jobs: sharing card %d (limit GPU jobs with --resources gpu=%d)",
-        count,
+        len(cards),
         i,
-        count,
+        len(cards),
     )
     _CLAIMED.update(index=i)
     return i
 
 
-def autocast_dtype(device):
-    """Mixed precision on ``device``: bfloat16 on a GPU that supports it (float32's range, so
-    no loss scaling), else float16 (train it with a GradScaler: small gradients underflow);
-    None on the CPU, which computes in float32."""
+def native_bf16(device) -> bool:
+    """Whether the card computes bfloat16 natively (compute capability 8.0, Ampere, or
+    newer). ``torch.cuda.is_bf16_supported()`` also counts emulation (V100, T4), which is
+    slower than float16 there."""
     import torch
 
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def autocast_dtype(device, precision: str = "auto"):
+    """The autocast dtype of a network on ``device`` (None: float32, no autocast).
+    ``auto``: on a GPU bfloat16 where the card has it natively (float32's range, so no loss
+    scaling), else float16 (train it with a GradScaler: small gradients underflow); float32
+    elsewhere. ``float32``, ``bfloat16`` or ``float16`` ask for that arithmetic anywhere."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+    if precision == "float32":
+        return None
+    if precision != "auto":
+        return getattr(torch, precision)
     if torch.device(device).type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if native_bf16(device) else torch.float16
+
+
+def autocast(device, amp):
+    """``torch.autocast`` to ``amp`` on ``device``'s kind, or no context at all for float32
+    (None): a device without autocast (``meta`` in the tests) runs float32 code unchanged."""
+    import contextlib
+
+    import torch
+
+    return contextlib.nullcontext() if amp is None else torch.autocast(torch.device(device).type, dtype=amp)
+
+
+def precision_name(amp) -> str:
+    """An autocast dtype as the outputs record it: ``float32`` for None."""
+    return "float32" if amp is None else str(amp).removeprefix("torch.")
+
+
+def make_deterministic() -> None:
+    """Repeatable GPU arithmetic where it is cheap: cuDNN's deterministic algorithms (no
+    benchmark search), cuBLAS's fixed workspace, and torch's deterministic mode as warnings
+    (an op without a deterministic kernel still runs, and its warning names it in the
+    job's log). The networks avoid the ones they would hit (see moclip.mv_stream)."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux: from /proc, to 10 ms), else since moclip
+    was imported: a job's start-up, process start to first batch, in its log."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time() - _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+def log_startup(log: logging.Logger, what: str = "first batch") -> None:
+    """Log a job's start-up once its first batch is done: process start (Python, imports,
+    model, device) to that point, the fixed cost each job of a GPU stage pays."""
+    log.info("start-up: %s done %.2f s after the process started", what, process_age())
 
 
 def pool_context():

@@ -18,10 +18,12 @@ rule clip_embed:
         mem_mb=memory_mb(2500, per_thread=300),
         runtime=minutes(clip_seconds),
         gpu=uses_gpu("clip"),
+    # clip.device is a machine setting, read by the script (not a param): moving the run to
+    # another device reruns nothing; the precision asked for is a param, the one used an attr.
     params:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],
-        device=config["clip"]["device"],
+        precision=config["clip"]["precision"],
         batch_videos=config["clip"]["batch_videos"],
         dtype=config["clip"]["dtype"],
         interpolation=config["clip"]["interpolation"],
@@ -52,7 +54,6 @@ rule zeroshot:
     params:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],
-        device=config["clip"]["device"],
         prompts=config["clip"]["prompts"],
         templates=config["clip"]["templates"],
         seed=config["seed"],

@@ -239,8 +239,36 @@ def decode_settings():
 
 
 def mv_settings():
-    """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network."""
-    return {**config["mvnet"], "seed": config["seed"]}
+    """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network (not
+    mvnet.device, a machine setting the scripts read)."""
+    return {
+        **{k: v for k, v in config["mvnet"].items() if k != "device"},
+        "seed": config["seed"],
+    }
+
+
+MACHINE_SETTINGS = {
+    "clip": ["device"],
+    "mvnet": ["device"],
+}  # read by the scripts, never params
+
+
+def run_settings():
+    """The settings a report records: every section that shapes the results, without the
+    machine settings (a run moved to another device is the same run)."""
+    keep = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")
+    return {
+        k: (
+            {
+                kk: vv
+                for kk, vv in config[k].items()
+                if kk not in MACHINE_SETTINGS.get(k, ())
+            }
+            if isinstance(config[k], dict)
+            else config[k]
+        )
+        for k in keep
+    }
 
 
 def head_settings():
@@ -470,6 +498,24 @@ def mvnet_activations_mb():
     if m["arch"] == "tiny" or uses_gpu("mvnet"):
         return 0
     return 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
+
+
+# Host memory of a job that runs the network on a GPU (torch and CUDA's libraries; the
+# activations are GPU memory): an assumption until `make gpu-check` measures it.
+GPU_HOST_MB = 3000
+
+
+def mv_features_mb():
+    """mv_features' peak: on the CPU the network's forward over 192 inputs at a time
+    (EfficientNet-B0 at 224 px: 3,341 MB measured; 14.8 MB an input beyond the 500 MB of
+    the process and its model, scaled with the input's area); the tiny network's 800 MB,
+    measured; on a GPU, the process's host memory."""
+    m = config["mvnet"]
+    if uses_gpu("mvnet"):
+        return GPU_HOST_MB
+    if m["arch"] == "tiny":
+        return 800
+    return 500 + 14.8 * 192 * (m["input_size"] / 224) ** 2
 
 
 def eval_views():

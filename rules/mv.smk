@@ -43,10 +43,11 @@ rule mv_features:
         benchmarks(f"mv_features/{MV_TAG}/shard-{{shard}}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=memory_mb(800, per_thread=300),
+        mem_mb=memory_mb(mv_features_mb(), per_thread=300),
         runtime=minutes(mv_features_seconds),
+        gpu=uses_gpu("mvnet"),
     params:
         code=code_digest("mv_features"),
     script:

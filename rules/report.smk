@@ -48,10 +48,7 @@ rule report_split:
         runtime=minutes(120),
     params:
         methods=lambda wildcards: list(split_method_metrics(wildcards)),
-        settings={
-            k: config[k]
-            for k in ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")
-        },
+        settings=run_settings(),
         code=code_digest("report_split"),
     script:
         "../workflow_scripts/report_split.py"

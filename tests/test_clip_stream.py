@@ -12,7 +12,9 @@ from PIL import Image
 from moclip.cache import cache_shard
 from moclip.clip_stream import (
     ClipLoadError,
+    collate_frames,
     embed_frame_caches,
+    encode_videos,
     evaluate_zeroshot,
     load_clip,
     logit_scale,
@@ -202,3 +204,43 @@ def test_random_weights_do_not_warn_but_the_root_logger_still_works(caplog):
         load_clip(TINY, "none")
         logging.getLogger().warning("another warning")
     assert [r.getMessage() for r in caplog.records] == ["another warning"]
+
+
+# --------------------------------------------------------------------------- a second device
+# The meta device stands in for a GPU: an op that mixes a CPU tensor into a meta op fails
+# as a CPU/CUDA mix does (0-dim CPU scalars pass, as on CUDA); values cannot come back.
+
+META = torch.device("meta")
+
+
+def test_preprocessing_and_encoding_run_on_the_frames_device():
+    clip = load_clip(TINY, "none")
+    clip.model.to(META)
+    frames = torch.randint(0, 256, (2, 3, 48, 64, 3), dtype=torch.uint8)
+    x = preprocess(frames[0].to(META), clip.image_size, clip.mean, clip.std)
+    assert x.device == META and x.shape == (3, 3, clip.image_size, clip.image_size)
+    z = encode_videos(clip, frames, META)
+    assert z.device == META and z.shape == (2, 3, clip.model.visual.output_dim) and z.dtype == torch.float32
+    with pytest.raises(RuntimeError, match="meta"):  # the guard works: a CPU tensor mixed in fails
+        preprocess(frames[0].to(META), clip.image_size, clip.mean, clip.std) - torch.ones(3, 1, 1)
+
+
+def test_the_embedding_stage_runs_on_its_device_up_to_reading_back(frame_caches, tmp_path):
+    """embed_frame_caches on the stand-in device: loader, batching by frame size,
+    preprocessing and the encoder all run there; it stops only where the embeddings must
+    come back to the host."""
+    root, ids = frame_caches
+    clip = load_clip(TINY, "none")
+    with pytest.raises(NotImplementedError, match="meta"):
+        embed_frame_caches(clip, [root / "frames" / f"{v}.h5" for v in ids], ids, tmp_path / "s.h5", 2, 0, "meta")
+    assert next(clip.model.parameters()).device == META and not (tmp_path / "s.h5").exists()
+
+
+def test_a_loader_batch_stacks_each_frame_size_before_pinning():
+    """The workers stack a batch's videos one tensor a frame size, so that the loader pins
+    exactly the tensors that are copied to the device (no copy into pageable memory after
+    pinning); failed videos are listed apart."""
+    a, b = torch.zeros(2, 4, 6, 3, dtype=torch.uint8), torch.ones(2, 6, 4, 3, dtype=torch.uint8)
+    batch = collate_frames([(0, a), (1, None), (2, b), (3, a + 2)])
+    assert batch.failed == [1] and [i for i, _ in batch.groups] == [[0, 3], [2]]
+    assert torch.equal(batch.groups[0][1], torch.stack([a, a + 2])) and batch.groups[1][1].shape == (1, 2, 6, 4, 3)

@@ -11,31 +11,40 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 import moclip.mv_stream as mv_stream
-from moclip.cache import COMPRESSION, cache_shard, read_mv
+from moclip.cache import COMPRESSION, CacheRecord, cache_shard, read_mv, write_index
 from moclip.codec import DecodeSettings
 from moclip.manifest import build_manifest, write_manifest
 from moclip.mv_stream import (
     EpochOrder,
     MVClips,
     MVItem,
+    MVNet,
     MVSettings,
     accumulate,
     augment,
+    augment_generator,
     crop_flip,
+    crop_views,
     extract_features,
     fit_mvnet,
     hflip_mv,
     load_checkpoint,
+    make_optimizer,
+    model_device,
     motion_map,
     mv_loader,
     read_segments,
     sample_segments,
+    save_checkpoint,
+    to_input,
     train_mvnet,
+    train_step,
+    view_features,
 )
-from moclip.runtime import autocast_dtype
 from moclip.shards import read_shard
 
 P, B, I = ord("P"), ord("B"), ord("I")
@@ -258,14 +267,6 @@ def test_crop_flip_is_identity_or_mirror_at_full_scale():
     torch.testing.assert_close(half[..., 0], x[..., 0])
 
 
-def test_mixed_precision_choice(monkeypatch):
-    assert autocast_dtype("cpu") is None
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert autocast_dtype("cuda") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert autocast_dtype("cuda") == torch.float16  # trained with a GradScaler (fit_mvnet)
-
-
 def test_a_gradient_scaler_step_is_the_plain_step():
     """The float16 path's loss scaling changes no update (checked on the CPU's maths)."""
     steps = {}
@@ -454,7 +455,7 @@ def test_a_short_run_of_the_paper_presets_mv_training(demo_caches, rgb_checkpoin
     rows, root = demo_caches
     preset = yaml.safe_load((Path(__file__).parents[1] / "config" / "ucf101-paper.yaml").read_text())["mvnet"]
     shrink = dict(pretrained=str(rgb_checkpoint[0]), epochs=2, milestones=[1], input_size=64, batch_size=8)
-    s = MVSettings.from_config({**preset, **shrink, "eval_segments": 2, "device": "cpu", "seed": 0})
+    s = MVSettings.from_config({**preset, **shrink, "eval_segments": 2, "seed": 0})
     assert (s.input_bn, s.augment_unit, s.eval_crops, s.accumulate) == (True, "video", 10, True)
     metrics = train_split1(root, s, tmp_path)
     history = json.loads((tmp_path / "log.json").read_text())["history"]
@@ -463,3 +464,74 @@ def test_a_short_run_of_the_paper_presets_mv_training(demo_caches, rgb_checkpoin
     assert metrics["n_test"] == sum(r.split1 == "test" for r in rows) and 0 <= metrics["top1"] <= 1
     model, s2, _ = load_checkpoint(tmp_path / "m.pt")
     assert s2 == s and model.backbone.conv_stem.weight.shape[1] == 2 and "input_bn.running_mean" in model.state_dict()
+
+
+# --------------------------------------------------------------------------- a second device
+# The meta device stands in for a GPU (see tests/test_clip_stream.py): every op of a step
+# must find its tensors on the device; values cannot come back, so the tests stop there.
+
+META = torch.device("meta")
+
+
+def test_a_training_step_of_the_paper_recipe_runs_on_the_device():
+    """EfficientNet-B0 with the input BN, clip-level scale augmentation and the authors'
+    optimiser groups: resize, augmentation, forward, loss, backward and Adam's step all on
+    the stand-in device, with the augmentation's draws from a CPU generator."""
+    s = MVSettings(
+        arch="efficientnet_b0", input_size=64, input_bn=True, augment_scales=(1.0, 0.875, 0.75), augment_unit="video"
+    )
+    model = MVNet(s.arch, 5, False, s.input_bn).to(META)
+    opt = make_optimizer(model, s)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    x, y = torch.randn(4, 3, 2, 30, 40).to(META), torch.randint(5, (4,)).to(META)
+    loss = train_step(model, opt, scaler, x, y, s, augment_generator(s, 0, 0))
+    assert loss.device == META and loss.shape == ()
+    assert all(p.grad is not None and p.grad.device == META for p in model.parameters())
+
+
+def test_fit_mvnet_runs_on_its_device_up_to_reading_the_first_loss(tmp_path):
+    items = synthetic_videos(tmp_path, 2, 0)
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=4, input_size=16)
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
+        fit_mvnet(items, items[:2], 3, s, device="meta")
+
+
+def test_ten_crop_views_and_features_run_on_the_device():
+    s = MVSettings(arch="efficientnet_b0", input_size=32, eval_segments=2, eval_crops=10)
+    model = MVNet(s.arch, 3).to(META).eval()
+    x = torch.randn(2, 2, 2, 30, 40).to(META)
+    v = crop_views(to_input(x, s.input_size), 10)
+    assert v.device == META and v.shape == (2, 2, 10, 2, 32, 32)
+    f = view_features(model, x, s, 10)
+    assert f.device == META and f.shape == (2, 2, 10, model.backbone.num_features)
+
+
+def test_mv_features_honours_the_device(tmp_path, monkeypatch):
+    """The features stage runs each split's network on the configured device (it used to
+    stay on the CPU whatever mvnet.device said)."""
+    items = synthetic_videos(tmp_path, 1, 0)
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=3, input_size=16)
+    result = fit_mvnet(items, [], 3, s, device="cpu")
+    save_checkpoint(tmp_path / "m.pt", result, s, 3, 1)
+    index = tmp_path / "index.tsv"
+    write_index([CacheRecord(it.video_id, it.path.name, "ok", 24, "") for it in items], index)
+    run = dict(models=[tmp_path / "m.pt"], mv=tmp_path, index=index, out=[tmp_path / "f.h5"], device="meta")
+    seen = []
+    monkeypatch.setattr(mv_stream, "extract_features", lambda model, *a, **k: seen.append(model_device(model)))
+    mv_stream.mv_features(**run)
+    assert seen == [META]
+    monkeypatch.undo()
+    with pytest.raises(NotImplementedError, match="meta"):  # the real thing: runs there up to reading back
+        mv_stream.mv_features(**run)
+
+
+def test_deterministic_ops_give_the_same_numbers_as_torchs():
+    """The CUDA-deterministic forms used in training (mean pool, one-hot cross-entropy)
+    compute what torch's own ops do."""
+    z, y = torch.randn(6, 4, requires_grad=True), torch.randint(4, (6,))
+    torch.testing.assert_close(mv_stream.cross_entropy(z, y), F.cross_entropy(z, y))
+    g1 = torch.autograd.grad(mv_stream.cross_entropy(z, y), z)[0]
+    g2 = torch.autograd.grad(F.cross_entropy(z, y), z)[0]
+    torch.testing.assert_close(g1, g2)
+    net = MVNet("efficientnet_b0", 3)
+    assert net.backbone.global_pool.pool_type == "fast"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from moclip import runtime
 from moclip.runtime import Progress
@@ -63,6 +65,12 @@ fcntl.flock(f, fcntl.LOCK_EX)
 print("held", flush=True)
 time.sleep(60)
 """
+CARDS = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]  # the cards' ids (UUIDs), as card_id gives them
+
+
+def _claim_in_subprocess(cards: list[str], locks) -> subprocess.CompletedProcess:
+    code = f"from moclip.runtime import claim_gpu; print(claim_gpu({cards!r}, {str(locks)!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
 
 def test_gpu_jobs_take_the_first_card_no_other_job_holds(tmp_path, monkeypatch):
@@ -70,32 +78,97 @@ def test_gpu_jobs_take_the_first_card_no_other_job_holds(tmp_path, monkeypatch):
     the first card whose lock another process does not hold, and keeps it."""
     monkeypatch.setattr(runtime, "_CLAIMED", {})
     other = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(tmp_path / "moclip-gpu0.lock")], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLD, str(tmp_path / "gpu-GPU-aaaa.lock")], stdout=subprocess.PIPE, text=True
     )
     try:
         assert other.stdout.readline() == "held\n"
-        assert runtime.claim_gpu(3, tmp_path) == 1  # card 0 is another job's
-        assert runtime.claim_gpu(3, tmp_path) == 1  # asked again: the same card
+        assert runtime.claim_gpu(CARDS, tmp_path) == 1  # card 0 is another job's
+        assert runtime.claim_gpu(CARDS, tmp_path) == 1  # asked again: the same card
     finally:
         other.kill()
         other.wait()
     held = dict(runtime._CLAIMED)  # card 1 stays held by this process
-    probe = subprocess.run(
-        [sys.executable, "-c", f"from moclip.runtime import claim_gpu; print(claim_gpu(3, {str(tmp_path)!r}))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert probe.stdout.strip() == "0" and held["index"] == 1  # card 0 freed when its holder died
+    assert _claim_in_subprocess(CARDS, tmp_path).stdout.strip() == "0" and held["index"] == 1  # card 0 freed
+
+
+def test_locks_follow_the_card_not_its_visible_index(tmp_path, monkeypatch):
+    """Two jobs that see the cards in another order (CUDA_VISIBLE_DEVICES) still exclude
+    each other: the lock is named by the card's id."""
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    assert runtime.claim_gpu(CARDS, tmp_path) == 0  # this process holds GPU-aaaa
+    assert _claim_in_subprocess(CARDS[::-1], tmp_path).stdout.strip() == "0"  # GPU-cccc, first in its order
+    assert _claim_in_subprocess(["GPU-aaaa", "GPU-bbbb"], tmp_path).stdout.strip() == "1"
+
+
+def test_a_lock_that_cannot_be_opened_counts_as_held(tmp_path, monkeypatch):
+    """Another user's lock file in a shared directory cannot be opened (PermissionError):
+    the job takes the next card instead of dying. A directory in the lock's place fails
+    to open for root too, so it stands in for the other user's file here."""
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    (tmp_path / "gpu-GPU-aaaa.lock").mkdir()
+    assert runtime.claim_gpu(CARDS, tmp_path) == 1
+
+
+def test_the_lock_directory_is_this_users_and_ignores_tmpdir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MOCLIP_LOCK_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    d = runtime.lock_dir()
+    assert d == Path(f"/tmp/moclip-locks-{os.getuid()}") and d.is_dir() and d.stat().st_uid == os.getuid()
+    monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path / "locks"))
+    assert runtime.lock_dir() == tmp_path / "locks" and (tmp_path / "locks").is_dir()
 
 
 def test_every_card_held_means_sharing_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "_CLAIMED", {})
-    assert runtime.claim_gpu(1, tmp_path) == 0
-    probe = subprocess.run(
-        [sys.executable, "-c", f"from moclip.runtime import claim_gpu; print(claim_gpu(1, {str(tmp_path)!r}))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    assert runtime.claim_gpu(CARDS[:1], tmp_path) == 0
+    probe = _claim_in_subprocess(CARDS[:1], tmp_path)
     assert probe.stdout.strip() == "0" and "all 1 GPUs are held" in probe.stderr
+
+
+def _fake_cards(monkeypatch, capability: tuple[int, int], count: int = 1) -> list:
+    """torch.cuda as a machine with ``count`` cards of ``capability`` would answer it."""
+    import torch
+
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.append(torch.device(d)))
+    monkeypatch.setattr(runtime, "card_id", lambda i: f"GPU-{i}")
+    return current
+
+
+def test_precision_follows_the_cards_native_support(monkeypatch):
+    """bfloat16 only where the card computes it natively (compute capability 8.0 or more);
+    older cards (V100 7.0, T4 7.5), which torch.cuda.is_bf16_supported() counts by
+    emulation, get float16 (with a gradient scaler when training); the CPU float32."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what emulation reports
+    assert runtime.autocast_dtype("cpu") is None
+    for capability, want in [((7, 0), torch.float16), ((7, 5), torch.float16), ((8, 0), torch.bfloat16)]:
+        _fake_cards(monkeypatch, capability)
+        assert runtime.autocast_dtype("cuda:0") == want, capability
+    assert runtime.autocast_dtype("cuda:0", "float32") is None
+    assert runtime.autocast_dtype("cpu", "bfloat16") == torch.bfloat16  # asked for: given
+    assert runtime.precision_name(None) == "float32" and runtime.precision_name(torch.float16) == "float16"
+
+
+def test_a_cuda_device_becomes_the_current_one(tmp_path, monkeypatch):
+    """resolve_device sets the card it chose as the process's device, so that every later
+    context and check lands on it (with several cards: the one it claimed)."""
+    import torch
+
+    monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path))
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    current = _fake_cards(monkeypatch, (9, 0), count=3)
+    (tmp_path / "gpu-GPU-0.lock").mkdir()  # card 0 cannot be had
+    assert runtime.resolve_device("auto") == torch.device("cuda", 1) and current == [torch.device("cuda", 1)]
+    assert runtime.resolve_device("cuda:2") == torch.device("cuda", 2) and current[-1] == torch.device("cuda", 2)
+    assert runtime.resolve_device("cpu") == torch.device("cpu") and len(current) == 2
+
+
+def test_process_age_counts_from_the_process_start():
+    code = "import time; time.sleep(0.5); from moclip.runtime import process_age; print(process_age())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0.5 <= age < 30

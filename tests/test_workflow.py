@@ -320,8 +320,18 @@ def test_a_video_without_motion_vectors_fails_by_name_or_is_reencoded_on_request
             {"clip_embed": 3, "train_head": 6},
             {"cache_shard", "train_mvnet", "mv_features"},
         ),
+        (  # the precision shapes the numbers: asked for, it reruns its stages
+            {"clip": {"precision": "float32"}, "mvnet": {"precision": "float32"}},
+            {"clip_embed": 3, "train_mvnet": 3, "mv_features": 3, "train_head": 6},
+            {"cache_shard", "manifest"},
+        ),
+        (  # the device is a machine setting: moving the run reruns nothing
+            {"clip": {"device": "cpu"}, "mvnet": {"device": "cpu"}},
+            {},
+            {"cache_shard", "clip_embed", "train_mvnet", "mv_features", "train_head", "report_split", "summary"},
+        ),
     ],
-    ids=["head-lr", "mvnet-lr", "clip-setting"],
+    ids=["head-lr", "mvnet-lr", "clip-setting", "precision", "device"],
 )
 def test_a_setting_reruns_exactly_its_stage_and_after(finished_run, change, reruns, untouched):
     jobs = planned(finished_run, merged(TINY_CONFIG, change))
@@ -477,6 +487,24 @@ def test_jobs_ask_for_time_that_grows_with_their_work(demo_run):
     assert jobs[20_000]["train_mvnet"][0]["mem_mb"] == jobs[40_000]["train_mvnet"][0]["mem_mb"]
     caches = jobs[20_000]["cache_shard"]
     assert len(caches) == 3 and all(int(c["runtime"]) >= 10 and int(c["mem_mb"]) > 0 for c in caches)
+
+
+def test_jobs_that_run_a_network_on_the_card_ask_for_it(demo_run):
+    """With clip.device and mvnet.device cuda (or auto), every job that runs a network
+    there declares gpu=1, mv_features included (the scheduler's and sbatch's --gpus); on
+    the CPU none does."""
+    gpu = {}
+    for device in ("cuda", "auto", "cpu"):
+        config = merged(TINY_CONFIG, {"clip": {"device": device}, "mvnet": {"device": device}})
+        out = snakemake(demo_run, config, "-n", "--forceall").stdout
+        gpu[device] = {
+            rule: {job.get("gpu", "0") for job in _resources(out, rule)}
+            for rule in ("clip_embed", "train_mvnet", "mv_features", "train_head", "cache_shard")
+        }
+    want = {"clip_embed": {"1"}, "train_mvnet": {"1"}, "mv_features": {"1"}}
+    assert {r: g for r, g in gpu["cuda"].items() if g != {"0"}} == want, gpu["cuda"]
+    assert gpu["auto"] == gpu["cuda"]
+    assert all(g == {"0"} for g in gpu["cpu"].values()), gpu["cpu"]
 
 
 @pytest.mark.parametrize(("preset", "reencodes"), [("ucf101.yaml", False), ("ucf101-paper.yaml", True)])

@@ -10,7 +10,8 @@ clip_embed(
     **snakemake.output,
     model=p.model,
     pretrained=p.pretrained,
-    device=p.device,
+    device=snakemake.config["clip"]["device"],  # a machine setting: not a param
+    precision=p.precision,
     batch_videos=p.batch_videos,
     dtype=p.dtype,
     seed=p.seed,

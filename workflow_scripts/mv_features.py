@@ -4,4 +4,9 @@ from moclip.mv_stream import mv_features
 from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
-mv_features(**snakemake.input, **snakemake.output, threads=snakemake.threads)
+mv_features(
+    **snakemake.input,
+    **snakemake.output,
+    device=snakemake.config["mvnet"]["device"],  # a machine setting: not a param
+    threads=snakemake.threads,
+)

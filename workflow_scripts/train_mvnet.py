@@ -12,5 +12,6 @@ train_mvnet(
     index=inp.index,
     split=int(snakemake.wildcards.split),
     settings=MVSettings.from_config(snakemake.params.settings),
+    device=snakemake.config["mvnet"]["device"],  # a machine setting: not a param
     threads=snakemake.threads,
 )

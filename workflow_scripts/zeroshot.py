@@ -11,7 +11,7 @@ zeroshot(
     split=int(snakemake.wildcards.split),
     model=p.model,
     pretrained=p.pretrained,
-    device=p.device,
+    device=snakemake.config["clip"]["device"],  # a machine setting: not a param
     prompts=p.prompts,
     templates=p.templates,
     seed=p.seed,
