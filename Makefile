@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 PYTHON_CODE := moclip tests benchmarks workflow_scripts
 
-.PHONY: venv demo test bench bench-scale readme-numbers lint format clean
+.PHONY: venv demo test bench bench-scale gpu-check readme-numbers lint format clean
 
 # torch and torchvision first, in their own pip call (pinned in requirements.txt), so that
 # nothing installed after them replaces them; then the rest of the pins; then moclip itself.
@@ -36,6 +36,12 @@ bench: $(STAMP)
 # 2 cores, 26 GB of temporary disk, measured): a table a stage, the growth with size, a projection.
 bench-scale: $(STAMP)
 	$(PY) benchmarks/bench_scale.py --sizes 1332 13320 --json benchmarks/scale.json --plot benchmarks/scale.png
+
+# The prepared check of the GPU path (benchmarks/gpu_check.py): on a machine with CUDA the
+# demo on the card against the CPU and the GPU stages measured (about 5 minutes on an H200);
+# without CUDA the same code as a CPU rehearsal at tiny sizes. Writes gpu-check.json.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out gpu-check.json
 
 # README.md's demo table, rewritten from a fresh default demo run (the test that checks it).
 readme-numbers: $(STAMP)
