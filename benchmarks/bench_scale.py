@@ -224,10 +224,30 @@ def projection(runs: dict[int, dict], cores: int) -> str:
         f"- decoding and caching: {cache_h:,.0f} core-hours ({core_s_a_frame * 1e6:.0f} core-us a frame): "
         f"{cache_h / 32:,.1f} h on 32 cores; larger frames cost more",
         f"- memory a job: at most {peak:,.0f} MB, whatever the number of videos (table)",
-        "- CLIP ViT-B-32 and EfficientNet-B0 on GPUs: not measured (no GPU was lent); their hours are the "
-        "frames and segments over a card's rates from benchmarks/bench_clip.py and bench_mv.py",
+        gpu_projection(k_videos),
     ]
     return "\n".join(lines)
+
+
+def gpu_projection(videos: int) -> str:
+    """The GPU stages' hours for ``videos`` from the newest committed `make gpu-check`
+    (benchmarks/gpu/*.json): 8 CLIP frames a video, MV training an epoch (3 segments a
+    video), MV features at 8 x 1 views."""
+    checks = sorted(Path(__file__).parent.glob("gpu/*.json"))
+    if not checks:
+        return "- CLIP ViT-B-32 and EfficientNet-B0 on GPUs: not measured (no `make gpu-check` committed)"
+    r = json.loads(checks[-1].read_text())
+    clip = [row["stage_images_per_s"] for row in r["parts"]["clip"]["rows"]]
+    train = max(r["mv_train_samples_per_s"].values())
+    feats = max(row["inputs_per_s"] for row in r["parts"]["mv_features"]["rows"])
+    epoch_min = videos * 3 / train / 60
+    return (
+        f"- on one {r['device']['name']} (`make gpu-check`, {checks[-1].name}): CLIP's {videos * 8 / 1e6:.1f} M "
+        f"frames at {min(clip):,.0f}-{max(clip):,.0f} a second, {videos * 8 / max(clip) / 60:,.0f}-"
+        f"{videos * 8 / min(clip) / 60:,.0f} min; MV training {epoch_min:,.1f} min an epoch at {train:,.0f} segments "
+        f"a second ({200 * epoch_min / 60:,.0f} h for the recipe's 200 epochs); MV features at 8 x 1 views "
+        f"{videos * 8 / feats / 60:,.1f} min"
+    )
 
 
 def plot(runs: dict[int, dict], path: Path) -> None:

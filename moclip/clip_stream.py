@@ -230,54 +230,72 @@ def encode_videos(clip: Clip, frames: torch.Tensor, device: torch.device, amp=No
     return z.float().unflatten(0, x.shape[:2])
 
 
+@dataclass(frozen=True)
+class FrameShard:
+    """One shard to embed: its videos' ids, their frame caches (in the same order) and the
+    shard file to write."""
+
+    video_ids: list[str]
+    files: list[Path]
+    out: Path
+
+
 @torch.no_grad()
-def embed_frame_caches(
+def embed_shards(
     clip: Clip,
-    frame_files: list[Path],
-    video_ids: list[str],
-    out: Path | str,
+    shards: list[FrameShard],
     batch_videos: int = 16,
     workers: int = 1,
     device: str = "cpu",
     dtype: str = "float16",
     precision: str = "auto",
-) -> np.ndarray:
-    """Embed every cached frame of ``frame_files`` into one shard file; return the valid mask.
+) -> list[np.ndarray]:
+    """Embed every cached frame of ``shards`` with one model on ``device`` and one loader
+    over all their videos (a GPU job's fixed costs paid once), writing each shard's file
+    as soon as its last video is done; return each shard's valid mask.
 
-    Writes ``video_id`` [N], ``features`` [N, K, D] (unnormalised; NaN rows for failed
-    videos), ``valid`` bool [N], and attrs naming the model, the weights' digest and the
-    arithmetic (``precision``: see :func:`moclip.runtime.autocast_dtype`).
+    A shard file holds ``video_id`` [N], ``features`` [N, K, D] (unnormalised; NaN rows for
+    failed videos), ``valid`` bool [N], and attrs naming the model, the weights' digest and
+    the arithmetic (``precision``: see :func:`moclip.runtime.autocast_dtype`).
     """
     dev = resolve_device(device)
-    model = clip.model.to(dev)
+    clip.model.to(dev)
     amp = autocast_dtype(dev, precision)
-    ds = _FrameCaches(list(frame_files))
+    ds = _FrameCaches([f for sh in shards for f in sh.files])
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch_videos, num_workers=workers, collate_fn=collate_frames, pin_memory=dev.type == "cuda"
     )
+    ends = np.cumsum([len(sh.files) for sh in shards])
     feats: list[np.ndarray | None] = [None] * len(ds)
+    masks: list[np.ndarray] = []
     progress = Progress("videos", len(ds), log)
     for batch in loader:
         for idx, frames in batch.groups:
             z = encode_videos(clip, frames, dev, amp).cpu().numpy()
             for i, zi in zip(idx, z):
                 feats[i] = zi
-        if progress.done == 0:
-            log_startup(log)
+        log_startup(log)
         progress.update(sum(len(i) for i, _ in batch.groups) + len(batch.failed))
+        while len(masks) < len(shards) and progress.done >= ends[len(masks)]:  # shards finish in order
+            k = len(masks)
+            rows = feats[ends[k] - len(shards[k].files) : ends[k]]
+            masks.append(_write_clip_shard(clip, shards[k], rows, dtype, dev, amp))
     progress.close()
-    valid = np.array([f is not None for f in feats], bool)
-    if valid.any():
-        shape = next(f for f in feats if f is not None).shape
-    else:
-        shape = (0, model.visual.output_dim)
-    arr = np.full((len(ds), *shape), np.nan, dtype=dtype)
-    for i, f in enumerate(feats):
+    while len(masks) < len(shards):  # empty shards
+        masks.append(_write_clip_shard(clip, shards[len(masks)], [], dtype, dev, amp))
+    return masks
+
+
+def _write_clip_shard(clip: Clip, shard: FrameShard, rows: list, dtype: str, dev: torch.device, amp) -> np.ndarray:
+    valid = np.array([f is not None for f in rows], bool)
+    shape = next(f for f in rows if f is not None).shape if valid.any() else (0, clip.model.visual.output_dim)
+    arr = np.full((len(rows), *shape), np.nan, dtype=dtype)
+    for i, f in enumerate(rows):
         if f is not None:
             arr[i] = f
     write_shard(
-        out,
-        video_ids,
+        shard.out,
+        shard.video_ids,
         arr,
         valid,
         model=clip.name,
@@ -290,6 +308,13 @@ def embed_frame_caches(
         precision=precision_name(amp),
     )
     return valid
+
+
+def embed_frame_caches(
+    clip: Clip, frame_files: list[Path], video_ids: list[str], out: Path | str, *args, **kwargs
+) -> np.ndarray:
+    """:func:`embed_shards` for one shard (``frame_files`` -> ``out``); its valid mask."""
+    return embed_shards(clip, [FrameShard(list(video_ids), list(frame_files), Path(out))], *args, **kwargs)[0]
 
 
 @torch.no_grad()
@@ -357,9 +382,9 @@ def evaluate_zeroshot(
 
 def clip_embed(
     *,
-    frames: Path | str,
-    index: Path | str,
-    out: Path | str,
+    frames: list[Path | str],
+    index: list[Path | str],
+    out: list[Path | str],
     model: str,
     pretrained: str,
     device: str,
@@ -369,16 +394,19 @@ def clip_embed(
     interpolation: str = "bicubic",
     precision: str = "auto",
     threads: int = 1,
-) -> np.ndarray:
-    """Rule ``clip_embed``: every cached frame of one shard (its ``frames`` directory and
-    ``index``) embedded with the frozen image encoder, into the shard file ``out``;
+) -> list[np.ndarray]:
+    """Rule ``clip_embed``: every cached frame of each shard (its ``frames[k]`` directory and
+    ``index[k]``) embedded with the frozen image encoder into the shard file ``out[k]``:
+    one shard a job on the CPU, every shard in one job on a GPU (one start-up);
     ``threads - 1`` processes read the caches."""
     use_threads(threads)
     clip = replace(load_clip(model, pretrained, seed=seed), interpolation=interpolation)
-    ids = [r.video_id for r in read_index(index)]
-    files = [video_file(frames, v) for v in ids]
+    shards = []
+    for fr, ix, o in zip(frames, index, out, strict=True):
+        ids = [r.video_id for r in read_index(ix)]
+        shards.append(FrameShard(ids, [video_file(fr, v) for v in ids], Path(o)))
     workers = max(0, threads - 1)
-    return embed_frame_caches(clip, files, ids, out, batch_videos, workers, device, dtype, precision)
+    return embed_shards(clip, shards, batch_videos, workers, device, dtype, precision)
 
 
 def zeroshot(

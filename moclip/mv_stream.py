@@ -701,7 +701,65 @@ def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
     return model, s, ck["meta"]
 
 
+@dataclass(frozen=True)
+class FeatureShard:
+    """One shard's videos to extract features of, their ``valid`` mask (failed videos'
+    caches are not read) and the shard file to write."""
+
+    items: list[MVItem]
+    valid: np.ndarray
+    out: Path
+
+
 @torch.no_grad()
+def extract_shards(
+    model: MVNet, s: MVSettings, shards: list[FeatureShard], workers: int = 0, batch: int | None = None
+) -> None:
+    """Pooled features [N, S_eval, D] of every video of ``shards`` at the fixed evaluation
+    segments, each the mean over the segment's ``eval_crops`` views (the fusion head sees
+    the views the MV test scores), on the model's device, through one loader over all
+    their valid videos; each shard's file (``video_id``, ``features`` with NaN rows for
+    failed videos, ``valid``) is written as soon as its last video is done. ``batch``:
+    videos a loader batch (None: about :func:`eval_images` inputs)."""
+    model.eval()
+    dev = model_device(model)
+    d = model.backbone.num_features
+    todo = [(k, int(i)) for k, sh in enumerate(shards) for i in np.flatnonzero(sh.valid)]  # (shard, row)
+    feats = [np.full((len(sh.items), s.eval_segments, d), np.nan, np.float32) for sh in shards]
+    last = {k: j for j, (k, _) in enumerate(todo)}  # a shard is done after its last valid video
+    written, progress = set(), Progress("videos", len(todo), log)
+    loader = mv_loader(
+        MVClips([shards[k].items[i] for k, i in todo], s, s.eval_segments),
+        batch or eval_batch_videos(s.eval_views, dev),
+        workers,
+        pin=dev.type == "cuda",
+    )
+
+    def write(k: int) -> None:
+        sh = shards[k]
+        ids = [it.video_id for it in sh.items]
+        amp = precision_name(autocast_dtype(dev, s.precision))
+        info = dict(eval_segments=s.eval_segments, eval_crops=s.eval_crops, dim=d, device=dev.type, precision=amp)
+        write_shard(sh.out, ids, feats[k], np.asarray(sh.valid, bool), arch=s.arch, **info)
+        written.add(k)
+
+    done = 0
+    for x, _ in loader:
+        f = view_features(model, x.to(dev, non_blocking=True), s, s.eval_crops).mean(2).cpu().numpy()
+        for j in range(len(f)):
+            k, i = todo[done + j]
+            feats[k][i] = f[j]
+            if last[k] == done + j:
+                write(k)
+        log_startup(log)
+        done += len(f)
+        progress.update(len(f))
+    progress.close()
+    for k in range(len(shards)):  # shards without a valid video
+        if k not in written:
+            write(k)
+
+
 def extract_features(
     model: MVNet,
     s: MVSettings,
@@ -711,44 +769,8 @@ def extract_features(
     workers: int = 0,
     batch: int | None = None,
 ) -> None:
-    """Pooled features [N, S_eval, D] of every video at the fixed evaluation segments, each
-    the mean over the segment's ``eval_crops`` views (the fusion head sees the views the MV
-    test scores), written to ``out`` with ``video_id`` and the ``valid`` mask (NaN rows for
-    failed videos, whose caches are not read), on the model's device. ``batch``: videos a
-    loader batch (None: about :func:`eval_images` inputs)."""
-    model.eval()
-    dev = model_device(model)
-    ok = np.flatnonzero(valid)
-    d = model.backbone.num_features
-    feats = np.full((len(items), s.eval_segments, d), np.nan, np.float32)
-    done, progress = 0, Progress("videos", len(ok), log)
-    loader = mv_loader(
-        MVClips([items[i] for i in ok], s, s.eval_segments),
-        batch or eval_batch_videos(s.eval_views, dev),
-        workers,
-        pin=dev.type == "cuda",
-    )
-    for x, _ in loader:
-        f = view_features(model, x.to(dev, non_blocking=True), s, s.eval_crops).mean(2)
-        feats[ok[done : done + len(f)]] = f.cpu().numpy()
-        if done == 0:
-            log_startup(log)
-        done += len(f)
-        progress.update(len(f))
-    progress.close()
-    ids = [it.video_id for it in items]
-    write_shard(
-        out,
-        ids,
-        feats,
-        np.asarray(valid, bool),
-        arch=s.arch,
-        eval_segments=s.eval_segments,
-        eval_crops=s.eval_crops,
-        dim=d,
-        device=dev.type,
-        precision=precision_name(autocast_dtype(dev, s.precision)),
-    )
+    """:func:`extract_shards` for one shard (``items`` -> ``out``)."""
+    extract_shards(model, s, [FeatureShard(items, np.asarray(valid, bool), Path(out))], workers, batch)
 
 
 def video_status(indexes: list[Path | str]) -> dict[str, str]:
@@ -831,19 +853,27 @@ def train_mvnet(
 def mv_features(
     *,
     models: list[Path | str],
-    mv: Path | str,
-    index: Path | str,
+    mv: list[Path | str],
+    index: list[Path | str],
     out: list[Path | str],
     device: str = "auto",
     threads: int = 1,
 ) -> None:
-    """Rule ``mv_features``: one shard's frozen features under each split's network
-    (``models[i]`` -> ``out[i]``), on ``device``; ``threads - 1`` processes read the caches."""
+    """Rule ``mv_features``: frozen features of each shard (``mv[j]``, ``index[j]``) under
+    each network (``models[i]``) into ``out[i * len(mv) + j]``, on ``device``: on the CPU
+    one shard a job under every split's network, on a GPU every shard in a job a network
+    (one start-up); ``threads - 1`` processes read the caches."""
     use_threads(threads)
+    if len(out) != len(models) * len(mv):
+        raise ValueError(f"mv_features: {len(out)} outputs for {len(models)} networks x {len(mv)} shards")
     dev = resolve_device(device)
-    records = read_index(index)
-    items = [MVItem(r.video_id, video_file(mv, r.video_id)) for r in records]
-    valid = np.array([r.status == "ok" for r in records], bool)
-    for model_file, o in zip(models, out, strict=True):
+    shards = []
+    for d, ix in zip(mv, index, strict=True):
+        records = read_index(ix)
+        items = [MVItem(r.video_id, video_file(d, r.video_id)) for r in records]
+        shards.append((items, np.array([r.status == "ok" for r in records], bool)))
+    for i, model_file in enumerate(models):
         net, settings, _ = load_checkpoint(model_file)
-        extract_features(net.to(dev), settings, items, valid, o, workers=max(0, threads - 1))
+        outs = out[i * len(mv) : (i + 1) * len(mv)]
+        work = [FeatureShard(items, valid, Path(o)) for (items, valid), o in zip(shards, outs)]
+        extract_shards(net.to(dev), settings, work, workers=max(0, threads - 1))

@@ -1,21 +1,21 @@
 # The frozen CLIP stream: every cached frame embedded, one job a shard; zero-shot per split.
 
 
+# One job a shard on the CPU; on a GPU one job for every shard (CLIP_BATCHED: one start-up).
 rule clip_embed:
     input:
-        frames=rules.cache_shard.output.frames,
-        index=rules.cache_shard.output.index,
+        unpack(clip_embed_inputs),
     output:
-        out=results(f"embeddings/clip/{CLIP_TAG}/shard-{{shard}}.h5"),
+        out=CLIP_JOB_OUTPUTS,
     log:
-        logs(f"clip/{CLIP_TAG}/shard-{{shard}}.log"),
+        logs(f"clip/{CLIP_TAG}/{CLIP_JOB}.log"),
     benchmark:
-        benchmarks(f"clip/{CLIP_TAG}/shard-{{shard}}.tsv")
+        benchmarks(f"clip/{CLIP_TAG}/{CLIP_JOB}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: 2
+    threads: GPU_THREADS if CLIP_BATCHED else 2
     resources:
-        mem_mb=memory_mb(2500, per_thread=300),
+        mem_mb=memory_mb(GPU_HOST_MB if CLIP_BATCHED else 2500, per_thread=300),
         runtime=minutes(clip_seconds),
         gpu=uses_gpu("clip"),
     # clip.device is a machine setting, read by the script (not a param): moving the run to
@@ -36,7 +36,7 @@ rule clip_embed:
 rule zeroshot:
     input:
         manifest=rules.manifest.output.tsv,
-        shards=all_shards(rules.clip_embed.output.out),
+        shards=CLIP_SHARDS,
     output:
         predictions=results(f"zeroshot/{CLIP_TAG}/split{{split}}/predictions.tsv"),
         metrics=results(f"zeroshot/{CLIP_TAG}/split{{split}}/metrics.json"),

@@ -4,6 +4,7 @@
 # manifest is read only on demand; the code digests are a parse of the library's few modules).
 
 import functools
+import glob
 import hashlib
 import math
 import os
@@ -276,9 +277,43 @@ def head_settings():
     return {k: v for k, v in config["heads"].items() if k != "seeds"}
 
 
+def _local_gpu():
+    """Whether this machine shows an NVIDIA card (its device nodes; CUDA_VISIBLE_DEVICES
+    honoured), decided at parse time without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.isdir(
+        "/proc/driver/nvidia/gpus"
+    )
+
+
+LOCAL_GPU = _local_gpu()
+
+
+def on_gpu(section):
+    """Whether the stage set by ``config[section]["device"]`` runs on a GPU: ``cuda`` (any
+    card) always; ``auto`` when its jobs run on this machine and it has a card. With a
+    cluster executor ``auto`` cannot know the nodes (and each job, parsing again on its
+    node, must plan the same DAG): the CPU; set ``cuda`` for the cluster's GPUs."""
+    device = config[section]["device"]
+    if device == "auto":
+        return LOCAL_GPU and workflow.local_exec and not workflow.remote_exec
+    return device != "cpu"
+
+
 def uses_gpu(section):
-    """The ``gpu`` resource of a rule whose device is set by ``config[section]["device"]``."""
-    return 0 if config[section]["device"] == "cpu" else 1
+    """The ``gpu`` resource of a rule that runs the stage of ``config[section]``."""
+    return int(on_gpu(section))
+
+
+# A GPU job's start-up (Python, torch, the CUDA context, the model: 10.6-14.8 s for
+# ViT-B-32 and EfficientNet-B0 on an H200, benchmarks/gpu) is ~15x the GPU work of one
+# CLIP shard, so on a GPU one job takes every shard (one a network for mv_features);
+# on the CPU one job a shard spreads over the cores. Outputs stay one file a shard.
+CLIP_BATCHED = on_gpu("clip")
+MV_BATCHED = on_gpu("mvnet")
+GPU_THREADS = 5  # 4 loader workers: data wait 66% -> 7% (MV training), CLIP 1,900 -> 3,200 images/s
 
 
 def _safe(name):
@@ -333,9 +368,32 @@ def all_shards(path):
     return expand(path, shard=SHARDS, allow_missing=True)
 
 
+def clip_shard_path(shard):
+    return results(f"embeddings/clip/{CLIP_TAG}/shard-{shard}.h5")
+
+
+CLIP_SHARDS = [clip_shard_path(s) for s in SHARDS]
+CLIP_JOB = "all-shards" if CLIP_BATCHED else "shard-{shard}"  # a clip_embed job's name
+# rule clip_embed's outputs: every shard's file in one GPU job, or the job's shard's
+CLIP_JOB_OUTPUTS = CLIP_SHARDS if CLIP_BATCHED else [clip_shard_path("{shard}")]
+
+
+def cache_inputs_of(shards, *keys):
+    """Outputs ``keys`` of rule cache_shard (frames, mv, index) for ``shards``, by key."""
+    out = rules.cache_shard.output
+    return {key: expand(getattr(out, key), shard=shards) for key in keys}
+
+
+def clip_embed_inputs(wildcards):
+    """A clip_embed job's shards' frame caches and indexes."""
+    return cache_inputs_of(
+        SHARDS if CLIP_BATCHED else [wildcards.shard], "frames", "index"
+    )
+
+
 def head_feature_inputs(wildcards):
     """A head's features: CLIP shards, and the split's MV feature shards for fusion."""
-    inputs = {"clip": all_shards(rules.clip_embed.output.out)}
+    inputs = {"clip": CLIP_SHARDS}
     if wildcards.head == "fusion":
         inputs["mv"] = mv_feature_shards(wildcards.split)
     return inputs
@@ -357,10 +415,32 @@ def mv_feature_models():
 
 
 def mv_feature_outputs(shard):
-    """Rule mv_features' outputs, one a network of mv_feature_models()."""
+    """One shard's MV feature files, one a network of mv_feature_models()."""
     if LABELLED:
         return [mv_features_path(k, shard) for k in SPLITS]
     return [results(f"embeddings/mv/{MV_TAG}/shard-{shard}.h5")]
+
+
+# A mv_features job's name and outputs, network-major: on the CPU one shard under every
+# network; on a GPU every shard under one network (a split's, or a folder run's given one).
+if not MV_BATCHED:
+    MV_JOB = "shard-{shard}"
+    MV_JOB_OUTPUTS = mv_feature_outputs("{shard}")
+elif LABELLED:
+    MV_JOB = "split{split}"
+    MV_JOB_OUTPUTS = [mv_features_path("{split}", s) for s in SHARDS]
+else:
+    MV_JOB = "all-shards"
+    MV_JOB_OUTPUTS = [f for s in SHARDS for f in mv_feature_outputs(s)]
+
+
+def mv_features_inputs(wildcards):
+    """A mv_features job's networks, and its shards' MV caches and indexes."""
+    models = mv_feature_models()
+    if MV_BATCHED and LABELLED:
+        models = expand(rules.train_mvnet.output.model, split=wildcards.split)
+    shards = SHARDS if MV_BATCHED else [wildcards.shard]
+    return {"models": models, **cache_inputs_of(shards, "mv", "index")}
 
 
 def feature_targets():
@@ -368,11 +448,7 @@ def feature_targets():
     mv = []
     if LABELLED or config["features"]["mv_model"]:
         mv = [f for s in SHARDS for f in mv_feature_outputs(s)]
-    return [
-        rules.cache_failures.output.out,
-        *all_shards(rules.clip_embed.output.out),
-        *mv,
-    ]
+    return [rules.cache_failures.output.out, *CLIP_SHARDS, *mv]
 
 
 def split_method_metrics(wildcards):
@@ -420,12 +496,14 @@ RATES = {
     # clip, 1,800 from its 320x240 MPEG-4 re-encode, 2,250 from the demo's videos
     "reencode_frames": 1000,
     # ViT-B-32 images a second: a thread (bench_clip: 20 on 2 threads) / a GPU
-    "clip_images": {"cpu": 10, "gpu": 500},
+    # images/s, gpu: the stage on an H200, bf16, 1-4 loader workers: 1,900-3,200 (benchmarks/gpu)
+    "clip_images": {"cpu": 10, "gpu": 2000},
     "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
         "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
         "timm": 2.3,  # EfficientNet-B0: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 4.6 on 2
-        "gpu": 1000,
+        "gpu": 1400,  # EfficientNet-B0 at 224 px, batch 80 x 3, bf16, 4 workers, H200: 1,418 (benchmarks/gpu)
     },
+    "mv_feature_inputs_gpu": 11000,  # EfficientNet-B0 at 224 px, 25 x 10 views, H200: 11,500 (benchmarks/gpu)
     "head_samples": 6000,  # training samples x epochs a second, fusion MLP, one thread (bench_heads)
 }
 BYTES_A_FRAME = 2600  # UCF101's XviD: the fewest bytes a frame of the usual datasets, so the most frames a MB
@@ -474,7 +552,7 @@ VIDEOS_A_SHARD = math.ceil(1.2 * N_VIDEOS / N_SHARDS)
 
 
 def clip_seconds(wildcards, input, threads):
-    images = VIDEOS_A_SHARD * config["frames"]["count"]
+    images = (N_VIDEOS if CLIP_BATCHED else VIDEOS_A_SHARD) * config["frames"]["count"]
     rate = RATES["clip_images"]
     return images / (rate["gpu"] if uses_gpu("clip") else rate["cpu"] * threads)
 
@@ -484,9 +562,16 @@ def mv_rate(threads):
     m = config["mvnet"]
     rate = RATES["mv_samples"]
     if uses_gpu("mvnet"):
-        return rate["gpu"]
+        return rate["gpu"] * min(1, (224 / m["input_size"]) ** 2)
     kind, ref = ("tiny", 64) if m["arch"] == "tiny" else ("timm", 224)
     return rate[kind] * threads * (ref / m["input_size"]) ** 2
+
+
+def train_mvnet_mb():
+    """train_mvnet's peak before its loader workers: on a GPU the process's host memory;
+    on the CPU the tiny network's measured 1,100 MB plus a timm network's activations.
+    """
+    return GPU_HOST_MB if uses_gpu("mvnet") else 1100 + mvnet_activations_mb()
 
 
 def mvnet_activations_mb():
@@ -500,9 +585,10 @@ def mvnet_activations_mb():
     return 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
 
 
-# Host memory of a job that runs the network on a GPU (torch and CUDA's libraries; the
-# activations are GPU memory): an assumption until `make gpu-check` measures it.
-GPU_HOST_MB = 3000
+# Host memory of a job that runs its network on a GPU (torch and CUDA's libraries; the
+# activations are GPU memory), before its loader workers: 1,281-1,779 MB measured
+# (ViT-B-32, EfficientNet-B0 at 224 px, benchmarks/gpu).
+GPU_HOST_MB = 1800
 
 
 def mv_features_mb():
@@ -532,6 +618,11 @@ def train_mvnet_seconds(wildcards, input, threads):
 
 
 def mv_features_seconds(wildcards, input, threads):
+    """A job's videos x networks x views, at the GPU's measured inference rate (scaled by
+    the input area), or 3x the CPU's training rate."""
+    if MV_BATCHED:
+        scale = min(1, (224 / config["mvnet"]["input_size"]) ** 2)
+        return N_VIDEOS * eval_views() / (RATES["mv_feature_inputs_gpu"] * scale)
     inputs = VIDEOS_A_SHARD * len(SPLITS if LABELLED else [1]) * eval_views()
     return inputs / (3 * mv_rate(threads))
 

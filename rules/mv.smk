@@ -4,9 +4,8 @@
 
 rule train_mvnet:
     input:
+        **cache_inputs_of(SHARDS, "mv", "index"),
         manifest=rules.manifest.output.tsv,
-        mv=all_shards(rules.cache_shard.output.mv),
-        index=all_shards(rules.cache_shard.output.index),
     output:
         model=results(f"mvnet/{MV_TAG}/split{{split}}/model.pt"),
         training=results(f"mvnet/{MV_TAG}/split{{split}}/training.json"),
@@ -17,9 +16,9 @@ rule train_mvnet:
         benchmarks(f"mvnet/{MV_TAG}/split{{split}}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: 2
+    threads: GPU_THREADS if on_gpu("mvnet") else 2
     resources:
-        mem_mb=memory_mb(1100 + mvnet_activations_mb(), per_thread=300),
+        mem_mb=memory_mb(train_mvnet_mb(), per_thread=300),
         runtime=minutes(train_mvnet_seconds),
         gpu=uses_gpu("mvnet"),
     params:
@@ -29,21 +28,20 @@ rule train_mvnet:
         "../workflow_scripts/train_mvnet.py"
 
 
+# On the CPU one job a shard writes every split's features (one read of the caches); on a
+# GPU one job a split writes every shard's (MV_BATCHED: one start-up a network).
 rule mv_features:
     input:
-        models=mv_feature_models(),
-        mv=rules.cache_shard.output.mv,
-        index=rules.cache_shard.output.index,
+        unpack(mv_features_inputs),
     output:
-        # One job a shard writes every split's features: one read of the caches, one start-up.
-        out=mv_feature_outputs("{shard}"),
+        out=MV_JOB_OUTPUTS,
     log:
-        logs(f"mv_features/{MV_TAG}/shard-{{shard}}.log"),
+        logs(f"mv_features/{MV_TAG}/{MV_JOB}.log"),
     benchmark:
-        benchmarks(f"mv_features/{MV_TAG}/shard-{{shard}}.tsv")
+        benchmarks(f"mv_features/{MV_TAG}/{MV_JOB}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: 2
+    threads: GPU_THREADS if MV_BATCHED else 2
     resources:
         mem_mb=memory_mb(mv_features_mb(), per_thread=300),
         runtime=minutes(mv_features_seconds),

@@ -12,8 +12,10 @@ from PIL import Image
 from moclip.cache import cache_shard
 from moclip.clip_stream import (
     ClipLoadError,
+    FrameShard,
     collate_frames,
     embed_frame_caches,
+    embed_shards,
     encode_videos,
     evaluate_zeroshot,
     load_clip,
@@ -136,6 +138,24 @@ def test_shard_features_match_the_encoder_on_the_same_frames(frame_caches, tmp_p
     with torch.no_grad():  # exactly the encoder on our own preprocessing
         exact = clip.model.encode_image(preprocess(torch.from_numpy(frames), 64, clip.mean, clip.std)).numpy()
     np.testing.assert_allclose(feats[0], exact, rtol=1e-4, atol=1e-5)
+
+
+def test_several_shards_in_one_job_equal_one_job_a_shard(frame_caches, tmp_path):
+    """A GPU job embeds every shard with one loader (one start-up): each shard's file must
+    hold exactly what a job of its own writes, the failed video's row included."""
+    root, ids = frame_caches
+    clip = load_clip(TINY, "none")
+    files = [root / "frames" / f"{v}.h5" for v in ids]
+    parts = [slice(0, 2), slice(2, 3), slice(3, 3), slice(3, 6)]  # an empty shard too
+    shards = [FrameShard(ids[p], files[p], tmp_path / f"all{k}.h5") for k, p in enumerate(parts)]
+    masks = embed_shards(clip, shards, batch_videos=4, workers=1, dtype="float32")
+    for k, p in enumerate(parts):
+        alone = tmp_path / f"one{k}.h5"
+        mask = embed_frame_caches(clip, files[p], ids[p], alone, 4, 0, dtype="float32")
+        a, b = read_shard(tmp_path / f"all{k}.h5"), read_shard(alone)
+        assert a[0] == b[0] == ids[p] and (a[2] == b[2]).all() and (masks[k] == mask).all()
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-6)
+    assert masks[1].tolist() == [False]  # the bad video, alone in its shard
 
 
 def test_batched_preprocessing_keeps_video_order_across_frame_sizes():

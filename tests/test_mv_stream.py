@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -515,14 +516,43 @@ def test_mv_features_honours_the_device(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "m.pt", result, s, 3, 1)
     index = tmp_path / "index.tsv"
     write_index([CacheRecord(it.video_id, it.path.name, "ok", 24, "") for it in items], index)
-    run = dict(models=[tmp_path / "m.pt"], mv=tmp_path, index=index, out=[tmp_path / "f.h5"], device="meta")
+    run = dict(models=[tmp_path / "m.pt"], mv=[tmp_path], index=[index], out=[tmp_path / "f.h5"], device="meta")
     seen = []
-    monkeypatch.setattr(mv_stream, "extract_features", lambda model, *a, **k: seen.append(model_device(model)))
+    monkeypatch.setattr(mv_stream, "extract_shards", lambda model, *a, **k: seen.append(model_device(model)))
     mv_stream.mv_features(**run)
     assert seen == [META]
     monkeypatch.undo()
     with pytest.raises(NotImplementedError, match="meta"):  # the real thing: runs there up to reading back
         mv_stream.mv_features(**run)
+
+
+def test_several_shards_and_networks_in_one_job_equal_one_job_a_shard(tmp_path):
+    """A GPU job takes every shard (one start-up): one loader over all their videos must
+    give each shard's file exactly what a job of its own writes, failed rows included,
+    for every network, outputs network-major."""
+    items = synthetic_videos(tmp_path / "v", 3, 0)  # 9 videos
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=3, input_size=16, eval_segments=2)
+    for split in (1, 2):
+        result = fit_mvnet(items, [], 3, replace(s, seed=split), device="cpu")
+        save_checkpoint(tmp_path / f"m{split}.pt", result, replace(s, seed=split), 3, split)
+    shards = [items[:4], items[4:5], items[5:]]
+    indexes = []
+    for j, sh in enumerate(shards):
+        indexes.append(tmp_path / f"index{j}.tsv")
+        status = ["failed" if (j, k) == (0, 1) else "ok" for k in range(len(sh))]
+        write_index([CacheRecord(it.video_id, it.path.name, st, 24, "") for it, st in zip(sh, status)], indexes[-1])
+    models = [tmp_path / "m1.pt", tmp_path / "m2.pt"]
+    together = [tmp_path / f"all-{i}-{j}.h5" for i in range(2) for j in range(3)]
+    mv_stream.mv_features(models=models, mv=[tmp_path / "v"] * 3, index=indexes, out=together, device="cpu", threads=2)
+    for i in range(2):
+        for j in range(3):
+            alone = tmp_path / f"one-{i}-{j}.h5"
+            one = dict(models=[models[i]], mv=[tmp_path / "v"], index=[indexes[j]], out=[alone], device="cpu")
+            mv_stream.mv_features(**one)
+            a, b = read_shard(together[i * 3 + j]), read_shard(alone)
+            assert a[0] == b[0] and (a[2] == b[2]).all() and a[3] == b[3]
+            np.testing.assert_array_equal(a[1], b[1])
+    assert not read_shard(together[0])[2][1] and np.isnan(read_shard(together[0])[1][1]).all()
 
 
 def test_deterministic_ops_give_the_same_numbers_as_torchs():

@@ -490,21 +490,34 @@ def test_jobs_ask_for_time_that_grows_with_their_work(demo_run):
 
 
 def test_jobs_that_run_a_network_on_the_card_ask_for_it(demo_run):
-    """With clip.device and mvnet.device cuda (or auto), every job that runs a network
-    there declares gpu=1, mv_features included (the scheduler's and sbatch's --gpus); on
-    the CPU none does."""
-    gpu = {}
+    """With clip.device and mvnet.device cuda, every job that runs a network there declares
+    gpu=1, mv_features included (the scheduler's and sbatch's --gpus), and takes every
+    shard (one start-up: one clip_embed job, one mv_features job a split); on the CPU,
+    and with auto on this machine without a GPU, none asks for a card and each job takes
+    one shard."""
+    gpu, jobs = {}, {}
     for device in ("cuda", "auto", "cpu"):
         config = merged(TINY_CONFIG, {"clip": {"device": device}, "mvnet": {"device": device}})
         out = snakemake(demo_run, config, "-n", "--forceall").stdout
-        gpu[device] = {
-            rule: {job.get("gpu", "0") for job in _resources(out, rule)}
-            for rule in ("clip_embed", "train_mvnet", "mv_features", "train_head", "cache_shard")
-        }
+        rules = ("clip_embed", "train_mvnet", "mv_features", "train_head", "cache_shard")
+        gpu[device] = {rule: {job.get("gpu", "0") for job in _resources(out, rule)} for rule in rules}
+        jobs[device] = {rule: len(_resources(out, rule)) for rule in ("clip_embed", "mv_features")}
     want = {"clip_embed": {"1"}, "train_mvnet": {"1"}, "mv_features": {"1"}}
     assert {r: g for r, g in gpu["cuda"].items() if g != {"0"}} == want, gpu["cuda"]
-    assert gpu["auto"] == gpu["cuda"]
-    assert all(g == {"0"} for g in gpu["cpu"].values()), gpu["cpu"]
+    assert jobs["cuda"] == {"clip_embed": 1, "mv_features": 3}  # 3 shards, 3 splits
+    assert gpu["auto"] == gpu["cpu"] and all(g == {"0"} for g in gpu["cpu"].values()), gpu
+    assert jobs["auto"] == jobs["cpu"] == {"clip_embed": 3, "mv_features": 3}  # a job a shard
+
+
+def test_a_gpu_run_takes_every_shard_in_one_job_and_its_outputs_are_the_same_files(demo_run):
+    """On a GPU a clip_embed job takes every shard and a mv_features job every shard of its
+    split: the files downstream reads are the same shard files (same names), so the CPU
+    run's outputs stand for them and nothing downstream changes (dry run here: the CPU
+    machine has no card, so only the plan is checked)."""
+    config = merged(TINY_CONFIG, {"clip": {"device": "cuda"}, "mvnet": {"device": "cuda"}})
+    assert planned(demo_run, config) == {}  # the device is a machine setting: nothing to redo
+    out = snakemake(demo_run, config, "-n", "--forcerun", "clip_embed", "mv_features").stdout
+    assert "shard-00000.h5" in out and "all-shards.log" in out and "split2.log" in out
 
 
 @pytest.mark.parametrize(("preset", "reencodes"), [("ucf101.yaml", False), ("ucf101-paper.yaml", True)])

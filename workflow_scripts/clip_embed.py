@@ -1,4 +1,5 @@
-"""Embed one shard's cached frames with the frozen CLIP image encoder."""
+"""Embed shards' cached frames with the frozen CLIP image encoder (one shard a job on the
+CPU, every shard on a GPU)."""
 
 from moclip.clip_stream import clip_embed
 from moclip.runtime import log_to
@@ -6,8 +7,9 @@ from moclip.runtime import log_to
 log_to(snakemake.log[0])
 p = snakemake.params
 clip_embed(
-    **snakemake.input,
-    **snakemake.output,
+    frames=list(snakemake.input.frames),
+    index=list(snakemake.input.index),
+    out=list(snakemake.output.out),
     model=p.model,
     pretrained=p.pretrained,
     device=snakemake.config["clip"]["device"],  # a machine setting: not a param

@@ -1,12 +1,16 @@
-"""Frozen MV-network features of one shard's videos, for every split's network."""
+"""Frozen MV-network features: one shard under every split's network (CPU), or every shard
+under one split's network (GPU)."""
 
 from moclip.mv_stream import mv_features
 from moclip.runtime import log_to
 
 log_to(snakemake.log[0])
+inp = snakemake.input
 mv_features(
-    **snakemake.input,
-    **snakemake.output,
+    models=list(inp.models),
+    mv=list(inp.mv),
+    index=list(inp.index),
+    out=list(snakemake.output.out),
     device=snakemake.config["mvnet"]["device"],  # a machine setting: not a param
     threads=snakemake.threads,
 )
