@@ -6,8 +6,10 @@ module without paying for torch's start-up.
 
 from __future__ import annotations
 
+import glob
 import logging
 import multiprocessing
+import os
 import re
 import sys
 import time
@@ -44,6 +46,15 @@ def use_threads(n: int) -> None:
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # a network's arithmetic: see autocast_dtype
+
+
+def local_gpu() -> bool:
+    """Whether this machine shows an NVIDIA card (its device nodes, CUDA_VISIBLE_DEVICES
+    honoured), decided without importing torch: the workflow asks it at parse time."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.isdir("/proc/driver/nvidia/gpus")
 
 
 def resolve_device(device: str):

@@ -4,7 +4,6 @@
 # manifest is read only on demand; the code digests are a parse of the library's few modules).
 
 import functools
-import glob
 import hashlib
 import math
 import os
@@ -20,6 +19,7 @@ from moclip.datasets import list_files as dataset_list_files
 from moclip.manifest import ManifestError, build_manifest, read_manifest, shard_count
 from moclip.methods import HEADS
 from moclip.provenance import code_digest as _code_digest
+from moclip.runtime import local_gpu
 
 # --------------------------------------------------------------------------- paths
 
@@ -277,18 +277,7 @@ def head_settings():
     return {k: v for k, v in config["heads"].items() if k != "seeds"}
 
 
-def _local_gpu():
-    """Whether this machine shows an NVIDIA card (its device nodes; CUDA_VISIBLE_DEVICES
-    honoured), decided at parse time without importing torch."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return False
-    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.isdir(
-        "/proc/driver/nvidia/gpus"
-    )
-
-
-LOCAL_GPU = _local_gpu()
+LOCAL_GPU = local_gpu()
 
 
 def on_gpu(section):
@@ -374,7 +363,7 @@ def clip_shard_path(shard):
 
 CLIP_SHARDS = [clip_shard_path(s) for s in SHARDS]
 CLIP_JOB = "all-shards" if CLIP_BATCHED else "shard-{shard}"  # a clip_embed job's name
-# rule clip_embed's outputs: every shard's file in one GPU job, or the job's shard's
+# clip_embed's outputs: every shard's file in one GPU job, or the job's shard's
 CLIP_JOB_OUTPUTS = CLIP_SHARDS if CLIP_BATCHED else [clip_shard_path("{shard}")]
 
 
