@@ -19,7 +19,7 @@ rule clip_embed:
         runtime=minutes(clip_seconds),
         gpu=uses_gpu("clip"),
     # clip.device is a machine setting, read by the script (not a param): moving the run to
-    # another device reruns nothing; the precision asked for is a param, the one used an attr.
+    # another card reruns nothing; the precision asked for is a param, the one used an attr.
     params:
         model=config["clip"]["model"],
         pretrained=config["clip"]["pretrained"],

@@ -511,11 +511,14 @@ def test_jobs_that_run_a_network_on_the_card_ask_for_it(demo_run):
 
 def test_a_gpu_run_takes_every_shard_in_one_job_and_its_outputs_are_the_same_files(demo_run):
     """On a GPU a clip_embed job takes every shard and a mv_features job every shard of its
-    split: the files downstream reads are the same shard files (same names), so the CPU
-    run's outputs stand for them and nothing downstream changes (dry run here: the CPU
-    machine has no card, so only the plan is checked)."""
+    split, writing the same shard files (same names) downstream reads. A finished CPU run
+    moved to a GPU re-embeds once (a batched job reads every shard's cache, a set of inputs
+    the CPU's jobs never had) and what reads the embeddings follows; the caches, the MV
+    networks and the manifest stay (dry run here: the CPU machine has no card)."""
     config = merged(TINY_CONFIG, {"clip": {"device": "cuda"}, "mvnet": {"device": "cuda"}})
-    assert planned(demo_run, config) == {}  # the device is a machine setting: nothing to redo
+    jobs = planned(demo_run, config)
+    assert jobs["clip_embed"] == 1 and jobs["mv_features"] == 3  # one job for all shards, one a split
+    assert not {"manifest", "cache_shard", "train_mvnet", "zeroshot"} & set(jobs), jobs
     out = snakemake(demo_run, config, "-n", "--forcerun", "clip_embed", "mv_features").stdout
     assert "shard-00000.h5" in out and "all-shards.log" in out and "split2.log" in out
 
