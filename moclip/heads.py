@@ -1,7 +1,7 @@
 """Heads trained on precomputed features only: the fusion MLP and the CLIP linear probe.
 
-Features are pooled per video (CLIP: mean of L2-normalised frame embeddings; MV: mean over
-segments), normalised per stream, and held in memory as tensors: a UCF101-sized set
+Features are pooled per video (CLIP: mean of the frame embeddings, each L2-normalised by
+default; MV: mean over segments), normalised per stream, and held in memory as tensors: a UCF101-sized set
 (13k x 1.8k floats) trains in seconds on a CPU. The best epoch is chosen on ``val``;
 ``test`` is scored once, with the selected weights.
 """
@@ -9,6 +9,7 @@ segments), normalised per stream, and held in memory as tensors: a UCF101-sized 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -41,6 +42,7 @@ class HeadSettings(FromConfig):
     epochs: int = 100
     batch_size: int = 64
     normalize: str = "standardize"  # none | l2 | standardize (per stream, statistics of train)
+    frame_norm: bool = True  # L2-normalise each CLIP frame before a video's mean (the authors: raw)
 
 
 def stream_matrix(rows, feats: dict, pool) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +164,7 @@ def save_head(
 
 def load_head(path: Path | str) -> tuple[nn.Module, dict]:
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    s = HeadSettings(**json.loads(ck["settings"]))
+    s = HeadSettings.from_config(json.loads(ck["settings"]))
     model = build_head(ck["kind"], list(ck["dims"]), len(ck["classes"]), s)
     model.load_state_dict(ck["state_dict"])
     model.eval().requires_grad_(False)
@@ -204,7 +206,7 @@ def train_head(
     rows = read_manifest(manifest)
     parts = split_rows(rows, split)
     classes = class_names(rows)
-    streams = [(read_shards(clip), pool_frames)]
+    streams = [(read_shards(clip), functools.partial(pool_frames, normalize=s.frame_norm))]
     if kind == "fusion":
         streams.append((read_shards(mv), pool_segments))
 

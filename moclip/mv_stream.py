@@ -112,12 +112,19 @@ def sample_segments(frame_type: np.ndarray, n_segments: int, rng: np.random.Gene
 
 
 def motion_map(
-    mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray, t: int, s: MVSettings, cell: int = 8
+    mv: np.ndarray,
+    frame_type: np.ndarray,
+    ref_distance: np.ndarray,
+    t: int,
+    s: MVSettings,
+    cell: int = 8,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """float32 [2, Hc, Wc] for frame ``t``: per-frame displacement (or accumulated back to the
-    GOP's I-frame), clipped to +-max_displacement px and scaled to +-input_range."""
+    """float32 [2, Hc, Wc] for frame ``t``: per-frame displacement on the cell grid; or
+    [2, H, W] accumulated back to the GOP's I-frame a pixel (CoViAR's trace, frame size
+    ``size``); clipped to +-max_displacement px and scaled to +-input_range."""
     if s.accumulate:
-        d = accumulate(mv, frame_type, t, cell)
+        d = accumulate(mv, frame_type, t, cell, size)
     else:
         d = mv[t].astype(np.float32)
         if s.per_frame and ref_distance[t] > 0:
@@ -126,23 +133,31 @@ def motion_map(
     return np.clip(d, -m, m).transpose(2, 0, 1) / m * np.float32(s.input_range)
 
 
-def accumulate(mv: np.ndarray, frame_type: np.ndarray, t: int, cell: int) -> np.ndarray:
-    """Displacement of each cell of frame ``t`` since the GOP's I-frame (CoViAR): follow the
-    vectors back through the P-frames, looking up the cell each trace lands in."""
+def accumulate(mv: np.ndarray, frame_type: np.ndarray, t: int, cell: int, size: tuple[int, int] | None = None):
+    """Displacement of each pixel of frame ``t`` since the GOP's I-frame, traced as CoViAR
+    does (``coviar_data_loader.c``): a pixel steps back through each P-frame by the
+    whole-pixel vector of the block it sits in (the cached vector truncated toward zero,
+    as FFmpeg's integer ``src_x``), and stays put where that step would leave the frame.
+    float32 [H, W, 2] for the frame size ``size`` (default: the cell grid's). Vectorised
+    over the pixels: ~4 ms for 11 P-frames at 340x256 on one core."""
     hc, wc = mv.shape[1:3]
-    py, px = (a.astype(np.float32) for a in np.mgrid[0:hc, 0:wc])
-    total = np.zeros((hc, wc, 2), np.float32)
+    h, w = size or (hc * cell, wc * cell)
+    y0 = np.repeat(np.arange(h, dtype=np.int32), w)
+    x0 = np.tile(np.arange(w, dtype=np.int32), h)
+    qy, qx = y0, x0
     for j in range(t, -1, -1):
         if frame_type[j] == I:
             break
-        if frame_type[j] != P:
+        step = np.trunc(mv[j].astype(np.float32)).astype(np.int32).reshape(-1, 2)
+        if frame_type[j] != P or not step.any():
             continue
-        cy = np.clip(np.rint(py), 0, hc - 1).astype(int)
-        cx = np.clip(np.rint(px), 0, wc - 1).astype(int)
-        d = mv[j, cy, cx].astype(np.float32)
-        total += d
-        px, py = px - d[..., 0] / cell, py - d[..., 1] / cell
-    return total
+        at = (qy // cell) * wc + qx // cell  # the cell each pixel's trace sits in
+        ny, nx = qy - np.take(step[:, 1], at), qx - np.take(step[:, 0], at)
+        out = (ny < 0) | (ny >= h) | (nx < 0) | (nx >= w)
+        if out.any():
+            ny[out], nx[out] = qy[out], qx[out]
+        qy, qx = ny, nx
+    return np.stack([x0 - qx, y0 - qy], -1).reshape(h, w, 2).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- data
@@ -157,17 +172,19 @@ def gop_start(frame_type: np.ndarray, t: int) -> int:
 def read_segments(path: Path | str, n_segments: int, s: MVSettings, rng: np.random.Generator | None) -> np.ndarray:
     """float32 [S, 2, Hc, Wc]: the motion maps of one video's segments (see
     :func:`sample_segments`), reading from its MV cache only the frames they need: one frame
-    a segment, or with ``accumulate`` the frames back to the segment's I-frame. Memory is
-    bounded by the segments, whatever the video's length."""
+    a segment, or with ``accumulate`` the frames back to the segment's I-frame ([S, 2, H, W]:
+    a pixel each). Memory is bounded by the segments, whatever the video's length."""
     with h5py.File(path, "r") as f:
         frame_type, ref_distance = f["frame_type"][()], f["ref_distance"][()]
         cell, mv = int(f.attrs["mv_cell"]), f["mv"]
         idx = [int(t) for t in sample_segments(frame_type, n_segments, rng)]
         if s.accumulate:
+            size = (int(f.attrs["height"]), int(f.attrs["width"]))
             maps = []
             for t in idx:
                 a = gop_start(frame_type, t)
-                maps.append(motion_map(mv[a : t + 1], frame_type[a : t + 1], ref_distance[a : t + 1], t - a, s, cell))
+                d = slice(a, t + 1)
+                maps.append(motion_map(mv[d], frame_type[d], ref_distance[d], t - a, s, cell, size))
             return np.stack(maps)
         frames = sorted(set(idx))
         held = mv[frames]  # h5py reads just these frames (their chunks)

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import moclip
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
-from moclip.config import ConfigError, uses_registries
+from moclip.config import ConfigError, uses_registries, where_set
 from moclip.datasets import SPLITS as ALL_SPLITS
 from moclip.datasets import count_videos, folder_videos
 from moclip.datasets import list_files as dataset_list_files
 from moclip.manifest import ManifestError, build_manifest, read_manifest, shard_count
 from moclip.methods import HEADS
+from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.provenance import code_digest as _code_digest
 
 # --------------------------------------------------------------------------- paths
@@ -117,6 +118,11 @@ FOLDER_VIDEOS = [] if DEMO or LABELLED else folder_videos(VIDEOS)
 if workflow.is_main_process:
     if not DEMO:
         check_listed_videos()
+    try:
+        prompt_set(config["clip"]["prompts"], config["clip"]["templates"])
+    except PromptFileError as e:
+        where = where_set(["clip", "prompts"], CONFIG_FILES)
+        raise WorkflowError(f"{where}clip.prompts: {e}") from None
     if uses_registries(config):
         from moclip.checks import check_models
 
@@ -329,18 +335,22 @@ def _file_tag(path):
 
 
 def _clip_tag():
-    """Directory name of a CLIP model's embeddings: architecture, weights and any resize but
-    bicubic, so several models' embeddings coexist and switching back costs nothing."""
+    """Directory name of a CLIP model's embeddings: the architecture as built (a tag's
+    weights trained with QuickGELU build it: ViT-B-32-quickgelu_openai), the weights and
+    any resize but bicubic, so several models' embeddings coexist and switching back
+    costs nothing. Only a pretrained tag needs open_clip's metadata (and so torch)."""
     c = config["clip"]
-    pretrained = c["pretrained"]
+    model, pretrained = c["model"], c["pretrained"]
     if pretrained == "none":
         weights = f"random-seed{config['seed']}"
     elif os.path.isfile(pretrained):
         weights = _file_tag(pretrained)
     else:
-        weights = pretrained
+        from moclip.clip_stream import built_name, tag_quick_gelu
+
+        weights, model = pretrained, built_name(model, tag_quick_gelu(model, pretrained))
     resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
-    return _safe(f"{c['model']}_{weights}{resize}")
+    return _safe(f"{model}_{weights}{resize}")
 
 
 def _mv_tag():

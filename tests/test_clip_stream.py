@@ -13,6 +13,7 @@ from moclip.cache import cache_shard
 from moclip.clip_stream import (
     ClipLoadError,
     FrameShard,
+    built_name,
     collate_frames,
     embed_frame_caches,
     embed_shards,
@@ -23,6 +24,7 @@ from moclip.clip_stream import (
     pool_frames,
     preprocess,
     preprocess_batch,
+    tag_quick_gelu,
     text_classifier,
     zeroshot_scores,
 )
@@ -264,3 +266,54 @@ def test_a_loader_batch_stacks_each_frame_size_before_pinning():
     batch = collate_frames([(0, a), (1, None), (2, b), (3, a + 2)])
     assert batch.failed == [1] and [i for i, _ in batch.groups] == [[0, 3], [2]]
     assert torch.equal(batch.groups[0][1], torch.stack([a, a + 2])) and batch.groups[1][1].shape == (1, 2, 6, 4, 3)
+
+
+# --------------------------------------------------------------------------- the activation OpenAI's weights need
+
+
+@pytest.fixture(scope="module")
+def vit_b32_file(tmp_path_factory):
+    """ViT-B-32's real architecture with random weights, saved as a local checkpoint file
+    that stands in for a download."""
+    path = tmp_path_factory.mktemp("vitb32") / "ViT-B-32-random.pt"
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), path)
+    return path
+
+
+def _activations(model: torch.nn.Module) -> set[str]:
+    return {type(m).__name__ for m in model.modules() if type(m).__name__ in ("GELU", "QuickGELU")}
+
+
+def test_openai_weights_are_built_with_quickgelu_through_the_real_download_path(vit_b32_file, monkeypatch):
+    """(ViT-B-32, openai) goes through open_clip's own download step, pointed at a local
+    file (no network): the network built contains QuickGELU and no GELU, as OpenAI trained
+    it (open_clip 3 builds GELU for this pair and only warns)."""
+    asked = []
+
+    def download(cfg, *args, **kwargs):
+        asked.append(cfg)
+        return str(vit_b32_file)
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", download)
+    clip = load_clip("ViT-B-32", "openai")
+    assert asked and asked[0].get("quick_gelu") is True  # the tag's own metadata was read
+    assert _activations(clip.model) == {"QuickGELU"} and clip.quick_gelu
+    assert clip.architecture == "ViT-B-32-quickgelu" and clip.name == "ViT-B-32"
+    # A tag trained with GELU keeps it; a local file keeps the architecture as named.
+    assert not tag_quick_gelu("ViT-B-32", "laion2b_s34b_b79k")
+    as_file = load_clip("ViT-B-32", str(vit_b32_file))
+    assert _activations(as_file.model) == {"GELU"} and as_file.weights_digest == clip.weights_digest
+    assert _activations(load_clip("ViT-B-32-quickgelu", str(vit_b32_file)).model) == {"QuickGELU"}
+
+
+def test_every_quickgelu_tag_of_open_clip_is_recognised():
+    """Not only (ViT-B-32, openai): every tag open_clip marks as trained with QuickGELU."""
+    marked = [
+        (m, t)
+        for m, t in open_clip.list_pretrained()
+        if open_clip.pretrained.get_pretrained_cfg(m, t).get("quick_gelu") and not m.endswith("-quickgelu")
+    ]
+    assert len(marked) > 10 and all(tag_quick_gelu(m, t) for m, t in marked)
+    assert built_name("ViT-L-14", True) == "ViT-L-14-quickgelu"
+    assert built_name("RN50-quickgelu", True) == "RN50-quickgelu"

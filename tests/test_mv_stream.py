@@ -102,10 +102,54 @@ def test_accumulation_follows_the_content_back_to_the_i_frame():
     mv[2, 0, 3] = [8, 0]
     mv[3, 0, 4] = [8, 0]
     ft = types("IPPP")
-    acc = accumulate(mv, ft, 3, cell=8)
-    np.testing.assert_allclose(acc[0, 4], [24, 0])  # traced 4 -> 3 -> 2: three steps
-    np.testing.assert_allclose(acc[0, 0], [0, 0])  # static background
-    np.testing.assert_allclose(accumulate(mv, types("IPIP"), 3, cell=8)[0, 4], [8, 0])  # stops at the I-frame
+    acc = accumulate(mv, ft, 3, cell=8)  # a pixel each: [8, 48, 2]
+    assert acc.shape == (8, 48, 2)
+    np.testing.assert_allclose(acc[:, 32:40], np.broadcast_to([24, 0], (8, 8, 2)))  # traced 4 -> 3 -> 2
+    np.testing.assert_allclose(acc[:, :16], 0)  # static background
+    np.testing.assert_allclose(accumulate(mv, types("IPIP"), 3, cell=8)[0, 32], [8, 0])  # stops at the I-frame
+
+
+def coviar_reference(mv: np.ndarray, frame_type: np.ndarray, t: int, cell: int, h: int, w: int) -> np.ndarray:
+    """CoViAR's own accumulation, written as its C loader does it (create_and_load_mv_residual):
+    forward from the I-frame, each moving block's pixels take the accumulated source of their
+    source pixel (integer vectors: FFmpeg's src_x); pixels whose source leaves the frame, and
+    blocks that did not move, keep theirs; the result is (x, y) minus the accumulated source."""
+    accu = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).astype(np.int64)  # [y, x] -> source (x, y)
+    start = max(j for j in range(t + 1) if frame_type[j] == ord("I"))
+    for j in range(start + 1, t + 1):
+        old = accu.copy()
+        vec = np.trunc(mv[j].astype(np.float64)).astype(np.int64)  # val = dst - src, a cell (block) each
+        for by in range(mv.shape[1]):
+            for bx in range(mv.shape[2]):
+                vx, vy = vec[by, bx]
+                if vx == 0 and vy == 0:
+                    continue
+                for y in range(by * cell, min((by + 1) * cell, h)):
+                    for x in range(bx * cell, min((bx + 1) * cell, w)):
+                        sx, sy = x - vx, y - vy
+                        if 0 <= sx < w and 0 <= sy < h:
+                            accu[y, x] = old[sy, sx]
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    return np.stack([xs - accu[..., 0], ys - accu[..., 1]], -1).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_accumulation_is_coviars_per_pixel_trace(seed):
+    """On synthetic GOP-12 clips (smooth random motion with half-pixel vectors, frame sizes
+    that are not whole cells, motion that leaves the frame), the vectorised trace equals
+    CoViAR's per-pixel accumulation written plainly (the grid approximation it replaces was
+    0.4-0.9 px off)."""
+    rng = np.random.default_rng(seed)
+    h, w, cell = 44, 61, 8
+    hc, wc = -(-h // cell), -(-w // cell)
+    base = rng.normal(0, 3, (12, 1, 1, 2)) + rng.normal(0, 2, (12, hc, wc, 2))
+    mv = (np.round(base * 2) / 2).astype(np.float16)  # half-pixel vectors, as MPEG-4 Part 2 exports
+    ft = types("I" + "P" * 11)
+    for t in (1, 5, 11):
+        got = accumulate(mv, ft, t, cell, (h, w))
+        want = coviar_reference(mv, ft, t, cell, h, w)
+        assert np.abs(got - want).mean() < 0.05 and np.array_equal(got, want), t
+    assert np.abs(accumulate(mv, ft, 11, cell, (h, w))).max() > cell  # traces crossed cells
 
 
 def test_flip_negates_dx_and_mirrors():
@@ -125,7 +169,7 @@ def write_mv_cache(path, mv: np.ndarray, frame_type: np.ndarray, ref_distance: n
         f.create_dataset("mv", data=mv, chunks=(min(64, len(mv)), *mv.shape[1:]), **COMPRESSION["lz4"])
         f.create_dataset("frame_type", data=frame_type)
         f.create_dataset("ref_distance", data=ref_distance)
-        f.attrs.update(status="ok", mv_cell=8)
+        f.attrs.update(status="ok", mv_cell=8, height=mv.shape[1] * 8, width=mv.shape[2] * 8)
     return Path(path)
 
 
