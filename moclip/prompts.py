@@ -199,15 +199,19 @@ def _templates(value, where: str) -> tuple[str, ...]:
 def read_prompt_file(path: Path | str) -> PromptSet:
     """A prompt file, JSON or YAML: a list of templates (the authors'
     ``configs/prompt_templates.json``), used with the class words; or a mapping with
-    ``templates`` (a list) and optionally ``phrases``: class name -> list of phrases, or the
-    path (relative to this file) of a file holding that mapping (the authors'
-    ``configs/class_mappings.json``)."""
+    ``templates`` and optionally ``phrases`` (class name -> list of phrases), each given
+    inline or as the path, relative to this file, of a file holding it (the authors'
+    ``prompt_templates.json`` and ``class_mappings.json``)."""
     path = Path(path)
     data = _read_mapping_or_list(path)
     if isinstance(data, list):
         return PromptSet(_templates(data, str(path)))
     if not isinstance(data, dict) or "templates" not in data or set(data) - {"templates", "phrases"}:
         raise PromptFileError(f"{path}: expected a list of templates, or a mapping of templates (and phrases)")
+    templates, where_t = data["templates"], f"{path}: templates"
+    if isinstance(templates, str):
+        where_t = str(path.parent / templates)
+        templates = _read_mapping_or_list(path.parent / templates)
     phrases = data.get("phrases") or {}
     where = f"{path}: phrases"
     if isinstance(phrases, str):
@@ -218,7 +222,7 @@ def read_prompt_file(path: Path | str) -> PromptSet:
     for cls, ps in phrases.items():
         if not isinstance(ps, list) or not ps or any(not isinstance(p, str) for p in ps):
             raise PromptFileError(f"{where}: class {cls!r}: a non-empty list of phrases expected")
-    return PromptSet(_templates(data["templates"], f"{path}: templates"), {k: tuple(v) for k, v in phrases.items()})
+    return PromptSet(_templates(templates, where_t), {k: tuple(v) for k, v in phrases.items()})
 
 
 def prompt_files(prompts: str) -> list[Path]:
@@ -228,8 +232,8 @@ def prompt_files(prompts: str) -> list[Path]:
         return []
     path = Path(prompts)
     data = _read_mapping_or_list(path)
-    extra = data.get("phrases") if isinstance(data, dict) else None
-    return [path] + ([path.parent / extra] if isinstance(extra, str) else [])
+    parts = [data.get(k) for k in ("templates", "phrases")] if isinstance(data, dict) else []
+    return [path] + [path.parent / p for p in parts if isinstance(p, str)]
 
 
 def prompt_set(prompts: str = "clip-ucf101", templates: Sequence[str] | None = None) -> PromptSet:

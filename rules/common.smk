@@ -348,7 +348,9 @@ def _clip_tag():
     else:
         from moclip.clip_stream import built_name, tag_quick_gelu
 
-        weights, model = pretrained, built_name(model, tag_quick_gelu(model, pretrained))
+        weights, model = pretrained, built_name(
+            model, tag_quick_gelu(model, pretrained)
+        )
     resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
     return _safe(f"{model}_{weights}{resize}")
 
@@ -450,7 +452,10 @@ def mv_features_inputs(wildcards):
     if MV_BATCHED and LABELLED:
         models = expand(rules.train_mvnet.output.model, split=wildcards.split)
     shards = SHARDS if MV_BATCHED else [wildcards.shard]
-    return {"models": models, **cache_inputs_of(shards, "mv", "index")}
+    inputs = {"models": models, **cache_inputs_of(shards, "mv", "index")}
+    if LABELLED and config["heads"]["mv_draws"]:  # which videos each network trained on
+        inputs["manifest"] = rules.manifest.output.tsv
+    return inputs
 
 
 def feature_targets():
@@ -510,7 +515,7 @@ RATES = {
     "clip_images": {"cpu": 10, "gpu": 2000},
     "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
         "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
-        "timm": 2.3,  # EfficientNet-B0: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 4.6 on 2
+        "timm": 3.0,  # EfficientNet-B0, NHWC: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 6.1 on 2
         "gpu": 1400,  # EfficientNet-B0 at 224 px, batch 80 x 3, bf16, 4 workers, H200: 1,418 (benchmarks/gpu)
     },
     "mv_feature_inputs_gpu": 11000,  # EfficientNet-B0 at 224 px, 25 x 10 views, H200: 11,500 (benchmarks/gpu)

@@ -31,6 +31,7 @@ from moclip.clip_stream import (
 from moclip.codec import DecodeSettings
 from moclip.manifest import Video
 from moclip.metrics import per_class_top1, summarize, topk_hits
+from moclip.prompts import class_prompt_name
 from moclip.shards import read_shard
 
 TINY = "moclip-tiny"
@@ -317,3 +318,31 @@ def test_every_quickgelu_tag_of_open_clip_is_recognised():
     assert len(marked) > 10 and all(tag_quick_gelu(m, t) for m, t in marked)
     assert built_name("ViT-L-14", True) == "ViT-L-14-quickgelu"
     assert built_name("RN50-quickgelu", True) == "RN50-quickgelu"
+
+
+def test_prompt_norm_false_averages_the_raw_prompt_embeddings_as_the_authors_do(tmp_path):
+    """clip.prompt_norm: true (ours) averages each prompt's unit embedding; false (the
+    authors' generate_text_features.py) averages the raw embeddings, then normalises."""
+    clip = load_clip(TINY, "none")
+    templates = ["a photo of {}", "a video of {} in a very long and quite different sentence", "{}"]
+    names = ["BallFall", "BoxRise"]
+    ours = text_classifier(clip, names, templates=templates)
+    theirs = text_classifier(clip, names, templates=templates, prompt_norm=False)
+    tokenizer = open_clip.get_tokenizer(TINY)
+    for k, name in enumerate(names):
+        with torch.no_grad():
+            raw = clip.model.encode_text(tokenizer([t.format(class_prompt_name(name)) for t in templates]))
+        raw = raw.float().numpy()
+        assert np.linalg.norm(raw, axis=1).std() > 0  # the prompts' norms differ: the two pools do too
+        unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+        np.testing.assert_allclose(theirs[k], unit(raw.mean(0)), atol=1e-5)
+        np.testing.assert_allclose(ours[k], unit((raw / np.linalg.norm(raw, axis=1, keepdims=True)).mean(0)), atol=1e-5)
+    assert np.abs(ours - theirs).max() > 1e-4
+
+
+def test_frame_norm_false_keeps_the_raw_frame_embeddings():
+    """heads.frame_norm: the mean of unit frame embeddings (ours) or of the raw ones (the
+    authors': one frame as get_image_features gives it)."""
+    feats = np.array([[[3.0, 4.0], [0.0, 10.0]]])  # one video, two frames of norms 5 and 10
+    np.testing.assert_allclose(pool_frames(feats), [[0.3, 0.9]])
+    np.testing.assert_allclose(pool_frames(feats, normalize=False), [[1.5, 7.0]])

@@ -18,7 +18,7 @@ import yaml
 import moclip.mv_stream as mv_stream
 from moclip.cache import COMPRESSION, CacheRecord, cache_shard, read_mv, write_index
 from moclip.codec import DecodeSettings
-from moclip.manifest import build_manifest, write_manifest
+from moclip.manifest import Video, build_manifest, write_manifest
 from moclip.mv_stream import (
     EpochOrder,
     MVClips,
@@ -28,6 +28,7 @@ from moclip.mv_stream import (
     accumulate,
     augment,
     augment_generator,
+    augment_params,
     crop_flip,
     crop_views,
     extract_features,
@@ -609,3 +610,54 @@ def test_deterministic_ops_give_the_same_numbers_as_torchs():
     torch.testing.assert_close(g1, g2)
     net = MVNet("efficientnet_b0", 3)
     assert net.backbone.global_pool.pool_type == "fast"
+
+
+def test_feature_draws_are_augmented_training_views_fixed_by_video_and_draw(tmp_path):
+    """With draws, each training video of a network's split gets that many pooled features
+    of randomly drawn, augmented training segments (the views the authors' fusion head saw,
+    fresh each epoch): different from each other and from the evaluation feature, fixed by
+    (seed, draw, video) whatever the shard and batch, and NaN for every other row."""
+    items = synthetic_videos(tmp_path / "v", 2, 0)  # 6 videos
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=3, input_size=16, augment_scales=(1.0, 0.75))
+    save_checkpoint(tmp_path / "m.pt", fit_mvnet(items, [], 3, s, device="cpu"), s, 3, 1)
+    rows = [
+        Video(it.video_id, f"{it.video_id}.avi", "c", it.label, i, 0, 0, split1="train" if i < 4 else "test")
+        for i, it in enumerate(items)
+    ]
+    write_manifest(rows, tmp_path / "manifest.tsv")
+    shards = [items[:3], items[3:]]
+    for j, sh in enumerate(shards):
+        write_index([CacheRecord(it.video_id, it.path.name, "ok", 24, "") for it in sh], tmp_path / f"i{j}.tsv")
+    run = dict(models=[tmp_path / "m.pt"], mv=[tmp_path / "v"] * 2, manifest=tmp_path / "manifest.tsv", draws=3)
+    mv_stream.mv_features(
+        **run, index=[tmp_path / "i0.tsv", tmp_path / "i1.tsv"], out=[tmp_path / "a0.h5", tmp_path / "a1.h5"]
+    )
+    with h5py.File(tmp_path / "a0.h5") as f0, h5py.File(tmp_path / "a1.h5") as f1:
+        d0, d1 = f0[mv_stream.DRAWS][()].astype(np.float32), f1[mv_stream.DRAWS][()].astype(np.float32)
+        fixed = f0["features"][()].mean(1)
+    assert d0.shape == (3, 3, 128) and not np.isnan(d0).any()  # videos 0-2: training
+    assert not np.isnan(d1[0]).any() and np.isnan(d1[1:]).all()  # video 3 trains; 4, 5 are test
+    # Each draw is the network's pooled feature of that video's own draw of training
+    # segments (seeded by seed, draw, video) and crops and flips, in eval mode.
+    net, s2, _ = load_checkpoint(tmp_path / "m.pt")
+    inputs = []
+    for d in range(3):
+        rng = np.random.default_rng([s.seed, d, mv_stream.video_key(items[1].video_id)])
+        x = to_input(torch.from_numpy(read_segments(items[1].path, s.segments, s2, rng))[None], s.input_size)[0]
+        x = crop_flip(x, *augment_params(1, s.segments, s2, mv_stream.draw_generator(s2, d, items[1].video_id)))
+        inputs.append(x)
+        with torch.no_grad():
+            want = net.features(x).mean(0).numpy()
+        np.testing.assert_allclose(d0[1, d], want, rtol=2e-3, atol=1e-5)
+    assert not torch.equal(inputs[0], inputs[1]) and not torch.equal(inputs[1], inputs[2])  # fresh views
+    assert np.abs(d0[:, 0] - fixed).max() > 0  # not the evaluation feature
+    # The same videos in other shards (one a shard): the same draws.
+    one = [tmp_path / f"o{j}.h5" for j in range(2)]
+    for j, idx in enumerate([tmp_path / "i1.tsv", tmp_path / "i0.tsv"]):
+        mv_stream.mv_features(**{**run, "mv": [tmp_path / "v"]}, index=[idx], out=[one[j]])
+    with h5py.File(one[1]) as f:
+        np.testing.assert_allclose(f[mv_stream.DRAWS][()].astype(np.float32), d0, rtol=1e-3, atol=1e-3)
+    write_index([], tmp_path / "empty.tsv")  # a shard the hash left empty: an empty draws dataset
+    mv_stream.mv_features(**{**run, "mv": [tmp_path / "v"]}, index=[tmp_path / "empty.tsv"], out=[tmp_path / "e.h5"])
+    with h5py.File(tmp_path / "e.h5") as f:
+        assert f[mv_stream.DRAWS].shape == (0, 3, 128)
