@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32, help="videos a step (config/ucf101.yaml: 80)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="DataLoader workers to compare")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (mvnet.device)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -50,13 +51,13 @@ def main() -> None:
         s = MVSettings(
             arch=a.arch, input_size=a.input_size, epochs=a.epochs, milestones=(a.epochs,), batch_size=a.batch_size
         )
-        dev = resolve_device(s.device)
+        dev = resolve_device(a.device)
         torch.set_num_threads(2)
         print(f"## MV network '{a.arch}', input {a.input_size}px, {len(data)} videos, {s.segments} segments, {dev}")
         print("loader workers | training samples/s | waiting for data (goal < 20% CPU, < 10% GPU) | features videos/s")
         for workers in a.workers:
             t = time.perf_counter()
-            result = fit_mvnet(data, [], len(classes), s, workers)
+            result = fit_mvnet(data, [], len(classes), s, workers, device=str(dev))
             t_train = time.perf_counter() - t
             wait = sum(h["data_wait"] for h in result.history)
             samples = len(data) * s.segments * s.epochs

@@ -115,6 +115,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _val_groups(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog="moclip", description=__doc__, formatter_class=fmt)
@@ -160,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--classes", help="csv: a file of class names, one a line, for the label order")
     m.add_argument("--out", required=True, help="the manifest TSV to write")
     m.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="splits to build")
-    m.add_argument("--val-groups", type=int, default=1, help="whole training groups held out for validation")
+    m.add_argument(
+        "--val-groups",
+        type=_val_groups,
+        default="auto",
+        help="whole training groups held out for validation: a number, or auto (the format's rule)",
+    )
     m.add_argument("--shards", type=_positive, default=1, help="work units (a video's is a hash of its id)")
     m.add_argument("--seed", type=int, default=0, help="fixes the validation groups")
     m.set_defaults(func=_manifest)

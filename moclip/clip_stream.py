@@ -23,7 +23,7 @@ from moclip.config import did_you_mean
 from moclip.io import write_json
 from moclip.manifest import Video, class_names, read_manifest
 from moclip.metrics import summarize, write_predictions
-from moclip.prompts import class_prompts, missing_phrases
+from moclip.prompts import PromptSet, missing_phrases, prompt_set
 from moclip.runtime import (
     Progress,
     autocast,
@@ -70,10 +70,16 @@ class Clip:
     std: tuple[float, float, float]
     weights_digest: str
     interpolation: str = "bicubic"  # of the resize in preprocessing (open_clip's; the authors': bilinear)
+    quick_gelu: bool = False  # built with QuickGELU (the weights' tag says they were trained with it)
 
     @property
     def random_weights(self) -> bool:
         return self.pretrained == "none"
+
+    @property
+    def architecture(self) -> str:
+        """The network as built: the name, marked ``-quickgelu`` where the tag forced it."""
+        return built_name(self.name, self.quick_gelu)
 
 
 def state_digest(model: torch.nn.Module) -> str:
@@ -106,21 +112,44 @@ def check_clip(name: str, pretrained: str | None) -> str:
     return kind
 
 
+def tag_quick_gelu(name: str, pretrained: str | None) -> bool:
+    """Whether the weights of tag ``pretrained`` were trained with QuickGELU (open_clip's
+    metadata says so for OpenAI's and several others') while architecture ``name`` builds
+    GELU: open_clip 3 then builds the GELU network and only warns. A file or random weights
+    keep the architecture as named (name a ``-quickgelu`` architecture for a file of such
+    weights)."""
+    kind = check_clip(name, pretrained)
+    if kind == "none" or Path(kind).is_file() or name.endswith("-quickgelu"):
+        return False
+    return bool(open_clip.pretrained.get_pretrained_cfg(name, kind).get("quick_gelu"))
+
+
+def built_name(name: str, quick_gelu: bool) -> str:
+    """An architecture's name as built: ``ViT-B-32`` with QuickGELU is ``ViT-B-32-quickgelu``."""
+    return f"{name}-quickgelu" if quick_gelu and not name.endswith("-quickgelu") else name
+
+
 def load_clip(
     name: str, pretrained: str | None, device: str = "cpu", seed: int = 0, cache_dir: str | None = None
 ) -> Clip:
-    """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``.
+    """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``,
+    with the activation its weights were trained with (:func:`tag_quick_gelu`).
 
     Tags resolve through open_clip's registry and the Hugging Face cache (``cache_dir``).
     """
     kind = check_clip(name, pretrained)
+    quick = tag_quick_gelu(name, kind)
     torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
     quiet = _DropRandomInitWarning() if kind == "none" else None  # random weights were asked for
     if quiet:
         logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(
-            name, pretrained=None if kind == "none" else kind, device=device, cache_dir=cache_dir
+            name,
+            pretrained=None if kind == "none" else kind,
+            device=device,
+            cache_dir=cache_dir,
+            force_quick_gelu=quick,
         )
     except Exception as e:  # open_clip raises RuntimeError, OSError, HTTP errors ... when offline
         raise ClipLoadError(
@@ -143,6 +172,7 @@ def load_clip(
         mean=tuple(cfg["mean"]),
         std=tuple(cfg["std"]),
         weights_digest=state_digest(model),
+        quick_gelu=quick,
     )
 
 
@@ -302,6 +332,7 @@ def _write_clip_shard(clip: Clip, shard: FrameShard, rows: list, dtype: str, dev
         pretrained=clip.pretrained,
         weights_digest=clip.weights_digest,
         random_weights=clip.random_weights,
+        architecture=clip.architecture,
         image_size=clip.image_size,
         interpolation=clip.interpolation,
         device=dev.type,
@@ -319,19 +350,27 @@ def embed_frame_caches(
 
 @torch.no_grad()
 def text_classifier(
-    clip: Clip, class_names: list[str], prompts: str = "clip-ucf101", templates=None, device: str = "cpu"
+    clip: Clip,
+    class_names: list[str],
+    prompts: str | PromptSet = "clip-ucf101",
+    templates=None,
+    device: str = "cpu",
+    prompt_norm: bool = True,
 ) -> np.ndarray:
-    """[C, D]: each class's prompts (:func:`moclip.prompts.class_prompts`) embedded,
-    normalised, averaged, normalised again."""
+    """[C, D]: each class's prompts (a set's name, a prompt file, or a
+    :class:`~moclip.prompts.PromptSet`) embedded in float32 and averaged, then normalised;
+    ``prompt_norm`` normalises each prompt's embedding before the mean (ours; the authors
+    average the raw embeddings)."""
+    ps = prompts if isinstance(prompts, PromptSet) else prompt_set(prompts, templates)
     dev = resolve_device(device)
     model = clip.model.to(dev)
     tokenizer = open_clip.get_tokenizer(clip.name)
-    if prompts == "phrases" and (missing := missing_phrases(class_names)):
-        log.info("%d classes have no hand-written phrase; their names are used: %s", len(missing), missing[:5])
+    if ps.phrases and (missing := missing_phrases(class_names, ps)):
+        log.info("%d classes have no phrase; their class words are used: %s", len(missing), missing[:5])
     out = []
     for name in class_names:
-        z = model.encode_text(tokenizer(class_prompts(name, prompts, templates)).to(dev)).float()
-        z = F.normalize(z, dim=-1).mean(0)
+        z = model.encode_text(tokenizer(ps.prompts(name)).to(dev)).float()
+        z = (F.normalize(z, dim=-1) if prompt_norm else z).mean(0)
         out.append(F.normalize(z, dim=0).cpu().numpy())
     return np.stack(out)
 
@@ -352,9 +391,10 @@ def evaluate_zeroshot(
     manifest: list[Video],
     shard_files: list[Path | str],
     split: int,
-    prompts: str = "clip-ucf101",
+    prompts: str | PromptSet = "clip-ucf101",
     templates=None,
     device: str = "cpu",
+    prompt_norm: bool = True,
 ) -> tuple[list[str], np.ndarray, np.ndarray, list[str], dict]:
     """Zero-shot on the test videos of ``split``: (ids, labels, scores [N, C], class names, metrics).
 
@@ -366,7 +406,7 @@ def evaluate_zeroshot(
     missing = [r.video_id for r in test if r.video_id not in feats]
     if missing:
         raise ValueError(f"{len(missing)} test videos have no embedding row, e.g. {missing[:3]}")
-    classifier = text_classifier(clip, names, prompts, templates, device)
+    classifier = text_classifier(clip, names, prompts, templates, device, prompt_norm)
     scores = np.full((len(test), len(names)), np.nan, np.float32)
     ok = [j for j, r in enumerate(test) if feats[r.video_id] is not None]
     if ok:
@@ -422,14 +462,16 @@ def zeroshot(
     seed: int,
     predictions: Path | str,
     metrics: Path | str,
+    prompt_norm: bool = True,
     threads: int = 1,
 ) -> dict:
     """Rule ``zeroshot``: one split's test videos classified from the CLIP shards by the
-    ``prompts`` set (``clip-ucf101`` or ``phrases``; ``templates`` replace its templates)."""
+    ``prompts`` set (``clip-ucf101``, ``phrases`` or a prompt file; ``templates`` replace
+    its templates; ``prompt_norm``: see :func:`text_classifier`)."""
     use_threads(threads)
     clip = load_clip(model, pretrained, seed=seed)
     ids, labels, scores, names, m = evaluate_zeroshot(
-        clip, read_manifest(manifest), shards, split, prompts, templates, device
+        clip, read_manifest(manifest), shards, split, prompt_set(prompts, templates), None, device, prompt_norm
     )
     write_predictions(predictions, ids, labels, scores, names)
     m = {
@@ -439,6 +481,7 @@ def zeroshot(
         "pretrained": pretrained,
         "weights_digest": clip.weights_digest,
         "prompts": prompts,
+        "prompt_norm": prompt_norm,
         **m,
     }
     write_json(metrics, m)

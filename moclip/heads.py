@@ -1,7 +1,7 @@
 """Heads trained on precomputed features only: the fusion MLP and the CLIP linear probe.
 
-Features are pooled per video (CLIP: mean of L2-normalised frame embeddings; MV: mean over
-segments), normalised per stream, and held in memory as tensors: a UCF101-sized set
+Features are pooled per video (CLIP: mean of the frame embeddings, each L2-normalised by
+default; MV: mean over segments), normalised per stream, and held in memory as tensors: a UCF101-sized set
 (13k x 1.8k floats) trains in seconds on a CPU. The best epoch is chosen on ``val``;
 ``test`` is scored once, with the selected weights.
 """
@@ -9,8 +9,10 @@ segments), normalised per stream, and held in memory as tensors: a UCF101-sized 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +43,8 @@ class HeadSettings(FromConfig):
     epochs: int = 100
     batch_size: int = 64
     normalize: str = "standardize"  # none | l2 | standardize (per stream, statistics of train)
+    frame_norm: bool = True  # L2-normalise each CLIP frame before a video's mean (the authors: raw)
+    mv_draws: int = 0  # fusion: 0 = train on the fixed MV features; N = draw e mod N of each training video in epoch e
 
 
 def stream_matrix(rows, feats: dict, pool) -> tuple[np.ndarray, np.ndarray]:
@@ -97,20 +101,24 @@ def fit_head(
     n_classes: int,
     s: HeadSettings,
     seed: int,
-    x_train: torch.Tensor,
+    x_train: torch.Tensor | Callable[[int], torch.Tensor],
     y_train: torch.Tensor,
     x_val: torch.Tensor,
     y_val: torch.Tensor,
 ):
-    """Full-batch-in-memory AdamW training; returns (best model, best epoch, history)."""
+    """Full-batch-in-memory AdamW training; returns (best model, best epoch, history).
+    ``x_train`` is the training matrix, or a function of the epoch giving it (the fusion
+    head's MV draws); the normalisation's statistics come from epoch 0's."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
+    train_at = x_train if callable(x_train) else lambda epoch: x_train
     model = build_head(kind, dims, n_classes, s)
-    model[0].fit(x_train)
+    model[0].fit(train_at(0))
     opt = torch.optim.AdamW(model[1].parameters(), lr=s.lr, weight_decay=s.weight_decay)
     best, best_key, best_epoch, history = None, None, -1, []
     for epoch in range(s.epochs):
         model.train()
+        x_train = train_at(epoch)
         perm = torch.randperm(len(x_train), generator=g)
         total = 0.0
         for i in range(0, len(perm), s.batch_size):
@@ -134,6 +142,36 @@ def fit_head(
     model.load_state_dict(best)
     model.eval()
     return model, best_epoch, history
+
+
+class DrawReader:
+    """The training videos' MV feature draws (``train_draws`` of the feature shards, written
+    by :func:`moclip.mv_stream.extract_draws`), one draw a time: [N, D] float32 in the
+    order of ``video_ids``; a missing draw is an error naming the video and file."""
+
+    def __init__(self, shards: list[Path | str], video_ids: list[str]):
+        import h5py
+
+        from moclip.mv_stream import DRAWS
+
+        self.files = [h5py.File(p, "r") for p in shards]
+        self.dataset = DRAWS
+        where = {}
+        for k, f in enumerate(self.files):
+            if DRAWS not in f:
+                raise ValueError(f"{shards[k]}: no {DRAWS} (heads.mv_draws needs mv_features to write them: rerun it)")
+            for i, v in enumerate(f["video_id"][()]):
+                where[v.decode() if isinstance(v, bytes) else v] = (k, i)
+        self.at = [where.get(v) for v in video_ids]
+        self.video_ids = video_ids
+
+    def matrix(self, draw: int) -> np.ndarray:
+        cols = [f[self.dataset][:, draw, :] for f in self.files]
+        out = np.full((len(self.at), cols[0].shape[-1]), np.nan, np.float32)
+        for j, at in enumerate(self.at):
+            if at is not None:
+                out[j] = cols[at[0]][at[1]]
+        return out
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -162,7 +200,7 @@ def save_head(
 
 def load_head(path: Path | str) -> tuple[nn.Module, dict]:
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    s = HeadSettings(**json.loads(ck["settings"]))
+    s = HeadSettings.from_config(json.loads(ck["settings"]))
     model = build_head(ck["kind"], list(ck["dims"]), len(ck["classes"]), s)
     model.load_state_dict(ck["state_dict"])
     model.eval().requires_grad_(False)
@@ -204,9 +242,10 @@ def train_head(
     rows = read_manifest(manifest)
     parts = split_rows(rows, split)
     classes = class_names(rows)
-    streams = [(read_shards(clip), pool_frames)]
+    streams = [(read_shards(clip), functools.partial(pool_frames, normalize=s.frame_norm))]
     if kind == "fusion":
         streams.append((read_shards(mv), pool_segments))
+    draws = DrawReader(mv, [r.video_id for r in parts["train"]]) if kind == "fusion" and s.mv_draws else None
 
     def matrix(rows):
         mats = [stream_matrix(rows, f, p) for f, p in streams]
@@ -218,10 +257,20 @@ def train_head(
         matrix(parts[p]) for p in ("train", "val", "test")
     )
     t = lambda a: torch.from_numpy(a)  # noqa: E731
+    x_train = t(xtr[oktr])
+    if draws is not None:  # the MV columns of the training rows: draw e mod N in epoch e
+
+        def x_train(epoch: int) -> torch.Tensor:
+            mv = draws.matrix(epoch % s.mv_draws)[oktr]
+            if np.isnan(mv).any():
+                missing = [v for v, bad in zip(np.array(draws.video_ids)[oktr], np.isnan(mv).any(1)) if bad]
+                raise ValueError(f"{len(missing)} training videos have no MV draw {epoch % s.mv_draws}: {missing[:3]}")
+            return t(np.concatenate([xtr[oktr, : dims[0]], mv], 1))
+
     runs, history = [], {}
     for seed in seeds:
         net, best_epoch, hist = fit_head(
-            kind, dims, len(classes), s, seed, t(xtr[oktr]), t(ytr[oktr]), t(xva[okva]), t(yva[okva])
+            kind, dims, len(classes), s, seed, x_train, t(ytr[oktr]), t(xva[okva]), t(yva[okva])
         )
         scores = np.full((len(yte), len(classes)), np.nan, np.float32)
         with torch.no_grad():

@@ -12,6 +12,7 @@ import csv
 import logging
 import random
 import zlib
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -48,8 +49,17 @@ def shard_of(video_id: str, num_shards: int) -> int:
     return zlib.crc32(video_id.encode("utf-8")) % num_shards
 
 
+VAL_SHARE = (0.10, 0.15, 0.20)  # val_groups auto: at least, aiming at, at most this share of the training videos
+UCF101_VAL_GROUPS = 0.12  # val_groups auto on UCF101's numbered groups: this share of them (3 of 25)
+ValGroups = int | str  # a number of whole groups, or "auto"
+
+
+def _val_rng(seed: int, split: int) -> random.Random:
+    return random.Random(f"moclip-val-{seed}-split{split}")
+
+
 def val_groups_for(train_groups: set[int], n_val: int, seed: int, split: int) -> set[int]:
-    """Whole groups held out of a split's training part for validation, fixed by the seed."""
+    """``n_val`` whole groups held out of a split's training part for validation, fixed by the seed."""
     if n_val <= 0:
         return set()
     if n_val >= len(train_groups):
@@ -57,15 +67,56 @@ def val_groups_for(train_groups: set[int], n_val: int, seed: int, split: int) ->
             f"split {split}: dataset.val_groups={n_val} would leave no training group "
             f"(training groups: {sorted(train_groups)})"
         )
-    rng = random.Random(f"moclip-val-{seed}-split{split}")
-    return set(rng.sample(sorted(train_groups), n_val))
+    return set(_val_rng(seed, split).sample(sorted(train_groups), n_val))
+
+
+def val_share_groups(train: list[tuple[str, int]], seed: int, split: int) -> set[int]:
+    """Whole groups held out of a split's training videos ``train`` ((class, group) a video)
+    for validation, seeded: first a group for each class in turn, so that every class is
+    validated on, then more until about VAL_SHARE[1] of the videos; never above
+    VAL_SHARE[2], and never a class's last training group. Groups may span classes
+    (HMDB51's sources); a group is held out whole, with every class it holds."""
+    groups: dict[int, list[str]] = {}
+    for cls, g in train:
+        groups.setdefault(g, []).append(cls)
+    rng = _val_rng(seed, split)
+    order = sorted(groups)
+    rng.shuffle(order)
+    left = Counter(cls for cls, _ in train)  # the training videos each class keeps
+    held: set[int] = set()
+    n, taken = len(train), 0
+
+    def take(g: int) -> bool:
+        nonlocal taken
+        per = {cls: groups[g].count(cls) for cls in set(groups[g])}
+        if g in held or taken + len(groups[g]) > VAL_SHARE[2] * n or any(left[c] <= k for c, k in per.items()):
+            return False
+        held.add(g)
+        taken += len(groups[g])
+        for c, k in per.items():
+            left[c] -= k
+        return True
+
+    classes = sorted(left)
+    rng.shuffle(classes)
+    covered: set[str] = set()
+    for cls in classes:
+        for g in order if cls not in covered else ():
+            if cls in groups[g] and take(g):
+                covered.update(groups[g])
+                break
+    for g in order:
+        if taken >= VAL_SHARE[1] * n:
+            break
+        take(g)
+    return held
 
 
 def build_manifest(
     videos: Path | str,
     lists: Path | str | None,
     splits: list[int] | tuple[int, ...] = SPLITS,
-    val_groups: int = 0,
+    val_groups: ValGroups = 0,
     num_shards: int = 1,
     seed: int = 0,
     format: str = "ucf101",
@@ -79,10 +130,12 @@ def build_manifest(
     return manifest_rows(listing, splits, val_groups, num_shards, seed)
 
 
-def manifest_rows(listing: Listing, splits, val_groups: int, num_shards: int, seed: int) -> list[Video]:
-    """A listing as manifest rows sorted by (label, group, clip, id): ``val_groups`` whole
-    groups of each split's training part become ``val``, chosen by ``seed``; unlabelled
-    videos get label -1 and no split."""
+def manifest_rows(listing: Listing, splits, val_groups: ValGroups, num_shards: int, seed: int) -> list[Video]:
+    """A listing as manifest rows sorted by (label, group, clip, id): whole groups of each
+    split's training part become ``val`` (``val_groups`` of them, or with ``auto`` the
+    format's rule: UCF101_VAL_GROUPS of UCF101's numbered groups, else VAL_SHARE of the
+    videos with every class), chosen by ``seed``; unlabelled videos get label -1 and no
+    split."""
     for k in splits if listing.classes else []:
         _hold_out_val(listing, k, val_groups, seed)
     labels = {name: i for i, name in enumerate(listing.classes)}
@@ -103,10 +156,10 @@ def manifest_rows(listing: Listing, splits, val_groups: int, num_shards: int, se
     return out
 
 
-def _hold_out_val(listing: Listing, k: int, val_groups: int, seed: int) -> None:
-    """Split ``k``'s training videos of ``val_groups`` whole groups become ``val``. A group in
-    both train and test is an error where the format promises otherwise (UCF101), else a
-    warning: its test clips may resemble training clips."""
+def _hold_out_val(listing: Listing, k: int, val_groups: ValGroups, seed: int) -> None:
+    """Split ``k``'s training videos of whole groups become ``val`` (see
+    :func:`manifest_rows`). A group in both train and test is an error where the format
+    promises otherwise (UCF101), else a warning: its test clips may resemble training clips."""
     parts = {"train": set(), "test": set()}
     for vid, a in listing.assign.items():
         if a.get(k) in parts:
@@ -116,7 +169,14 @@ def _hold_out_val(listing: Listing, k: int, val_groups: int, seed: int) -> None:
         raise ManifestError(f"split {k}: groups {sorted(leaked)} appear in both train and test lists")
     if leaked:
         log.warning("split %d: %d groups have videos in both train and test", k, len(leaked))
-    held = val_groups_for(parts["train"], val_groups, seed, k)
+    if val_groups != "auto":
+        held = val_groups_for(parts["train"], int(val_groups), seed, k)
+    elif listing.separate_groups:  # UCF101's groups: numbered alike in every class
+        every = {e.group for e in listing.entries.values()}
+        held = val_groups_for(parts["train"], max(1, round(UCF101_VAL_GROUPS * len(every))), seed, k)
+    else:
+        entries = [listing.entries[vid] for vid, a in listing.assign.items() if a.get(k) == "train"]
+        held = val_share_groups([(e.class_name, e.group) for e in entries], seed, k)
     for vid, a in listing.assign.items():
         if a.get(k) == "train" and listing.entries[vid].group in held:
             a[k] = "val"
@@ -201,6 +261,7 @@ def dataset_summary(rows: list[Video], listing: Listing, format: str, videos, li
         parts = split_rows(rows, k)
         if any(parts.values()):
             splits[str(k)] = {part: len(v) for part, v in parts.items()}
+            splits[str(k)]["val_classes"] = len({r.label for r in parts["val"]})
     return {
         "format": format,
         "videos_root": str(videos),
@@ -234,6 +295,16 @@ def manifest(
     write_json(summary, info)
     log.info("%s dataset at %s: %d videos, %d classes, %d shards", format, videos, len(rows), info["classes"], shards)
     log.info("validation: %s", info["validation"])
-    for k, parts in info["splits"].items():
-        log.info("split %s: %s", k, ", ".join(f"{n} {part}" for part, n in parts.items()))
+    for k, p in info["splits"].items():
+        share = p["val"] / max(1, p["train"] + p["val"])
+        log.info(
+            "split %s: %d train, %d val (%.1f%% of the training list; %d of %d classes), %d test",
+            k,
+            p["train"],
+            p["val"],
+            100 * share,
+            p["val_classes"],
+            info["classes"],
+            p["test"],
+        )
     return rows

@@ -63,7 +63,7 @@ class Predictor:
         mvnet, ms, _ = load_checkpoint(report.parent / art["mv_model"])
         self.mvnet, self.mv_settings = mvnet.to(self.device), replace(ms, precision=precision or ms.precision)
         self.head, meta = load_head(report.parent / art["fusion_model"])
-        self.classes = meta["classes"]
+        self.classes, self.head_settings = meta["classes"], meta["settings"]
         self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
         self.reencode = run_reencode_plan(s)
 
@@ -87,7 +87,8 @@ class Predictor:
         z = z.astype(self.clip_dtype).astype(np.float32)
         maps = maps.to(self.device)
         m = view_features(self.mvnet, maps, ms, ms.eval_crops).mean(2)[0].cpu().numpy()  # as the workflow's features
-        feat = np.concatenate([pool_frames(z), pool_segments(m)])[None].astype(np.float32)
+        clip_feature = pool_frames(z, normalize=self.head_settings.frame_norm)
+        feat = np.concatenate([clip_feature, pool_segments(m)])[None].astype(np.float32)
         p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()
         order = np.argsort(-p, kind="stable")[: min(top, len(p))]
         return Prediction(str(video), [(self.classes[i], float(p[i])) for i in order])

@@ -1,12 +1,18 @@
-"""Zero-shot prompt sets: CLIP's 48 UCF101 templates, and hand-written action phrases per UCF101 class.
+"""Zero-shot prompt sets: CLIP's 48 UCF101 templates, hand-written action phrases per UCF101
+class, or a user's file of templates and phrases (the authors' published ones, say).
 
 Kept apart from the CLIP stream so that prompt text can change (and be tested) without a model.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 # CLIP's own UCF101 prompt set (Radford et al., prompt engineering notebook): 48 templates.
 CLIP_UCF101_TEMPLATES = tuple(
@@ -153,7 +159,100 @@ UCF101_PHRASES: dict[str, tuple[str, ...]] = {
     "YoYo": ("playing with a yo-yo", "doing yo-yo tricks"),
 }
 
-PROMPT_SETS = ("clip-ucf101", "phrases")
+PROMPT_SETS = ("clip-ucf101", "phrases")  # clip.prompts: one of these, or a prompt file
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """What zero-shot turns each class into: every template filled with each of the class's
+    phrases, or with its class words (:func:`class_prompt_name`) where it has none."""
+
+    templates: tuple[str, ...]
+    phrases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def prompts(self, name: str) -> list[str]:
+        words = self.phrases.get(name) or (class_prompt_name(name),)
+        return [t.format(p) for p in words for t in self.templates]
+
+
+class PromptFileError(ValueError):
+    """A prompt file that cannot be used; the message names the file and what is wrong."""
+
+
+def _read_mapping_or_list(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PromptFileError(f"{path}: cannot read the prompt file: {e.strerror}") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise PromptFileError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+
+
+def _templates(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or any(not isinstance(t, str) or "{}" not in t for t in value):
+        raise PromptFileError(f"{where}: templates must be a non-empty list of strings, each with '{{}}'")
+    return tuple(value)
+
+
+def read_prompt_file(path: Path | str) -> PromptSet:
+    """A prompt file, JSON or YAML: a list of templates (the authors'
+    ``configs/prompt_templates.json``), used with the class words; or a mapping with
+    ``templates`` and optionally ``phrases`` (class name -> list of phrases), each given
+    inline or as the path, relative to this file, of a file holding it (the authors'
+    ``prompt_templates.json`` and ``class_mappings.json``)."""
+    path = Path(path)
+    data = _read_mapping_or_list(path)
+    if isinstance(data, list):
+        return PromptSet(_templates(data, str(path)))
+    if not isinstance(data, dict) or "templates" not in data or set(data) - {"templates", "phrases"}:
+        raise PromptFileError(f"{path}: expected a list of templates, or a mapping of templates (and phrases)")
+    templates, where_t = data["templates"], f"{path}: templates"
+    if isinstance(templates, str):
+        where_t = str(path.parent / templates)
+        templates = _read_mapping_or_list(path.parent / templates)
+    phrases = data.get("phrases") or {}
+    where = f"{path}: phrases"
+    if isinstance(phrases, str):
+        where = str(path.parent / phrases)
+        phrases = _read_mapping_or_list(path.parent / phrases)
+    if not isinstance(phrases, dict):
+        raise PromptFileError(f"{where}: phrases must map each class name to a list of phrases")
+    for cls, ps in phrases.items():
+        if not isinstance(ps, list) or not ps or any(not isinstance(p, str) for p in ps):
+            raise PromptFileError(f"{where}: class {cls!r}: a non-empty list of phrases expected")
+    return PromptSet(_templates(templates, where_t), {k: tuple(v) for k, v in phrases.items()})
+
+
+def prompt_files(prompts: str) -> list[Path]:
+    """The files a ``clip.prompts`` value reads (none for a built-in set): the workflow's
+    inputs, so that an edit to them reruns zero-shot."""
+    if prompts in PROMPT_SETS:
+        return []
+    path = Path(prompts)
+    data = _read_mapping_or_list(path)
+    parts = [data.get(k) for k in ("templates", "phrases")] if isinstance(data, dict) else []
+    return [path] + [path.parent / p for p in parts if isinstance(p, str)]
+
+
+def prompt_set(prompts: str = "clip-ucf101", templates: Sequence[str] | None = None) -> PromptSet:
+    """``clip-ucf101`` (CLIP's 48 templates x the class words), ``phrases`` (12 templates x
+    the hand-written UCF101_PHRASES), or a prompt file (:func:`read_prompt_file`);
+    ``templates`` replaces the set's templates."""
+    if prompts == "clip-ucf101":
+        ps = PromptSet(CLIP_UCF101_TEMPLATES)
+    elif prompts == "phrases":
+        ps = PromptSet(PHRASE_TEMPLATES, dict(UCF101_PHRASES))
+    elif Path(prompts).suffix in (".json", ".yaml", ".yml") or Path(prompts).is_file():
+        ps = read_prompt_file(prompts)
+    else:
+        raise ValueError(f"unknown prompt set {prompts!r}; valid: {', '.join(PROMPT_SETS)}, or a prompt file")
+    if templates is None:
+        return ps
+    if not templates or any("{}" not in t for t in templates):
+        raise ValueError(f"templates must be a non-empty list of strings each with '{{}}', got {list(templates)!r}")
+    return PromptSet(tuple(templates), ps.phrases)
 
 
 def class_prompt_name(name: str) -> str:
@@ -164,26 +263,12 @@ def class_prompt_name(name: str) -> str:
 
 
 def class_prompts(name: str, prompts: str = "clip-ucf101", templates: Sequence[str] | None = None) -> list[str]:
-    """The prompt strings of one class.
-
-    ``clip-ucf101``: each template filled with the class words (``class_prompt_name``).
-    ``phrases``: each template filled with each of the class's ``UCF101_PHRASES``, or with
-    its class words when it has none. ``templates`` replaces the set's default templates.
-    """
-    if prompts not in PROMPT_SETS:
-        raise ValueError(f"unknown prompt set {prompts!r}; valid: {', '.join(PROMPT_SETS)}")
-    if templates is None:
-        templates = CLIP_UCF101_TEMPLATES if prompts == "clip-ucf101" else PHRASE_TEMPLATES
-    elif not templates or any("{}" not in t for t in templates):
-        raise ValueError(f"templates must be a non-empty list of strings each with '{{}}', got {list(templates)!r}")
-    if prompts == "clip-ucf101":
-        phrases: Sequence[str] = (class_prompt_name(name),)
-    else:
-        phrases = UCF101_PHRASES.get(name) or (class_prompt_name(name),)
-    return [t.format(p) for p in phrases for t in templates]
+    """The prompt strings of one class under ``prompts`` (see :func:`prompt_set`)."""
+    return prompt_set(prompts, templates).prompts(name)
 
 
-def missing_phrases(names: Iterable[str]) -> list[str]:
-    """The class names, in the order given, that have no hand-written phrase (they fall back to
-    their class words under ``phrases``)."""
-    return [n for n in names if n not in UCF101_PHRASES]
+def missing_phrases(names: Iterable[str], ps: PromptSet | None = None) -> list[str]:
+    """The class names, in the order given, that have no phrase in ``ps`` (default: the
+    hand-written set): they fall back to their class words."""
+    phrases = UCF101_PHRASES if ps is None else ps.phrases
+    return [n for n in names if n not in phrases]

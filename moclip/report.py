@@ -189,9 +189,14 @@ def dataset_line(info: dict | None) -> str:
     """The dataset a report describes: format, root, classes, videos, and how validation was held out."""
     if not info:
         return ""
+    val = "; ".join(
+        f"split {k} {p['val']:,} of {p['train'] + p['val']:,} training videos, {p['val_classes']} classes"
+        for k, p in info.get("splits", {}).items()
+        if "val_classes" in p
+    )
     return (
         f"Dataset: {info['format']} at `{info['videos_root']}`, {info['classes']} classes, {info['videos']:,} videos; "
-        f"validation: {info['validation']}."
+        f"validation: {info['validation']}{' (' + val + ')' if val else ''}."
     )
 
 

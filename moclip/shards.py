@@ -38,9 +38,10 @@ def read_shards(paths) -> dict[str, np.ndarray | None]:
     return out
 
 
-def pool_frames(features: np.ndarray) -> np.ndarray:
-    """CLIP frames [..., K, D] -> [..., D]: the mean of the L2-normalised frame embeddings."""
-    f = features / np.linalg.norm(features, axis=-1, keepdims=True)
+def pool_frames(features: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """CLIP frames [..., K, D] -> [..., D]: the mean of the L2-normalised frame embeddings,
+    or with ``normalize`` false of the raw ones (the authors': one frame, as it comes)."""
+    f = features / np.linalg.norm(features, axis=-1, keepdims=True) if normalize else features
     return f.mean(axis=-2)
 
 

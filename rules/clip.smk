@@ -37,6 +37,7 @@ rule zeroshot:
     input:
         manifest=rules.manifest.output.tsv,
         shards=CLIP_SHARDS,
+        prompt_files=prompt_files(config["clip"]["prompts"]),  # a prompt file and its phrases file
     output:
         predictions=results(f"zeroshot/{CLIP_TAG}/split{{split}}/predictions.tsv"),
         metrics=results(f"zeroshot/{CLIP_TAG}/split{{split}}/metrics.json"),
@@ -56,6 +57,7 @@ rule zeroshot:
         pretrained=config["clip"]["pretrained"],
         prompts=config["clip"]["prompts"],
         templates=config["clip"]["templates"],
+        prompt_norm=config["clip"]["prompt_norm"],
         seed=config["seed"],
         code=code_digest("zeroshot"),
     script:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import moclip
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
-from moclip.config import ConfigError, uses_registries
+from moclip.config import ConfigError, uses_registries, where_set
 from moclip.datasets import SPLITS as ALL_SPLITS
 from moclip.datasets import count_videos, folder_videos
 from moclip.datasets import list_files as dataset_list_files
 from moclip.manifest import ManifestError, build_manifest, read_manifest, shard_count
 from moclip.methods import HEADS
+from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.provenance import code_digest as _code_digest
 from moclip.runtime import local_gpu
 
@@ -117,6 +118,11 @@ FOLDER_VIDEOS = [] if DEMO or LABELLED else folder_videos(VIDEOS)
 if workflow.is_main_process:
     if not DEMO:
         check_listed_videos()
+    try:
+        prompt_set(config["clip"]["prompts"], config["clip"]["templates"])
+    except PromptFileError as e:
+        where = where_set(["clip", "prompts"], CONFIG_FILES)
+        raise WorkflowError(f"{where}clip.prompts: {e}") from None
     if uses_registries(config):
         from moclip.checks import check_models
 
@@ -318,18 +324,24 @@ def _file_tag(path):
 
 
 def _clip_tag():
-    """Directory name of a CLIP model's embeddings: architecture, weights and any resize but
-    bicubic, so several models' embeddings coexist and switching back costs nothing."""
+    """Directory name of a CLIP model's embeddings: the architecture as built (a tag's
+    weights trained with QuickGELU build it: ViT-B-32-quickgelu_openai), the weights and
+    any resize but bicubic, so several models' embeddings coexist and switching back
+    costs nothing. Only a pretrained tag needs open_clip's metadata (and so torch)."""
     c = config["clip"]
-    pretrained = c["pretrained"]
+    model, pretrained = c["model"], c["pretrained"]
     if pretrained == "none":
         weights = f"random-seed{config['seed']}"
     elif os.path.isfile(pretrained):
         weights = _file_tag(pretrained)
     else:
-        weights = pretrained
+        from moclip.clip_stream import built_name, tag_quick_gelu
+
+        weights, model = pretrained, built_name(
+            model, tag_quick_gelu(model, pretrained)
+        )
     resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
-    return _safe(f"{c['model']}_{weights}{resize}")
+    return _safe(f"{model}_{weights}{resize}")
 
 
 def _mv_tag():
@@ -429,7 +441,10 @@ def mv_features_inputs(wildcards):
     if MV_BATCHED and LABELLED:
         models = expand(rules.train_mvnet.output.model, split=wildcards.split)
     shards = SHARDS if MV_BATCHED else [wildcards.shard]
-    return {"models": models, **cache_inputs_of(shards, "mv", "index")}
+    inputs = {"models": models, **cache_inputs_of(shards, "mv", "index")}
+    if LABELLED and config["heads"]["mv_draws"]:  # which videos each network trained on
+        inputs["manifest"] = rules.manifest.output.tsv
+    return inputs
 
 
 def feature_targets():
@@ -489,7 +504,7 @@ RATES = {
     "clip_images": {"cpu": 10, "gpu": 2000},
     "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
         "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
-        "timm": 2.3,  # EfficientNet-B0: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 4.6 on 2
+        "timm": 3.0,  # EfficientNet-B0, NHWC: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 6.1 on 2
         "gpu": 1400,  # EfficientNet-B0 at 224 px, batch 80 x 3, bf16, 4 workers, H200: 1,418 (benchmarks/gpu)
     },
     "mv_feature_inputs_gpu": 11000,  # EfficientNet-B0 at 224 px, 25 x 10 views, H200: 11,500 (benchmarks/gpu)

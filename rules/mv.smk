@@ -47,6 +47,7 @@ rule mv_features:
         runtime=minutes(mv_features_seconds),
         gpu=uses_gpu("mvnet"),
     params:
+        draws=config["heads"]["mv_draws"] if LABELLED else 0,
         code=code_digest("mv_features"),
     script:
         "../workflow_scripts/mv_features.py"

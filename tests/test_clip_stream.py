@@ -13,6 +13,7 @@ from moclip.cache import cache_shard
 from moclip.clip_stream import (
     ClipLoadError,
     FrameShard,
+    built_name,
     collate_frames,
     embed_frame_caches,
     embed_shards,
@@ -23,12 +24,14 @@ from moclip.clip_stream import (
     pool_frames,
     preprocess,
     preprocess_batch,
+    tag_quick_gelu,
     text_classifier,
     zeroshot_scores,
 )
 from moclip.codec import DecodeSettings
 from moclip.manifest import Video
 from moclip.metrics import per_class_top1, summarize, topk_hits
+from moclip.prompts import class_prompt_name
 from moclip.shards import read_shard
 
 TINY = "moclip-tiny"
@@ -264,3 +267,82 @@ def test_a_loader_batch_stacks_each_frame_size_before_pinning():
     batch = collate_frames([(0, a), (1, None), (2, b), (3, a + 2)])
     assert batch.failed == [1] and [i for i, _ in batch.groups] == [[0, 3], [2]]
     assert torch.equal(batch.groups[0][1], torch.stack([a, a + 2])) and batch.groups[1][1].shape == (1, 2, 6, 4, 3)
+
+
+# --------------------------------------------------------------------------- the activation OpenAI's weights need
+
+
+@pytest.fixture(scope="module")
+def vit_b32_file(tmp_path_factory):
+    """ViT-B-32's real architecture with random weights, saved as a local checkpoint file
+    that stands in for a download."""
+    path = tmp_path_factory.mktemp("vitb32") / "ViT-B-32-random.pt"
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), path)
+    return path
+
+
+def _activations(model: torch.nn.Module) -> set[str]:
+    return {type(m).__name__ for m in model.modules() if type(m).__name__ in ("GELU", "QuickGELU")}
+
+
+def test_openai_weights_are_built_with_quickgelu_through_the_real_download_path(vit_b32_file, monkeypatch):
+    """(ViT-B-32, openai) goes through open_clip's own download step, pointed at a local
+    file (no network): the network built contains QuickGELU and no GELU, as OpenAI trained
+    it (open_clip 3 builds GELU for this pair and only warns)."""
+    asked = []
+
+    def download(cfg, *args, **kwargs):
+        asked.append(cfg)
+        return str(vit_b32_file)
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", download)
+    clip = load_clip("ViT-B-32", "openai")
+    assert asked and asked[0].get("quick_gelu") is True  # the tag's own metadata was read
+    assert _activations(clip.model) == {"QuickGELU"} and clip.quick_gelu
+    assert clip.architecture == "ViT-B-32-quickgelu" and clip.name == "ViT-B-32"
+    # A tag trained with GELU keeps it; a local file keeps the architecture as named.
+    assert not tag_quick_gelu("ViT-B-32", "laion2b_s34b_b79k")
+    as_file = load_clip("ViT-B-32", str(vit_b32_file))
+    assert _activations(as_file.model) == {"GELU"} and as_file.weights_digest == clip.weights_digest
+    assert _activations(load_clip("ViT-B-32-quickgelu", str(vit_b32_file)).model) == {"QuickGELU"}
+
+
+def test_every_quickgelu_tag_of_open_clip_is_recognised():
+    """Not only (ViT-B-32, openai): every tag open_clip marks as trained with QuickGELU."""
+    marked = [
+        (m, t)
+        for m, t in open_clip.list_pretrained()
+        if open_clip.pretrained.get_pretrained_cfg(m, t).get("quick_gelu") and not m.endswith("-quickgelu")
+    ]
+    assert len(marked) > 10 and all(tag_quick_gelu(m, t) for m, t in marked)
+    assert built_name("ViT-L-14", True) == "ViT-L-14-quickgelu"
+    assert built_name("RN50-quickgelu", True) == "RN50-quickgelu"
+
+
+def test_prompt_norm_false_averages_the_raw_prompt_embeddings_as_the_authors_do(tmp_path):
+    """clip.prompt_norm: true (ours) averages each prompt's unit embedding; false (the
+    authors' generate_text_features.py) averages the raw embeddings, then normalises."""
+    clip = load_clip(TINY, "none")
+    templates = ["a photo of {}", "a video of {} in a very long and quite different sentence", "{}"]
+    names = ["BallFall", "BoxRise"]
+    ours = text_classifier(clip, names, templates=templates)
+    theirs = text_classifier(clip, names, templates=templates, prompt_norm=False)
+    tokenizer = open_clip.get_tokenizer(TINY)
+    for k, name in enumerate(names):
+        with torch.no_grad():
+            raw = clip.model.encode_text(tokenizer([t.format(class_prompt_name(name)) for t in templates]))
+        raw = raw.float().numpy()
+        assert np.linalg.norm(raw, axis=1).std() > 0  # the prompts' norms differ: the two pools do too
+        unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+        np.testing.assert_allclose(theirs[k], unit(raw.mean(0)), atol=1e-5)
+        np.testing.assert_allclose(ours[k], unit((raw / np.linalg.norm(raw, axis=1, keepdims=True)).mean(0)), atol=1e-5)
+    assert np.abs(ours - theirs).max() > 1e-4
+
+
+def test_frame_norm_false_keeps_the_raw_frame_embeddings():
+    """heads.frame_norm: the mean of unit frame embeddings (ours) or of the raw ones (the
+    authors': one frame as get_image_features gives it)."""
+    feats = np.array([[[3.0, 4.0], [0.0, 10.0]]])  # one video, two frames of norms 5 and 10
+    np.testing.assert_allclose(pool_frames(feats), [[0.3, 0.9]])
+    np.testing.assert_allclose(pool_frames(feats, normalize=False), [[1.5, 7.0]])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import moclip.heads as heads
+import moclip.mv_stream as mv_stream
 from moclip.heads import HeadSettings, build_head, load_head, train_head, trainable_parameters
 from moclip.manifest import Video, write_manifest
 from moclip.shards import pool_frames, read_shards
@@ -148,3 +149,37 @@ def test_ties_on_val_top1_are_broken_by_val_loss_then_the_later_epoch():
     tied = [h for h in hist if h["val_top1"] == top]
     assert len(tied) > 1 and best != tied[0]["epoch"]  # the earliest tie is not kept
     assert best == min(tied, key=lambda h: (h["val_loss"], -h["epoch"]))["epoch"]
+
+
+def test_fusion_on_mv_draws_sees_draw_e_mod_n_in_epoch_e(feature_run, monkeypatch):
+    """heads.mv_draws: the training rows' MV columns come from the feature shard's draws,
+    draw e mod N in epoch e (the authors' fresh views each epoch); val and test keep the
+    fixed evaluation features; a shard without draws is an error naming it."""
+    rows, d = feature_run
+    train = [i for i, r in enumerate(rows) if r.split1 == "train"]
+    draws = np.full((len(rows), 2, 5), np.nan, np.float16)
+    for i in train:
+        for k in range(2):
+            draws[i, k] = 10 * (k + 1) + i % 5  # draw k of row i: recognisable
+    with h5py.File(d / "mv.h5", "a") as h:
+        h.create_dataset(mv_stream.DRAWS, data=draws)
+    epochs_seen = []
+    real = heads.fit_head
+
+    def spy(kind, dims, n, s, seed, xtr, ytr, xva, yva):
+        epochs_seen.extend([xtr(e)[:, dims[0] :].numpy() for e in range(3)])
+        fixed_val.append(xva[:, dims[0] :].numpy())
+        return real(kind, dims, n, s, seed, xtr, ytr, xva, yva)
+
+    fixed_val = []
+    monkeypatch.setattr(heads, "fit_head", spy)
+    run_head(d, HeadSettings(hidden=8, epochs=3, batch_size=8, normalize="none", mv_draws=2), [0], "draws")
+    e0, e1, e2 = epochs_seen
+    np.testing.assert_array_equal(e0, draws[train, 0].astype(np.float32))
+    np.testing.assert_array_equal(e1, draws[train, 1].astype(np.float32))
+    np.testing.assert_array_equal(e2, e0)  # 2 draws: epoch 2 sees draw 0 again
+    assert fixed_val[0].max() < 3  # val: the fixed features (around the class's 2), not draws (>= 10)
+    with h5py.File(d / "mv.h5", "a") as h:
+        del h[mv_stream.DRAWS]
+    with pytest.raises(ValueError, match=r"mv.h5: no train_draws"):
+        run_head(d, HeadSettings(hidden=8, epochs=1, mv_draws=2), [0], "none")

@@ -241,3 +241,56 @@ def test_bad_lists_stop_the_parse_time_check(tmp_path):
     (lists / "trainlist01.txt").write_text("\r\n")
     with pytest.raises(ManifestError, match="trainlist01.txt: split list is empty"):
         build_manifest(videos, lists, splits=[1])
+
+
+# --------------------------------------------------------------------------- validation by the format's rule
+
+
+def make_hmdb51_shaped(root: Path, classes: int = 51) -> tuple[Path, Path]:
+    """HMDB51's shape: 100 videos a class, 4 clips a source (25 sources a class, 5 of them
+    shared with the next class, as HMDB51's films recur across actions), and a split file
+    a class and split with 70 training and 30 test videos, the test block moving with the
+    split."""
+    videos, lists = root / "hmdb51_org", root / "splits"
+    lists.mkdir(parents=True)
+    for c in range(classes):
+        cls = f"action{c:02d}"
+        (videos / cls).mkdir(parents=True)
+        names = [f"Film{c * 20 + s}_{cls}_f_cm_np1_fr_med_{k}.avi" for s in range(25) for k in range(4)]
+        for n in names:
+            (videos / cls / n).write_bytes(b"")
+        for split in (1, 2, 3):
+            test = set(range(30 * (split - 1), 30 * split))
+            lines = "".join(f"{n} {2 if i in test else 1}\n" for i, n in enumerate(names))
+            (lists / f"{cls}_test_split{split}.txt").write_text(lines)
+    return videos, lists
+
+
+def test_hmdb51_validation_by_default_is_a_tenth_to_a_fifth_with_every_class(tmp_path):
+    """Without a user key (val_groups: auto), HMDB51-shaped data holds out 10-20% of each
+    split's training videos, whole sources only, every class represented, seeded (a fixed
+    number of groups gave 5-19 videos from 2-7 of 51 classes on HMDB51's real names)."""
+    videos, lists = make_hmdb51_shaped(tmp_path)
+    seen = set()
+    for seed in range(5):
+        rows = build_manifest(videos, lists, [1, 2, 3], val_groups="auto", format="hmdb51", seed=seed)
+        for k in (1, 2, 3):
+            val = [r for r in rows if r.split(k) == "val"]
+            train = [r for r in rows if r.split(k) == "train"]
+            share = len(val) / (len(val) + len(train))
+            assert 0.10 <= share <= 0.20, (seed, k, share)
+            assert len({r.label for r in val}) == 51 and len({r.label for r in train}) == 51
+            assert not {r.group for r in val} & {r.group for r in train}  # whole sources
+            seen.add(frozenset(r.video_id for r in val))
+    assert len(seen) == 15  # seeds and splits draw differently
+    again = build_manifest(videos, lists, [1, 2, 3], val_groups="auto", format="hmdb51", seed=4)
+    assert again == rows
+
+
+def test_ucf101_validation_by_default_is_three_of_its_25_groups(tmp_path):
+    videos, lists = make_tree(tmp_path, groups=25, clips=1, test_groups=range(1, 8))
+    rows = build_manifest(videos, lists, splits=[1], val_groups="auto")
+    assert len({r.group for r in rows if r.split1 == "val"}) == 3  # 12%, the UCF101 presets' explicit 3
+    small, small_lists = make_tree(tmp_path / "demo", groups=8, clips=1, test_groups=(1, 2))
+    demo = build_manifest(small, small_lists, splits=[1], val_groups="auto")
+    assert len({r.group for r in demo if r.split1 == "val"}) == 1  # the demo's 8 groups: 1, as before

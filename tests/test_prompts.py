@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from moclip.prompts import (
@@ -9,9 +11,12 @@ from moclip.prompts import (
     PHRASE_TEMPLATES,
     PROMPT_SETS,
     UCF101_PHRASES,
+    PromptFileError,
     class_prompt_name,
     class_prompts,
     missing_phrases,
+    prompt_files,
+    prompt_set,
 )
 
 # UCF101's 101 classes in classInd.txt order (case-insensitive: Hammering before HammerThrow).
@@ -235,3 +240,52 @@ def test_missing_phrases():
     assert missing_phrases(["BallRise", "PlayingDaf", "BallFall", "YoYo"]) == ["BallRise", "BallFall"]
     assert missing_phrases(iter(["playingdaf"])) == ["playingdaf"]
     assert missing_phrases([]) == []
+
+
+# The authors' two files (MoCLIP-Lite configs/), in their format, shortened.
+AUTHORS_TEMPLATES = ["a photo of {}", "a video of {}", "a person is {}"]
+AUTHORS_MAPPINGS = {"ApplyEyeMakeup": ["applying eye makeup", "doing eye makeup"], "Archery": ["practicing archery"]}
+
+
+def authors_prompts(name: str) -> list[str]:
+    """Their generate_text_features.py: every equivalent phrase, every template in order."""
+    return [t.format(e) for e in AUTHORS_MAPPINGS.get(name, [name.lower()]) for t in AUTHORS_TEMPLATES]
+
+
+def test_a_prompt_file_pointing_at_the_authors_files_gives_their_prompts(tmp_path):
+    """clip.prompts as a file: a mapping naming their templates and phrase files (as they
+    publish them) gives each class their prompts in their order; the workflow's inputs are
+    all three files, so an edit to any reruns zero-shot."""
+    (tmp_path / "prompt_templates.json").write_text(json.dumps(AUTHORS_TEMPLATES))
+    (tmp_path / "class_mappings.json").write_text(json.dumps(AUTHORS_MAPPINGS))
+    theirs = tmp_path / "theirs.yaml"
+    theirs.write_text("templates: prompt_templates.json\nphrases: class_mappings.json\n")
+    for name in ("ApplyEyeMakeup", "Archery"):
+        assert class_prompts(name, str(theirs)) == authors_prompts(name)
+    assert class_prompts("PlayingDaf", str(theirs)) == [t.format("playing daf") for t in AUTHORS_TEMPLATES]
+    assert prompt_files(str(theirs)) == [theirs, tmp_path / "prompt_templates.json", tmp_path / "class_mappings.json"]
+    # Their templates file alone: the class words in every template; inline lists work too.
+    assert class_prompts("Archery", str(tmp_path / "prompt_templates.json")) == [
+        t.format("archery") for t in AUTHORS_TEMPLATES
+    ]
+    inline = tmp_path / "inline.json"
+    inline.write_text(json.dumps({"templates": AUTHORS_TEMPLATES, "phrases": AUTHORS_MAPPINGS}))
+    assert prompt_set(str(inline)) == prompt_set(str(theirs))
+    assert prompt_files(str(inline)) == [inline] and prompt_files("clip-ucf101") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", r"p.json: templates must be a non-empty list of strings, each with '\{\}'"),
+        ('["a photo of"]', r"p.json: templates must be"),
+        ("{not json", r"p.json: not valid JSON"),
+        ('{"templates": ["{}"], "extra": 1}', r"p.json: expected a list of templates, or a mapping"),
+        ('{"templates": ["{}"], "phrases": {"Archery": "archery"}}', r"p.json: phrases: class 'Archery'"),
+        ('{"templates": ["{}"], "phrases": "missing.json"}', r"missing.json: cannot read the prompt file"),
+    ],
+)
+def test_a_bad_prompt_file_names_the_file_and_what_is_wrong(tmp_path, text, message):
+    (tmp_path / "p.json").write_text(text)
+    with pytest.raises(PromptFileError, match=message):
+        prompt_set(str(tmp_path / "p.json"))

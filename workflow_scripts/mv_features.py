@@ -12,5 +12,7 @@ mv_features(
     index=list(inp.index),
     out=list(snakemake.output.out),
     device=snakemake.config["mvnet"]["device"],  # a machine setting: not a param
+    manifest=inp.get("manifest"),
+    draws=snakemake.params.draws,
     threads=snakemake.threads,
 )
