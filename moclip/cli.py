@@ -16,6 +16,7 @@ from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.io import BrokenFileError
 from moclip.manifest import build_manifest, write_manifest
 
 
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # ManifestError is a ValueError
+    except (ValueError, FileNotFoundError, BrokenFileError) as e:  # ManifestError is a ValueError
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
 

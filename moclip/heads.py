@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.io import atomic_path, write_json
+from moclip.io import atomic_path, reading, write_json
 from moclip.manifest import class_names, read_manifest, split_rows
 from moclip.methods import HEADS
 from moclip.metrics import sample_sd, selection_key, summarize, write_predictions
@@ -161,7 +161,8 @@ def save_head(
 
 
 def load_head(path: Path | str) -> tuple[nn.Module, dict]:
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     s = HeadSettings(**json.loads(ck["settings"]))
     model = build_head(ck["kind"], list(ck["dims"]), len(ck["classes"]), s)
     model.load_state_dict(ck["state_dict"])

@@ -14,15 +14,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.cache import read_index, video_file
+from moclip.cache import open_cache, read_index, video_file
 from moclip.config import did_you_mean
-from moclip.io import atomic_path, write_json
+from moclip.io import atomic_path, reading, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import selection_key, summarize
 from moclip.runtime import (
@@ -159,7 +158,7 @@ def read_segments(path: Path | str, n_segments: int, s: MVSettings, rng: np.rand
     :func:`sample_segments`), reading from its MV cache only the frames they need: one frame
     a segment, or with ``accumulate`` the frames back to the segment's I-frame. Memory is
     bounded by the segments, whatever the video's length."""
-    with h5py.File(path, "r") as f:
+    with open_cache(path) as f:
         frame_type, ref_distance = f["frame_type"][()], f["ref_distance"][()]
         cell, mv = int(f.attrs["mv_cell"]), f["mv"]
         idx = [int(t) for t in sample_segments(frame_type, n_segments, rng)]
@@ -691,7 +690,8 @@ def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_clas
 
 def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
     """The frozen network in eval mode (BatchNorm statistics fixed), its settings and metadata."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     settings = json.loads(ck["meta"]["settings"])
     settings.pop("device", None)  # recorded by checkpoints before the device became a machine setting
     s = MVSettings.from_config(settings)
