@@ -55,7 +55,7 @@ READ_ERRORS = (OSError, EOFError, KeyError, ValueError, RuntimeError, csv.Error,
 def rebuild(output: Path | str) -> str:
     """The command that rebuilds workflow output ``output`` (a file, or a rule's output
     directory) and what depends on it, the run's other options added."""
-    return f"snakemake --forcerun {shlex.quote(str(output))}"
+    return f"snakemake --forcerun {shlex.quote(os.path.normpath(output))}"
 
 
 def problem(error: BaseException, limit: int = 300) -> str:
@@ -70,12 +70,13 @@ def problem(error: BaseException, limit: int = 300) -> str:
 @contextmanager
 def reading(path: Path | str, remedy: str | None = None) -> Iterator[None]:
     """Read project file ``path`` in this block: a failure becomes a :class:`BrokenFileError`
-    naming it, what is wrong and ``remedy`` (default: :func:`rebuild` of ``path``)."""
+    naming it (``..`` resolved), what is wrong and ``remedy`` (default: :func:`rebuild` of it)."""
     try:
         yield
     except BrokenFileError:
         raise
     except READ_ERRORS as e:
+        path = os.path.normpath(path)
         raise BrokenFileError(path, problem(e), remedy or rebuild(path)) from e
 
 
