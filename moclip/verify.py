@@ -184,12 +184,14 @@ def _zip_intact(path: Path) -> None:
             raise ValueError(f"checksum mismatch in {bad}: the file is corrupt")
 
 
-def _mv_model(path: Path) -> dict:
+def mv_checkpoint(path: Path) -> dict:
+    """An MV network checkpoint checked (its zip CRC-32s, then a load); its metadata."""
     _zip_intact(path)
     return load_checkpoint(path)[2]
 
 
-def _head_model(path: Path) -> dict:
+def head_checkpoint(path: Path) -> dict:
+    """A head checkpoint checked (its zip CRC-32s, then a load); its metadata."""
     _zip_intact(path)
     return load_head(path)[1]
 
@@ -219,7 +221,7 @@ def _trained(c: Checks, t: Trained, test_ids: list[str] | None) -> None:
     """One train_mvnet, train_head or zeroshot job's outputs."""
     if t.method != "zeroshot":
         model = t.folder / "model.pt"
-        c.fail(model, _split_of(c.read(model, _mv_model if t.method == "mv_only" else _head_model), t.split))
+        c.fail(model, _split_of(c.read(model, mv_checkpoint if t.method == "mv_only" else head_checkpoint), t.split))
         c.read(t.folder / "training.json", read_json)
     if t.method != "mv_only":
         rows = c.read(t.folder / "predictions.tsv", read_tsv)
