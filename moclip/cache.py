@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +24,7 @@ import numpy as np
 from h5py import h5a, h5s, h5t
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, reencoded_file
-from moclip.io import atomic_path, listed_ids, one_line, read_tsv, relative_to, write_tsv
+from moclip.io import atomic_path, listed_ids, one_line, read_tsv, reading, rebuild, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
 log = logging.getLogger(__name__)
@@ -204,29 +204,42 @@ def write_index(records: list[CacheRecord], path: Path | str, columns: tuple[str
 
 
 def read_index(path: Path | str) -> list[CacheRecord]:
-    """Records of a shard index, or of failures.tsv (whose rows are all failed)."""
-    return [
-        CacheRecord(
-            r["video_id"],
-            r["path"],
-            r.get("status", "failed"),
-            int(r.get("n_frames", 0)),
-            r["error"],
-            r.get("reencoded") == "True",
-        )
-        for r in read_tsv(path)
-    ]
+    """Records of a shard index, or of failures.tsv (whose rows are all failed); a row with
+    more or fewer fields than the header is an error."""
+    with reading(path):
+        rows = read_tsv(path)
+        if any(None in r or None in r.values() for r in rows):
+            raise ValueError("a row with more or fewer fields than the header")
+        return [
+            CacheRecord(
+                r["video_id"],
+                r["path"],
+                r.get("status", "failed"),
+                int(r.get("n_frames", 0)),
+                r["error"],
+                r.get("reencoded") == "True",
+            )
+            for r in rows
+        ]
+
+
+@contextlib.contextmanager
+def open_cache(path: Path | str) -> Iterator[h5py.File]:
+    """One MV or frame cache, open for reading: a failure in the block is a BrokenFileError
+    naming the file and the rebuild of its shard (its directory, an output of rule cache_shard)."""
+    with reading(path, rebuild(Path(path).parent)), h5py.File(path, "r") as f:
+        yield f
 
 
 def read_mv(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(mv float16 [T,Hc,Wc,2], frame_type uint8 [T], ref_distance int16 [T], attrs) of one cache."""
-    with h5py.File(path, "r") as f:
+    with open_cache(path) as f:
         return f["mv"][()], f["frame_type"][()], f["ref_distance"][()], dict(f.attrs)
 
 
 def read_frames(path: Path | str) -> tuple[np.ndarray, np.ndarray, dict]:
     """(frames uint8 [K,H,W,3], frame_index int32 [K], attrs) of one cache."""
-    with h5py.File(path, "r") as f:
+    with open_cache(path) as f:
         return f["frames"][()], f["frame_index"][()], dict(f.attrs)
 
 
@@ -320,6 +333,7 @@ __all__ = [
     "cache_failures",
     "cache_shard",
     "cache_video",
+    "open_cache",
     "read_frames",
     "read_index",
     "read_mv",

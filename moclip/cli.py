@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -16,6 +17,7 @@ from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.io import BrokenFileError
 from moclip.manifest import build_manifest, write_manifest
 
 
@@ -106,6 +108,27 @@ def _predict(a: argparse.Namespace) -> int:
             )
         )
     return 1 if failed else 0
+
+
+def _verify(a: argparse.Namespace) -> int:
+    from moclip.verify import clear, table, verify  # torch: loaded only to check the checkpoints
+
+    if not Path(a.results).is_dir():
+        raise FileNotFoundError(f"{a.results}: not a directory (a run's results)")
+    start = time.perf_counter()
+    checks = verify(a.results, threads=a.threads)
+    took = time.perf_counter() - start
+    print(f"{a.results}: {len(checks.checked)} files checked in {took:.1f} s, {len(checks.broken)} broken")
+    if not checks.broken:
+        return 0
+    print("\n".join(table(checks)))
+    if not a.clear:
+        print(f"to rebuild them and what depends on them: moclip verify --clear {a.results}, then snakemake")
+        return 1
+    deleted = clear(checks)
+    print("".join(f"deleted {p}\n" for p in deleted), end="")
+    print(f"deleted {len(deleted)} outputs: the next snakemake rebuilds them, and only them")
+    return 0
 
 
 def _positive(text: str) -> int:
@@ -216,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--schema", default=str(repo / "schemas" / "config.schema.yaml"), help="the workflow's schema")
     k.set_defaults(func=_check_config)
 
+    v = sub.add_parser(
+        "verify",
+        help="check every output of a run against its indexes and print what is broken; --clear deletes it so "
+        "that the next snakemake rebuilds exactly that and what depends on it",
+        formatter_class=fmt,
+    )
+    v.add_argument("results", nargs="?", default="results", help="the run's results directory")
+    v.add_argument("--clear", action="store_true", help="delete the broken files and the outputs that go with them")
+    v.add_argument("--threads", type=_positive, default=1, help="processes that read the caches")
+    v.set_defaults(func=_verify)
+
     i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file", formatter_class=fmt)
     i.add_argument("file", help="an MV or frame cache (.h5)")
     i.set_defaults(func=_inspect)
@@ -226,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # ManifestError is a ValueError
+    except (ValueError, FileNotFoundError, BrokenFileError) as e:  # ManifestError is a ValueError
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
 

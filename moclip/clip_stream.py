@@ -12,13 +12,12 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
 
-from moclip.cache import read_index, video_file
+from moclip.cache import open_cache, read_index, video_file
 from moclip.config import did_you_mean
 from moclip.io import write_json
 from moclip.manifest import Video, class_names, read_manifest
@@ -203,7 +202,7 @@ class _FrameCaches(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
-        with h5py.File(self.files[i], "r") as f:
+        with open_cache(self.files[i]) as f:
             if f.attrs["status"] != "ok":
                 return i, None
             return i, torch.from_numpy(f["frames"][()])

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.io import atomic_path, write_json
+from moclip.io import BrokenFileError, atomic_path, reading, rebuild, write_json
 from moclip.manifest import class_names, read_manifest, split_rows
 from moclip.methods import HEADS
 from moclip.metrics import sample_sd, selection_key, summarize, write_predictions
@@ -147,26 +148,27 @@ def fit_head(
 class DrawReader:
     """The training videos' MV feature draws (``train_draws`` of the feature shards, written
     by :func:`moclip.mv_stream.extract_draws`), one draw a time: [N, D] float32 in the
-    order of ``video_ids``; a missing draw is an error naming the video and file."""
+    order of ``video_ids`` (NaN for a video no shard holds). A shard that cannot be read,
+    or holds no draws, is a :class:`~moclip.io.BrokenFileError` naming it."""
 
     def __init__(self, shards: list[Path | str], video_ids: list[str]):
-        import h5py
-
         from moclip.mv_stream import DRAWS
 
-        self.files = [h5py.File(p, "r") for p in shards]
-        self.dataset = DRAWS
+        self.shards, self.video_ids, self.dataset = [Path(p) for p in shards], video_ids, DRAWS
         where = {}
-        for k, f in enumerate(self.files):
-            if DRAWS not in f:
-                raise ValueError(f"{shards[k]}: no {DRAWS} (heads.mv_draws needs mv_features to write them: rerun it)")
-            for i, v in enumerate(f["video_id"][()]):
-                where[v.decode() if isinstance(v, bytes) else v] = (k, i)
+        for k, path in enumerate(self.shards):
+            with reading(path), h5py.File(path, "r") as f:
+                if DRAWS not in f:
+                    raise BrokenFileError(path, f"no {DRAWS} (heads.mv_draws > 0 needs them)", rebuild(path))
+                for i, v in enumerate(f["video_id"][()]):
+                    where[v.decode() if isinstance(v, bytes) else v] = (k, i)
         self.at = [where.get(v) for v in video_ids]
-        self.video_ids = video_ids
 
     def matrix(self, draw: int) -> np.ndarray:
-        cols = [f[self.dataset][:, draw, :] for f in self.files]
+        cols = []
+        for path in self.shards:  # one chunk a shard: a draw's column
+            with reading(path), h5py.File(path, "r") as f:
+                cols.append(f[self.dataset][:, draw, :])
         out = np.full((len(self.at), cols[0].shape[-1]), np.nan, np.float32)
         for j, at in enumerate(self.at):
             if at is not None:
@@ -199,7 +201,8 @@ def save_head(
 
 
 def load_head(path: Path | str) -> tuple[nn.Module, dict]:
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     s = HeadSettings.from_config(json.loads(ck["settings"]))
     model = build_head(ck["kind"], list(ck["dims"]), len(ck["classes"]), s)
     model.load_state_dict(ck["state_dict"])

@@ -1,18 +1,83 @@
-"""Files every stage writes: atomic writes, TSV tables, JSON and text.
+"""Files every stage writes: atomic writes, TSV tables, JSON and text; and what a failed
+read of one says.
 
 Every output goes through :func:`atomic_path`, so a killed job never leaves a file that
-looks complete.
+looks complete. A file broken outside a job (cut short by a copy, a full disk elsewhere, a
+disk error) is another matter: every reader of a project file reads it in :func:`reading`,
+so its failure is a :class:`BrokenFileError` that names the file, what is wrong with it and
+the command that rebuilds it, in one line.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
+import pickle
 import secrets
+import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class BrokenFileError(Exception):
+    """A project file that cannot be read: ``path``, what is wrong (``problem``) and the
+    command that rebuilds it (``remedy``), said in one line."""
+
+    def __init__(self, path: Path | str = "", problem: str = "", remedy: str = "", *, message: str | None = None):
+        self.path, self.problem, self.remedy = str(path), problem, remedy
+        line = f"{path}: {problem}; rebuild it with: {remedy}"
+        self.details = message  # the worker's traceback, when a DataLoader worker raised it
+        if message is not None:  # that traceback's last line is the worker's exception: ours
+            line = message.rstrip().splitlines()[-1].removeprefix(f"{__name__}.{type(self).__qualname__}: ")
+        super().__init__(line)
+
+    @property
+    def message(self) -> str:
+        """The one line. A class attribute named ``message`` also makes torch's DataLoader
+        re-raise a worker's error as ``BrokenFileError(message=<its traceback>)``, so it
+        reaches the stage as this class, not as a RuntimeError."""
+        return str(self)
+
+    def __reduce__(self):  # through a process pool as it was made
+        if self.details is not None:
+            return functools.partial(type(self), message=self.details), ()
+        return type(self), (self.path, self.problem, self.remedy)
+
+
+# What reading a broken file raises: h5py (OSError; KeyError for a missing dataset or
+# attribute), torch.load (RuntimeError, EOFError, UnpicklingError), JSON and TSV (ValueError).
+READ_ERRORS = (OSError, EOFError, KeyError, ValueError, RuntimeError, csv.Error, pickle.UnpicklingError)
+
+
+def rebuild(output: Path | str) -> str:
+    """The command that rebuilds workflow output ``output`` (a file, or a rule's output
+    directory) and what depends on it, the run's other options added."""
+    return f"snakemake --forcerun {shlex.quote(os.path.normpath(output))}"
+
+
+def problem(error: BaseException, limit: int = 300) -> str:
+    """What a failed read says is wrong with the file, in one line of at most ``limit`` characters."""
+    if isinstance(error, FileNotFoundError):
+        return "missing"
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    text = one_line(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def reading(path: Path | str, remedy: str | None = None) -> Iterator[None]:
+    """Read project file ``path`` in this block: a failure becomes a :class:`BrokenFileError`
+    naming it (``..`` resolved), what is wrong and ``remedy`` (default: :func:`rebuild` of it)."""
+    try:
+        yield
+    except BrokenFileError:
+        raise
+    except READ_ERRORS as e:
+        path = os.path.normpath(path)
+        raise BrokenFileError(path, problem(e), remedy or rebuild(path)) from e
 
 
 @contextmanager
@@ -46,7 +111,8 @@ def write_json(path: Path | str, obj: dict) -> None:
 
 
 def read_json(path: Path | str) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    with reading(path):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def one_line(text: str) -> str:
@@ -68,10 +134,19 @@ def write_tsv(path: Path | str, header: Sequence[str], rows: Iterable[Sequence])
             w.writerow(fields)
 
 
+def whole_lines(path: Path | str) -> list[str]:
+    """The lines of a text file this project wrote, line breaks kept; one that does not end
+    in a line break was cut short (ValueError)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        raise ValueError("cut short: no line break at its end")
+    return text.splitlines(keepends=True)
+
+
 def read_tsv(path: Path | str) -> list[dict[str, str]]:
     """The rows of a table written by :func:`write_tsv`, as dicts keyed by the header."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+    with reading(path):
+        return list(csv.DictReader(whole_lines(path), delimiter="\t"))
 
 
 def relative_to(path: Path | str, root: Path | str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from moclip.datasets import SPLITS, Listing, ManifestError, read_listing
-from moclip.io import write_json, write_tsv
+from moclip.io import reading, whole_lines, write_json, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,8 @@ def write_manifest(rows: list[Video], path: Path | str) -> None:
 def read_manifest(path: Path | str) -> list[Video]:
     """Read a manifest TSV written by :func:`write_manifest`."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
+    with reading(path):
+        reader = csv.reader(whole_lines(path), delimiter="\t")
         header = next(reader, None)
         if header is None or tuple(header) != COLUMNS:
             raise ManifestError(f"{path}:1: header must be {' '.join(COLUMNS)}")

@@ -6,10 +6,12 @@ Everything reads the MV caches; nothing decodes video again. Model selection use
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import logging
+import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -21,9 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from moclip.cache import read_index, video_file
+from moclip.cache import open_cache, read_index, video_file
 from moclip.config import did_you_mean
-from moclip.io import atomic_path, write_json
+from moclip.io import atomic_path, reading, write_json
 from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import selection_key, summarize
 from moclip.runtime import (
@@ -175,7 +177,7 @@ def read_segments(path: Path | str, n_segments: int, s: MVSettings, rng: np.rand
     :func:`sample_segments`), reading from its MV cache only the frames they need: one frame
     a segment, or with ``accumulate`` the frames back to the segment's I-frame ([S, 2, H, W]:
     a pixel each). Memory is bounded by the segments, whatever the video's length."""
-    with h5py.File(path, "r") as f:
+    with open_cache(path) as f:
         frame_type, ref_distance = f["frame_type"][()], f["ref_distance"][()]
         cell, mv = int(f.attrs["mv_cell"]), f["mv"]
         idx = [int(t) for t in sample_segments(frame_type, n_segments, rng)]
@@ -729,7 +731,8 @@ def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_clas
 
 def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
     """The frozen network in eval mode (BatchNorm statistics fixed), its settings and metadata."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     settings = json.loads(ck["meta"]["settings"])
     settings.pop("device", None)  # recorded by checkpoints before the device became a machine setting
     s = MVSettings.from_config(settings)
@@ -805,24 +808,29 @@ DRAWS = "train_draws"  # a feature shard's [N, draws, D] float16 dataset (NaN fo
 
 @torch.no_grad()
 def extract_draws(model: MVNet, s: MVSettings, shards: list[FeatureShard], draws: int, workers: int = 0) -> None:
-    """Append to each shard file (written by :func:`extract_shards`) ``draws`` pooled
+    """Add to each shard file (written by :func:`extract_shards`) ``draws`` pooled
     features of each training video as the network saw it in training: the training
     segments drawn at random and augmented (crop scale and flip), the mean over the
     segments (what the fusion head sees), in eval mode. A draw depends on (seed, draw,
     video id) alone, never on the shard or batch. The fusion head trains on draw e mod
-    ``draws`` in epoch e: the authors ran the frozen network on fresh segments every epoch."""
+    ``draws`` in epoch e: the authors ran the frozen network on fresh segments every epoch.
+    Each file is rewritten atomically: until every draw is in, it holds no draws at all."""
     model.eval()
     dev = model_device(model)
     rows = [(k, int(i)) for k, sh in enumerate(shards) for i in np.flatnonzero(sh.train & sh.valid)]
     items = [shards[k].items[i] for k, i in rows]
     of_shard = {k: [j for j, (kk, _) in enumerate(rows) if kk == k] for k in range(len(shards))}
     d_out = model.backbone.num_features
-    files = [h5py.File(sh.out, "r+") for sh in shards]
-    try:
+    with contextlib.ExitStack() as stack:
+        files = []
+        for sh in shards:  # a copy each, renamed over the shard when all draws are in
+            tmp = stack.enter_context(atomic_path(sh.out))
+            shutil.copyfile(sh.out, tmp)
+            files.append(stack.enter_context(h5py.File(tmp, "r+")))
         for f in files:
             n = len(f["video_id"])
-            chunks = (n, 1, d_out) if n else None  # a draw a chunk; an empty shard has none
-            f.create_dataset(DRAWS, (n, draws, d_out), np.float16, chunks=chunks, fillvalue=np.nan)
+            layout = dict(chunks=(n, 1, d_out), fletcher32=True) if n else {}  # a draw a chunk
+            f.create_dataset(DRAWS, (n, draws, d_out), np.float16, fillvalue=np.nan, **layout)
         if not rows:
             return
         size = max(1, eval_images(dev) // s.segments)
@@ -847,9 +855,6 @@ def extract_draws(model: MVNet, s: MVSettings, shards: list[FeatureShard], draws
                         f[DRAWS][[rows[j][1] for j in of_shard[k]], d, :] = column[of_shard[k]]
                 progress.update()
         progress.close()
-    finally:
-        for f in files:
-            f.close()
 
 
 def draw_generator(s: MVSettings, draw: int, video_id: str) -> torch.Generator:

@@ -15,15 +15,33 @@ import sys
 import time
 from pathlib import Path
 
+from moclip.io import BrokenFileError
+
 
 def log_to(path: Path | str | None, level: int = logging.INFO) -> None:
-    """Send this process's ``logging`` (and warnings) to ``path``, or to stderr when None."""
+    """Send this process's ``logging`` (and warnings) to ``path``, or to stderr when None; a
+    broken file that ends the process is one line on stderr, its traceback in the log."""
     handler = logging.FileHandler(path, mode="w") if path else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.captureWarnings(True)
+    sys.excepthook = _report_broken_file
+
+
+def _report_broken_file(kind, error, tb) -> None:
+    """sys.excepthook: a BrokenFileError in one line on stderr (which file, what is wrong, how
+    to rebuild it), the traceback (and a loader worker's) in the log; anything else as Python does."""
+    if not isinstance(error, BrokenFileError):
+        sys.__excepthook__(kind, error, tb)
+        return
+    log = logging.getLogger(__name__)
+    if error.details:  # the worker's traceback reaches the reader; the stage's adds only the loader
+        log.error("broken file, in a loader worker: %s", error.details)
+    else:
+        log.error("broken file: %s", error, exc_info=(kind, error, tb))
+    print(f"error: {error}", file=sys.stderr)
 
 
 def cpu_count() -> int:

@@ -1,7 +1,7 @@
 """Embedding shard files, one format for CLIP and MV features, and how a video's rows pool.
 
 ``video_id`` [N], ``features`` [N, K, D] (NaN rows for failed videos), ``valid`` bool [N],
-and attributes naming what produced them. Written atomically.
+and attributes naming what produced them. Written atomically, the numbers with checksums.
 """
 
 from __future__ import annotations
@@ -11,20 +11,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from moclip.io import atomic_path
+from moclip.io import atomic_path, reading
 
 
 def write_shard(out: Path | str, video_ids: list[str], features: np.ndarray, valid: np.ndarray, **attrs) -> None:
+    """Features and mask carry HDF5's Fletcher-32 checksum, so a flipped byte fails the read
+    instead of passing as numbers (not the ids, variable-length strings: `moclip verify` checks them)."""
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h:
         h.create_dataset("video_id", data=np.array(video_ids, dtype=object), dtype=h5py.string_dtype())
-        h.create_dataset("features", data=features)
-        h.create_dataset("valid", data=np.asarray(valid, bool))
+        h.create_dataset("features", data=features, fletcher32=True)
+        h.create_dataset("valid", data=np.asarray(valid, bool), fletcher32=True)
         h.attrs.update(attrs)
 
 
 def read_shard(path: Path | str) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
     """(video ids, features [N, K, D] float32, valid [N], attrs) of one shard."""
-    with h5py.File(path, "r") as h:
+    with reading(path), h5py.File(path, "r") as h:
         ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
         return ids, h["features"][()].astype(np.float32), h["valid"][()], dict(h.attrs)
 

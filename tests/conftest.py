@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,20 @@ def planned(workdir: Path, config: dict, *targets: str, **kw) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+# Files whose bytes hold times or logs, not results: left out where runs are compared byte for byte.
+TIMED = re.compile(r"^results/(logs|benchmarks)/|^results/mvnet/.*/training\.json$")
+
+
+def result_files(workdir: Path) -> dict[str, bytes]:
+    """Every result file of a run (relative path -> bytes), less logs and timings."""
+    out = {}
+    for p in sorted((workdir / "results").rglob("*")):
+        rel = p.relative_to(workdir).as_posix()
+        if p.is_file() and not TIMED.search(rel):
+            out[rel] = p.read_bytes()
+    return out
 
 
 @pytest.fixture(scope="session")

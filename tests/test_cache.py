@@ -14,11 +14,13 @@ from moclip.cache import (
     cache_failures,
     cache_shard,
     cache_video,
+    open_cache,
     read_frames,
     read_index,
     read_mv,
 )
 from moclip.codec import DecodeSettings
+from moclip.io import BrokenFileError
 from moclip.reencode import reencode_shard
 
 SETTINGS = DecodeSettings(frame_count=4)
@@ -196,3 +198,23 @@ def test_missing_file_and_directory_are_failed_videos_named_by_reason(tmp_path):
     for path, reason in ((tmp_path / "nope.avi", "cannot read: No such file or directory"), (tmp_path, "not a file")):
         rec = cache_video(path, "v", tmp_path / "o" / "mv.h5", tmp_path / "o" / "fr.h5", SETTINGS)
         assert rec.status == "failed" and rec.error == reason
+
+
+def test_a_cut_cache_names_itself_and_the_rebuild_of_its_shard(videos, tmp_path):
+    shard = tmp_path / "cache" / "frames" / "shard-00001"
+    shard.mkdir(parents=True)
+    cache_video(videos / "v_right.avi", "v_right", tmp_path / "mv.h5", shard / "v_right.h5", SETTINGS)
+    with open(shard / "v_right.h5", "r+b") as f:
+        f.truncate(5000)  # a copy cut short, outside any job
+
+    def shape(path):  # what the stages do: open, read a dataset
+        with open_cache(path) as f:
+            return f["frames"].shape
+
+    for read in (read_frames, shape):
+        with pytest.raises(BrokenFileError) as e:
+            read(shard / "v_right.h5")
+        assert str(e.value).startswith(f"{shard / 'v_right.h5'}: OSError: Unable to synchronously open file (truncated")
+        assert e.value.remedy == f"snakemake --forcerun {shard}"  # the shard's directory: rule cache_shard's output
+    with pytest.raises(BrokenFileError, match=r"shard-00002\.tsv: missing; rebuild it with: snakemake --forcerun"):
+        read_index(tmp_path / "cache" / "index" / "shard-00002.tsv")

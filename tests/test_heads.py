@@ -12,6 +12,7 @@ import torch
 import moclip.heads as heads
 import moclip.mv_stream as mv_stream
 from moclip.heads import HeadSettings, build_head, load_head, train_head, trainable_parameters
+from moclip.io import BrokenFileError
 from moclip.manifest import Video, write_manifest
 from moclip.shards import pool_frames, read_shards
 
@@ -181,5 +182,5 @@ def test_fusion_on_mv_draws_sees_draw_e_mod_n_in_epoch_e(feature_run, monkeypatc
     assert fixed_val[0].max() < 3  # val: the fixed features (around the class's 2), not draws (>= 10)
     with h5py.File(d / "mv.h5", "a") as h:
         del h[mv_stream.DRAWS]
-    with pytest.raises(ValueError, match=r"mv.h5: no train_draws"):
+    with pytest.raises(BrokenFileError, match=r"mv.h5: no train_draws .*; rebuild it with: snakemake --forcerun "):
         run_head(d, HeadSettings(hidden=8, epochs=1, mv_draws=2), [0], "none")

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import pickle
 
-from moclip.io import atomic_path, listed_ids, read_json, read_tsv, relative_to, write_json, write_tsv
+import pytest
+import torch
+
+from moclip.io import (
+    BrokenFileError,
+    atomic_path,
+    listed_ids,
+    read_json,
+    read_tsv,
+    reading,
+    relative_to,
+    write_json,
+    write_tsv,
+)
 
 
 def test_atomic_path_renames_on_success_and_leaves_nothing_else(tmp_path):
@@ -69,3 +83,53 @@ def test_listed_ids_come_from_the_table_by_path(tmp_path):
     assert listed_ids(table, [root / "b" / "x.avi", root / "run" / "clip 1.mp4"], root) == ["b__x", "run__clip_1"]
     with pytest.raises(ValueError, match=r"manifest.tsv: no row for video run/other.mp4"):
         listed_ids(table, [root / "run" / "other.mp4"], root)
+
+
+def test_a_broken_file_is_one_line_naming_it_what_is_wrong_and_the_rebuild(tmp_path):
+    metrics = tmp_path / "res ults" / "metrics.json"
+    with pytest.raises(BrokenFileError) as e:
+        read_json(metrics)
+    assert str(e.value) == f"{metrics}: missing; rebuild it with: snakemake --forcerun '{metrics}'"
+    metrics.parent.mkdir()
+    metrics.write_text('{"top1": 0.5, "ids": [')  # cut short
+    with pytest.raises(BrokenFileError) as e:
+        read_json(metrics)
+    assert e.value.path == str(metrics) and e.value.problem.startswith("JSONDecodeError: Expecting value: line 1")
+    assert "\n" not in str(e.value) and isinstance(e.value.__cause__, json.JSONDecodeError)
+    table = tmp_path / "t.tsv"
+    table.write_bytes(b"video_id\n\xff\xfe\n")
+    inner = r"t.tsv: UnicodeDecodeError: .*; rebuild it with: snakemake --forcerun"
+    with pytest.raises(BrokenFileError, match=inner) as e, reading(table, "the outer remedy"):
+        read_tsv(table)  # the innermost reader's error passes through the outer as it is
+    table.write_text("video_id\tpath\tn\nv1\tA/v1.avi\t3\nv2\tA/v2.avi\t1")  # cut inside its last field
+    with pytest.raises(BrokenFileError, match=r"t.tsv: ValueError: cut short: no line break at its end; rebuild"):
+        read_tsv(table)
+    copy = pickle.loads(pickle.dumps(e.value))  # through a process pool
+    assert str(copy) == str(e.value) and copy.remedy == e.value.remedy == f"snakemake --forcerun {table}"
+
+
+def test_a_bug_inside_a_read_is_not_called_a_broken_file(tmp_path):
+    with pytest.raises(ZeroDivisionError), reading(tmp_path / "x.json"):
+        json.loads("1") / 0
+
+
+class _Reads(torch.utils.data.Dataset):
+    def __init__(self, path):
+        self.path = path
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return torch.tensor(read_json(self.path)["x"])
+
+
+def test_a_broken_file_read_in_a_loader_worker_reaches_the_stage_as_itself(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text('{"x": [1, 2')
+    with pytest.raises(BrokenFileError) as direct:
+        read_json(path)
+    with pytest.raises(BrokenFileError) as e:
+        next(iter(torch.utils.data.DataLoader(_Reads(path), num_workers=1)))
+    assert str(e.value) == str(direct.value)  # the one line, not torch's "Caught ... in DataLoader worker"
+    assert "Traceback" in e.value.details and "JSONDecodeError" in e.value.details  # for the log

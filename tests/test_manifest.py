@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from moclip.datasets import count_videos, read_class_index
+from moclip.io import BrokenFileError
 from moclip.manifest import (
     COLUMNS,
     ManifestError,
@@ -226,7 +227,12 @@ def test_val_groups_leaving_no_training_group(tmp_path):
 def test_corrupt_manifest_names_line(tmp_path):
     p = tmp_path / "m.tsv"
     p.write_text("\t".join(COLUMNS) + "\n" + "a\tb\n")
-    with pytest.raises(ManifestError, match=r"m.tsv:2"):
+    with pytest.raises(
+        BrokenFileError, match=r"m.tsv: ManifestError: .*m.tsv:2: .*; rebuild it with: snakemake --forcerun"
+    ):
+        read_manifest(p)
+    p.write_text(p.read_text()[:-1])  # cut short, even at the end of a whole row
+    with pytest.raises(BrokenFileError, match=r"m.tsv: ValueError: cut short"):
         read_manifest(p)
 
 

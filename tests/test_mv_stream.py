@@ -612,7 +612,7 @@ def test_deterministic_ops_give_the_same_numbers_as_torchs():
     assert net.backbone.global_pool.pool_type == "fast"
 
 
-def test_feature_draws_are_augmented_training_views_fixed_by_video_and_draw(tmp_path):
+def test_feature_draws_are_augmented_training_views_fixed_by_video_and_draw(tmp_path, monkeypatch):
     """With draws, each training video of a network's split gets that many pooled features
     of randomly drawn, augmented training segments (the views the authors' fusion head saw,
     fresh each epoch): different from each other and from the evaluation feature, fixed by
@@ -661,3 +661,12 @@ def test_feature_draws_are_augmented_training_views_fixed_by_video_and_draw(tmp_
     mv_stream.mv_features(**{**run, "mv": [tmp_path / "v"]}, index=[tmp_path / "empty.tsv"], out=[tmp_path / "e.h5"])
     with h5py.File(tmp_path / "e.h5") as f:
         assert f[mv_stream.DRAWS].shape == (0, 3, 128)
+    with h5py.File(tmp_path / "a0.h5") as f:
+        assert f[mv_stream.DRAWS].fletcher32  # a flipped byte fails the read
+    # A job that dies among the draws leaves no shard that looks complete, and no temp file.
+    monkeypatch.setattr(mv_stream, "draw_generator", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        mv_stream.mv_features(**{**run, "mv": [tmp_path / "v"]}, index=[tmp_path / "i0.tsv"], out=[tmp_path / "k.h5"])
+    with h5py.File(tmp_path / "k.h5") as f:
+        assert mv_stream.DRAWS not in f and len(f["features"]) == 3
+    assert not list(tmp_path.glob(".*.tmp"))

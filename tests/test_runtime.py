@@ -172,3 +172,21 @@ def test_process_age_counts_from_the_process_start():
     code = "import time; time.sleep(0.5); from moclip.runtime import process_age; print(process_age())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0.5 <= age < 30
+
+
+def test_a_broken_file_ending_a_stage_is_one_line_on_stderr_and_its_traceback_in_the_log(tmp_path):
+    log = tmp_path / "stage.log"
+    code = (
+        "from moclip.runtime import log_to; from moclip.io import read_json; import sys; "
+        f"log_to({str(log)!r}); read_json(sys.argv[1])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, "results/m.json"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr == "error: results/m.json: missing; rebuild it with: snakemake --forcerun results/m.json\n"
+    assert "Traceback" in log.read_text() and "FileNotFoundError" in log.read_text()
+    other = subprocess.run(
+        [sys.executable, "-c", f"from moclip.runtime import log_to; log_to({str(log)!r}); 1 / 0"],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode == 1 and "Traceback" in other.stderr and "ZeroDivisionError" in other.stderr  # as ever

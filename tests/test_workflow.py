@@ -30,6 +30,7 @@ from conftest import (
     imported_modules,
     merged,
     planned,
+    result_files,
     snakemake,
 )
 
@@ -42,18 +43,6 @@ from moclip.manifest import read_manifest, shard_of
 from moclip.shards import read_shard
 
 pytestmark = pytest.mark.workflow
-# Files whose bytes hold times or logs, not results: left out where runs are compared byte for byte.
-TIMED = re.compile(r"^results/(logs|benchmarks)/|^results/mvnet/.*/training\.json$")
-
-
-def result_files(workdir: Path) -> dict[str, bytes]:
-    """Every result file of a run (relative path -> bytes), less logs and timings."""
-    out = {}
-    for p in sorted((workdir / "results").rglob("*")):
-        rel = p.relative_to(workdir).as_posix()
-        if p.is_file() and not TIMED.search(rel):
-            out[rel] = p.read_bytes()
-    return out
 
 
 def test_demo_run_builds_manifest_and_caches(finished_run):

@@ -1,0 +1,195 @@
+"""Files broken outside a job: each read names the file and its rebuild, and ``moclip verify``
+finds them on a finished tiny run and clears them so that one run restores the untouched outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+from conftest import TINY_CONFIG, planned, result_files, snakemake
+
+from moclip.verify import clear, verify
+
+pytestmark = pytest.mark.workflow
+CLIP_DIR = "results/embeddings/clip/moclip-tiny_random-seed0"
+
+
+def moclip_verify(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``moclip verify`` in a run's directory, as a user types it."""
+    cmd = [sys.executable, "-m", "moclip.cli", "verify", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+
+
+def first_cache(workdir: Path, kind: str, shard: int) -> str:
+    """A shard's first cache file, relative to the run's directory."""
+    return (
+        min((workdir / "results" / "cache" / kind / f"shard-{shard:05d}").glob("*.h5")).relative_to(workdir).as_posix()
+    )
+
+
+def flip_feature_bytes(path: Path) -> None:
+    """Invert four bytes inside a shard's features: a bad disk block, not a cut."""
+    with h5py.File(path) as f:
+        offset = f["features"].id.get_chunk_info(0).byte_offset + 10
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        data = f.read(4)
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_a_cut_frame_cache_stops_the_clip_stage_with_its_name_and_rebuild_first(demo_run):
+    cache = first_cache(demo_run, "frames", 1)
+    os.truncate(demo_run / cache, 5000)  # the issue's case: a cache cut short outside any job
+    target = f"{CLIP_DIR}/shard-00001.h5"
+    out = snakemake(demo_run, TINY_CONFIG, "--forcerun", "clip_embed", "--", target, check=False)
+    assert out.returncode != 0
+    lines = out.stderr.splitlines()
+    job_error = lines[next(i for i, line in enumerate(lines) if line.startswith("Shell command")) + 1]
+    rebuild = "snakemake --forcerun results/cache/frames/shard-00001"
+    assert job_error.startswith(
+        f"error: {cache}: OSError: Unable to synchronously open file (truncated file: eof = 5000"
+    )
+    assert job_error.endswith(f"; rebuild it with: {rebuild}")
+    assert "Traceback" not in out.stderr.split("Logfile ")[0]  # the details are the log's
+    log = (demo_run / "results" / "logs" / "clip" / "moclip-tiny_random-seed0" / "shard-00001.log").read_text()
+    assert "Traceback" in log and "truncated file" in log
+    # The remedy rebuilds that shard's caches and what depends on them.
+    jobs = planned(demo_run, TINY_CONFIG, *rebuild.split()[1:])
+    assert jobs.get("cache_shard") == 1 and jobs.get("clip_embed") == 1 and "manifest" not in jobs, jobs
+
+
+def test_verify_names_each_fault_and_after_clear_one_run_restores_the_untouched_outputs(finished_run, demo_run):
+    assert moclip_verify(demo_run).returncode == 0  # an untouched run: nothing broken
+    cache = first_cache(demo_run, "frames", 0)
+    os.truncate(demo_run / cache, 5000)
+    flip_feature_bytes(demo_run / CLIP_DIR / "shard-00001.h5")
+    model = next((demo_run / "results" / "mvnet").glob("*/split2/model.pt")).relative_to(demo_run).as_posix()
+    (demo_run / model).unlink()
+
+    found = moclip_verify(demo_run)
+    assert found.returncode == 1 and found.stdout.startswith("results: "), found.stdout + found.stderr
+    rows = {line.split()[0]: line for line in found.stdout.splitlines()[2:-1]}
+    assert set(rows) == {cache, f"{CLIP_DIR}/shard-00001.h5", model}, found.stdout
+    assert (
+        "truncated file: eof = 5000" in rows[cache] and "filter returned failure" in rows[f"{CLIP_DIR}/shard-00001.h5"]
+    )
+    assert "missing" in rows[model]
+
+    cleared = moclip_verify(demo_run, "--clear")
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+    assert "deleted results/cache/mv/shard-00000" in cleared.stdout.splitlines()
+    gone = [f"results/cache/{d}/shard-00000" for d in ("mv", "frames")] + ["results/cache/index/shard-00000.tsv"]
+    assert not any((demo_run / p).exists() for p in [*gone, f"{CLIP_DIR}/shard-00001.h5"])
+    assert (demo_run / "results/cache/frames/shard-00001").is_dir()  # the other shards stay
+
+    # Exactly what Snakemake itself reruns when told those three outputs changed: their jobs
+    # and what depends on them, not the other shards' caches or embeddings.
+    forced = ["results/cache/index/shard-00000.tsv", f"{CLIP_DIR}/shard-00001.h5", model]
+    jobs = planned(demo_run, TINY_CONFIG)
+    assert jobs == planned(finished_run, TINY_CONFIG, "--forcerun", *forced), jobs
+    assert jobs["cache_shard"] == 1 and jobs["clip_embed"] == 2 and not {"demo_data", "manifest"} & set(jobs)
+    kept = [p for p in (demo_run / "results" / "cache").rglob("shard-0000[12]/*.h5")] + [
+        demo_run / CLIP_DIR / "shard-00002.h5"
+    ]
+    times = {p: p.stat().st_mtime_ns for p in kept}
+    snakemake(demo_run, TINY_CONFIG)
+    assert {p: p.stat().st_mtime_ns for p in kept} == times  # not rewritten
+    assert moclip_verify(demo_run).returncode == 0
+    rebuilt, reference = result_files(demo_run), result_files(finished_run)
+    assert sorted(rebuilt) == sorted(reference)
+    assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
+
+
+def test_verify_knows_every_output_snakemake_lists_and_checks_each(finished_run):
+    out = snakemake(finished_run, TINY_CONFIG, "--summary")
+    outputs = {line.split("\t")[0] for line in out.stdout.splitlines()[1:]}
+    outputs = {p for p in outputs if not p.startswith(("results/logs/", "results/benchmarks/", "results/demo/"))}
+    checks = verify(finished_run / "results")
+    assert checks.broken == []
+    rel = lambda p: p.relative_to(finished_run).as_posix()  # noqa: E731
+    assert {rel(p) for job in checks.run.jobs.values() for p in job.outputs} == outputs  # the same jobs' outputs
+    # Each output is checked itself or, for a cache directory, through every file of it.
+    assert {p if p in outputs else p.rsplit("/", 1)[0] for p in map(rel, checks.checked)} == outputs
+
+
+def _cut(path: Path) -> None:
+    os.truncate(path, min(5000, path.stat().st_size // 2))
+
+
+# A fault in each kind of output, and the output Snakemake is told to rerun for the same effect.
+FAULTS = {
+    "cache index": ("results/cache/index/shard-00002.tsv", _cut, None),
+    "mv cache": ("results/cache/mv/shard-00001/*.h5", _cut, "results/cache/mv/shard-00001"),
+    "clip shard": (f"{CLIP_DIR}/shard-00000.h5", flip_feature_bytes, None),
+    "mv feature shard": ("results/embeddings/mv/*/split2/shard-00001.h5", flip_feature_bytes, None),
+    "mv checkpoint": ("results/mvnet/*/split3/model.pt", Path.unlink, None),
+    "unread head checkpoint": ("results/heads/*/*/split2/clip_linear/model.pt", Path.unlink, None),
+    "predictions": ("results/heads/*/*/split1/fusion/predictions.tsv", _cut, None),
+    "failures": ("results/cache/failures.tsv", lambda p: p.write_bytes(b"\xff" * 20), None),
+    "plot": ("results/reports/split3/per_class_top1.png", _cut, None),
+    "summary": ("results/summary.md", Path.unlink, None),
+    "manifest": ("results/manifest.tsv", Path.unlink, None),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_clearing_a_fault_reruns_what_snakemake_reruns_when_forced_to_remake_it(finished_run, demo_run, fault):
+    pattern, breaks, output = FAULTS[fault]
+    path = min(demo_run.glob(pattern))
+    breaks(path)
+    checks = verify(demo_run / "results")
+    assert [b.path for b in checks.broken] == [path], checks.broken
+    clear(checks)
+    forced = output or path.relative_to(demo_run).as_posix()
+    jobs = planned(demo_run, TINY_CONFIG)
+    assert jobs == planned(finished_run, TINY_CONFIG, "--forcerun", forced) and jobs.get("all") == 1, jobs
+
+
+def test_verify_finds_files_that_disagree_with_their_index(demo_run):
+    results = demo_run / "results"
+    caches = sorted((results / "cache" / "mv" / "shard-00002").glob("*.h5"))
+    caches[0].write_bytes(caches[1].read_bytes())  # a whole, readable file, of another video
+    head = next(results.glob("heads/*/*/split1/fusion/model.pt"))
+    data = bytearray(head.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # torch.load reads it without a word
+    head.write_bytes(bytes(data))
+    predictions = next(results.glob("heads/*/*/split3/clip_linear/predictions.tsv"))
+    predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))  # its last video gone
+    curves = results / "reports" / "split2" / "training_curves.png"
+    curves.write_bytes(curves.read_bytes()[:-100])
+
+    checks = verify(results)
+    problems = {b.path: b.problem for b in checks.broken}
+    assert set(problems) == {caches[0], head, predictions, curves}, problems
+    assert problems[caches[0]].startswith(f"holds ('{caches[1].stem}', 'ok', ")
+    assert "checksum mismatch" in problems[head]
+    assert problems[predictions].startswith("video ids differ from the split's test videos")
+    assert "not a whole PNG" in problems[curves]
+    deleted = clear(checks)  # the cache's shard goes whole: Snakemake sees only its directories
+    shard = [results / "cache" / d / "shard-00002" for d in ("mv", "frames")] + [
+        results / "cache/index/shard-00002.tsv"
+    ]
+    assert set(shard + [head, predictions, curves]) <= set(deleted)
+    assert (results / "cache" / "mv" / "shard-00001").is_dir()
+
+
+def test_verify_of_a_directory_that_is_not_there_is_one_line(tmp_path):
+    out = moclip_verify(tmp_path, "nowhere")
+    assert out.returncode == 2 and out.stderr == "moclip verify: error: nowhere: not a directory (a run's results)\n"
+
+
+def test_predict_with_a_cut_model_says_which_in_one_line(demo_run):
+    model = next((demo_run / "results" / "heads").glob("*/*/split1/fusion/model.pt"))
+    _cut(model)
+    video = min((demo_run / "results" / "demo" / "UCF-101").rglob("*.avi"))
+    cmd = [sys.executable, "-m", "moclip.cli", "predict", str(video)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=demo_run)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    fusion = model.relative_to(demo_run).as_posix()  # the report names it as ../../heads/...
+    assert out.stderr.startswith(f"moclip predict: error: {fusion}: "), out.stderr
+    assert out.stderr.endswith(f"; rebuild it with: snakemake --forcerun {fusion}\n")
