@@ -1,11 +1,12 @@
-# make demo: the workflow on the embedded demo dataset; make test: the test suite; make lint: the gates CI runs first.
+# make demo: the workflow on the embedded demo dataset; make test: the whole test suite (what CI
+# runs); make test-fast: the edit-test loop; make lint: the gates CI runs first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 PYTHON_CODE := moclip tests benchmarks workflow_scripts
 
-.PHONY: venv demo test bench bench-scale gpu-check readme-numbers lint format clean
+.PHONY: venv demo test test-fast bench bench-scale gpu-check readme-numbers lint format clean
 
 # torch and torchvision first, in their own pip call (pinned in requirements.txt), so that
 # nothing installed after them replaces them; then the rest of the pins; then moclip itself.
@@ -23,7 +24,13 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
+
+# Every test that does not run the workflow, then one tiny demo run and the checks that read it.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not workflow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests/test_workflow.py -k \
+	  "builds_manifest_and_caches or hold_every_video_once or hold_every_method_and_split or nothing_to_do"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py

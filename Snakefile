@@ -13,13 +13,13 @@ from moclip.config import ConfigError, check_config
 min_version("9.0")
 
 
-# The defaults, always read from this repository (whatever the working directory); a user's
-# --configfile is merged over them key by key.
-configfile: os.path.join(workflow.basedir, "config", "default.yaml")
+# The defaults (config.yaml), always read from this repository whatever the working
+# directory; a user's --configfile (config/ holds the presets) is merged over them key by key.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 CONFIG_FILES = [
-    os.path.join(workflow.basedir, "config", "default.yaml"),
+    os.path.join(workflow.basedir, "config.yaml"),
     *workflow.overwrite_configfiles,
 ]
 

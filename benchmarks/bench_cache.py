@@ -28,8 +28,9 @@ from pathlib import Path
 import av
 
 from moclip.cache import cache_shard, cache_video, read_mv
-from moclip.codec import DecodeSettings, encode_video
+from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset, render_clip
+from moclip.encode import encode_video
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -34,12 +34,12 @@ import yaml
 from moclip.cache import read_index
 from moclip.demo import make_scale_dataset
 from moclip.io import read_tsv
-from moclip.manifest import read_manifest
 from moclip.shards import read_shard
+from moclip.videos import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-CONFIG = {  # merged over config/default.yaml: the default pipeline, short training
+CONFIG = {  # merged over config.yaml: the default pipeline, short training
     "mvnet": {"epochs": 1, "milestones": [1]},
     "heads": {"epochs": 5, "seeds": [0]},
 }

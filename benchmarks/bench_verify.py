@@ -30,13 +30,15 @@ import numpy as np
 from bench_dag import make_placeholder_ucf101
 
 from moclip.cache import CacheRecord, cache_failures, cache_video, video_file, write_index
-from moclip.codec import DecodeSettings, encode_video
+from moclip.codec import DecodeSettings
 from moclip.demo import smooth_noise
-from moclip.manifest import manifest, read_manifest
+from moclip.encode import encode_video
+from moclip.manifest import manifest
 from moclip.mv_stream import MVNet, MVSettings, TrainResult, save_checkpoint
 from moclip.outputs import shard_name
 from moclip.shards import write_shard
 from moclip.verify import Checks, mv_checkpoint, verify
+from moclip.videos import read_manifest
 
 
 def template_caches(root: Path) -> tuple[Path, Path, int]:

@@ -67,7 +67,7 @@ MAX_TOP1_GAP = 0.10  # every method's mean top-1 over splits
 class Sizes:
     """What each part measures: the GPU check's real sizes, or the rehearsal's tiny ones."""
 
-    demo: dict = field(default_factory=dict)  # config merged over config/default.yaml
+    demo: dict = field(default_factory=dict)  # config merged over config.yaml
     clip_model: str = "ViT-B-32"
     clip_videos: int = 256  # x frames.count (8) images a round
     clip_batches: tuple[int, ...] = (4, 16, 64)  # videos a forward pass
@@ -290,8 +290,8 @@ def part_demo(sizes: Sizes, dev: torch.device, tmp: Path, cores: int) -> dict:
 
 def demo_mv_items(workdir: Path, split: int = 1) -> tuple[list, list, int]:
     """The demo run's MV caches as (train, val) items of ``split``, and its class count."""
-    from moclip.manifest import class_names, read_manifest, split_rows
     from moclip.mv_stream import mv_items
+    from moclip.videos import class_names, read_manifest, split_rows
 
     res = workdir / "results"
     rows = read_manifest(res / "manifest.tsv")
@@ -323,8 +323,8 @@ def part_fp16(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
     diff = [k for k in states[0] if not torch.equal(states[0][k], states[1][k])]
     out["deterministic"] = {"arch": s.arch, "identical": not diff, "tensors_differing": len(diff), "of": len(states[0])}
     # predict on the card against the CPU (the run's precision, auto: mixed on the card)
-    from moclip.manifest import read_manifest
     from moclip.predict import Predictor
+    from moclip.videos import read_manifest
 
     res = wd / "results"
     rows = [r for r in read_manifest(res / "manifest.tsv") if r.split1 == "test"][: sizes.predict_videos]

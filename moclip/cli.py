@@ -12,13 +12,13 @@ import h5py
 
 from moclip import __version__
 from moclip.cache import cache_video
-from moclip.checks import check_models
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.io import BrokenFileError
-from moclip.manifest import build_manifest, write_manifest
+from moclip.manifest import build_manifest
+from moclip.videos import write_manifest
 
 
 def _demo_data(a: argparse.Namespace) -> int:
@@ -56,6 +56,8 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _check_config(a: argparse.Namespace) -> int:
+    from moclip.checks import check_models  # the model registries: torch, open_clip and timm
+
     files = [Path(a.defaults), *map(Path, a.files)]
     config = load_config(files)
     check_config(config, a.schema, files)
@@ -227,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="one JSON record a video (with 'error' where it failed)")
     pr.set_defaults(func=_predict)
 
-    repo = Path(__file__).resolve().parents[1]  # a clone's config/ and schemas/
+    # The workflow's config.yaml and schema: links to a clone's files, copies in an installed package.
+    data = Path(__file__).resolve().parent / "data"
     k = sub.add_parser(
         "check-config",
         help="check workflow config files as the workflow will (YAML errors with file and line, unknown keys "
@@ -235,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     k.add_argument("files", nargs="+", help="config files, merged in order over the defaults")
-    k.add_argument("--defaults", default=str(repo / "config" / "default.yaml"), help="the workflow's defaults")
-    k.add_argument("--schema", default=str(repo / "schemas" / "config.schema.yaml"), help="the workflow's schema")
+    k.add_argument("--defaults", default=str(data / "config.yaml"), help="the workflow's defaults (its config.yaml)")
+    k.add_argument("--schema", default=str(data / "config.schema.yaml"), help="the workflow's schema")
     k.set_defaults(func=_check_config)
 
     v = sub.add_parser(

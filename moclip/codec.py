@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from moclip.io import atomic_path
-from moclip.settings import FromConfig
+from moclip.settings import FromConfig, default
 
 # Whether a video has motion vectors is decided by what its decode exports (decode_video,
 # exports_motion_vectors), never by the codec's name: FFmpeg's decoder names are not its
@@ -54,12 +52,13 @@ class DecodeError(RuntimeError):
 
 @dataclass(frozen=True)
 class DecodeSettings(FromConfig):
-    """Everything that shapes a cache: each field reaches the workflow as a param."""
+    """Everything that shapes a cache: each field reaches the workflow as a param (defaults:
+    config.yaml's ``decode``; the frames' fields are set from its ``frames``)."""
 
-    mv_cell: int = 8
+    mv_cell: int = default("decode", "mv_cell")
     frame_count: int = 8
     short_side: int = 256
-    max_frames: int = 10_000
+    max_frames: int = default("decode", "max_frames")
     chunk: int = 256  # frames rasterised and handed on at a time (fewer on large frames): bounds memory
 
 
@@ -235,7 +234,7 @@ def reference_distance(types: np.ndarray, single_ref: bool) -> np.ndarray:
     return out
 
 
-def _open(path: Path):
+def open_video(path: Path):
     """The container of a video file, or :class:`DecodeError` saying why it cannot be read."""
     try:
         size = path.stat().st_size
@@ -255,7 +254,7 @@ def _open(path: Path):
     return container
 
 
-def _declared_frames(stream) -> int:
+def declared_frames(stream) -> int:
     if stream.frames:
         return int(stream.frames)
     if stream.duration and stream.time_base and stream.average_rate:
@@ -263,7 +262,7 @@ def _declared_frames(stream) -> int:
     return 0
 
 
-def _truncated(n_frames: int, declared: int) -> bool:
+def is_truncated(n_frames: int, declared: int) -> bool:
     """Fewer frames decoded than the container declares, by more than 2% (and one frame)."""
     return bool(declared) and n_frames < declared - max(1, declared // 50)
 
@@ -276,7 +275,7 @@ def _to_rgb(reformatter, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndar
 def _read_frames(path: Path, wanted: set[int]) -> dict[int, av.VideoFrame]:
     """Second pass: the decoded frames at ``wanted`` display indices (no vectors)."""
     out: dict[int, av.VideoFrame] = {}
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
         last = max(wanted)
@@ -326,7 +325,7 @@ def exports_motion_vectors(path: Path | str, max_frames: int = DecodeSettings.ma
     """
     mv_type = av.sidedata.sidedata.Type.MOTION_VECTORS
     n = 0
-    with _open(Path(path)) as container:
+    with open_video(Path(path)) as container:
         stream = container.streams.video[0]
         _export_mvs(stream)
         try:
@@ -351,7 +350,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     VP8/VP9, AV1, HEVC): never maps of zeros in place of motion.
     """
     path = Path(path)
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         codec, codec_id = stream.codec_context.name, _codec_id(stream)
         _export_mvs(stream)
@@ -359,7 +358,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         if not width or not height:
             raise DecodeError("video stream has no frame size")
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        declared = _declared_frames(stream)
+        declared = declared_frames(stream)
         cell, limit = settings.mv_cell, settings.max_frames
         size = output_size(height, width, settings.short_side)
         guess = set(segment_centres(min(declared, limit), settings.frame_count).tolist()) if declared else set()
@@ -414,7 +413,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
             raise DecodeError("no frame could be decoded")
         if chunk_start < n_frames:
             flush(n_frames)
-    if not truncated and _truncated(n_frames, declared):
+    if not truncated and is_truncated(n_frames, declared):
         raise DecodeError(f"truncated or corrupt: decoded {n_frames} of the {declared} frames the container declares")
     frame_type = np.asarray(types, np.uint8)
     if n_mv == 0 and n_frames > 1:
@@ -448,131 +447,6 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     )
 
 
-def encode_video(
-    path: Path | str,
-    frames,
-    fps: int | Fraction = 25,
-    codec: str = "mpeg4",
-    gop: int = 12,
-    bframes: int = 0,
-    bit_rate: int = 1_500_000,
-    options: dict[str, str] | None = None,
-    pix_fmt: str = "yuv420p",
-) -> None:
-    """Write RGB uint8 frames ``[H, W, 3]`` (or ``av.VideoFrame``s in ``pix_fmt``) as a video;
-    MPEG-4 Part 2 gets UCF101's XVID tag in AVI.
-
-    Used by the demo dataset, :func:`reencode` and the tests; the file is renamed into place
-    only when complete.
-    """
-
-    path = Path(path)
-    fmt = {".avi": "avi", ".mp4": "mp4", ".mkv": "matroska"}.get(path.suffix.lower())
-    with atomic_path(path) as tmp, av.open(str(tmp), "w", format=fmt) as out:
-        stream = None
-        for i, img in enumerate(frames):
-            if isinstance(img, av.VideoFrame):
-                frame = img
-            else:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            if stream is None:
-                stream = out.add_stream(codec, rate=fps)
-                stream.height, stream.width = frame.height, frame.width
-                stream.pix_fmt = pix_fmt
-                stream.bit_rate = bit_rate
-                if codec == "mpeg4" and fmt == "avi":
-                    stream.codec_tag = "XVID"
-                stream.codec_context.thread_count = 1  # deterministic bytes for a seed
-                stream.codec_context.gop_size = gop
-                stream.codec_context.max_b_frames = bframes
-                opts = {"bf": str(bframes)} if codec == "libx264" else {}
-                stream.codec_context.options = {**opts, **(options or {})}
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        if stream is None:
-            raise ValueError(f"{path}: no frames to encode")
-        out.mux(stream.encode(None))
-
-
-@dataclass(frozen=True)
-class EncodeSettings:
-    """How :func:`reencode` writes a video: codec, frame size (width, height; None keeps the
-    source's), GOP length, B-frames, and quality: a constant quantiser, or else a bit rate."""
-
-    codec: str = "mpeg4"
-    size: tuple[int, int] | None = None
-    gop: int = 12
-    bframes: int = 0
-    qscale: int | None = None  # MPEG-4 Part 2: 2 (finest of the encoder's default range) .. 31
-    bit_rate: int = 1_500_000  # bits a second, when qscale is None
-
-
-# The recipes of config dataset.reencode. CoViAR's (pytorch-coviar data/reencode.sh, FFmpeg
-# 3.1.3): `ffmpeg -i in.avi -vf scale=340:256,setsar=1:1 -q:v 1 -c:v mpeg4 -f rawvideo out.mp4`,
-# with FFmpeg's MPEG-4 defaults of GOP 12 and no B-frames, which its loader relies on (GOP
-# index = frame // 12). -q:v 1 gives quantiser 2: the encoder's default qmin clips it. Pixels
-# stay square (setsar=1:1) without asking here, and the file is AVI with the XVID tag.
-REENCODE = {"coviar": EncodeSettings(codec="mpeg4", size=(340, 256), gop=12, bframes=0, qscale=2)}
-# Scene-cut detection off (a threshold no frame reaches). It changes nothing measured: with
-# these settings libavcodec's MPEG-4 encoder already keeps every GOP at `gop` frames across a
-# hard cut (a splice of two demo clips cut at frame 29 re-encodes byte-identically with and
-# without it, I-frames at 0, 12, 24, ...); it stays as a pin of the GOP that CoViAR relies on.
-_FIXED_GOP = {"sc_threshold": "1000000000"}
-
-
 def reencoded_file(out_dir: Path | str, video_id: str) -> Path:
     """A video's re-encoded file in a shard's directory (rule reencode_shard's, read by the cache)."""
     return Path(out_dir) / f"{video_id}.avi"
-
-
-def reencode(src: Path | str, dst: Path | str, settings: EncodeSettings = EncodeSettings()) -> int:
-    """Re-encode ``src`` to ``dst`` (written atomically) by ``settings``; return its frame count.
-
-    The default is UCF101's own format (MPEG-4 Part 2, GOP 12, no B-frames), for footage
-    whose codec exports no vectors; :data:`REENCODE` holds CoViAR's, which also resizes.
-    Every GOP is exactly ``gop`` frames. Raises :class:`DecodeError` for a source that cannot
-    be read, or that decodes to fewer frames than its container declares (truncated).
-    """
-    src = Path(src)
-    options = dict(_FIXED_GOP)
-    if settings.qscale is not None:  # the frame's quality is left 0, so qmin = qmax fixes the quantiser
-        options.update(flags="+qscale", qmin=str(settings.qscale), qmax=str(settings.qscale))
-    with _open(src) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.thread_count = 1
-        width, height = settings.size or (stream.codec_context.width, stream.codec_context.height)
-        # MPEG-4 Part 2 allows a time base of at most 65535 ticks a second.
-        rate = 1 / (1 / Fraction(stream.average_rate or stream.guessed_rate or 25)).limit_denominator(65535)
-        declared = _declared_frames(stream)
-        reformatter = av.video.reformatter.VideoReformatter()
-        n = 0
-
-        def frames():
-            nonlocal n
-            try:
-                for frame in container.decode(stream):
-                    out = reformatter.reformat(
-                        frame, width=width, height=height, format="yuv420p", interpolation="BICUBIC"
-                    )
-                    out.pict_type = av.video.frame.PictureType.NONE  # the source's I-frames must not force ours
-                    out.time_base = 1 / rate  # encode_video numbers the frames 0, 1, ... at ``rate``
-                    n += 1
-                    yield out
-            except av.error.FFmpegError as e:
-                raise DecodeError(f"decoding failed after {n} frames: {e}") from None
-            if n == 0:
-                raise DecodeError("no frame could be decoded")
-            if _truncated(n, declared):
-                raise DecodeError(f"truncated or corrupt: decoded {n} of the {declared} frames the container declares")
-
-        encode_video(
-            dst,
-            frames(),
-            fps=rate,
-            codec=settings.codec,
-            gop=settings.gop,
-            bframes=settings.bframes,
-            bit_rate=settings.bit_rate,
-            options=options,
-        )
-    return n

@@ -4,12 +4,13 @@ nearest valid name (instead of a page of schema)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+from moclip.settings import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -62,12 +63,6 @@ def where_set(keys: Iterable[str], sources: Iterable[Path | str]) -> str:
     return ""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing when none is close."""
-    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {near[0]!r}?)" if near else ""
-
-
 def _message(err: jsonschema.ValidationError, sources: list[Path]) -> str:
     keys = [str(k) for k in err.absolute_path]
     name = ".".join(keys) or "the configuration"
@@ -80,7 +75,7 @@ def _message(err: jsonschema.ValidationError, sources: list[Path]) -> str:
             ", ".join(allowed)
         )
     if err.validator == "required":
-        return f"{name}: missing key {err.message.split()[0]} (config/default.yaml sets every key: was it removed?)"
+        return f"{name}: missing key {err.message.split()[0]} (config.yaml sets every key: was it removed?)"
     if err.validator == "enum":
         return f"{where_set(keys, sources)}{name}: {err.instance!r} is not one of {err.validator_value}" + did_you_mean(
             err.instance, err.validator_value

@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from moclip.videos import SPLITS, ManifestError
+
 FORMATS = ("ucf101", "hmdb51", "csv", "folder")
-SPLITS = (1, 2, 3)
 # What a folder run takes for a video (lower-case suffixes); anything else is left alone.
 VIDEO_SUFFIXES = frozenset(
     (".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv", ".asf", ".flv", ".3gp")
@@ -34,10 +35,6 @@ CSV_TEST_SHARE = 0.3  # a CSV without split columns: one split testing on this s
 _UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 _HMDB_SPLIT = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ManifestError(ValueError):
-    """A dataset or split list that cannot be parsed; the message names file and line."""
 
 
 @dataclass

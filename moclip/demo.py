@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moclip.codec import encode_video
+from moclip.encode import encode_video
 from moclip.runtime import pool_context
-from moclip.settings import FromConfig
+from moclip.settings import FromConfig, default
 
 APPEARANCES = {  # name -> RGB colour of the object, and the tint of its scenes
     "Ball": (220, 40, 40),
@@ -41,13 +41,13 @@ WIDTH, HEIGHT, FPS = 320, 240, 25
 
 @dataclass(frozen=True)
 class DemoSpec(FromConfig):
-    """What shapes the demo dataset; every field is a workflow param."""
+    """What shapes the demo dataset; every field is a workflow param (defaults: config.yaml's ``demo``)."""
 
-    appearances: tuple[str, ...] = ("Ball", "Box", "Kite")
-    motions: tuple[str, ...] = ("Rise", "Fall", "Shake")
-    groups: int = 8
-    clips: int = 3
-    frames: int = 50
+    appearances: tuple[str, ...] = default("demo", "appearances")
+    motions: tuple[str, ...] = default("demo", "motions")
+    groups: int = default("demo", "groups")
+    clips: int = default("demo", "clips")
+    frames: int = default("demo", "frames")
     seed: int = 0
 
     def classes(self) -> list[str]:

@@ -23,29 +23,32 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from moclip.io import BrokenFileError, atomic_path, reading, rebuild, write_json
-from moclip.manifest import class_names, read_manifest, split_rows
 from moclip.methods import HEADS
 from moclip.metrics import sample_sd, selection_key, summarize, write_predictions
 from moclip.runtime import use_threads
-from moclip.settings import FromConfig
-from moclip.shards import pool_frames, pool_segments, read_shards
+from moclip.settings import FromConfig, default
+from moclip.shards import DRAWS, pool_frames, pool_segments, read_shards
+from moclip.videos import class_names, read_manifest, split_rows
 
 log = logging.getLogger(__name__)
 
 
+NORMALIZATIONS = ("none", "l2", "standardize")  # heads.normalize: of each stream, statistics of train
+
+
 @dataclass(frozen=True)
 class HeadSettings(FromConfig):
-    """Everything that shapes a head (each a workflow param)."""
+    """Everything that shapes a head (each a workflow param; defaults: config.yaml's ``heads``)."""
 
-    hidden: int = 512
-    dropout: float = 0.5
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    epochs: int = 100
-    batch_size: int = 64
-    normalize: str = "standardize"  # none | l2 | standardize (per stream, statistics of train)
-    frame_norm: bool = True  # L2-normalise each CLIP frame before a video's mean (the authors: raw)
-    mv_draws: int = 0  # fusion: 0 = train on the fixed MV features; N = draw e mod N of each training video in epoch e
+    hidden: int = default("heads", "hidden")
+    dropout: float = default("heads", "dropout")
+    lr: float = default("heads", "lr")
+    weight_decay: float = default("heads", "weight_decay")
+    epochs: int = default("heads", "epochs")
+    batch_size: int = default("heads", "batch_size")
+    normalize: str = default("heads", "normalize")
+    frame_norm: bool = default("heads", "frame_norm")
+    mv_draws: int = default("heads", "mv_draws")
 
 
 def stream_matrix(rows, feats: dict, pool) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +71,8 @@ class Normalizer(nn.Module):
 
     def __init__(self, dims: list[int], mode: str):
         super().__init__()
+        if mode not in NORMALIZATIONS:
+            raise ValueError(f"heads.normalize: {mode!r} (one of {', '.join(NORMALIZATIONS)})")
         self.mode = mode
         self.register_buffer("mean", torch.zeros(sum(dims)))
         self.register_buffer("std", torch.ones(sum(dims)))
@@ -152,8 +157,6 @@ class DrawReader:
     or holds no draws, is a :class:`~moclip.io.BrokenFileError` naming it."""
 
     def __init__(self, shards: list[Path | str], video_ids: list[str]):
-        from moclip.mv_stream import DRAWS
-
         self.shards, self.video_ids, self.dataset = [Path(p) for p in shards], video_ids, DRAWS
         where = {}
         for k, path in enumerate(self.shards):

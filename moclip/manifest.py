@@ -1,52 +1,23 @@
 """A dataset's listing -> one manifest row per video (labels, groups, splits, shards).
 
 The formats (UCF101, HMDB51, a CSV table, a folder) are read by :mod:`moclip.datasets`;
-here every format becomes the same columns, each split's training part loses whole groups
-to validation, and each video gets its shard. A dataset summary (format, root, classes,
+here every format becomes the same columns (the table: :mod:`moclip.videos`), each split's
+training part loses whole groups to validation, and each video gets its shard. A dataset summary (format, root, classes,
 videos, where the groups came from) goes beside the manifest, for the reports.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
-import zlib
 from collections import Counter
-from dataclasses import dataclass, fields
 from pathlib import Path
 
-from moclip.datasets import SPLITS, Listing, ManifestError, read_listing
-from moclip.io import reading, whole_lines, write_json, write_tsv
+from moclip.datasets import Listing, read_listing
+from moclip.io import write_json
+from moclip.videos import SPLITS, ManifestError, Video, shard_of, split_rows, write_manifest
 
 log = logging.getLogger(__name__)
-
-COLUMNS = ("video_id", "path", "class_name", "label", "group", "clip", "shard") + tuple(f"split{k}" for k in SPLITS)
-__all__ = ["COLUMNS", "SPLITS", "ManifestError", "Video", "build_manifest", "read_manifest", "write_manifest"]
-
-
-@dataclass(frozen=True)
-class Video:
-    """One manifest row."""
-
-    video_id: str
-    path: str
-    class_name: str
-    label: int
-    group: int
-    clip: int
-    shard: int
-    split1: str = ""
-    split2: str = ""
-    split3: str = ""
-
-    def split(self, k: int) -> str:
-        return getattr(self, f"split{k}")
-
-
-def shard_of(video_id: str, num_shards: int) -> int:
-    """Stable shard of a video: a hash of its id, so adding a video changes one shard only."""
-    return zlib.crc32(video_id.encode("utf-8")) % num_shards
 
 
 VAL_SHARE = (0.10, 0.15, 0.20)  # val_groups auto: at least, aiming at, at most this share of the training videos
@@ -75,7 +46,10 @@ def val_share_groups(train: list[tuple[str, int]], seed: int, split: int) -> set
     for validation, seeded: first a group for each class in turn, so that every class is
     validated on, then more until about VAL_SHARE[1] of the videos; never above
     VAL_SHARE[2], and never a class's last training group. Groups may span classes
-    (HMDB51's sources); a group is held out whole, with every class it holds."""
+    (HMDB51's sources); a group is held out whole, with every class it holds. Where every
+    group is above VAL_SHARE[2] (a small set in a few large groups), the smallest that
+    leaves every class a training video is held out, with a warning: some validation
+    beats none, which would select the last epoch unseen."""
     groups: dict[int, list[str]] = {}
     for cls, g in train:
         groups.setdefault(g, []).append(cls)
@@ -109,6 +83,21 @@ def val_share_groups(train: list[tuple[str, int]], seed: int, split: int) -> set
         if taken >= VAL_SHARE[1] * n:
             break
         take(g)
+    if not held:
+        for g in sorted(order, key=lambda g: len(groups[g])):
+            per = Counter(groups[g])
+            if all(left[c] > k for c, k in per.items()):
+                held.add(g)
+                log.warning(
+                    "split %d: every group holds more than %d%% of the %d training videos; validating on "
+                    "one group of %d (%.0f%%)",
+                    split,
+                    round(100 * VAL_SHARE[2]),
+                    n,
+                    len(groups[g]),
+                    100 * len(groups[g]) / n,
+                )
+                break
     return held
 
 
@@ -180,57 +169,6 @@ def _hold_out_val(listing: Listing, k: int, val_groups: ValGroups, seed: int) ->
     for vid, a in listing.assign.items():
         if a.get(k) == "train" and listing.entries[vid].group in held:
             a[k] = "val"
-
-
-def write_manifest(rows: list[Video], path: Path | str) -> None:
-    """Write the manifest TSV atomically (a killed job never leaves a half file)."""
-    for r in rows:
-        if any(c in r.path for c in "\t\r\n"):
-            raise ManifestError(f"{r.path!r}: tabs and line breaks are not allowed in video paths")
-    write_tsv(path, COLUMNS, ([getattr(r, c) for c in COLUMNS] for r in rows))
-
-
-def read_manifest(path: Path | str) -> list[Video]:
-    """Read a manifest TSV written by :func:`write_manifest`."""
-    path = Path(path)
-    with reading(path):
-        reader = csv.reader(whole_lines(path), delimiter="\t")
-        header = next(reader, None)
-        if header is None or tuple(header) != COLUMNS:
-            raise ManifestError(f"{path}:1: header must be {' '.join(COLUMNS)}")
-        types = {f.name: f.type for f in fields(Video)}
-        rows = []
-        for lineno, rec in enumerate(reader, 2):
-            if len(rec) != len(COLUMNS):
-                raise ManifestError(f"{path}:{lineno}: expected {len(COLUMNS)} columns, got {len(rec)}")
-            try:
-                rows.append(Video(**{c: int(v) if types[c] == "int" else v for c, v in zip(COLUMNS, rec)}))
-            except ValueError as e:
-                raise ManifestError(f"{path}:{lineno}: {e}") from None
-    return rows
-
-
-def shard_members(rows: list[Video], shard: int) -> list[Video]:
-    """Rows of one shard, in manifest order."""
-    return [r for r in rows if r.shard == shard]
-
-
-def class_names(rows: list[Video]) -> list[str]:
-    """Class names in label order; the labels must run 0..C-1 with one name each."""
-    pairs = sorted({(r.label, r.class_name) for r in rows})
-    if [label for label, _ in pairs] != list(range(len(pairs))):
-        raise ManifestError("manifest labels must run 0..C-1 with one class name each")
-    return [name for _, name in pairs]
-
-
-def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
-    """A split's rows by part: ``train``, ``val`` and ``test`` (manifest order)."""
-    parts: dict[str, list[Video]] = {"train": [], "val": [], "test": []}
-    for r in rows:
-        part = r.split(split)
-        if part:
-            parts[part].append(r)
-    return parts
 
 
 def shard_count(n_videos: int, videos_per_shard: int) -> int:

@@ -24,9 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from moclip.cache import open_cache, read_index, video_file
-from moclip.config import did_you_mean
 from moclip.io import atomic_path, reading, write_json
-from moclip.manifest import Video, class_names, read_manifest, split_rows
 from moclip.metrics import selection_key, summarize
 from moclip.runtime import (
     Progress,
@@ -38,43 +36,50 @@ from moclip.runtime import (
     resolve_device,
     use_threads,
 )
-from moclip.settings import FromConfig
-from moclip.shards import write_shard
+from moclip.settings import FromConfig, default, did_you_mean
+from moclip.shards import DRAWS, write_shard
+from moclip.videos import Video, class_names, read_manifest, split_rows
 
 log = logging.getLogger(__name__)
 P, I = ord("P"), ord("I")
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd")  # mvnet.optimizer
+AUGMENT_UNITS = ("segment", "video")  # mvnet.augment_unit: a crop and flip a segment, or one a video
+EVAL_CROPS = (1, 10)  # mvnet.eval_crops: the whole map, or 4 corners + centre and their mirrors
+
+
 @dataclass(frozen=True)
 class MVSettings(FromConfig):
-    """Everything that shapes the MV network and its features (each a workflow param)."""
+    """Everything that shapes the MV network and its features (each a workflow param;
+    defaults: config.yaml's ``mvnet``)."""
 
-    arch: str = "tiny"  # tiny | efficientnet_b0 (timm) | any timm model name
-    pretrained: bool | str = False  # ImageNet start: true (timm's default tag), a timm tag, or a checkpoint file
-    input_bn: bool = False  # a learned BatchNorm2d(2) on the maps before the stem (the authors' data_bn)
-    input_size: int = 64
-    segments: int = 3
-    eval_segments: int = 3
-    eval_crops: int = 1  # 1: the whole map; 10: 4 corners + centre (7/8 of each side) and their mirrors
-    max_displacement: float = 20.0  # px; larger displacements are clipped, then scaled to +-input_range
-    input_range: float = 1.0  # the authors: 0.5
-    per_frame: bool = True
-    accumulate: bool = False
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    stem_lr_mult: float = 1.0  # the first convolution and the input BN (the authors: 0.1)
-    backbone_lr_mult: float = 1.0  # every other backbone layer (the authors: 0.01); the classifier: x1
-    eps: float = 1e-8  # Adam's / AdamW's epsilon (the authors: 1e-3)
-    weight_decay: float = 0.0
-    epochs: int = 30
-    milestones: tuple[int, ...] = (20, 25)
-    gamma: float = 0.1
-    batch_size: int = 32
-    augment: bool = True
-    augment_scales: tuple[float, ...] | None = None  # crop fractions to draw from; None: 0.8-1.0 a side
-    augment_unit: str = "segment"  # segment: a crop and flip a segment; video: one scale and flip a video
+    arch: str = default("mvnet", "arch")
+    pretrained: bool | str = default("mvnet", "pretrained")
+    input_bn: bool = default("mvnet", "input_bn")
+    input_size: int = default("mvnet", "input_size")
+    segments: int = default("mvnet", "segments")
+    eval_segments: int = default("mvnet", "eval_segments")
+    eval_crops: int = default("mvnet", "eval_crops")
+    max_displacement: float = default("mvnet", "max_displacement")
+    input_range: float = default("mvnet", "input_range")
+    per_frame: bool = default("mvnet", "per_frame")
+    accumulate: bool = default("mvnet", "accumulate")
+    optimizer: str = default("mvnet", "optimizer")
+    lr: float = default("mvnet", "lr")
+    stem_lr_mult: float = default("mvnet", "stem_lr_mult")
+    backbone_lr_mult: float = default("mvnet", "backbone_lr_mult")
+    eps: float = default("mvnet", "eps")
+    weight_decay: float = default("mvnet", "weight_decay")
+    epochs: int = default("mvnet", "epochs")
+    milestones: tuple[int, ...] = default("mvnet", "milestones")
+    gamma: float = default("mvnet", "gamma")
+    batch_size: int = default("mvnet", "batch_size")
+    augment: bool = default("mvnet", "augment")
+    augment_scales: tuple[float, ...] | None = default("mvnet", "augment_scales")
+    augment_unit: str = default("mvnet", "augment_unit")
     seed: int = 0
-    precision: str = "auto"  # auto: bfloat16 or float16 on a GPU, float32 on the CPU (moclip.runtime.autocast_dtype)
+    precision: str = default("mvnet", "precision")
 
     @property
     def eval_views(self) -> int:
@@ -351,7 +356,7 @@ def crop_views(x: torch.Tensor, crops: int) -> torch.Tensor:
         return x[:, :, None]
     if crops == 10:
         return ten_crops(x.flatten(0, 1)).view(*x.shape[:2], 10, *x.shape[2:])
-    raise ValueError(f"mvnet.eval_crops: {crops} (1 or 10)")
+    raise ValueError(f"mvnet.eval_crops: {crops} (one of {EVAL_CROPS})")
 
 
 def hflip_mv(x: torch.Tensor) -> torch.Tensor:
@@ -530,6 +535,8 @@ def make_optimizer(model: MVNet, s: MVSettings) -> torch.optim.Optimizer:
         for k, ps in model.parameter_groups().items()
         if ps
     ]
+    if s.optimizer not in OPTIMIZERS:
+        raise ValueError(f"mvnet.optimizer: {s.optimizer!r} (one of {', '.join(OPTIMIZERS)})")
     if s.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=s.lr, momentum=0.9)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[s.optimizer]
@@ -801,9 +808,6 @@ def extract_shards(
     for k in range(len(shards)):  # shards without a valid video
         if k not in written:
             write(k)
-
-
-DRAWS = "train_draws"  # a feature shard's [N, draws, D] float16 dataset (NaN for other rows)
 
 
 @torch.no_grad()

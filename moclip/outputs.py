@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moclip.datasets import SPLITS
 from moclip.io import BrokenFileError, read_json
-from moclip.manifest import Video
 from moclip.methods import HEADS
+from moclip.videos import SPLITS, Video
 
 REPORT_FILES = ("metrics.json", "table.html", "confusion_fusion.png", "per_class_top1.png", "training_curves.png")
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.html")

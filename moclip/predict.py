@@ -11,7 +11,8 @@ import torch
 
 from moclip.cache import cache_video, read_frames
 from moclip.clip_stream import encode_videos, load_clip
-from moclip.codec import DecodeSettings, EncodeSettings
+from moclip.codec import DecodeSettings
+from moclip.encode import EncodeSettings
 from moclip.heads import load_head
 from moclip.io import read_json
 from moclip.mv_stream import load_checkpoint, read_segments, view_features

@@ -4,7 +4,9 @@ Snakemake reruns a rule when its script changes, not when a library module the s
 imports does. :func:`code_digest` hashes the transitive closure of ``moclip`` modules that
 a script reaches through ``import`` statements (anywhere in a module, so function-level
 imports count too), plus the package data a module declares in ``__data__``. It is read
-from the source with :mod:`ast`, never by importing, so it is cheap at parse time.
+from the source with :mod:`ast`, never by importing, so it is cheap at parse time, and it
+hashes what executes: the syntax tree without docstrings, so a comment, a docstring, blank
+lines or a formatter's pass rerun nothing.
 
 The package's ``__init__`` is left out: it holds only the docstring and ``__version__``
 (a test keeps it so), and a version bump alone must not rerun a dataset's caches.
@@ -13,6 +15,7 @@ The package's ``__init__`` is left out: it holds only the docstring and ``__vers
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import hashlib
 from pathlib import Path
@@ -65,15 +68,29 @@ def _declared_data(tree: ast.Module) -> tuple[str, ...]:
     return ()
 
 
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def executable_form(tree: ast.Module) -> bytes:
+    """What of a module executes: its syntax tree without docstrings, line numbers or
+    formatting (comments never reach the tree), as bytes to hash."""
+    tree = copy.deepcopy(tree)
+    for node in ast.walk(tree):
+        first = node.body[0] if isinstance(node, _DOCUMENTED) and node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            del node.body[0]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False).encode()
+
+
 @functools.lru_cache(maxsize=256)
 def _parse(path: str, mtime_ns: int, size: int) -> tuple[bytes, ast.Module]:
-    source = Path(path).read_bytes()
-    return source, ast.parse(source, filename=path)
+    tree = ast.parse(Path(path).read_bytes(), filename=path)
+    return executable_form(tree), tree
 
 
 def _parsed(path: Path) -> tuple[bytes, ast.Module]:
-    """A file's bytes and syntax tree, parsed once a version (every rule's closure shares the
-    same few modules; the key changes when the file does)."""
+    """A file's executable form (:func:`executable_form`) and syntax tree, parsed once a
+    version (every rule's closure shares the same few modules; the key changes when the file does)."""
     st = path.stat()
     return _parse(str(path), st.st_mtime_ns, st.st_size)
 
@@ -95,13 +112,14 @@ def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
 
 
 def code_digest(script: Path | str, package_dir: Path | str) -> str:
-    """A short sha256 of every module (and its declared data) that ``script`` reaches."""
+    """A short sha256 of what executes in every module that ``script`` reaches (and of the
+    bytes of the data they declare)."""
     package_dir = Path(package_dir)
     h = hashlib.sha256()
     for m in module_closure(script, package_dir):
         f = _module_file(package_dir, m)
-        source, tree = _parsed(f)
-        h.update(f"{m}\0".encode() + source)
+        executable, tree = _parsed(f)
+        h.update(f"{m}\0".encode() + executable)
         for entry in _declared_data(tree):
             root = f.parent / entry
             for d in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):

@@ -1,12 +1,12 @@
 """The optional re-encode stage, before the cache: each video of a shard re-encoded into
 ``<video_id>.avi``, and the shard an index (one status line a video). Two modes, one rule:
 
-- config ``dataset.reencode``: every video, by a recipe of :data:`moclip.codec.REENCODE`
+- config ``dataset.reencode``: every video, by a recipe of :data:`moclip.encode.REENCODE`
   (CoViAR's: MPEG-4 Part 2, 340x256, GOP 12, no B-frames);
 - config ``decode.reencode_unsupported`` (without ``dataset.reencode``): only the videos
   whose decode exports no motion vectors (:func:`moclip.codec.exports_motion_vectors`:
   MJPEG, VP9, AV1, intra-only streams...), to MPEG-4 Part 2 at their own size, GOP 12, no
-  B-frames (:class:`moclip.codec.EncodeSettings`); the others are cached as they are.
+  B-frames (:class:`moclip.encode.EncodeSettings`); the others are cached as they are.
 
 The index's status says which: ``reencoded`` (the cache decodes the re-encoded file),
 ``original`` (it decodes the video itself) or ``failed`` (the video could not be
@@ -27,15 +27,8 @@ from pathlib import Path
 
 import av
 
-from moclip.codec import (
-    REENCODE,
-    DecodeError,
-    DecodeSettings,
-    EncodeSettings,
-    exports_motion_vectors,
-    reencode,
-    reencoded_file,
-)
+from moclip.codec import DecodeError, DecodeSettings, exports_motion_vectors, reencoded_file
+from moclip.encode import REENCODE, EncodeSettings, reencode
 from moclip.io import listed_ids, one_line, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
@@ -56,7 +49,7 @@ class ReencodeRecord:
 
 
 def reencode_plan(recipe: str | None, probe_frames: int) -> tuple[EncodeSettings, int]:
-    """How a video is re-encoded: by ``recipe`` (a key of :data:`moclip.codec.REENCODE`)
+    """How a video is re-encoded: by ``recipe`` (a key of :data:`moclip.encode.REENCODE`)
     every video, no probe; with None only a video without motion vectors in its first
     ``probe_frames`` frames, by the default :class:`EncodeSettings`. The settings and the
     probe length :func:`reencode_video` takes (rule ``reencode_shard`` and ``moclip predict``)."""
@@ -116,7 +109,7 @@ def reencode_shard(
     ``threads`` videos at a time, and write the shard's ``index`` last (paths relative to
     ``videos_root``).
 
-    ``recipe`` (a key of :data:`moclip.codec.REENCODE`): every video by that recipe. None:
+    ``recipe`` (a key of :data:`moclip.encode.REENCODE`): every video by that recipe. None:
     only the videos without motion vectors in their first ``probe_frames`` frames (config
     ``decode.max_frames``, what the cache reads), by the default :class:`EncodeSettings`.
     A video's id (its file ``<id>.avi``) is the ``manifest``'s, or without one its file's stem.

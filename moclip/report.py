@@ -15,10 +15,10 @@ from moclip.cache import read_index
 from moclip.clip_stream import Clip, load_clip
 from moclip.heads import load_head
 from moclip.io import atomic_path, read_json, read_tsv, relative_to, write_json, write_text
-from moclip.manifest import class_names, read_manifest
 from moclip.methods import HEADS, METHODS
 from moclip.metrics import sample_sd
 from moclip.mv_stream import load_checkpoint
+from moclip.videos import class_names, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ RANDOM_CLIP_WARNING = (
 )
 
 
-def split_report(
+def split_metrics(
     split: int,
     method_files: dict[str, str],
     failures_tsv: Path | str,
@@ -533,7 +533,7 @@ def report_split(
     report's own directory so a moved run still resolves), its ``table`` (HTML) and its
     three plots."""
     classes = class_names(read_manifest(manifest))
-    rep = split_report(split, methods, failures, settings, reencoded)
+    rep = split_metrics(split, methods, failures, settings, reencoded)
     if dataset:
         rep["dataset"] = read_json(dataset)
     rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}

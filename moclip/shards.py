@@ -13,6 +13,8 @@ import numpy as np
 
 from moclip.io import atomic_path, reading
 
+DRAWS = "train_draws"  # an MV feature shard's [N, draws, D] float16 dataset (NaN for other rows)
+
 
 def write_shard(out: Path | str, video_ids: list[str], features: np.ndarray, valid: np.ndarray, **attrs) -> None:
     """Features and mask carry HDF5's Fletcher-32 checksum, so a flipped byte fails the read

@@ -27,11 +27,11 @@ from moclip.cache import CacheRecord, open_cache, read_index, video_file
 from moclip.codec import reencoded_file
 from moclip.heads import load_head
 from moclip.io import BrokenFileError, read_json, read_tsv, reading
-from moclip.manifest import read_manifest
-from moclip.mv_stream import DRAWS, load_checkpoint
+from moclip.mv_stream import load_checkpoint
 from moclip.outputs import REPORT_FILES, Run, Trained, read_run
 from moclip.runtime import pool_context
-from moclip.shards import read_shard
+from moclip.shards import DRAWS, read_shard
+from moclip.videos import read_manifest
 
 PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import moclip
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
 from moclip.config import ConfigError, uses_registries, where_set
-from moclip.datasets import SPLITS as ALL_SPLITS
+from moclip.videos import SPLITS as ALL_SPLITS
 from moclip.datasets import count_videos, folder_videos
 from moclip.datasets import list_files as dataset_list_files
-from moclip.manifest import ManifestError, build_manifest, read_manifest, shard_count
+from moclip.manifest import build_manifest, shard_count
+from moclip.videos import ManifestError, read_manifest
 from moclip.methods import HEADS
 from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.provenance import code_digest as _code_digest

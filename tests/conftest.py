@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import yaml
 
-from moclip.codec import encode_video
 from moclip.config import merge_config as merged  # noqa: F401 (the tests merge configs as Snakemake does)
 from moclip.demo import DemoSpec, make_demo_dataset, smooth_noise
+from moclip.encode import encode_video
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_DEMO = DemoSpec(groups=5, clips=1, frames=24)
+# The tiny demo run most workflow tests share (config/test.yaml, merged over config.yaml).
+TINY_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+TINY_DEMO = DemoSpec(**TINY_CONFIG["demo"])
 
 
 def moving_object_video(
@@ -37,7 +39,7 @@ def moving_object_video(
 ) -> list[tuple[int, int]]:
     """Encode a smooth textured square moving (vx, vy) px a frame over a static textured
     background of ``frame`` (width, height) px; return its top-left corner per frame.
-    ``encode``: more arguments of :func:`moclip.codec.encode_video` (gop, pix_fmt)."""
+    ``encode``: more arguments of :func:`moclip.encode.encode_video` (gop, pix_fmt)."""
     rng = np.random.default_rng(seed)
     width, height = frame
     bg = (smooth_noise(rng, height, width, 16) * 80 + 60).astype(np.uint8)
@@ -96,13 +98,6 @@ def imported_modules(scripts: list[Path]) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- the workflow
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-TINY_CONFIG = {  # merged over config/default.yaml: 45 videos, 3 shards, short training
-    "demo": {"groups": TINY_DEMO.groups, "clips": TINY_DEMO.clips, "frames": TINY_DEMO.frames},
-    "dataset": {"shards": 3},
-    "mvnet": {"epochs": 4, "milestones": [3]},
-    "heads": {"epochs": 40, "seeds": [0, 1]},
-}
-
 
 # Snakemake's command line with one bug mended: `--list-changes params` (9.27) lists every
 # output that has a params record, changed or not, because an empty ParamsChange still
@@ -128,7 +123,7 @@ def snakemake(
     program: list[str] | None = None,
 ) -> subprocess.CompletedProcess:
     """The ``snakemake`` command line as a user runs it: ``config`` written to a file in
-    ``workdir`` and passed with --configfile (merged over config/default.yaml).
+    ``workdir`` and passed with --configfile (merged over config.yaml).
     ``program`` replaces the ``snakemake`` executable (e.g. ``LIST_PARAMS_CHANGES``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "test-config.yaml"

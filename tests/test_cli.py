@@ -72,6 +72,42 @@ def test_check_config_names_file_and_line_where_snakemake_cannot(tmp_path, capsy
     assert "a valid configuration" in capsys.readouterr().out
 
 
+def test_an_installed_package_checks_configs_against_the_workflows_own_defaults(tmp_path):
+    """The wheel carries config.yaml and the schema as they are in the repository (one
+    definition, links in a clone), so ``check-config`` works from an installed package."""
+    import shutil
+    import zipfile
+
+    from conftest import REPO
+
+    src = tmp_path / "src"  # what the build reads, copied: a build writes beside its sources
+    shutil.copytree(REPO / "moclip", src / "moclip", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "schemas", src / "schemas")
+    for f in ("pyproject.toml", "README.md", "config.yaml"):
+        shutil.copy(REPO / f, src / f)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, src],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("moclip-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("moclip/data/config.yaml") == (REPO / "config.yaml").read_bytes()
+        assert z.read("moclip/data/config.schema.yaml") == (REPO / "schemas" / "config.schema.yaml").read_bytes()
+        z.extractall(tmp_path / "site", [n for n in z.namelist() if n.startswith("moclip/")])
+    good = tmp_path / "good.yaml"
+    good.write_text("mvnet:\n  epochs: 3\n  milestones: [2]\n")
+    run = "import sys, moclip.cli as c; assert 'site' in c.__file__; sys.exit(c.main(sys.argv[1:]))"
+    out = subprocess.run(
+        [sys.executable, "-c", run, "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0 and "a valid configuration" in out.stdout, out.stderr
+
+
 def test_demo_data_csv_format_writes_one_labels_file(tmp_path, capsys):
     argv = ["demo-data", str(tmp_path), "--format", "csv", "--appearances", "Ball", "--motions", "Rise", "Fall"]
     assert main([*argv, "--groups", "4", "--clips", "1", "--frames", "3"]) == 0
@@ -84,3 +120,12 @@ def test_demo_data_csv_format_writes_one_labels_file(tmp_path, capsys):
     assert lines[-1] == "BallRise/v_BallRise_g04_c01.avi,BallRise,train,train,train,4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "videos"]
     assert (tmp_path / "videos" / "BallRise" / "v_BallRise_g04_c01.avi").is_file()
+
+
+def test_commands_without_a_network_do_not_import_torch():
+    """``moclip --help``, ``cache``, ``inspect`` and ``demo-data`` start without torch,
+    open_clip or timm (seconds of import); ``predict``, ``verify`` and ``check-config``
+    load them when they run."""
+    code = "import sys, moclip.cli; print(sorted(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

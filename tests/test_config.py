@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,15 +10,23 @@ import pytest
 import yaml
 from conftest import TINY_CONFIG, merged, snakemake
 
+from moclip.cache import COMPRESSION
 from moclip.checks import check_models
+from moclip.clip_stream import EMBEDDING_DTYPES, INTERPOLATIONS
 from moclip.codec import DecodeSettings
 from moclip.config import ConfigError, check_config, key_line, load_config, load_yaml
-from moclip.heads import HeadSettings
-from moclip.mv_stream import MVSettings
+from moclip.datasets import FORMATS
+from moclip.demo import APPEARANCES, MOTIONS, DemoSpec
+from moclip.encode import REENCODE
+from moclip.heads import NORMALIZATIONS, HeadSettings
+from moclip.mv_stream import AUGMENT_UNITS, EVAL_CROPS, OPTIMIZERS, MVSettings
+from moclip.prompts import PROMPT_SETS
+from moclip.runtime import PRECISIONS
+from moclip.videos import SPLITS
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-DEFAULTS = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 PRESETS = ("ucf101.yaml", "ucf101-paper.yaml")  # our recommended recipe, the authors'
 
 
@@ -37,7 +46,7 @@ def test_schema_holds_no_defaults_and_requires_every_key():
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_defaults_and_every_preset_merged_over_them_are_valid(preset):
-    files = [REPO / "config" / "default.yaml", REPO / "config" / preset]
+    files = [REPO / "config.yaml", REPO / "config" / preset]
     cfg = load_config(files)
     assert cfg == merged(DEFAULTS, yaml.safe_load(files[1].read_text()))
     check_config(cfg, SCHEMA, files)
@@ -54,7 +63,7 @@ def test_a_key_missing_after_the_merge_is_named():
 def _problems(tmp_path, text: str) -> list[str]:
     user = tmp_path / "my config.yaml"
     user.write_text(text)
-    files = [REPO / "config" / "default.yaml", user]
+    files = [REPO / "config.yaml", user]
     with pytest.raises(ConfigError) as e:
         cfg = load_config(files)
         check_config(cfg, SCHEMA, files)
@@ -121,7 +130,7 @@ def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
 def test_the_readme_tables_every_difference_between_the_ucf101_presets():
     """The README's recipe table has one row a setting where config/ucf101-paper.yaml and
     config/ucf101.yaml differ: a difference added to a preset without a row fails here."""
-    ours, paper = (load_config([REPO / "config" / "default.yaml", REPO / "config" / f]) for f in PRESETS)
+    ours, paper = (load_config([REPO / "config.yaml", REPO / "config" / f]) for f in PRESETS)
     readme = (REPO / "README.md").read_text()
     table = readme.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
     rows = re.findall(r"^\| ((?:`[a-z_.]+`(?:, )?)+) \|", table, re.M)
@@ -135,6 +144,7 @@ def test_key_line_follows_nested_keys(tmp_path):
     assert key_line(f, ["a", "c", "d"]) == 4 and key_line(f, ["a", "b"]) == 2 and key_line(f, ["a", "x"]) is None
 
 
+@pytest.mark.workflow
 def test_the_workflow_stops_at_parse_time_in_a_few_lines(tmp_path):
     """`snakemake -n` itself: a typo'd key and a list entry naming a missing video stop the
     run before any job, in a few lines naming file and line."""
@@ -146,6 +156,7 @@ def test_the_workflow_stops_at_parse_time_in_a_few_lines(tmp_path):
     assert len(said.splitlines()) < 10, said
 
 
+@pytest.mark.workflow
 def test_a_listed_video_that_is_missing_stops_a_dry_run(tiny_demo, tmp_path):
     videos, lists = tiny_demo
     own = tmp_path / "lists"
@@ -170,6 +181,7 @@ def test_settings_objects_take_their_config_sections():
         DecodeSettings.from_config({"mv_cel": 8})
 
 
+@pytest.mark.workflow
 def test_results_root_keeps_runs_apart(tmp_path):
     """``results`` moves every output (logs and benchmarks too): the demo's results/ and a
     preset's own root coexist in one working directory."""
@@ -178,3 +190,47 @@ def test_results_root_keeps_runs_apart(tmp_path):
     files = [f for line in paths for f in line.split(", ")]
     assert len(files) > 30 and all(f.startswith("results-other/") for f in files), files
     assert yaml.safe_load((REPO / "config" / "ucf101.yaml").read_text())["results"] != DEFAULTS["results"]
+
+
+SETTINGS = {"heads": HeadSettings, "mvnet": MVSettings, "decode": DecodeSettings, "demo": DemoSpec}
+
+
+@pytest.mark.parametrize("section", sorted(SETTINGS))
+def test_a_settings_class_built_without_arguments_is_the_workflows(section):
+    """Each value is written once, in config.yaml: a settings class's defaults are read from
+    it, so ``HeadSettings()`` in a test or benchmark trains the workflow's head. A default
+    written into the class instead fails here as soon as it differs."""
+    cls = SETTINGS[section]
+    built = dataclasses.asdict(cls())
+    for key, value in DEFAULTS[section].items():
+        if key in built:
+            assert built[key] == (tuple(value) if isinstance(value, list) else value), f"{section}.{key}"
+    assert dataclasses.asdict(cls.from_config({k: v for k, v in DEFAULTS[section].items() if k in built})) == built
+
+
+def test_every_choice_the_schema_allows_is_the_librarys_own_list():
+    """The schema's enums are the library's constants (the code that acts on the value): a
+    choice added to one and not the other fails here."""
+    props = {path: node for path, node in _walk(SCHEMA)}
+    library = {
+        "dataset.format": FORMATS,
+        "dataset.reencode": ("none", *REENCODE),
+        "demo.appearances": tuple(APPEARANCES),
+        "demo.motions": MOTIONS,
+        "clip.precision": PRECISIONS,
+        "mvnet.precision": PRECISIONS,
+        "clip.dtype": EMBEDDING_DTYPES,
+        "clip.interpolation": INTERPOLATIONS,
+        "mvnet.eval_crops": EVAL_CROPS,
+        "mvnet.optimizer": OPTIMIZERS,
+        "mvnet.augment_unit": AUGMENT_UNITS,
+        "heads.normalize": NORMALIZATIONS,
+        "cache.compression": tuple(COMPRESSION),
+    }
+    enum = lambda node: tuple(node.get("enum") or node["items"]["enum"])  # noqa: E731
+    for path, constant in library.items():
+        assert enum(props[path]) == tuple(constant), path
+    assert tuple(props["dataset.splits"]["items"]["enum"]) == SPLITS
+    assert tuple(props["clip.prompts"]["anyOf"][0]["enum"]) == PROMPT_SETS
+    found = {p for p, n in props.items() if "enum" in n or "enum" in n.get("items", {}) or "anyOf" in n}
+    assert found == {*library, "dataset.splits", "clip.prompts"}, found - {*library, "dataset.splits", "clip.prompts"}

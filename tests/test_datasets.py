@@ -9,7 +9,8 @@ import pytest
 
 from moclip.datasets import PSEUDO_GROUPS, count_videos, list_files, safe_ids
 from moclip.io import read_json
-from moclip.manifest import ManifestError, build_manifest, manifest, read_manifest
+from moclip.manifest import build_manifest, manifest
+from moclip.videos import ManifestError, read_manifest
 
 
 def touch(path: Path) -> Path:
@@ -234,7 +235,9 @@ def test_manifest_stage_writes_the_dataset_summary(tmp_path):
     info = read_json(summary)
     assert info["format"] == "csv" and info["classes"] == 3 and info["videos"] == len(read_manifest(out)) == 24
     assert info["validation"].startswith("whole groups of the table's group column")
-    assert sum(info["splits"]["1"].values()) == 24 and set(info["splits"]) == {"1", "2"}
+    parts = info["splits"]["1"]
+    assert parts["train"] + parts["val"] + parts["test"] == 24 and set(info["splits"]) == {"1", "2"}
+    assert parts["val_classes"] == 3  # every class among the validation videos
 
 
 def test_unknown_format_is_named(tmp_path):

@@ -13,8 +13,8 @@ import moclip.heads as heads
 import moclip.mv_stream as mv_stream
 from moclip.heads import HeadSettings, build_head, load_head, train_head, trainable_parameters
 from moclip.io import BrokenFileError
-from moclip.manifest import Video, write_manifest
 from moclip.shards import pool_frames, read_shards
+from moclip.videos import Video, write_manifest
 
 
 def test_fusion_head_is_the_papers_size():

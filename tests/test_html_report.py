@@ -13,6 +13,8 @@ from conftest import TINY_CONFIG, snakemake
 
 from moclip.report import summary_table
 
+pytestmark = pytest.mark.workflow
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 needs_browser = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium (CI installs Debian's chromium package: .ci/run)"

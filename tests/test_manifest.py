@@ -8,15 +8,8 @@ import pytest
 
 from moclip.datasets import count_videos, read_class_index
 from moclip.io import BrokenFileError
-from moclip.manifest import (
-    COLUMNS,
-    ManifestError,
-    build_manifest,
-    read_manifest,
-    shard_count,
-    shard_of,
-    write_manifest,
-)
+from moclip.manifest import build_manifest, shard_count, val_share_groups
+from moclip.videos import COLUMNS, ManifestError, read_manifest, shard_of, write_manifest
 
 # UCF101's own ordering traps: case-insensitive classInd order, and a folder whose files
 # spell the class differently.
@@ -300,3 +293,19 @@ def test_ucf101_validation_by_default_is_three_of_its_25_groups(tmp_path):
     small, small_lists = make_tree(tmp_path / "demo", groups=8, clips=1, test_groups=(1, 2))
     demo = build_manifest(small, small_lists, splits=[1], val_groups="auto")
     assert len({r.group for r in demo if r.split1 == "val"}) == 1  # the demo's 8 groups: 1, as before
+
+
+def test_validation_by_default_on_a_few_large_groups_holds_out_one_and_says_so(caplog):
+    """Three training groups of 9 classes each (a third of the videos a group): no group fits
+    under a fifth, so the smallest that leaves every class a training video is held out,
+    with a warning, instead of no validation at all."""
+    train = [(f"c{k}", g) for g in (1, 2, 3) for k in range(9)]
+    with caplog.at_level("WARNING", logger="moclip.manifest"):
+        assert val_share_groups([*train, ("c0", 4)], seed=0, split=1) == {4}  # a small group fits: as usual
+    assert caplog.text == ""
+    with caplog.at_level("WARNING", logger="moclip.manifest"):
+        held = val_share_groups(train, seed=0, split=1)
+    assert len(held) == 1 and held < {1, 2, 3}
+    assert (
+        "every group holds more than 20% of the 27 training videos; validating on one group of 9 (33%)" in caplog.text
+    )

@@ -18,7 +18,7 @@ import yaml
 import moclip.mv_stream as mv_stream
 from moclip.cache import COMPRESSION, CacheRecord, cache_shard, read_mv, write_index
 from moclip.codec import DecodeSettings
-from moclip.manifest import Video, build_manifest, write_manifest
+from moclip.manifest import build_manifest
 from moclip.mv_stream import (
     EpochOrder,
     MVClips,
@@ -48,6 +48,7 @@ from moclip.mv_stream import (
     view_features,
 )
 from moclip.shards import read_shard
+from moclip.videos import Video, write_manifest
 
 P, B, I = ord("P"), ord("B"), ord("I")
 

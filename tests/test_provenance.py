@@ -29,8 +29,9 @@ def test_closure_is_what_python_imports(imported):
 
 def test_every_library_module_is_reached_by_some_rule_or_is_a_tool(imported):
     reached = {m for mods in imported.values() for m in mods}
-    # the moclip command's (cli, predict, verify and its outputs), the Snakefile's (provenance, checks)
-    tools = {"moclip.cli", "moclip.predict", "moclip.verify", "moclip.outputs", "moclip.provenance", "moclip.checks"}
+    # the moclip command's (cli, predict, verify and its outputs), the Snakefile's (config, provenance, checks)
+    tools = {"moclip.cli", "moclip.predict", "moclip.verify", "moclip.outputs"}
+    tools |= {"moclip.config", "moclip.provenance", "moclip.checks"}
     modules = {f"moclip.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert modules - tools == reached
 
@@ -83,5 +84,30 @@ def test_digest_changes_exactly_with_what_the_script_reaches(tmp_path, edit, cha
     script, pkg = _package(tmp_path)
     before = code_digest(script, pkg)
     with open(pkg / edit, "a") as f:
-        f.write("\n# edited\n" if edit.endswith(".py") else " ")
+        f.write("\nedited = 1\n" if edit.endswith(".py") else " ")
     assert (code_digest(script, pkg) != before) == changes
+
+
+@pytest.mark.parametrize(
+    "source, edited",
+    [
+        ("x = 1\n", "# a comment\nx = 1  # another\n\n\n"),  # comments and blank lines
+        ("x = 1\n", '"""A module docstring."""\n\nx = 1\n'),
+        ("def f(a):\n    return a\n", 'def f(a):\n    """Says what."""\n    return a\n'),
+        ("class K:\n    n = 1\n", 'class K:\n    """Says what."""\n\n    n = 1\n'),
+        ("y = f(1, 2)\n", "y = f(\n    1,\n    2,\n)\n"),  # a formatter's pass
+        ("s = 'a'\n", 's = "a"\n'),
+    ],
+)
+def test_what_does_not_execute_changes_no_digest(tmp_path, source, edited):
+    """Comments, docstrings, blank lines and formatting rerun nothing; a string that is not a
+    docstring, or any change to what runs, changes the digest."""
+    script, pkg = _package(tmp_path)
+    (pkg / "d.py").write_text(source)
+    before = code_digest(script, pkg)
+    (pkg / "d.py").write_text(edited)
+    assert code_digest(script, pkg) == before
+    for real in (edited + "z = 'docstring-like but assigned'\n", edited.replace("1", "2").replace("'a'", "'b'")):
+        if real != edited:
+            (pkg / "d.py").write_text(real)
+            assert code_digest(script, pkg) != before, real

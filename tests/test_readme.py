@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
 from conftest import REPO, snakemake
+
+pytestmark = pytest.mark.workflow
 
 README = REPO / "README.md"
 BLOCK = re.compile(r"(<!-- demo-table: .*? -->\n)(.*?)(<!-- /demo-table -->)", re.S)

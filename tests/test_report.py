@@ -18,7 +18,7 @@ from moclip.report import (
     method_costs,
     plot_confusion,
     plot_per_class,
-    split_report,
+    split_metrics,
     summarize_splits,
     summary_html,
     summary_markdown,
@@ -75,12 +75,12 @@ def test_summary_of_seeded_heads_is_the_mean_over_seeds_with_their_sd():
     assert "clip_linear (3 seeds): the mean over seeds ± their sample sd" in md and "first seed" in md
 
 
-def test_split_report_collects_methods_and_failures(tmp_path):
+def test_split_metrics_collect_methods_and_failures(tmp_path):
     (tmp_path / "f.tsv").write_text("video_id\tpath\terror\nv9\tx.avi\tempty file\n")
     (tmp_path / "m.json").write_text(
         json.dumps({"top1": 0.5, "top5": 1.0, "per_class_top1": [0.5], "n_test": 2, "secret": 1})
     )
-    r = split_report(2, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", {"seed": 0})
+    r = split_metrics(2, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", {"seed": 0})
     assert r["split"] == 2 and r["failed_videos"] == ["v9"] and r["methods"]["fusion"]["n_test"] == 2
     assert "secret" not in r["methods"]["fusion"]
 
@@ -92,7 +92,7 @@ def test_reencoded_videos_are_listed_in_split_reports_and_the_summary(tmp_path):
     (tmp_path / "r.tsv").write_text("video_id\tpath\tstatus\terror\nv_mjpeg\tA/v.avi\tok\t\nv_vp9\tB/v.mkv\tok\t\n")
     (tmp_path / "m.json").write_text(json.dumps({"top1": 0.5, "top5": 1.0, "per_class_top1": [0.5]}))
     settings = {"dataset": {"reencode": "none"}, "decode": {"reencode_unsupported": True}}
-    r = split_report(1, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", settings, tmp_path / "r.tsv")
+    r = split_metrics(1, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", settings, tmp_path / "r.tsv")
     assert r["reencoded_videos"] == ["v_mjpeg", "v_vp9"] and r["failed_videos"] == []
     clip = {"model": "m", "pretrained": "x", "weights_digest": "ab" * 8}
     s = summarize_splits([r], {}, clip)

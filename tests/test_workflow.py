@@ -36,11 +36,11 @@ from conftest import (
 
 import moclip
 from moclip.clip_stream import load_clip
-from moclip.codec import encode_video
 from moclip.demo import make_demo_dataset
+from moclip.encode import encode_video
 from moclip.io import read_tsv
-from moclip.manifest import read_manifest, shard_of
 from moclip.shards import read_shard
+from moclip.videos import read_manifest, shard_of
 
 pytestmark = pytest.mark.workflow
 
@@ -170,7 +170,7 @@ def test_defaults_come_from_the_repository_whatever_the_directory(tmp_path):
     out = snakemake(tmp_path, TINY_CONFIG, "-n")
     header = re.search(r"Config file\(s\): (.*)", out.stdout + out.stderr).group(1)
     files = set(re.findall(r"'([^']+)'", header))
-    assert files == {str(REPO / "config" / "default.yaml"), str(tmp_path / "test-config.yaml")}, header
+    assert files == {str(REPO / "config.yaml"), str(tmp_path / "test-config.yaml")}, header
     # The test config's values win over the defaults: every workflow test relies on that
     # (e.g. 3 shards, not the default 4, in test_demo_run_builds_manifest_and_caches).
 
@@ -337,7 +337,8 @@ def workflow_copy(finished_run, tmp_path_factory) -> tuple[Path, dict[str, str],
     wf = tmp_path_factory.mktemp("wf")
     for d in ("rules", "workflow_scripts", "moclip", "schemas", "report", "profiles", "config"):
         shutil.copytree(REPO / d, wf / d, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "Snakefile", wf / "Snakefile")
+    for f in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / f, wf / f)
     out = snakemake(finished_run, TINY_CONFIG, "--summary", snakefile=wf / "Snakefile", env={"PYTHONPATH": str(wf)})
     owner = {f[0]: f[2] for f in (line.split("\t") for line in out.stdout.splitlines()[1:]) if len(f) > 2}
     return wf, owner, imported_modules(sorted((wf / "workflow_scripts").glob("*.py")))
@@ -348,28 +349,55 @@ MODULES = sorted(p.stem for p in Path(moclip.__file__).parent.glob("*.py") if p.
 
 @pytest.mark.parametrize("module", MODULES)
 def test_a_library_change_reruns_exactly_the_rules_whose_scripts_import_it(finished_run, workflow_copy, module):
-    """Edit one module of a copy of the library: the rules whose outputs Snakemake now finds
-    with changed params are exactly those whose script imports the module."""
+    """Change what one module of a copy of the library executes: the rules whose outputs
+    Snakemake now finds with changed params are exactly those whose script imports the
+    module (an edit to the zero-shot prompts reruns no cache and no image embedding)."""
     wf, owner, imports = workflow_copy
     expected = {rule for rule, mods in imports.items() if f"moclip.{module}" in mods} & set(owner.values())
     source = wf / "moclip" / f"{module}.py"
     original = source.read_text()
     try:
-        source.write_text(original + "\n# an edit\n")
-        env = {"PYTHONPATH": str(wf)}  # the copy's library is what the jobs (and the Snakefile) import
-        out = snakemake(
-            finished_run,
-            TINY_CONFIG,
-            "--list-changes",
-            "params",
-            snakefile=wf / "Snakefile",
-            env=env,
-            program=LIST_PARAMS_CHANGES,
-        )
+        source.write_text(original + "\n_an_edit = 1\n")
+        changed = _rules_with_changed_params(finished_run, wf, owner)
     finally:
         source.write_text(original)
-    changed = {owner[line] for line in out.stdout.splitlines() if line in owner}
     assert changed == expected
+    if module == "prompts":
+        assert changed == {"zeroshot", "report_split", "summary"}
+
+
+def test_comments_docstrings_and_blank_lines_in_the_library_rerun_nothing(finished_run, workflow_copy):
+    """Every module of a copy of the library gets a comment, blank lines and a changed
+    docstring (module, function and class): Snakemake finds no changed params."""
+    wf, owner, _ = workflow_copy
+    originals = {f: f.read_text() for f in (wf / "moclip").glob("*.py")}
+    try:
+        for f, text in originals.items():
+            text = text.replace('"""', '"""Edited. ', 1) if text.startswith('"""') else text
+            text = re.sub(r'^(\s*)(def|class) (\w+)(.*):\n(\s+)"""', r'\1\2 \3\4:\n\5"""Edited. ', text, flags=re.M)
+            f.write_text("# an edit\n\n" + text + "\n\n# another\n")
+        changed = _rules_with_changed_params(finished_run, wf, owner)
+        edited = sum(t != f.read_text() for f, t in originals.items())
+    finally:
+        for f, text in originals.items():
+            f.write_text(text)
+    assert edited == len(originals)
+    assert changed == set()
+
+
+def _rules_with_changed_params(run: Path, wf: Path, owner: dict[str, str]) -> set[str]:
+    """The rules whose outputs of ``run`` Snakemake finds with changed params under the
+    workflow copy ``wf`` (its library is what the Snakefile and the jobs import)."""
+    out = snakemake(
+        run,
+        TINY_CONFIG,
+        "--list-changes",
+        "params",
+        snakefile=wf / "Snakefile",
+        env={"PYTHONPATH": str(wf)},
+        program=LIST_PARAMS_CHANGES,
+    )
+    return {owner[line] for line in out.stdout.splitlines() if line in owner}
 
 
 def _run_until(workdir: Path, config: dict, rule: str) -> dict[str, list[Path]]:

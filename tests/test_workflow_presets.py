@@ -21,6 +21,8 @@ from conftest import REPO, merged, snakemake
 
 from moclip.demo import DemoSpec, make_demo_dataset
 
+pytestmark = pytest.mark.workflow
+
 # 2 classes x 4 groups: split 1 tests group 1, selects on one group, trains on two
 REAL_DEMO = DemoSpec(appearances=("Ball",), motions=("Rise", "Fall"), groups=4, clips=1, frames=30)
 SHORT = {  # only sizes of the data and lengths of training differ from the presets

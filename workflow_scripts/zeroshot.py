@@ -1,7 +1,7 @@
 """Zero-shot classification of one split's test videos from the CLIP embedding shards."""
 
-from moclip.clip_stream import zeroshot
 from moclip.runtime import log_to
+from moclip.zeroshot import zeroshot
 
 log_to(snakemake.log[0])
 p = snakemake.params
