@@ -10,7 +10,7 @@ from pathlib import Path
 
 import h5py
 
-from moclip import __version__
+from moclip import __version__, plan
 from moclip.cache import cache_video
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
@@ -56,12 +56,18 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _check_config(a: argparse.Namespace) -> int:
-    from moclip.checks import check_models  # the model registries: torch, open_clip and timm
+    from moclip.checks import check_models, check_weights  # the model registries: torch, open_clip and timm
 
     files = [Path(a.defaults), *map(Path, a.files)]
     config = load_config(files)
     check_config(config, a.schema, files)
     check_models(config, files)
+    check_weights(config, files)
+    if config["dataset"]["videos"] is not None:  # the dataset checks of the workflow's parse
+        d = config["dataset"]
+        videos, lists = plan.dataset_paths(config, {})
+        if plan.labelled(config):
+            build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
     print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
     return 0
 

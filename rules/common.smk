@@ -101,11 +101,14 @@ if workflow.is_main_process:
     except PromptFileError as e:
         where = where_set(["clip", "prompts"], CONFIG_FILES)
         raise WorkflowError(f"{where}clip.prompts: {e}") from None
-    if uses_registries(config):
-        from moclip.checks import check_models
+    if uses_registries(
+        config
+    ):  # the names, then whether the tags' weights are here or reachable
+        from moclip.checks import check_models, check_weights
 
         try:
             check_models(config, CONFIG_FILES)
+            check_weights(config, CONFIG_FILES)
         except ConfigError as e:
             raise WorkflowError(str(e)) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -129,3 +130,21 @@ def test_commands_without_a_network_do_not_import_torch():
     code = "import sys, moclip.cli; print(sorted(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_check_config_runs_the_dataset_checks_of_the_workflows_parse(tmp_path, tiny_demo, capsys):
+    """A path that does not exist, and a list entry naming a missing video, fail check-config
+    as they fail `snakemake -n`; the dataset as it is passes."""
+    cfg = tmp_path / "paths.yaml"
+    cfg.write_text(f"dataset:\n  videos: {tmp_path / 'none'}\n  lists: {tiny_demo[1]}\n")
+    assert main(["check-config", str(cfg)]) == 2
+    assert f"dataset.videos='{tmp_path / 'none'}' is not a directory" in capsys.readouterr().err
+    cfg.write_text(f"dataset:\n  videos: {tiny_demo[0]}\n  lists: {tiny_demo[1]}\n")
+    assert main(["check-config", str(cfg)]) == 0
+    lists = tmp_path / "lists"
+    shutil.copytree(tiny_demo[1], lists)
+    with open(lists / "testlist01.txt", "a") as f:
+        f.write("BallFall/v_BallFall_g09_c07.avi\n")
+    cfg.write_text(f"dataset:\n  videos: {tiny_demo[0]}\n  lists: {lists}\n")
+    assert main(["check-config", str(cfg)]) == 2
+    assert "testlist01.txt" in capsys.readouterr().err

@@ -541,7 +541,7 @@ def test_a_gpu_run_takes_every_shard_in_one_job_and_its_outputs_are_the_same_fil
 
 
 @pytest.mark.parametrize(("preset", "reencodes"), [("ucf101.yaml", False), ("ucf101-paper.yaml", True)])
-def test_each_ucf101_preset_builds_its_whole_dag(tiny_demo, tmp_path, preset, reencodes):
+def test_each_ucf101_preset_builds_its_whole_dag(tiny_demo, hub_stub, tmp_path, preset, reencodes):
     """A UCF101 preset as a user runs it, on the tiny demo laid out as UCF101 at the preset's
     own relative paths: it passes the parse-time checks (its models are in open_clip's and
     timm's registries; nothing is downloaded), builds the manifest, then a dry run plans
@@ -549,8 +549,8 @@ def test_each_ucf101_preset_builds_its_whole_dag(tiny_demo, tmp_path, preset, re
     shutil.copytree(tiny_demo[0], tmp_path / "data" / "UCF-101")
     shutil.copytree(tiny_demo[1], tmp_path / "data" / "ucfTrainTestlist")
     config = merged(yaml.safe_load((REPO / "config" / preset).read_text()), {"dataset": {"val_groups": 1, "shards": 3}})
-    snakemake(tmp_path, config, f"{config['results']}/manifest.tsv")  # the checkpoint: shards known after it
-    jobs = planned(tmp_path, config)
+    snakemake(tmp_path, config, f"{config['results']}/manifest.tsv", env=hub_stub)  # the checkpoint
+    jobs = planned(tmp_path, config, env=hub_stub)
     assert jobs.get("reencode_shard", 0) == (3 if reencodes else 0)
     assert jobs["cache_shard"] == jobs["clip_embed"] == 3
     assert jobs["train_mvnet"] == jobs["zeroshot"] == 3 and jobs["mv_features"] == 3 and jobs["summary"] == 1
