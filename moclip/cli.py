@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ def _check_config(a: argparse.Namespace) -> int:
 
 
 def _inspect(a: argparse.Namespace) -> int:
+    if not Path(a.file).exists():
+        print(f"moclip inspect: error: {a.file}: no such file", file=sys.stderr)
+        return 2
     try:
         f = h5py.File(a.file, "r")
     except (OSError, ValueError) as e:
@@ -272,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, BrokenFileError) as e:  # ManifestError is a ValueError
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `moclip predict ... | head`: the reader has gone, as a shell tool exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
 
 
 if __name__ == "__main__":

@@ -41,15 +41,36 @@ def test_cache_names_each_bad_path_and_still_caches_the_good_ones(tmp_path):
     assert (tmp_path / "c" / "mv" / "good.h5").is_file()
 
 
-@pytest.mark.parametrize("what", ["directory", "text file"])
+@pytest.mark.parametrize("what", ["directory", "text file", "missing"])
 def test_inspect_of_something_not_hdf5_is_one_line(tmp_path, what):
     target = tmp_path
     if what == "text file":
         target = tmp_path / "x.h5"
         target.write_text("not hdf5")
+    if what == "missing":
+        target = tmp_path / "none.h5"
     out = run("inspect", str(target))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert out.stderr.startswith(f"moclip inspect: error: {target}: not a readable HDF5 file")
+    why = "no such file" if what == "missing" else "not a readable HDF5 file"
+    assert out.stderr.startswith(f"moclip inspect: error: {target}: {why}")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`moclip ... | head`: the reader leaves early; the command ends as shell tools do
+    (status 141), without a BrokenPipeError traceback."""
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.attrs.update({f"attr{i}": "x" * 100 for i in range(2000)})  # more than a pipe holds
+    p = subprocess.Popen(
+        [sys.executable, "-m", "moclip.cli", "inspect", str(tmp_path / "x.h5")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and err == "", err
 
 
 def test_check_config_names_file_and_line_where_snakemake_cannot(tmp_path, capsys):
