@@ -556,6 +556,32 @@ def test_each_ucf101_preset_builds_its_whole_dag(tiny_demo, hub_stub, tmp_path, 
     assert jobs["train_mvnet"] == jobs["zeroshot"] == 3 and jobs["mv_features"] == 3 and jobs["summary"] == 1
 
 
+def test_weights_neither_cached_nor_reachable_stop_a_dry_run_and_check_config(tiny_demo, tmp_path):
+    """Offline with an empty Hugging Face cache, the paper preset stops `snakemake -n` and
+    `moclip check-config` before any job: one line a tag, naming the preset's file and line,
+    the model and tag, and the command that gets the weights."""
+    config = yaml.safe_load((REPO / "config" / "ucf101-paper.yaml").read_text())
+    config = merged(config, {"dataset": {"videos": str(tiny_demo[0]), "lists": str(tiny_demo[1]), "shards": 3}})
+    offline = {"HF_HUB_CACHE": str(tmp_path / "empty-hub"), "HF_HUB_OFFLINE": "1"}
+    out = snakemake(tmp_path / "run", config, "-n", check=False, env=offline)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    for what, repo in (("ViT-B-32 openai", "vit_base_patch32_clip_224.openai"), ("efficientnet_b0", "ra_in1k")):
+        lines = [ln for ln in text.splitlines() if f"the weights of {what}" in ln]
+        assert len(lines) == 1 and "cannot be fetched (HF_HUB_OFFLINE is set)" in lines[0], text
+        assert "hf download timm/" in lines[0] and repo in lines[0]
+    assert "Traceback" not in text
+    cfg = tmp_path / "run" / "test-config.yaml"
+    check = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "check-config", str(REPO / "config" / "ucf101-paper.yaml"), str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **offline},
+    )
+    assert check.returncode == 2 and check.stderr.count("the weights of") == 2, check.stderr
+    assert check.stderr.startswith("moclip check-config: error: ")
+
+
 @pytest.mark.parametrize("fmt", ["hmdb51", "csv"])
 def test_a_labelled_format_runs_end_to_end_and_its_reports_name_it(tmp_path, fmt):
     """The demo's clips laid out as HMDB51 or as a CSV table, given as a user's own dataset:
