@@ -362,8 +362,8 @@ def test_a_library_change_reruns_exactly_the_rules_whose_scripts_import_it(finis
     finally:
         source.write_text(original)
     assert changed == expected
-    if module == "prompts":
-        assert changed == {"zeroshot", "report_split", "summary"}
+    if module == "prompts":  # zero-shot alone reads them (the demo's random CLIP weights run no zero-shot)
+        assert {rule for rule, mods in imports.items() if "moclip.prompts" in mods} == {"zeroshot"}
 
 
 def test_comments_docstrings_and_blank_lines_in_the_library_rerun_nothing(finished_run, workflow_copy):
