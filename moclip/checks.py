@@ -1,9 +1,11 @@
 """Parse-time checks of a configuration against the model registries: the CLIP model and
-tag in open_clip's, the MV architecture and its weights in timm's. Importing this module imports torch,
+tag in open_clip's, the MV architecture and its weights in timm's; and whether the weights a
+tag names are on this machine or can be fetched. Importing this module imports torch,
 open_clip and timm, so the Snakefile imports it in its main process only."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,3 +28,77 @@ def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
     except ValueError as e:
         key = str(e).partition(":")[0].split(".")  # the message starts with the key at fault
         raise ConfigError(f"{where_set(key, sources)}{e}") from None
+
+
+def _hub_file(repo: str, names: Iterable[str]) -> tuple[str, str | None]:
+    """(the first of ``names``, the cached path of the first one cached in the Hugging Face
+    cache or None), for a hub repository."""
+    from huggingface_hub import try_to_load_from_cache
+
+    names = list(names)
+    for name in names:
+        path = try_to_load_from_cache(repo, name)
+        if isinstance(path, str):
+            return name, path
+    return names[0], None
+
+
+def _fetchable(repo: str, name: str, timeout: float) -> str | None:
+    """None when the hub answers for ``repo``'s file ``name``; else why it cannot be fetched."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, name), timeout=timeout)
+    except Exception as e:  # no network, a proxy, a gated or moved repository
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    return None
+
+
+def weight_files(config: dict) -> list[tuple[str, str, str, list[str]]]:
+    """The hub files a run's pretrained tags load: (setting, what it names, hub repository,
+    file names in the order the library tries them); local files and random weights: none."""
+    import open_clip
+    import timm
+    from open_clip.constants import HF_WEIGHTS_NAME
+    from open_clip.pretrained import _get_safe_alternatives
+
+    out = []
+    c, m = config["clip"], config["mvnet"]
+    if c["pretrained"] not in (None, "", "none") and not Path(c["pretrained"]).is_file():
+        hub = open_clip.get_pretrained_cfg(c["model"], c["pretrained"]).get("hf_hub", "")
+        if hub:  # open_clip's convention: "org/model/" (its default file name) or "org/model/file"
+            repo, name = os.path.split(hub)
+            name = name or HF_WEIGHTS_NAME
+            names = [*_get_safe_alternatives(name), name]  # the order open_clip tries them
+            out.append(("clip.pretrained", f"{c['model']} {c['pretrained']}", repo, names))
+    if m["arch"] != "tiny" and m["pretrained"] is not False and not Path(str(m["pretrained"])).is_file():
+        name = m["arch"] if m["pretrained"] is True else f"{m['arch']}.{m['pretrained']}"
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is not None and cfg.hf_hub_id:
+            out.append(
+                ("mvnet.pretrained", f"{name} (ImageNet)", cfg.hf_hub_id, ["model.safetensors", "pytorch_model.bin"])
+            )
+    return out
+
+
+def check_weights(config: dict, sources: Iterable[Path | str] = (), timeout: float = 10) -> None:
+    """Each pretrained tag's weights are in the Hugging Face cache, or the hub answers for
+    them: else ConfigError, one line a tag naming the setting's file and line, the model,
+    where the file must go and how to get it, before any job spends a minute retrying."""
+    problems = []
+    for key, what, repo, names in weight_files(config):
+        name, cached = _hub_file(repo, names)
+        why = None if cached else _fetchable(repo, name, timeout)
+        if why:
+            from huggingface_hub import constants
+
+            problems.append(
+                f"{where_set(key.split('.'), sources)}{key}: the weights of {what} are not in the Hugging Face "
+                f"cache ({constants.HF_HUB_CACHE}) and cannot be fetched ({why}); on a machine with network access "
+                f"run `hf download {repo} {name}` (huggingface_hub) and copy its cache folder "
+                f"models--{repo.replace('/', '--')} there, or set {key} to a local file"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))

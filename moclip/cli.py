@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import h5py
 
-from moclip import __version__
+from moclip import __version__, plan
 from moclip.cache import cache_video
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
@@ -56,17 +57,26 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _check_config(a: argparse.Namespace) -> int:
-    from moclip.checks import check_models  # the model registries: torch, open_clip and timm
+    from moclip.checks import check_models, check_weights  # the model registries: torch, open_clip and timm
 
     files = [Path(a.defaults), *map(Path, a.files)]
     config = load_config(files)
     check_config(config, a.schema, files)
     check_models(config, files)
+    check_weights(config, files)
+    if config["dataset"]["videos"] is not None:  # the dataset checks of the workflow's parse
+        d = config["dataset"]
+        videos, lists = plan.dataset_paths(config, {})
+        if plan.labelled(config):
+            build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
     print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
     return 0
 
 
 def _inspect(a: argparse.Namespace) -> int:
+    if not Path(a.file).exists():
+        print(f"moclip inspect: error: {a.file}: no such file", file=sys.stderr)
+        return 2
     try:
         f = h5py.File(a.file, "r")
     except (OSError, ValueError) as e:
@@ -266,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, BrokenFileError) as e:  # ManifestError is a ValueError
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `moclip predict ... | head`: the reader has gone, as a shell tool exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
 
 
 if __name__ == "__main__":

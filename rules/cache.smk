@@ -23,10 +23,10 @@ rule reencode_shard:
     threads: 4
     resources:
         mem_mb=memory_mb(150, per_thread=150),
-        runtime=minutes(reencode_seconds),
+        runtime=minutes(WORK.reencode_seconds),
     params:
         videos_root=VIDEOS,
-        settings=reencode_settings(),
+        settings=plan.reencode_settings(config),
         code=code_digest("reencode_shard"),
     script:
         "../workflow_scripts/reencode_shard.py"
@@ -48,10 +48,10 @@ rule cache_shard:
     threads: 4
     resources:
         mem_mb=memory_mb(200, per_thread=250),
-        runtime=minutes(cache_seconds),
+        runtime=minutes(WORK.cache_seconds),
     params:
         videos_root=VIDEOS,
-        decode=decode_settings(),
+        decode=plan.decode_settings(config),
         compression=config["cache"]["compression"],
         code=code_digest("cache_shard"),
     script:

@@ -15,8 +15,8 @@ rule clip_embed:
         "../envs/moclip.yaml"
     threads: GPU_THREADS if CLIP_BATCHED else 2
     resources:
-        mem_mb=memory_mb(GPU_HOST_MB if CLIP_BATCHED else 2500, per_thread=300),
-        runtime=minutes(clip_seconds),
+        mem_mb=memory_mb(WORK.clip_embed_mb(), per_thread=300),
+        runtime=minutes(WORK.clip_seconds),
         gpu=uses_gpu("clip"),
     # clip.device is a machine setting, read by the script (not a param): moving the run to
     # another card reruns nothing; the precision asked for is a param, the one used an attr.

@@ -4,24 +4,23 @@
 # manifest is read only on demand; the code digests are a parse of the library's few modules).
 
 import functools
-import hashlib
-import math
 import os
-import re
 from pathlib import Path
 
 import moclip
-from moclip.demo import DOWNLOAD_NAMES, DemoSpec
+from moclip import plan
 from moclip.config import ConfigError, uses_registries, where_set
-from moclip.videos import SPLITS as ALL_SPLITS
-from moclip.datasets import count_videos, folder_videos
+from moclip.datasets import folder_videos
 from moclip.datasets import list_files as dataset_list_files
-from moclip.manifest import build_manifest, shard_count
-from moclip.videos import ManifestError, read_manifest
+from moclip.demo import DOWNLOAD_NAMES
+from moclip.manifest import build_manifest
 from moclip.methods import HEADS
 from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.provenance import code_digest as _code_digest
+from moclip.resources import Workload, memory_mb, minutes
 from moclip.runtime import local_gpu
+from moclip.videos import SPLITS as ALL_SPLITS
+from moclip.videos import ManifestError, read_manifest
 
 # --------------------------------------------------------------------------- paths
 
@@ -54,7 +53,7 @@ WILDCARDS = {
 # --------------------------------------------------------------------------- the dataset
 
 FORMAT = config["dataset"]["format"]
-LABELLED = FORMAT != "folder"  # a folder run extracts features only
+LABELLED = plan.labelled(config)  # a folder run extracts features only
 DEMO = config["dataset"]["videos"] is None
 # The generated demo, in the configured format's layout, named as the dataset's downloads.
 DEMO_DIRS = {
@@ -72,28 +71,6 @@ def demo_outputs():
     }
 
 
-def _dataset_paths():
-    """The videos' root and the lists (a folder, a CSV file, or None for a folder run): the
-    user's, or the generated demo's."""
-    if DEMO:
-        return DEMO_DIRS["videos"], DEMO_DIRS.get("lists")
-    videos, lists = config["dataset"]["videos"], config["dataset"]["lists"]
-    if not os.path.isdir(videos):
-        raise ValueError(f"config: dataset.videos={videos!r} is not a directory")
-    if not LABELLED:
-        return videos, None
-    if lists is None:
-        raise ValueError(
-            f"config: dataset.lists is required with dataset.format: {FORMAT}"
-        )
-    kind, exists = (
-        ("file", os.path.isfile) if FORMAT == "csv" else ("directory", os.path.isdir)
-    )
-    if not exists(lists):
-        raise ValueError(f"config: dataset.lists={lists!r} is not a {kind}")
-    return videos, lists
-
-
 def check_listed_videos():
     """Every list entry parsed as the manifest stage will parse it: a missing video, an
     unknown class or a bad name stops the run before any job, naming list file and line.
@@ -109,7 +86,7 @@ def check_listed_videos():
         raise WorkflowError(str(e)) from None
 
 
-VIDEOS, LISTS = _dataset_paths()
+VIDEOS, LISTS = plan.dataset_paths(config, DEMO_DIRS)
 CLASSES = config["dataset"]["classes"]
 # A folder run's videos, listed once at parse time: the count sizes the shards, and a
 # digest of the list reruns the manifest when a video is added or removed.
@@ -124,33 +101,21 @@ if workflow.is_main_process:
     except PromptFileError as e:
         where = where_set(["clip", "prompts"], CONFIG_FILES)
         raise WorkflowError(f"{where}clip.prompts: {e}") from None
-    if uses_registries(config):
-        from moclip.checks import check_models
+    if uses_registries(
+        config
+    ):  # the names, then whether the tags' weights are here or reachable
+        from moclip.checks import check_models, check_weights
 
         try:
             check_models(config, CONFIG_FILES)
+            check_weights(config, CONFIG_FILES)
         except ConfigError as e:
             raise WorkflowError(str(e)) from None
 
 
-def _n_videos():
-    """Videos the lists name, the folder holds, or the demo's spec makes, counted at parse time."""
-    if DEMO:
-        return DemoSpec.from_config(
-            {**config["demo"], "seed": config["seed"]}
-        ).n_videos()
-    if not LABELLED:
-        return len(FOLDER_VIDEOS)
-    return count_videos(FORMAT, VIDEOS, LISTS, SPLITS)
-
-
-N_VIDEOS = _n_videos()
-# dataset.shards, or with auto about dataset.videos_per_shard videos a shard.
-N_SHARDS = (
-    config["dataset"]["shards"]
-    if config["dataset"]["shards"] != "auto"
-    else shard_count(N_VIDEOS, config["dataset"]["videos_per_shard"])
-)
+# Counted at parse time: the shards are known before the manifest checkpoint runs.
+N_VIDEOS = plan.n_videos(config, VIDEOS, LISTS, FOLDER_VIDEOS)
+N_SHARDS = plan.n_shards(config, N_VIDEOS)
 SHARDS = [f"{s:0{SHARD_DIGITS}d}" for s in range(N_SHARDS)]
 
 
@@ -192,20 +157,7 @@ def shard_videos(wildcards):
     return paths if DEMO else [ancient(p) for p in paths]
 
 
-# What reencode_shard does, when it runs at all (REENCODING). With dataset.reencode,
-# every video by that recipe (it wins over decode.reencode_unsupported); else, with
-# decode.reencode_unsupported, only the videos whose decode exports no motion vectors
-# (recipe None), probed over the decode.max_frames frames the cache reads.
-REENCODE_RECIPE = (
-    config["dataset"]["reencode"] if config["dataset"]["reencode"] != "none" else None
-)
-REENCODING = REENCODE_RECIPE is not None or config["decode"]["reencode_unsupported"]
-
-
-def reencode_settings():
-    """reencode_shard's recipe, and the frames it probes for vectors (0 = no probe)."""
-    probe = config["decode"]["max_frames"] if REENCODE_RECIPE is None else 0
-    return {"recipe": REENCODE_RECIPE, "probe_frames": probe}
+REENCODING = plan.reencoding(config)
 
 
 def cache_inputs(wildcards):
@@ -236,54 +188,6 @@ def code_digest(rule):
     return _code_digest(script, Path(moclip.__file__).parent)
 
 
-def decode_settings():
-    """Everything that shapes a cache: the fields of moclip.codec.DecodeSettings
-    (decode.reencode_unsupported shapes the re-encode stage instead)."""
-    return {
-        **{k: v for k, v in config["decode"].items() if k != "reencode_unsupported"},
-        "frame_count": config["frames"]["count"],
-        "short_side": config["frames"]["short_side"],
-    }
-
-
-def mv_settings():
-    """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network (not
-    mvnet.device, a machine setting the scripts read)."""
-    return {
-        **{k: v for k, v in config["mvnet"].items() if k != "device"},
-        "seed": config["seed"],
-    }
-
-
-MACHINE_SETTINGS = {
-    "clip": ["device"],
-    "mvnet": ["device"],
-}  # read by the scripts, never params
-
-
-def run_settings():
-    """The settings a report records: every section that shapes the results, without the
-    machine settings (a run moved to another device is the same run)."""
-    keep = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")
-    return {
-        k: (
-            {
-                kk: vv
-                for kk, vv in config[k].items()
-                if kk not in MACHINE_SETTINGS.get(k, ())
-            }
-            if isinstance(config[k], dict)
-            else config[k]
-        )
-        for k in keep
-    }
-
-
-def head_settings():
-    """Fields of moclip.heads.HeadSettings."""
-    return {k: v for k, v in config["heads"].items() if k != "seeds"}
-
-
 LOCAL_GPU = local_gpu()
 
 
@@ -312,54 +216,9 @@ MV_BATCHED = on_gpu("mvnet")
 GPU_THREADS = 5  # 4 loader workers: data wait 66% -> 7% (MV training), CLIP 1,900 -> 3,200 images/s
 
 
-def _safe(name):
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-
-
-def _file_tag(path):
-    """A local file's name in a directory tag: its stem and a digest of its absolute path,
-    size and modification time (a changed file is a new tag)."""
-    st = os.stat(path)
-    key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"
-    return f"file-{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-def _clip_tag():
-    """Directory name of a CLIP model's embeddings: the architecture as built (a tag's
-    weights trained with QuickGELU build it: ViT-B-32-quickgelu_openai), the weights and
-    any resize but bicubic, so several models' embeddings coexist and switching back
-    costs nothing. Only a pretrained tag needs open_clip's metadata (and so torch)."""
-    c = config["clip"]
-    model, pretrained = c["model"], c["pretrained"]
-    if pretrained == "none":
-        weights = f"random-seed{config['seed']}"
-    elif os.path.isfile(pretrained):
-        weights = _file_tag(pretrained)
-    else:
-        from moclip.clip_stream import built_name, tag_quick_gelu
-
-        weights, model = pretrained, built_name(
-            model, tag_quick_gelu(model, pretrained)
-        )
-    resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
-    return _safe(f"{model}_{weights}{resize}")
-
-
-def _mv_tag():
-    """Directory name of the MV network's outputs: its architecture and a digest of its
-    settings; a folder run's given network: its file."""
-    if not LABELLED:
-        model = config["features"]["mv_model"]
-        if model and not os.path.isfile(model):
-            raise ValueError(f"config: features.mv_model={model!r} is not a file")
-        return _safe(_file_tag(model)) if model else "none"
-    digest = hashlib.sha256(repr(sorted(mv_settings().items())).encode()).hexdigest()
-    return f"{_safe(config['mvnet']['arch'])}-{digest[:8]}"
-
-
-CLIP_TAG = _clip_tag()
+CLIP_TAG = plan.clip_tag(config)
 CLIP_RANDOM = config["clip"]["pretrained"] == "none"
-MV_TAG = _mv_tag()
+MV_TAG = plan.mv_tag(config)
 HEAD_ROOT = f"heads/{CLIP_TAG}/{MV_TAG}"
 
 # --------------------------------------------------------------------------- inputs and targets
@@ -487,151 +346,6 @@ def final_targets():
 
 
 # --------------------------------------------------------------------------- resources
-# What a job asks of a cluster: mem_mb (sbatch --mem) and runtime (sbatch -t, minutes).
-# Memory does not grow with the dataset (the caches are streamed; benchmarks/bench_scale.py
-# measures every rule at 1,332 and 13,320 videos), so mem_mb is a measured peak with a
-# margin. Time grows with a job's work (frames, images, samples, epochs) at the rates below,
-# measured on this project's CPU cores (README, "Resources"); the GPU rates are assumptions
-# until measured. Both double with each retry (--retries), so an estimate that falls short
-# costs one resubmission, never the run.
+# Each job's mem_mb and runtime, from measured peaks and rates (moclip.resources).
 
-RATES = {
-    "cache_frames": 3700,  # frames decoded and cached a second, a thread (bench_scale: 2.46 M frames, 329 s x 2)
-    # frames re-encoded a second by CoViAR's recipe, a thread: 1,000 from a 640x272 H.264 camera
-    # clip, 1,800 from its 320x240 MPEG-4 re-encode, 2,250 from the demo's videos
-    "reencode_frames": 1000,
-    # ViT-B-32 images a second: a thread (bench_clip: 20 on 2 threads) / a GPU
-    # images/s, gpu: the stage on an H200, bf16, 1-4 loader workers: 1,900-3,200 (benchmarks/gpu)
-    "clip_images": {"cpu": 10, "gpu": 2000},
-    "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
-        "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
-        "timm": 3.0,  # EfficientNet-B0, NHWC: bench_mv --arch efficientnet_b0 --input-size 224 --batch-size 80: 6.1 on 2
-        "gpu": 1400,  # EfficientNet-B0 at 224 px, batch 80 x 3, bf16, 4 workers, H200: 1,418 (benchmarks/gpu)
-    },
-    "mv_feature_inputs_gpu": 11000,  # EfficientNet-B0 at 224 px, 25 x 10 views, H200: 11,500 (benchmarks/gpu)
-    "head_samples": 6000,  # training samples x epochs a second, fusion MLP, one thread (bench_heads)
-}
-BYTES_A_FRAME = 2600  # UCF101's XviD: the fewest bytes a frame of the usual datasets, so the most frames a MB
-TIME_MARGIN = 3
-
-
-def _retry(value, attempt):
-    return int(value * 2 ** (attempt - 1))
-
-
-def memory_mb(mb, per_thread=0):
-    """mem_mb: a measured peak in MB plus ``per_thread`` a thread (decode processes,
-    loader workers), with half again as margin; doubled on each retry."""
-    return lambda wildcards, threads, attempt: _retry(
-        1.5 * (mb + per_thread * threads), attempt
-    )
-
-
-def minutes(seconds):
-    """runtime in minutes: TIME_MARGIN x the job's work in seconds at the measured rates
-    (a number, or a function of wildcards, input and threads), at least 10 minutes;
-    doubled on each retry."""
-
-    def estimate(wildcards, input, threads, attempt):
-        work = seconds(wildcards, input, threads) if callable(seconds) else seconds
-        return _retry(max(10, math.ceil(TIME_MARGIN * work / 60)), attempt)
-
-    return estimate
-
-
-def cache_seconds(wildcards, input, threads):
-    """Decoding the shard's videos: their size in frames, estimated from their bytes."""
-    frames = input.size_mb * 2**20 / BYTES_A_FRAME
-    return frames / (RATES["cache_frames"] * threads)
-
-
-def reencode_seconds(wildcards, input, threads):
-    """Re-encoding the shard's videos: their frames, estimated from their bytes."""
-    frames = input.size_mb * 2**20 / BYTES_A_FRAME
-    return frames / (RATES["reencode_frames"] * threads)
-
-
-# Videos a shard, from parse-time counts with a margin for the hash's imbalance: a resource
-# function must not read the manifest (a checkpoint that may not have run yet).
-VIDEOS_A_SHARD = math.ceil(1.2 * N_VIDEOS / N_SHARDS)
-
-
-def clip_seconds(wildcards, input, threads):
-    images = (N_VIDEOS if CLIP_BATCHED else VIDEOS_A_SHARD) * config["frames"]["count"]
-    rate = RATES["clip_images"]
-    return images / (rate["gpu"] if uses_gpu("clip") else rate["cpu"] * threads)
-
-
-def mv_rate(threads):
-    """MV network segments a second (training); inference is about 3x that."""
-    m = config["mvnet"]
-    rate = RATES["mv_samples"]
-    if uses_gpu("mvnet"):
-        return rate["gpu"] * min(1, (224 / m["input_size"]) ** 2)
-    kind, ref = ("tiny", 64) if m["arch"] == "tiny" else ("timm", 224)
-    return rate[kind] * threads * (ref / m["input_size"]) ** 2
-
-
-def train_mvnet_mb():
-    """train_mvnet's peak before its loader workers: on a GPU the process's host memory;
-    on the CPU the tiny network's measured 1,100 MB plus a timm network's activations.
-    """
-    return GPU_HOST_MB if uses_gpu("mvnet") else 1100 + mvnet_activations_mb()
-
-
-def mvnet_activations_mb():
-    """What a timm MV network trained on the CPU adds to train_mvnet's peak: its
-    activations, 85 MB an image at 224 px (EfficientNet-B0, batch 80 x 3 segments: 21.6 GB
-    peak in bench_mv). The tiny network's are in its measured 1,100 MB; on a GPU they are
-    GPU memory, not the job's."""
-    m = config["mvnet"]
-    if m["arch"] == "tiny" or uses_gpu("mvnet"):
-        return 0
-    return 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
-
-
-# Host memory of a job that runs its network on a GPU (torch and CUDA's libraries; the
-# activations are GPU memory), before its loader workers: 1,281-1,779 MB measured
-# (ViT-B-32, EfficientNet-B0 at 224 px, benchmarks/gpu).
-GPU_HOST_MB = 1800
-
-
-def mv_features_mb():
-    """mv_features' peak: on the CPU the network's forward over 192 inputs at a time
-    (EfficientNet-B0 at 224 px: 3,341 MB measured; 14.8 MB an input beyond the 500 MB of
-    the process and its model, scaled with the input's area); the tiny network's 800 MB,
-    measured; on a GPU, the process's host memory."""
-    m = config["mvnet"]
-    if uses_gpu("mvnet"):
-        return GPU_HOST_MB
-    if m["arch"] == "tiny":
-        return 800
-    return 500 + 14.8 * 192 * (m["input_size"] / 224) ** 2
-
-
-def eval_views():
-    """MV network inputs a video at test and feature time: segments x crops."""
-    return config["mvnet"]["eval_segments"] * config["mvnet"]["eval_crops"]
-
-
-def train_mvnet_seconds(wildcards, input, threads):
-    """Training and the selection on val (every video once an epoch, the training
-    segments), then the test videos under the test protocol (fewer than all videos)."""
-    m = config["mvnet"]
-    train = m["epochs"] * N_VIDEOS * m["segments"] / mv_rate(threads)
-    return train + N_VIDEOS * eval_views() / (3 * mv_rate(threads))
-
-
-def mv_features_seconds(wildcards, input, threads):
-    """A job's videos x networks x views, at the GPU's measured inference rate (scaled by
-    the input area), or 3x the CPU's training rate."""
-    if MV_BATCHED:
-        scale = min(1, (224 / config["mvnet"]["input_size"]) ** 2)
-        return N_VIDEOS * eval_views() / (RATES["mv_feature_inputs_gpu"] * scale)
-    inputs = VIDEOS_A_SHARD * len(SPLITS if LABELLED else [1]) * eval_views()
-    return inputs / (3 * mv_rate(threads))
-
-
-def train_head_seconds(wildcards, input, threads):
-    h = config["heads"]
-    return len(h["seeds"]) * h["epochs"] * N_VIDEOS / RATES["head_samples"]
+WORK = Workload(config, N_VIDEOS, N_SHARDS, clip_gpu=CLIP_BATCHED, mv_gpu=MV_BATCHED)

@@ -19,9 +19,9 @@ rule train_head:
     threads: 1
     resources:
         mem_mb=memory_mb(800),
-        runtime=minutes(train_head_seconds),
+        runtime=minutes(WORK.train_head_seconds),
     params:
-        settings=head_settings(),
+        settings=plan.head_settings(config),
         seeds=config["heads"]["seeds"],
         code=code_digest("train_head"),
     script:

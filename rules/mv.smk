@@ -18,11 +18,11 @@ rule train_mvnet:
         "../envs/moclip.yaml"
     threads: GPU_THREADS if on_gpu("mvnet") else 2
     resources:
-        mem_mb=memory_mb(train_mvnet_mb(), per_thread=300),
-        runtime=minutes(train_mvnet_seconds),
+        mem_mb=memory_mb(WORK.train_mvnet_mb(), per_thread=300),
+        runtime=minutes(WORK.train_mvnet_seconds),
         gpu=uses_gpu("mvnet"),
     params:
-        settings=mv_settings(),
+        settings=plan.mv_settings(config),
         code=code_digest("train_mvnet"),
     script:
         "../workflow_scripts/train_mvnet.py"
@@ -43,8 +43,8 @@ rule mv_features:
         "../envs/moclip.yaml"
     threads: GPU_THREADS if MV_BATCHED else 2
     resources:
-        mem_mb=memory_mb(mv_features_mb(), per_thread=300),
-        runtime=minutes(mv_features_seconds),
+        mem_mb=memory_mb(WORK.mv_features_mb(), per_thread=300),
+        runtime=minutes(WORK.mv_features_seconds),
         gpu=uses_gpu("mvnet"),
     params:
         draws=config["heads"]["mv_draws"] if LABELLED else 0,

@@ -48,7 +48,7 @@ rule report_split:
         runtime=minutes(120),
     params:
         methods=lambda wildcards: list(split_method_metrics(wildcards)),
-        settings=run_settings(),
+        settings=plan.run_settings(config),
         code=code_digest("report_split"),
     script:
         "../workflow_scripts/report_split.py"

@@ -187,3 +187,40 @@ def demo_run(finished_run, tmp_path) -> Path:
     wd = tmp_path / "run copy"
     shutil.copytree(finished_run, wd, symlinks=True)
     return wd
+
+
+# --------------------------------------------------------------------------- real weights, offline
+
+# The hub files the presets' pretrained tags load (moclip.checks.weight_files): OpenAI's
+# ViT-B-32 through open_clip, EfficientNet-B0's ImageNet weights through timm.
+PRESET_WEIGHTS = (
+    ("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors"),
+    ("timm/efficientnet_b0.ra_in1k", "model.safetensors"),
+)
+
+
+def put_hub_file(cache: Path, repo: str, filename: str, state: dict | None = None) -> Path:
+    """One file of a Hugging Face hub repository, laid out as the hub's cache holds it: a
+    state dict as safetensors, or an empty file where only its presence is read."""
+    root = cache / ("models--" + repo.strip("/").replace("/", "--"))
+    snap = root / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text("0" * 40)
+    if state is None:
+        (snap / filename).write_bytes(b"")
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, snap / filename)
+    return snap / filename
+
+
+@pytest.fixture(scope="session")
+def hub_stub(tmp_path_factory) -> dict[str, str]:
+    """An offline Hugging Face cache holding (empty) the files the presets' tags name: enough
+    for the parse-time check that they are here (dry runs load no weights)."""
+    cache = tmp_path_factory.mktemp("hub-stub")
+    for repo, filename in PRESET_WEIGHTS:
+        put_hub_file(cache, repo, filename)
+    return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}

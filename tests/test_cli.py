@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -40,15 +41,36 @@ def test_cache_names_each_bad_path_and_still_caches_the_good_ones(tmp_path):
     assert (tmp_path / "c" / "mv" / "good.h5").is_file()
 
 
-@pytest.mark.parametrize("what", ["directory", "text file"])
+@pytest.mark.parametrize("what", ["directory", "text file", "missing"])
 def test_inspect_of_something_not_hdf5_is_one_line(tmp_path, what):
     target = tmp_path
     if what == "text file":
         target = tmp_path / "x.h5"
         target.write_text("not hdf5")
+    if what == "missing":
+        target = tmp_path / "none.h5"
     out = run("inspect", str(target))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert out.stderr.startswith(f"moclip inspect: error: {target}: not a readable HDF5 file")
+    why = "no such file" if what == "missing" else "not a readable HDF5 file"
+    assert out.stderr.startswith(f"moclip inspect: error: {target}: {why}")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`moclip ... | head`: the reader leaves early; the command ends as shell tools do
+    (status 141), without a BrokenPipeError traceback."""
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.attrs.update({f"attr{i}": "x" * 100 for i in range(2000)})  # more than a pipe holds
+    p = subprocess.Popen(
+        [sys.executable, "-m", "moclip.cli", "inspect", str(tmp_path / "x.h5")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and err == "", err
 
 
 def test_check_config_names_file_and_line_where_snakemake_cannot(tmp_path, capsys):
@@ -129,3 +151,21 @@ def test_commands_without_a_network_do_not_import_torch():
     code = "import sys, moclip.cli; print(sorted(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_check_config_runs_the_dataset_checks_of_the_workflows_parse(tmp_path, tiny_demo, capsys):
+    """A path that does not exist, and a list entry naming a missing video, fail check-config
+    as they fail `snakemake -n`; the dataset as it is passes."""
+    cfg = tmp_path / "paths.yaml"
+    cfg.write_text(f"dataset:\n  videos: {tmp_path / 'none'}\n  lists: {tiny_demo[1]}\n")
+    assert main(["check-config", str(cfg)]) == 2
+    assert f"dataset.videos='{tmp_path / 'none'}' is not a directory" in capsys.readouterr().err
+    cfg.write_text(f"dataset:\n  videos: {tiny_demo[0]}\n  lists: {tiny_demo[1]}\n")
+    assert main(["check-config", str(cfg)]) == 0
+    lists = tmp_path / "lists"
+    shutil.copytree(tiny_demo[1], lists)
+    with open(lists / "testlist01.txt", "a") as f:
+        f.write("BallFall/v_BallFall_g09_c07.avi\n")
+    cfg.write_text(f"dataset:\n  videos: {tiny_demo[0]}\n  lists: {lists}\n")
+    assert main(["check-config", str(cfg)]) == 2
+    assert "testlist01.txt" in capsys.readouterr().err

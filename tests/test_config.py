@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG, merged, snakemake
+from conftest import PRESET_WEIGHTS, TINY_CONFIG, merged, put_hub_file, snakemake
 
 from moclip.cache import COMPRESSION
 from moclip.checks import check_models
@@ -234,3 +234,30 @@ def test_every_choice_the_schema_allows_is_the_librarys_own_list():
     assert tuple(props["clip.prompts"]["anyOf"][0]["enum"]) == PROMPT_SETS
     found = {p for p, n in props.items() if "enum" in n or "enum" in n.get("items", {}) or "anyOf" in n}
     assert found == {*library, "dataset.splits", "clip.prompts"}, found - {*library, "dataset.splits", "clip.prompts"}
+
+
+def test_pretrained_weights_are_checked_before_the_run(tmp_path, monkeypatch):
+    """Each pretrained tag's weights must be in the Hugging Face cache or fetchable: offline
+    and not cached, one line a tag names the preset's file and line, the model, the cache,
+    and the command that gets the file; once the files are in the cache, it passes."""
+    from huggingface_hub import constants
+
+    from moclip.checks import check_weights
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    files = [REPO / "config.yaml", REPO / "config" / "ucf101-paper.yaml"]
+    cfg = load_config(files)
+    with pytest.raises(ConfigError) as e:
+        check_weights(cfg, files)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{files[1]}:{key_line(files[1], ['clip', 'pretrained'])}: clip.pretrained: ")
+    assert "the weights of ViT-B-32 openai are not in the Hugging Face cache" in lines[0]
+    assert f"({tmp_path / 'hub'}) and cannot be fetched (HF_HUB_OFFLINE is set)" in lines[0]
+    assert "`hf download timm/vit_base_patch32_clip_224.openai open_clip_model.safetensors`" in lines[0]
+    assert "mvnet.pretrained: the weights of efficientnet_b0 (ImageNet)" in lines[1]
+    for repo, filename in PRESET_WEIGHTS:
+        put_hub_file(tmp_path / "hub", repo, filename)
+    check_weights(cfg, files)
+    check_weights(DEFAULTS)  # random weights and the tiny network: nothing to fetch

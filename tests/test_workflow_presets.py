@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from conftest import REPO, merged, snakemake
+from conftest import PRESET_WEIGHTS, REPO, merged, put_hub_file, snakemake
 
 from moclip.demo import DemoSpec, make_demo_dataset
 
@@ -32,18 +32,6 @@ SHORT = {  # only sizes of the data and lengths of training differ from the pres
 }
 
 
-def _put(cache: Path, repo: str, filename: str, state: dict) -> None:
-    """One file of a Hugging Face hub repository, laid out as the hub's cache holds it."""
-    from safetensors.torch import save_file
-
-    root = cache / ("models--" + repo.strip("/").replace("/", "--"))
-    snap = root / "snapshots" / ("0" * 40)
-    snap.mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text("0" * 40)
-    save_file({k: v.contiguous() for k, v in state.items()}, snap / filename)
-
-
 @pytest.fixture(scope="module")
 def offline_weights(tmp_path_factory) -> dict[str, str]:
     """A Hugging Face cache holding random weights of the presets' real networks under the
@@ -54,10 +42,12 @@ def offline_weights(tmp_path_factory) -> dict[str, str]:
 
     cache = tmp_path_factory.mktemp("hf-cache")
     torch.manual_seed(0)
-    clip_repo = open_clip.pretrained.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"]
-    _put(cache, clip_repo, "open_clip_model.safetensors", open_clip.create_model("ViT-B-32-quickgelu").state_dict())
+    (clip_repo, clip_file), (rgb_repo, rgb_file) = PRESET_WEIGHTS
+    assert open_clip.pretrained.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"].rstrip("/") == clip_repo
+    put_hub_file(cache, clip_repo, clip_file, open_clip.create_model("ViT-B-32-quickgelu").state_dict())
     rgb = timm.create_model("efficientnet_b0", pretrained=False)
-    _put(cache, rgb.pretrained_cfg["hf_hub_id"], "model.safetensors", rgb.state_dict())
+    assert rgb.pretrained_cfg["hf_hub_id"] == rgb_repo
+    put_hub_file(cache, rgb_repo, rgb_file, rgb.state_dict())
     return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
 
 

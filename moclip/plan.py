@@ -1,0 +1,163 @@
+"""What a validated config asks of the workflow, as pure functions of it: the dataset's
+paths and sizes, each stage's settings (the params that shape its outputs) and the tags
+that name output directories. rules/common.smk keeps Snakemake's glue (paths, wildcards,
+inputs, targets, the checkpoint) and calls these; they are tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from moclip.datasets import count_videos
+from moclip.demo import DemoSpec
+from moclip.manifest import shard_count
+
+MACHINE_SETTINGS = {"clip": ("device",), "mvnet": ("device",)}  # read by the scripts, never params
+RUN_SECTIONS = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")  # what shapes the results
+
+
+# --------------------------------------------------------------------------- the dataset
+
+
+def labelled(config: dict) -> bool:
+    """Whether the run trains and tests (a folder run extracts features only)."""
+    return config["dataset"]["format"] != "folder"
+
+
+def dataset_paths(config: dict, demo_dirs: dict[str, str]) -> tuple[str, str | None]:
+    """The videos' root and the lists (a folder, a CSV file, or None for a folder run): the
+    user's, checked to exist, or the generated demo's (``demo_dirs``)."""
+    d = config["dataset"]
+    if d["videos"] is None:
+        return demo_dirs["videos"], demo_dirs.get("lists")
+    videos, lists, fmt = d["videos"], d["lists"], d["format"]
+    if not os.path.isdir(videos):
+        raise ValueError(f"config: dataset.videos={videos!r} is not a directory")
+    if not labelled(config):
+        return videos, None
+    if lists is None:
+        raise ValueError(f"config: dataset.lists is required with dataset.format: {fmt}")
+    kind, exists = ("file", os.path.isfile) if fmt == "csv" else ("directory", os.path.isdir)
+    if not exists(lists):
+        raise ValueError(f"config: dataset.lists={lists!r} is not a {kind}")
+    return videos, lists
+
+
+def n_videos(config: dict, videos: str, lists: str | None, folder_videos: list[str]) -> int:
+    """Videos the lists name, the folder holds (``folder_videos``, listed once), or the
+    demo's spec makes, counted at parse time."""
+    if config["dataset"]["videos"] is None:
+        return DemoSpec.from_config({**config["demo"], "seed": config["seed"]}).n_videos()
+    if not labelled(config):
+        return len(folder_videos)
+    return count_videos(config["dataset"]["format"], videos, lists, config["dataset"]["splits"])
+
+
+def n_shards(config: dict, videos: int) -> int:
+    """dataset.shards, or with auto about dataset.videos_per_shard videos a shard."""
+    shards = config["dataset"]["shards"]
+    return shards if shards != "auto" else shard_count(videos, config["dataset"]["videos_per_shard"])
+
+
+# --------------------------------------------------------------------------- each stage's settings
+
+
+def reencode_recipe(config: dict) -> str | None:
+    """dataset.reencode's recipe, or None."""
+    return config["dataset"]["reencode"] if config["dataset"]["reencode"] != "none" else None
+
+
+def reencoding(config: dict) -> bool:
+    """Whether reencode_shard runs at all: every video by a recipe (dataset.reencode wins),
+    or only those whose decode exports no motion vectors (decode.reencode_unsupported)."""
+    return reencode_recipe(config) is not None or config["decode"]["reencode_unsupported"]
+
+
+def reencode_settings(config: dict) -> dict:
+    """reencode_shard's recipe, and the frames it probes for vectors (0 = no probe): without
+    a recipe, the decode.max_frames frames the cache reads."""
+    recipe = reencode_recipe(config)
+    return {"recipe": recipe, "probe_frames": config["decode"]["max_frames"] if recipe is None else 0}
+
+
+def decode_settings(config: dict) -> dict:
+    """Everything that shapes a cache: the fields of moclip.codec.DecodeSettings
+    (decode.reencode_unsupported shapes the re-encode stage instead)."""
+    return {
+        **{k: v for k, v in config["decode"].items() if k != "reencode_unsupported"},
+        "frame_count": config["frames"]["count"],
+        "short_side": config["frames"]["short_side"],
+    }
+
+
+def mv_settings(config: dict) -> dict:
+    """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network (not
+    mvnet.device, a machine setting the scripts read)."""
+    return {**{k: v for k, v in config["mvnet"].items() if k not in MACHINE_SETTINGS["mvnet"]}, "seed": config["seed"]}
+
+
+def head_settings(config: dict) -> dict:
+    """Fields of moclip.heads.HeadSettings."""
+    return {k: v for k, v in config["heads"].items() if k != "seeds"}
+
+
+def run_settings(config: dict) -> dict:
+    """The settings a report records: every section that shapes the results, without the
+    machine settings (a run moved to another device is the same run)."""
+    return {
+        k: (
+            {kk: vv for kk, vv in config[k].items() if kk not in MACHINE_SETTINGS.get(k, ())}
+            if isinstance(config[k], dict)
+            else config[k]
+        )
+        for k in RUN_SECTIONS
+    }
+
+
+# --------------------------------------------------------------------------- directory tags
+
+
+def safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+
+
+def file_tag(path: str) -> str:
+    """A local file's name in a directory tag: its stem and a digest of its absolute path,
+    size and modification time (a changed file is a new tag)."""
+    st = os.stat(path)
+    key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"
+    return f"file-{Path(path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def clip_tag(config: dict) -> str:
+    """Directory name of a CLIP model's embeddings: the architecture as built (a tag's
+    weights trained with QuickGELU build it: ViT-B-32-quickgelu_openai), the weights and
+    any resize but bicubic, so several models' embeddings coexist and switching back
+    costs nothing. Only a pretrained tag needs open_clip's metadata (and so torch)."""
+    c = config["clip"]
+    model, pretrained = c["model"], c["pretrained"]
+    if pretrained == "none":
+        weights = f"random-seed{config['seed']}"
+    elif os.path.isfile(pretrained):
+        weights = file_tag(pretrained)
+    else:
+        from moclip.clip_stream import built_name, tag_quick_gelu
+
+        weights, model = pretrained, built_name(model, tag_quick_gelu(model, pretrained))
+    resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
+    return safe(f"{model}_{weights}{resize}")
+
+
+def mv_tag(config: dict) -> str:
+    """Directory name of the MV network's outputs: its architecture and a digest of its
+    settings; a folder run's given network: its file."""
+    if not labelled(config):
+        model = config["features"]["mv_model"]
+        if model and not os.path.isfile(model):
+            raise ValueError(f"config: features.mv_model={model!r} is not a file")
+        return safe(file_tag(model)) if model else "none"
+    digest = hashlib.sha256(repr(sorted(mv_settings(config).items())).encode()).hexdigest()
+    return f"{safe(config['mvnet']['arch'])}-{digest[:8]}"
