@@ -301,6 +301,8 @@ def train_head(
         "top1_sd": sample_sd(top1),  # over seeds, n - 1; None with one seed
         "top5_mean": float(np.mean(top5)),
         "top5_sd": sample_sd(top5),
+        "best_epoch": runs[0][2],  # the first seed's, whose model is saved
+        "best_epochs": [r[2] for r in runs],
         "trainable_parameters": trainable_parameters(model0[1]),
         "n_train": int(oktr.sum()),
         "n_val": int(okva.sum()),

@@ -96,6 +96,9 @@ def test_head_training_sees_no_test_row_and_counts_failed_as_miss(feature_run, m
     assert m["n_test"] == 6 and m["n_failed"] == 1 and m["failed_videos"] == [rows[-1].video_id]
     assert m["top1"] <= 5 / 6  # the failed video is a miss
     assert m["seeds"] == [0, 1] and len(m["top1_seeds"]) == 2
+    training = json.loads((d / "out" / "training.json").read_text())  # the split table's "epoch kept"
+    assert m["best_epochs"] == [training[k]["best_epoch"] for k in ("0", "1")]
+    assert m["best_epoch"] == m["best_epochs"][0]
     model, meta = load_head(d / "out" / "model.pt")
     assert meta["classes"] == ["C0", "C1", "C2"] and meta["dims"] == [6, 5]
 

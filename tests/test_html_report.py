@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import subprocess
 
@@ -41,6 +42,40 @@ def test_report_landing_page_shows_what_ran_and_the_summary_table(demo_run, tmp_
         assert all(cell in dom for cell in row), row
     _browser("--screenshot=" + str(tmp_path / "report.png"), "--window-size=1400,1800", report.as_uri())
     assert (tmp_path / "report.png").stat().st_size > 10_000  # a rendered page, kept for a human to look at
+
+
+# The report in a frame of a laptop's (or a desktop's) window: where the title sits, and
+# whether each cell of the results table can be scrolled into the window.
+PROBE = """<!doctype html><html><body style="margin:0">
+<iframe id="f" src="report.html" width="{w}" height="{h}" style="border:0"></iframe>
+<script>
+setTimeout(function () {{
+  var d = document.getElementById("f").contentDocument, t = d.querySelector("h1.title").getBoundingClientRect();
+  var cells = Array.from(d.querySelectorAll("table.moclip td")), seen = 0;
+  cells.forEach(function (c) {{
+    c.scrollIntoView({{block: "nearest", inline: "nearest"}});
+    var b = c.getBoundingClientRect();
+    seen += b.top >= 0 && b.left >= 0 && b.bottom <= {h} && b.right <= {w};
+  }});
+  document.body.setAttribute("data-probe", JSON.stringify({{top: t.top, cells: cells.length, seen: seen}}));
+}}, 10000);
+</script></body></html>"""
+
+
+@needs_browser
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_report_landing_page_reads_from_its_top_on_a_laptop_and_a_desktop(finished_run, tmp_path, size):
+    """Snakemake centres the landing page in its scrolling box, which put a tall page's
+    title above the part a reader can scroll to (report/stylesheet.css, from the profiles)."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, symlinks=True)
+    snakemake(run, TINY_CONFIG, "--report", "report.html")
+    w, h = size
+    (run / "probe.html").write_text(PROBE.format(w=w, h=h))
+    dom = _browser("--allow-file-access-from-files", "--dump-dom", (run / "probe.html").as_uri()).stdout
+    probe = json.loads(html.unescape(re.search(r'data-probe="([^"]*)"', dom).group(1)))
+    assert 0 <= probe["top"] < h / 2, probe  # the title, at the top of the window
+    assert probe["cells"] >= 3 * 7 and probe["seen"] == probe["cells"], probe
 
 
 def test_each_split_has_its_table_beside_its_plots(finished_run):
