@@ -18,7 +18,10 @@ import torch
 from moclip.cache import cache_shard
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset
-from moclip.mv_stream import MVItem, MVNet, MVSettings, extract_features, fit_mvnet
+from moclip.mv_data import MVItem, MVSettings
+from moclip.mv_nets import MVNet
+from moclip.mv_stream import extract_features
+from moclip.mv_train import fit_mvnet
 from moclip.runtime import resolve_device
 
 

@@ -34,7 +34,9 @@ from moclip.codec import DecodeSettings
 from moclip.demo import smooth_noise
 from moclip.encode import encode_video
 from moclip.manifest import manifest
-from moclip.mv_stream import MVNet, MVSettings, TrainResult, save_checkpoint
+from moclip.mv_data import MVSettings
+from moclip.mv_nets import MVNet
+from moclip.mv_train import TrainResult, save_checkpoint
 from moclip.outputs import shard_name
 from moclip.shards import write_shard
 from moclip.verify import Checks, mv_checkpoint, verify

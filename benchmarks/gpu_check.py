@@ -290,7 +290,7 @@ def part_demo(sizes: Sizes, dev: torch.device, tmp: Path, cores: int) -> dict:
 
 def demo_mv_items(workdir: Path, split: int = 1) -> tuple[list, list, int]:
     """The demo run's MV caches as (train, val) items of ``split``, and its class count."""
-    from moclip.mv_stream import mv_items
+    from moclip.mv_data import mv_items
     from moclip.videos import class_names, read_manifest, split_rows
 
     res = workdir / "results"
@@ -301,7 +301,8 @@ def demo_mv_items(workdir: Path, split: int = 1) -> tuple[list, list, int]:
 
 
 def part_fp16(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
-    from moclip.mv_stream import MVSettings, fit_mvnet
+    from moclip.mv_data import MVSettings
+    from moclip.mv_train import fit_mvnet
 
     wd = Path(demo["workdir"])
     train, val, n = demo_mv_items(wd)
@@ -405,7 +406,8 @@ def part_clip(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
 
 
 def part_mv_train(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
-    from moclip.mv_stream import MVSettings, fit_mvnet
+    from moclip.mv_data import MVSettings
+    from moclip.mv_train import fit_mvnet
 
     train, _, n = demo_mv_items(Path(demo["workdir"]))
     items = (train * (sizes.mv_items // len(train) + 1))[: sizes.mv_items]
@@ -448,7 +450,9 @@ def part_mv_train(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
 
 
 def part_mv_features(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
-    from moclip.mv_stream import MVNet, MVSettings, extract_features
+    from moclip.mv_data import MVSettings
+    from moclip.mv_nets import MVNet
+    from moclip.mv_stream import extract_features
 
     train, _, n = demo_mv_items(Path(demo["workdir"]))
     items = (train * (sizes.feat_videos // len(train) + 1))[: sizes.feat_videos]
@@ -497,7 +501,8 @@ if stage == "clip_embed":
     from moclip.clip_stream import clip_embed
     clip_embed(**args["kw"])
 elif stage == "train_mvnet":
-    from moclip.mv_stream import MVSettings, train_mvnet
+    from moclip.mv_data import MVSettings
+    from moclip.mv_stream import train_mvnet
     kw = dict(args["kw"]); kw["settings"] = MVSettings.from_config(kw["settings"])
     train_mvnet(**kw)
 else:

@@ -5,13 +5,17 @@ open_clip and timm, so the Snakefile imports it in its main process only."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from moclip.clip_stream import ClipLoadError, check_clip
 from moclip.config import ConfigError, where_set
-from moclip.mv_stream import check_arch
+from moclip.mv_nets import check_arch
+from moclip.resources import backbone, unmeasured
+
+log = logging.getLogger(__name__)
 
 
 def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
@@ -28,6 +32,8 @@ def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
     except ValueError as e:
         key = str(e).partition(":")[0].split(".")  # the message starts with the key at fault
         raise ConfigError(f"{where_set(key, sources)}{e}") from None
+    if note := unmeasured(m["arch"]):
+        log.warning("%s%s", where_set(["mvnet", "arch"], sources), note)
 
 
 def _hub_file(repo: str, names: Iterable[str]) -> tuple[str, str | None]:
@@ -73,7 +79,7 @@ def weight_files(config: dict) -> list[tuple[str, str, str, list[str]]]:
             name = name or HF_WEIGHTS_NAME
             names = [*_get_safe_alternatives(name), name]  # the order open_clip tries them
             out.append(("clip.pretrained", f"{c['model']} {c['pretrained']}", repo, names))
-    if m["arch"] != "tiny" and m["pretrained"] is not False and not Path(str(m["pretrained"])).is_file():
+    if backbone(m["arch"]).timm and m["pretrained"] is not False and not Path(str(m["pretrained"])).is_file():
         name = m["arch"] if m["pretrained"] is True else f"{m['arch']}.{m['pretrained']}"
         cfg = timm.models.get_pretrained_cfg(name)
         if cfg is not None and cfg.hf_hub_id:

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from moclip.resources import BACKBONES
 from moclip.settings import did_you_mean
 
 
@@ -122,9 +123,8 @@ def uses_registries(config: dict) -> bool:
     torch): not for the project's own small models with random weights (demo, tests)."""
     own = Path(__file__).parent / "model_configs" / f"{config['clip']['model']}.json"
     mv = config["mvnet"]
-    return not (
-        own.is_file() and config["clip"]["pretrained"] == "none" and mv["arch"] == "tiny" and not mv["pretrained"]
-    )
+    own_mv = mv["arch"] in BACKBONES and not BACKBONES[mv["arch"]].timm
+    return not (own.is_file() and config["clip"]["pretrained"] == "none" and own_mv and not mv["pretrained"])
 
 
 def load_config(files: Iterable[Path | str]) -> dict:

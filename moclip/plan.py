@@ -94,7 +94,7 @@ def decode_settings(config: dict) -> dict:
 
 
 def mv_settings(config: dict) -> dict:
-    """Fields of moclip.mv_stream.MVSettings: everything that shapes the MV network (not
+    """Fields of moclip.mv_data.MVSettings: everything that shapes the MV network (not
     mvnet.device, a machine setting the scripts read)."""
     return {**{k: v for k, v in config["mvnet"].items() if k not in MACHINE_SETTINGS["mvnet"]}, "seed": config["seed"]}
 

@@ -15,7 +15,8 @@ from moclip.codec import DecodeSettings
 from moclip.encode import EncodeSettings
 from moclip.heads import load_head
 from moclip.io import read_json
-from moclip.mv_stream import load_checkpoint, read_segments, view_features
+from moclip.mv_data import read_segments
+from moclip.mv_train import load_checkpoint, view_features
 from moclip.reencode import FAILED, REENCODED, reencode_plan, reencode_video
 from moclip.runtime import autocast_dtype, resolve_device
 from moclip.shards import pool_frames, pool_segments

@@ -17,7 +17,7 @@ from moclip.heads import load_head
 from moclip.io import atomic_path, read_json, read_tsv, relative_to, write_json, write_text
 from moclip.methods import HEADS, METHODS
 from moclip.metrics import sample_sd
-from moclip.mv_stream import load_checkpoint
+from moclip.mv_train import load_checkpoint
 from moclip.videos import class_names, read_manifest
 
 log = logging.getLogger(__name__)

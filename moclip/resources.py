@@ -23,16 +23,58 @@ RATES = {
     # ViT-B-32 images a second: a thread (bench_clip: 20 on 2 threads) / a GPU
     # images/s, gpu: the stage on an H200, bf16, 1-4 loader workers: 1,900-3,200 (benchmarks/gpu)
     "clip_images": {"cpu": 10, "gpu": 2000},
-    "mv_samples": {  # MV network training segments a second: a thread (tiny at 64 px, timm at 224 px) / a GPU
-        "tiny": 150,  # bench_mv: 388-395 with 2 threads (1 loader worker)
-        "timm": 3.0,  # EfficientNet-B0, NHWC: bench_mv --arch efficientnet_b0 --input-size 224 (batch 80): 6.1 on 2
-        "gpu": 1400,  # EfficientNet-B0 at 224 px, batch 80 x 3, bf16, 4 workers, H200: 1,418 (benchmarks/gpu)
-    },
-    "mv_feature_inputs_gpu": 11000,  # EfficientNet-B0 at 224 px, 25 x 10 views, H200: 11,500 (benchmarks/gpu)
     "head_samples": 6000,  # training samples x epochs a second, fusion MLP, one thread (bench_heads)
 }
 BYTES_A_FRAME = 2600  # UCF101's XviD: the fewest bytes a frame of the usual datasets, so the most frames a MB
 TIME_MARGIN = 3
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """An MV backbone's jobs as measured: rates and memory at input side ``size`` (the work
+    and activations scale with the input's area). Adding a backbone is one entry of
+    :data:`BACKBONES`, measured with ``benchmarks/bench_mv.py --arch NAME`` (CPU) and
+    ``make gpu-check`` (GPU)."""
+
+    size: int  # the input side the figures were measured at
+    train_rate: float  # training segments a second, a CPU thread
+    train_mb: float  # train_mvnet's CPU peak before loader workers and activations
+    activation_mb: float  # training activations an input (batch x segments) on the CPU
+    feature_mb: float  # mv_features' CPU process and model
+    feature_input_mb: float  # inference activations an input (192 a forward pass on the CPU)
+    gpu_train_rate: float  # training segments a second on a GPU
+    gpu_feature_rate: float  # inference inputs a second on a GPU
+    timm: bool = True  # built by timm (may start from ImageNet); False: the project's own network
+
+
+BACKBONES = {
+    # EfficientNet-B0, NHWC: bench_mv --arch efficientnet_b0 --input-size 224 (batch 80): 6.1 segments/s on 2
+    # threads, 21.6 GB peak (85 MB an input beyond 1,100); features: 3,341 MB over 192 inputs. H200, bf16,
+    # batch 80 x 3, 4 workers: 1,418 segments/s; 25 x 10 views: 11,500 inputs/s (benchmarks/gpu).
+    "efficientnet_b0": Backbone(224, 3.0, 1100, 85, 500, 14.8, 1400, 11000),
+    # The tiny CNN at 64 px: bench_mv 388-395 segments/s with 2 threads; 1,100 MB training, 800 MB features
+    # (activations included). Never measured on a GPU: EfficientNet-B0's figures, an upper bound on its time.
+    "tiny": Backbone(64, 150, 1100, 0, 800, 0, 1400, 11000, timm=False),
+}
+REFERENCE_BACKBONE = "efficientnet_b0"  # how a timm backbone without figures of its own is sized
+
+
+def backbone(arch: str) -> Backbone:
+    """``arch``'s measured figures; a timm architecture without any is sized as
+    :data:`REFERENCE_BACKBONE` (the config check says so: :func:`unmeasured`)."""
+    return BACKBONES.get(arch, BACKBONES[REFERENCE_BACKBONE])
+
+
+def unmeasured(arch: str) -> str | None:
+    """A warning when ``arch``'s jobs are sized by another backbone's figures, else None."""
+    if arch in BACKBONES:
+        return None
+    return (
+        f"mvnet.arch: {arch} has no measured resource figures; its jobs are sized as {REFERENCE_BACKBONE}'s "
+        f"(measure it with benchmarks/bench_mv.py --arch {arch} and add it to moclip.resources.BACKBONES)"
+    )
+
+
 # Host memory of a job that runs its network on a GPU (torch and CUDA's libraries; the
 # activations are GPU memory), before its loader workers: 1,281-1,779 MB measured
 # (ViT-B-32, EfficientNet-B0 at 224 px, benchmarks/gpu).
@@ -82,13 +124,20 @@ class Workload:
         """MV network inputs a video at test and feature time: segments x crops."""
         return self.config["mvnet"]["eval_segments"] * self.config["mvnet"]["eval_crops"]
 
+    @property
+    def backbone(self) -> Backbone:
+        return backbone(self.config["mvnet"]["arch"])
+
+    def area(self) -> float:
+        """The MV input's area against the one the backbone's figures were measured at."""
+        return (self.config["mvnet"]["input_size"] / self.backbone.size) ** 2
+
     def mv_rate(self, threads: int) -> float:
         """MV network segments a second (training); inference is about 3x that."""
-        m, rate = self.config["mvnet"], RATES["mv_samples"]
+        b = self.backbone
         if self.mv_gpu:
-            return rate["gpu"] * min(1, (224 / m["input_size"]) ** 2)
-        kind, ref = ("tiny", 64) if m["arch"] == "tiny" else ("timm", 224)
-        return rate[kind] * threads * (ref / m["input_size"]) ** 2
+            return b.gpu_train_rate * min(1, 1 / self.area())
+        return b.train_rate * threads / self.area()
 
     # ----------------------------------------------------------------------- seconds of work
 
@@ -117,8 +166,8 @@ class Workload:
         """A job's videos x networks x views, at the GPU's measured inference rate (scaled by
         the input area), or 3x the CPU's training rate."""
         if self.mv_gpu:
-            scale = min(1, (224 / self.config["mvnet"]["input_size"]) ** 2)
-            return self.n_videos * self.eval_views() / (RATES["mv_feature_inputs_gpu"] * scale)
+            rate = self.backbone.gpu_feature_rate * min(1, 1 / self.area())
+            return self.n_videos * self.eval_views() / rate
         splits = len(self.config["dataset"]["splits"]) if self.config["dataset"]["format"] != "folder" else 1
         return self.videos_a_shard * splits * self.eval_views() / (3 * self.mv_rate(threads))
 
@@ -134,28 +183,20 @@ class Workload:
         return GPU_HOST_MB if self.clip_gpu else 2500
 
     def train_mvnet_mb(self) -> float:
-        """train_mvnet's peak before its loader workers: on a GPU the process's host memory;
-        on the CPU the tiny network's measured 1,100 MB plus a timm network's activations."""
-        return GPU_HOST_MB if self.mv_gpu else 1100 + self.mvnet_activations_mb()
-
-    def mvnet_activations_mb(self) -> float:
-        """What a timm MV network trained on the CPU adds to train_mvnet's peak: its
-        activations, 85 MB an image at 224 px (EfficientNet-B0, batch 80 x 3 segments: 21.6 GB
-        peak in bench_mv). The tiny network's are in its measured 1,100 MB; on a GPU they are
-        GPU memory, not the job's."""
-        m = self.config["mvnet"]
-        if m["arch"] == "tiny" or self.mv_gpu:
-            return 0
-        return 85 * m["batch_size"] * m["segments"] * (m["input_size"] / 224) ** 2
-
-    def mv_features_mb(self) -> float:
-        """mv_features' peak: on the CPU the network's forward over 192 inputs at a time
-        (EfficientNet-B0 at 224 px: 3,341 MB measured; 14.8 MB an input beyond the 500 MB of
-        the process and its model, scaled with the input's area); the tiny network's 800 MB,
-        measured; on a GPU, the process's host memory."""
-        m = self.config["mvnet"]
+        """train_mvnet's peak before its loader workers: on a GPU the process's host memory
+        (the activations are GPU memory); on the CPU the backbone's measured base plus its
+        activations, an input of a batch (batch x segments) at a time (EfficientNet-B0 at 224
+        px, batch 80 x 3: 21.6 GB in bench_mv)."""
         if self.mv_gpu:
             return GPU_HOST_MB
-        if m["arch"] == "tiny":
-            return 800
-        return 500 + 14.8 * 192 * (m["input_size"] / 224) ** 2
+        m, b = self.config["mvnet"], self.backbone
+        return b.train_mb + b.activation_mb * m["batch_size"] * m["segments"] * self.area()
+
+    def mv_features_mb(self) -> float:
+        """mv_features' peak: on the CPU the backbone's process and model plus a forward over
+        192 inputs at a time (EfficientNet-B0 at 224 px: 3,341 MB measured); on a GPU, the
+        process's host memory."""
+        if self.mv_gpu:
+            return GPU_HOST_MB
+        b = self.backbone
+        return b.feature_mb + b.feature_input_mb * 192 * self.area()

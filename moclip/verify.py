@@ -27,7 +27,7 @@ from moclip.cache import CacheRecord, open_cache, read_index, video_file
 from moclip.codec import reencoded_file
 from moclip.heads import load_head
 from moclip.io import BrokenFileError, read_json, read_tsv, reading
-from moclip.mv_stream import load_checkpoint
+from moclip.mv_train import load_checkpoint
 from moclip.outputs import REPORT_FILES, Run, Trained, read_run
 from moclip.runtime import pool_context
 from moclip.shards import DRAWS, read_shard

@@ -11,13 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
+from moclip.cache import COMPRESSION
 from moclip.config import merge_config as merged  # noqa: F401 (the tests merge configs as Snakemake does)
 from moclip.demo import DemoSpec, make_demo_dataset, smooth_noise
 from moclip.encode import encode_video
+from moclip.mv_data import MVItem
 
 REPO = Path(__file__).resolve().parents[1]
 # The tiny demo run most workflow tests share (config/test.yaml, merged over config.yaml).
@@ -224,3 +228,50 @@ def hub_stub(tmp_path_factory) -> dict[str, str]:
     for repo, filename in PRESET_WEIGHTS:
         put_hub_file(cache, repo, filename)
     return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
+# --------------------------------------------------------------------------- MV caches and weights
+P, I = ord("P"), ord("I")  # frame types as the caches store them
+
+
+def write_mv_cache(path, mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray) -> Path:
+    """An MV cache file as moclip.cache writes them (chunked, LZ4), from arrays."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mv", data=mv, chunks=(min(64, len(mv)), *mv.shape[1:]), **COMPRESSION["lz4"])
+        f.create_dataset("frame_type", data=frame_type)
+        f.create_dataset("ref_distance", data=ref_distance)
+        f.attrs.update(status="ok", mv_cell=8, height=mv.shape[1] * 8, width=mv.shape[2] * 8)
+    return Path(path)
+
+
+def synthetic_videos(root: Path, n_per_class: int, seed: int, t: int = 24) -> list[MVItem]:
+    """Motion-only classes: a blob rising, falling, or shaking sideways, at random places."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for label, motion in enumerate([(0, -3), (0, 3), "shake"]):
+        for i in range(n_per_class):
+            mv = rng.normal(0, 0.3, (t, 12, 16, 2)).astype(np.float16)
+            y, x = rng.integers(2, 8), rng.integers(2, 12)
+            for f in range(t):
+                d = (3 * (-1) ** (f // 4), 0) if motion == "shake" else motion
+                mv[f, y : y + 3, x : x + 3] = d
+            ft = np.full(t, P, np.uint8)
+            ft[0] = I
+            mv[0] = 0
+            vid = f"v{label}_{i}"
+            out.append(MVItem(vid, write_mv_cache(root / f"{vid}.h5", mv, ft, np.ones(t, np.int16)), label))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rgb_checkpoint(tmp_path_factory) -> tuple[Path, dict]:
+    """A local 3-channel efficientnet_b0 checkpoint (random weights, as a user's ImageNet file
+    would be laid out: the classifier included) and its state dict."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("efficientnet_b0", pretrained=False)
+    path = tmp_path_factory.mktemp("weights") / "efficientnet_b0.pth"
+    torch.save(net.state_dict(), path)
+    return path, net.state_dict()

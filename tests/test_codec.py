@@ -22,7 +22,7 @@ from moclip.codec import (
 )
 from moclip.demo import smooth_noise
 from moclip.encode import REENCODE, EncodeSettings, encode_video, reencode
-from moclip.mv_stream import accumulate
+from moclip.mv_data import accumulate
 
 P, B, I = ord("P"), ord("B"), ord("I")
 VELOCITIES = [(3, 0), (-3, 0), (0, -2), (0, 4), (2, 2), (-5, 3), (1, 0), (6, -6)]

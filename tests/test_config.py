@@ -19,7 +19,7 @@ from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, MOTIONS, DemoSpec
 from moclip.encode import REENCODE
 from moclip.heads import NORMALIZATIONS, HeadSettings
-from moclip.mv_stream import AUGMENT_UNITS, EVAL_CROPS, OPTIMIZERS, MVSettings
+from moclip.mv_data import AUGMENT_UNITS, EVAL_CROPS, OPTIMIZERS, MVSettings
 from moclip.prompts import PROMPT_SETS
 from moclip.runtime import PRECISIONS
 from moclip.videos import SPLITS

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 import moclip.heads as heads
-import moclip.mv_stream as mv_stream
 from moclip.heads import HeadSettings, build_head, load_head, train_head, trainable_parameters
 from moclip.io import BrokenFileError
-from moclip.shards import pool_frames, read_shards
+from moclip.shards import DRAWS, pool_frames, read_shards
 from moclip.videos import Video, write_manifest
 
 
@@ -166,7 +165,7 @@ def test_fusion_on_mv_draws_sees_draw_e_mod_n_in_epoch_e(feature_run, monkeypatc
         for k in range(2):
             draws[i, k] = 10 * (k + 1) + i % 5  # draw k of row i: recognisable
     with h5py.File(d / "mv.h5", "a") as h:
-        h.create_dataset(mv_stream.DRAWS, data=draws)
+        h.create_dataset(DRAWS, data=draws)
     epochs_seen = []
     real = heads.fit_head
 
@@ -184,6 +183,6 @@ def test_fusion_on_mv_draws_sees_draw_e_mod_n_in_epoch_e(feature_run, monkeypatc
     np.testing.assert_array_equal(e2, e0)  # 2 draws: epoch 2 sees draw 0 again
     assert fixed_val[0].max() < 3  # val: the fixed features (around the class's 2), not draws (>= 10)
     with h5py.File(d / "mv.h5", "a") as h:
-        del h[mv_stream.DRAWS]
+        del h[DRAWS]
     with pytest.raises(BrokenFileError, match=r"mv.h5: no train_draws .*; rebuild it with: snakemake --forcerun "):
         run_head(d, HeadSettings(hidden=8, epochs=1, mv_draws=2), [0], "none")

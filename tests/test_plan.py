@@ -8,7 +8,7 @@ from conftest import REPO, merged
 
 from moclip import plan
 from moclip.heads import HeadSettings
-from moclip.mv_stream import MVSettings
+from moclip.mv_data import MVSettings
 
 DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 

@@ -11,7 +11,8 @@ import torch
 
 from moclip.clip_stream import load_clip
 from moclip.heads import HeadSettings, build_head
-from moclip.mv_stream import MVNet, MVSettings
+from moclip.mv_data import MVSettings
+from moclip.mv_nets import MVNet
 from moclip.report import (
     FULL_PLOT_CLASSES,
     count_gflops,

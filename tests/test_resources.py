@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import yaml
 from conftest import REPO, merged
 
-from moclip.resources import GPU_HOST_MB, RATES, Workload, memory_mb, minutes
+from moclip.resources import BACKBONES, GPU_HOST_MB, RATES, Workload, memory_mb, minutes, unmeasured
 
 DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 PAPER = merged(DEFAULTS, yaml.safe_load((REPO / "config" / "ucf101-paper.yaml").read_text()))
@@ -41,7 +41,30 @@ def test_efficientnet_on_the_cpu_asks_for_its_measured_activations_and_a_gpu_for
     assert gpu.train_mvnet_mb() == gpu.mv_features_mb() == gpu.clip_embed_mb() == GPU_HOST_MB
     # A GPU job takes every shard: its CLIP work is the whole dataset's, at the GPU's rate.
     assert gpu.clip_seconds(None, 5) == 13320 * PAPER["frames"]["count"] / RATES["clip_images"]["gpu"]
-    assert gpu.mv_features_seconds(None, 5) == 13320 * 250 / RATES["mv_feature_inputs_gpu"]
+    assert gpu.mv_features_seconds(None, 5) == 13320 * 250 / BACKBONES["efficientnet_b0"].gpu_feature_rate
     # On the CPU a job is a shard under the 3 splits' networks, at 3x the training rate:
     # EfficientNet-B0 at 224 px, 3 segments a second a thread.
     assert cpu.mv_features_seconds(None, 2) == cpu.videos_a_shard * 3 * 250 / (3 * 3.0 * 2)
+
+
+def test_each_backbone_is_sized_by_its_own_figures_and_an_unmeasured_one_says_so():
+    from moclip.mv_nets import OWN_NETS
+
+    assert {k for k, b in BACKBONES.items() if not b.timm} == set(OWN_NETS)  # one registry a kind, in step
+    tiny = merged(PAPER, {"mvnet": {"arch": "tiny", "input_size": 64}})
+    w = Workload(tiny, 13320, 52)
+    assert w.train_mvnet_mb() == 1100 and w.mv_features_mb() == 800
+    assert w.mv_rate(2) == 150 * 2  # at the size it was measured at
+    assert Workload(merged(tiny, {"mvnet": {"input_size": 128}}), 13320, 52).mv_rate(2) == 150 * 2 / 4
+    other = merged(PAPER, {"mvnet": {"arch": "resnet18"}})
+    assert Workload(other, 13320, 52).train_mvnet_mb() == Workload(PAPER, 13320, 52).train_mvnet_mb()
+    assert unmeasured("efficientnet_b0") is None and unmeasured("tiny") is None
+    assert "resnet18 has no measured resource figures" in unmeasured("resnet18")
+    assert "efficientnet_b0" in unmeasured("resnet18") and "bench_mv.py --arch resnet18" in unmeasured("resnet18")
+
+
+def test_check_models_warns_of_an_unmeasured_backbone(caplog):
+    from moclip.checks import check_models
+
+    check_models(merged(PAPER, {"mvnet": {"arch": "resnet18", "pretrained": False}}))
+    assert "mvnet.arch: resnet18 has no measured resource figures" in caplog.text

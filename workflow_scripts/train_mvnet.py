@@ -1,6 +1,7 @@
 """Train the MV network on one split (train part), select on val, report test."""
 
-from moclip.mv_stream import MVSettings, train_mvnet
+from moclip.mv_data import MVSettings
+from moclip.mv_stream import train_mvnet
 from moclip.runtime import log_to
 
 log_to(snakemake.log[0])

@@ -1,0 +1,251 @@
+"""Training the MV network on a split's ``train`` part, selecting its epoch on ``val``, scoring
+videos under the test protocol, and its checkpoint (``weights_only`` loadable)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from moclip.io import atomic_path, reading
+from moclip.metrics import selection_key
+from moclip.mv_augment import augment, augment_generator, crop_views, to_input
+from moclip.mv_data import OPTIMIZERS, EpochOrder, MVClips, MVItem, MVSettings, mv_loader
+from moclip.mv_nets import MVNet
+from moclip.runtime import (
+    Progress,
+    autocast,
+    autocast_dtype,
+    log_startup,
+    make_deterministic,
+    precision_name,
+    resolve_device,
+)
+
+log = logging.getLogger(__name__)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in float32, as a product with one-hot targets: the same value as
+    ``F.cross_entropy``, with a deterministic backward on CUDA (``nll_loss``'s is not)."""
+    logp = F.log_softmax(logits.float(), -1)
+    return -(logp * F.one_hot(y, logits.shape[-1]).to(logp.dtype)).sum(-1).mean()
+
+
+def make_optimizer(model: MVNet, s: MVSettings) -> torch.optim.Optimizer:
+    """The optimiser over the model's parameter groups, each at ``lr`` x its multiplier
+    (classifier x1), with weight decay on every parameter (as the authors)."""
+    mult = {"classifier": 1.0, "stem": s.stem_lr_mult, "backbone": s.backbone_lr_mult}
+    groups = [
+        {"params": ps, "name": k, "lr": s.lr * mult[k], "weight_decay": s.weight_decay}
+        for k, ps in model.parameter_groups().items()
+        if ps
+    ]
+    if s.optimizer not in OPTIMIZERS:
+        raise ValueError(f"mvnet.optimizer: {s.optimizer!r} (one of {', '.join(OPTIMIZERS)})")
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=s.lr, momentum=0.9)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[s.optimizer]
+    return cls(groups, lr=s.lr, eps=s.eps)
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict
+    best_epoch: int
+    history: list[dict]
+    seen: dict[str, set[str]] = field(default_factory=dict)  # video ids each loop touched
+    precision: str = "float32"  # the arithmetic it trained in
+    device: str = "cpu"  # the kind of device it trained on
+
+
+EVAL_IMAGES = {"cpu": 192, "cuda": 1000}  # network inputs a forward pass at test and feature time
+
+
+def eval_images(device: torch.device | str) -> int:
+    """Network inputs a forward pass at test and feature time on ``device``: 192 on a CPU
+    (EfficientNet-B0 at 224 px: 3.3 GB), 1,000 on a GPU (four 25 x 10-view videos)."""
+    return EVAL_IMAGES["cuda" if torch.device(device).type == "cuda" else "cpu"]
+
+
+def eval_batch_videos(views: int, device: torch.device | str = "cpu") -> int:
+    """Videos a loader batch at test and feature time: about :func:`eval_images` inputs, at
+    least one video, so memory stays bounded whatever the protocol."""
+    return max(1, eval_images(device) // views)
+
+
+@torch.no_grad()
+def view_features(model: MVNet, x: torch.Tensor, s: MVSettings, crops: int) -> torch.Tensor:
+    """Maps [B, S, 2, h, w] -> pooled features [B, S, crops, D] (float32) of every test
+    view, in forward passes of at most :func:`eval_images` inputs, under the network's
+    ``precision`` on ``x``'s device."""
+    amp = autocast_dtype(x.device, s.precision)
+    v = crop_views(to_input(x, s.input_size), crops)
+    with autocast(x.device, amp):
+        f = torch.cat([model.features(c).float() for c in v.flatten(0, 2).split(eval_images(x.device))])
+    return f.view(*v.shape[:3], -1)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def _logits(model: MVNet, loader, s: MVSettings, crops: int) -> np.ndarray:
+    """[N, C] video logits, each the mean of its views' logits (segments x crops)."""
+    model.eval()
+    dev = model_device(model)
+    out = []
+    for x, _ in loader:
+        f = view_features(model, x.to(dev, non_blocking=True), s, crops)
+        out.append(model.classifier(f.flatten(0, 2)).view(*f.shape[:3], -1).mean((1, 2)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
+
+
+def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, workers: int = 0) -> np.ndarray:
+    """[N, C] video logits under the test protocol: ``eval_segments`` x ``eval_crops`` views,
+    on the model's device."""
+    dev = model_device(model)
+    batch = eval_batch_videos(s.eval_views, dev)
+    loader = mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=dev.type == "cuda")
+    return _logits(model, loader, s, s.eval_crops)
+
+
+def train_step(
+    model: MVNet,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    s: MVSettings,
+    g: torch.Generator | None,
+    amp=None,
+) -> torch.Tensor:
+    """One optimisation step on a batch already on the model's device: maps [B, S, 2, h, w]
+    resized to the input size, augmented with ``g``'s draws (None: not at all), the loss
+    under autocast ``amp`` (scaled by ``scaler`` for float16). Returns the loss, on the
+    device (reading it waits for the step)."""
+    x = to_input(x, s.input_size)
+    if g is not None:
+        x = augment(x, g, s)
+    with autocast(x.device, amp):
+        loss = cross_entropy(model(x), y)
+    opt.zero_grad()
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach()
+
+
+def fit_mvnet(
+    train: list[MVItem],
+    val: list[MVItem],
+    n_classes: int,
+    s: MVSettings,
+    workers: int = 0,
+    device: str = "auto",
+) -> TrainResult:
+    """Train on ``train``, keep the epoch with the best ``val`` top-1 (the last one if no val).
+
+    The caches are read by ``workers`` DataLoader processes (0: in this one), a batch at a
+    time; resizing and augmentation run batched on the training ``device``. The arithmetic
+    is ``s.precision`` (:func:`moclip.runtime.autocast_dtype`): on a GPU by default
+    bfloat16 where the card has it natively, else float16 with a gradient scaler.
+    """
+    torch.manual_seed(s.seed)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        make_deterministic()
+    amp = autocast_dtype(dev, s.precision)
+    model = MVNet(s.arch, n_classes, s.pretrained, s.input_bn).to(dev)
+    opt = make_optimizer(model, s)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
+    y_val = np.array([v.label for v in val], np.int64)
+    best, best_key, best_epoch, history = None, None, -1, []
+    seen = {"train": set(), "val": set()}
+    pin = dev.type == "cuda"
+    order = EpochOrder(len(train), s.seed)
+    loader = mv_loader(MVClips(train, s, s.segments, s.seed), s.batch_size, workers, order, pin)
+    # model selection once an epoch: the training segments' centres, whole maps (cheap, whatever the test protocol)
+    val_batch = eval_batch_videos(s.segments, dev)
+    val_loader = mv_loader(MVClips(val, s, s.segments), val_batch, workers, pin=pin) if val else None
+    progress = Progress("epochs", s.epochs, log, every=0)
+    for epoch in range(s.epochs):
+        model.train()
+        t0, wait, losses = time.perf_counter(), 0.0, []
+        order.epoch = epoch
+        seen["train"].update(train[j].video_id for j in order.order())
+        batches = iter(loader)
+        for step in itertools.count():
+            td = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+            wait += time.perf_counter() - td
+            g = augment_generator(s, epoch, step) if s.augment else None
+            losses.append(train_step(model, opt, scaler, x, y, s, g, amp))  # read once an epoch: no wait a step
+            if epoch == 0 and step == 0:
+                losses[0].item()  # waits for the first step: the job's start-up ends here
+                log_startup(log)
+        rec = {
+            "epoch": epoch,
+            "loss": float(np.mean([float(v) for v in losses])),
+            "lr": opt.param_groups[0]["lr"],  # the classifier's, this epoch
+            "lr_groups": {g["name"]: g["lr"] for g in opt.param_groups},
+            "seconds": time.perf_counter() - t0,
+            "data_wait": wait,
+        }
+        sched.step()
+        if val:
+            seen["val"].update(v.video_id for v in val)
+            logits = _logits(model, val_loader, s, crops=1)
+            rec["val_top1"] = float((logits.argmax(1) == y_val).mean())
+            rec["val_loss"] = float(cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
+        history.append(rec)
+        val_note = f", val top-1 {rec['val_top1']:.4f}, val loss {rec['val_loss']:.4f}" if val else ""
+        progress.update(
+            note=f"epoch {epoch}: loss {rec['loss']:.4f}{val_note}, {rec['seconds']:.1f} s "
+            f"({100 * wait / max(rec['seconds'], 1e-9):.0f}% waiting for data)"
+        )
+        key = selection_key(epoch, rec.get("val_top1"), rec.get("val_loss"))
+        if best_key is None or key > best_key:
+            best_key, best_epoch = key, epoch
+            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return TrainResult(best, best_epoch, history, seen, precision_name(amp), dev.type)
+
+
+def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_classes: int, split: int) -> None:
+    """State dict plus plain metadata: loadable with ``torch.load(..., weights_only=True)``."""
+    meta = {
+        "settings": json.dumps(asdict(s)),
+        "n_classes": n_classes,
+        "split": split,
+        "best_epoch": result.best_epoch,
+        "precision": result.precision,
+        "device": result.device,
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: same weights, same bytes
+        torch.save({"state_dict": result.state_dict, "meta": meta}, f)
+
+
+def load_checkpoint(path: Path | str) -> tuple[MVNet, MVSettings, dict]:
+    """The frozen network in eval mode (BatchNorm statistics fixed), its settings and metadata."""
+    with reading(path):
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    settings = json.loads(ck["meta"]["settings"])
+    settings.pop("device", None)  # recorded by checkpoints before the device became a machine setting
+    s = MVSettings.from_config(settings)
+    model = MVNet(s.arch, ck["meta"]["n_classes"], pretrained=False, input_bn=s.input_bn)
+    model.load_state_dict(ck["state_dict"])
+    model.eval().requires_grad_(False)
+    return model, s, ck["meta"]

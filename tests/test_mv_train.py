@@ -1,0 +1,168 @@
+"""MV training: it learns, deterministically, in bounded memory, with the authors' groups, on its device."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_videos
+
+import moclip.mv_augment as mv_augment
+import moclip.mv_nets as mv_nets
+import moclip.mv_train as mv_train
+from moclip.mv_augment import augment_generator, crop_views, to_input
+from moclip.mv_data import MVSettings, read_segments
+from moclip.mv_nets import MVNet
+from moclip.mv_stream import extract_features
+from moclip.mv_train import fit_mvnet, make_optimizer, train_step, view_features
+from moclip.shards import read_shard
+
+
+def test_short_training_beats_chance_and_is_deterministic(tmp_path):
+    s = MVSettings(epochs=10, milestones=(10,), lr=3e-3, batch_size=4, input_size=32, seed=1)
+    train, val = synthetic_videos(tmp_path / "train", 12, 0), synthetic_videos(tmp_path / "val", 6, 1)
+    torch.set_num_threads(1)
+    a = fit_mvnet(train, val, 3, s)
+    b = fit_mvnet(train, val, 3, s)
+    assert max(h["val_top1"] for h in a.history) >= 0.8  # chance is 1/3
+    assert a.best_epoch == b.best_epoch
+    for k in a.state_dict:
+        assert torch.equal(a.state_dict[k], b.state_dict[k]), k
+
+
+def test_a_gradient_scaler_step_is_the_plain_step():
+    """The float16 path's loss scaling changes no update (checked on the CPU's maths)."""
+    steps = {}
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(4, 3)
+        opt = torch.optim.Adam(net.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10)
+        x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+        for _ in range(3):
+            opt.zero_grad()
+            scaler.scale(torch.nn.functional.cross_entropy(net(x), y)).backward()
+            scaler.step(opt)
+            scaler.update()
+        steps[enabled] = [p.detach().clone() for p in net.parameters()]
+    for a, b in zip(steps[False], steps[True], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+_PEAK = """
+import sys, numpy as np, torch
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from conftest import synthetic_videos
+from moclip.mv_data import MVSettings
+from moclip.mv_train import fit_mvnet
+torch.set_num_threads(1)
+items = synthetic_videos(Path(sys.argv[1]), int(sys.argv[2]), 0, t=600)
+s = MVSettings(epochs=1, milestones=(1,), batch_size=8, input_size=16, augment=False)
+fit_mvnet(items, items[:3], 3, s)
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+"""
+
+
+def test_training_memory_does_not_grow_with_the_number_of_videos(tmp_path):
+    """600-frame videos (1.2 MB of maps each): holding every map would add ~150 MB from 20 to
+    140 videos a class; reading only the sampled frames adds nothing but the file list."""
+    peak = {}
+    for n in (20, 140):
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(tmp_path / str(n)), str(n), str(Path(__file__).parent)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak[n] = int(out.stdout.split()[-1]) / 1024  # MB
+    assert peak[140] < peak[20] * 1.1, peak
+
+
+def test_optimizer_groups_and_learning_rates_are_the_authors():
+    s = MVSettings(
+        arch="efficientnet_b0",
+        input_bn=True,
+        lr=0.01,
+        stem_lr_mult=0.1,
+        backbone_lr_mult=0.01,
+        eps=1e-3,
+        weight_decay=1e-4,
+    )
+    model = mv_nets.MVNet(s.arch, 7, input_bn=True)
+    opt = mv_train.make_optimizer(model, s)
+    assert isinstance(opt, torch.optim.Adam)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert {k: g["lr"] for k, g in groups.items()} == pytest.approx(
+        {"classifier": 0.01, "stem": 1e-3, "backbone": 1e-4}
+    )
+    ids = {k: {id(p) for p in g["params"]} for k, g in groups.items()}
+    named = dict(model.named_parameters())
+    assert ids["classifier"] == {id(named["classifier.weight"]), id(named["classifier.bias"])}
+    assert ids["stem"] == {id(named[n]) for n in ("backbone.conv_stem.weight", "input_bn.weight", "input_bn.bias")}
+    assert len(ids["backbone"]) == len(named) - 5  # every other parameter, the stem's BN (bn1) included
+    assert all(g["eps"] == 1e-3 and g["weight_decay"] == 1e-4 for g in opt.param_groups)
+    # the schedule scales every group alike: the multipliers hold after a milestone
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [1], 0.1)
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+def test_ten_crop_features_are_the_mean_over_the_views(tmp_path):
+    items = synthetic_videos(tmp_path, 2, 0)
+    torch.manual_seed(0)
+    model = mv_nets.MVNet("tiny", 3).eval()
+    s = MVSettings(input_size=32, eval_segments=2, eval_crops=10)
+    valid = np.ones(len(items), bool)
+    extract_features(model, s, items, valid, tmp_path / "f.h5")
+    _, feats, _, attrs = read_shard(tmp_path / "f.h5")
+    x = torch.stack([torch.from_numpy(read_segments(it.path, 2, s, None)) for it in items])
+    views = mv_augment.crop_views(mv_augment.to_input(x, 32), 10)  # [N, 2, 10, 2, 32, 32]
+    with torch.no_grad():
+        expect = model.features(views.flatten(0, 2)).view(len(items), 2, 10, -1)
+    np.testing.assert_allclose(feats, expect.mean(2).numpy(), rtol=1e-5, atol=1e-6)
+    assert attrs["eval_crops"] == 10
+    logits = mv_train.predict_logits(model, items, s)
+    np.testing.assert_allclose(logits, model.classifier(expect).mean((1, 2)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert mv_train.eval_batch_videos(25 * 10) == 1 and mv_train.eval_batch_videos(3) == 64
+
+
+META = torch.device("meta")
+
+
+def test_a_training_step_of_the_paper_recipe_runs_on_the_device():
+    """EfficientNet-B0 with the input BN, clip-level scale augmentation and the authors'
+    optimiser groups: resize, augmentation, forward, loss, backward and Adam's step all on
+    the stand-in device, with the augmentation's draws from a CPU generator."""
+    s = MVSettings(
+        arch="efficientnet_b0", input_size=64, input_bn=True, augment_scales=(1.0, 0.875, 0.75), augment_unit="video"
+    )
+    model = MVNet(s.arch, 5, False, s.input_bn).to(META)
+    opt = make_optimizer(model, s)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    x, y = torch.randn(4, 3, 2, 30, 40).to(META), torch.randint(5, (4,)).to(META)
+    loss = train_step(model, opt, scaler, x, y, s, augment_generator(s, 0, 0))
+    assert loss.device == META and loss.shape == ()
+    assert all(p.grad is not None and p.grad.device == META for p in model.parameters())
+
+
+def test_fit_mvnet_runs_on_its_device_up_to_reading_the_first_loss(tmp_path):
+    items = synthetic_videos(tmp_path, 2, 0)
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=4, input_size=16)
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
+        fit_mvnet(items, items[:2], 3, s, device="meta")
+
+
+def test_ten_crop_views_and_features_run_on_the_device():
+    s = MVSettings(arch="efficientnet_b0", input_size=32, eval_segments=2, eval_crops=10)
+    model = MVNet(s.arch, 3).to(META).eval()
+    x = torch.randn(2, 2, 2, 30, 40).to(META)
+    v = crop_views(to_input(x, s.input_size), 10)
+    assert v.device == META and v.shape == (2, 2, 10, 2, 32, 32)
+    f = view_features(model, x, s, 10)
+    assert f.device == META and f.shape == (2, 2, 10, model.backbone.num_features)
