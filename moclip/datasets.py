@@ -16,13 +16,12 @@ import os
 import random
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from moclip.videos import SPLITS, ManifestError
 
-FORMATS = ("ucf101", "hmdb51", "csv", "folder")
 # What a folder run takes for a video (lower-case suffixes); anything else is left alone.
 VIDEO_SUFFIXES = frozenset(
     (".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv", ".asf", ".flv", ".3gp")
@@ -60,6 +59,23 @@ class Listing:
     separate_groups: bool = False  # a group in both parts of a split is an error (UCF101's guarantee)
 
 
+@dataclass(frozen=True)
+class Format:
+    """A dataset format (``dataset.format``): what ``dataset.lists`` is (a ``directory``, a
+    ``file`` or None: videos only, unlabelled) and its three readers: the listing, the files
+    it reads (the manifest's inputs) and the count of videos it lists (at parse time, cheap)."""
+
+    lists: str | None
+    read: Callable[..., Listing]  # (videos, lists, splits, seed, classes file or None)
+    files: Callable[[Path, list[int]], list[Path]]  # (lists, splits)
+    count: Callable[[Path, Path | None, list[int]], int]  # (videos, lists, splits)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether its videos come with labels and splits (trained and tested)."""
+        return self.lists is not None
+
+
 def read_listing(
     format: str,
     videos: Path | str,
@@ -80,47 +96,27 @@ def read_listing(
     for k in splits:
         if k not in SPLITS:
             raise ManifestError(f"dataset.splits: {k} is not one of {SPLITS}")
-    if format == "folder":
-        return _folder(videos)
+    fmt = FORMATS[format]
+    if not fmt.labelled:
+        return fmt.read(videos, None, splits, seed, None)
     if lists is None:
         raise ManifestError(f"dataset.lists is required with dataset.format: {format}")
     lists = Path(lists)
-    if format == "csv":
-        if not lists.is_file():
-            raise ManifestError(f"{lists}: dataset.lists is not a file (the CSV table)")
-        return _csv(videos, lists, splits, seed, Path(classes) if classes else None)
-    if not lists.is_dir():
-        raise ManifestError(f"{lists}: dataset.lists is not a directory")
-    return _ucf101(videos, lists, splits) if format == "ucf101" else _hmdb51(videos, lists, splits)
+    if not (lists.is_file() if fmt.lists == "file" else lists.is_dir()):
+        raise ManifestError(f"{lists}: dataset.lists is not a {fmt.lists} ({format})")
+    return fmt.read(videos, lists, splits, seed, Path(classes) if classes else None)
 
 
 def list_files(format: str, lists: Path | str | None, splits: Iterable[int]) -> list[Path]:
     """The files a format's listing reads (the manifest's inputs); cheap: no walk of the videos."""
-    if format == "folder" or lists is None:
-        return []
-    lists = Path(lists)
-    if format == "csv":
-        return [lists]
-    if format == "ucf101":
-        return [lists / "classInd.txt"] + [lists / f"{kind}list0{k}.txt" for k in splits for kind in ("train", "test")]
-    wanted = {str(k) for k in splits}
-    found = (_HMDB_SPLIT.match(n) for n in sorted(os.listdir(lists)) if lists.is_dir())
-    return [lists / m.group(0) for m in found if m and m["k"] in wanted]
+    fmt = FORMATS[format]
+    return [] if not fmt.labelled or lists is None else fmt.files(Path(lists), list(splits))
 
 
 def count_videos(format: str, videos: Path | str, lists: Path | str | None, splits: Iterable[int]) -> int:
     """Distinct videos a dataset lists, for sizing shards at parse time: the lists' entries
     (no file is opened but the lists), or the folder's video files."""
-    if format == "folder":
-        return len(folder_videos(videos))
-    if format == "csv":
-        with open(lists, newline="", encoding="utf-8-sig") as f:
-            return len({row.get("path") for row in csv.DictReader(f)})
-    if format == "ucf101":
-        names = {tok[0] for k in splits for kind in ("train", "test") for _, tok in _ucf_list(Path(lists), k, kind)[1]}
-        return len(names)
-    files = list_files(format, lists, splits)
-    return len({(_HMDB_SPLIT.match(f.name)["cls"], tok[0]) for f in files for _, tok in _lines(f)})
+    return FORMATS[format].count(Path(videos), None if lists is None else Path(lists), list(splits))
 
 
 def safe_ids(rels: list[str], whole_path: bool) -> dict[str, str]:
@@ -218,7 +214,7 @@ def _ucf_list(lists: Path, split: int, kind: str) -> tuple[Path, list[tuple[int,
     return lf, rows
 
 
-def _ucf101(videos: Path, lists: Path, splits: list[int]) -> Listing:
+def _ucf101(videos: Path, lists: Path, splits: list[int], *_) -> Listing:
     """UCF101: labels from ``classInd.txt`` (never a sort of folder names), the class from the
     folder (never the file name), group and clip from ``v_<Class>_gGG_cCC``."""
     listing = Listing(read_class_index(lists / "classInd.txt"), separate_groups=True)
@@ -255,7 +251,7 @@ def _ucf_entry(videos: Path, where: str, rel: str, classes: dict[str, int]) -> s
 # --------------------------------------------------------------------------- HMDB51
 
 
-def _hmdb51(videos: Path, lists: Path, splits: list[int]) -> Listing:
+def _hmdb51(videos: Path, lists: Path, splits: list[int], *_) -> Listing:
     """HMDB51: a folder a class, and a split file a class and split,
     ``<class>_test_split<K>.txt``, each line ``<video> <0|1|2>`` (1 train, 2 test, 0 unused).
     Classes in sorted order (HMDB51 has no class index); a video's group is the source part
@@ -387,7 +383,7 @@ def _walk_videos(videos: Path):
                 yield Path(root, name).relative_to(videos).as_posix()
 
 
-def _folder(videos: Path) -> Listing:
+def _folder(videos: Path, *_) -> Listing:
     """Every video file under ``videos`` (nested folders, any name), unlabelled: for feature
     extraction only. Ids come from the whole path, so one file name in two folders is two videos."""
     rels = folder_videos(videos)
@@ -398,3 +394,44 @@ def _folder(videos: Path) -> Listing:
     for rel in rels:
         _add(listing, ids[rel], Entry(rel, "", pseudo_group(ids[rel]), 0, rel), None, None, {})
     return listing
+
+
+# --------------------------------------------------------------------------- the registry
+# A new format is one entry here (its readers above), one in moclip.demo.LAYOUTS (its demo,
+# so every test and the scale benchmark can make one) and its tests.
+
+
+def _ucf101_files(lists: Path, splits: list[int]) -> list[Path]:
+    return [lists / "classInd.txt"] + [lists / f"{kind}list0{k}.txt" for k in splits for kind in ("train", "test")]
+
+
+def _ucf101_count(videos: Path, lists: Path, splits: list[int]) -> int:
+    return len({tok[0] for k in splits for kind in ("train", "test") for _, tok in _ucf_list(lists, k, kind)[1]})
+
+
+def _hmdb51_files(lists: Path, splits: list[int]) -> list[Path]:
+    wanted = {str(k) for k in splits}
+    found = (_HMDB_SPLIT.match(n) for n in sorted(os.listdir(lists)) if lists.is_dir())
+    return [lists / m.group(0) for m in found if m and m["k"] in wanted]
+
+
+def _hmdb51_count(videos: Path, lists: Path, splits: list[int]) -> int:
+    files = _hmdb51_files(lists, splits)
+    return len({(_HMDB_SPLIT.match(f.name)["cls"], tok[0]) for f in files for _, tok in _lines(f)})
+
+
+def _csv_count(videos: Path, table: Path, splits: list[int]) -> int:
+    with open(table, newline="", encoding="utf-8-sig") as f:
+        return len({row.get("path") for row in csv.DictReader(f)})
+
+
+def _folder_count(videos: Path, *_) -> int:
+    return len(folder_videos(videos))
+
+
+FORMATS: dict[str, Format] = {
+    "ucf101": Format("directory", _ucf101, _ucf101_files, _ucf101_count),
+    "hmdb51": Format("directory", _hmdb51, _hmdb51_files, _hmdb51_count),
+    "csv": Format("file", _csv, lambda table, splits: [table], _csv_count),
+    "folder": Format(None, _folder, lambda *_: [], _folder_count),
+}

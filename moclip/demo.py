@@ -1,7 +1,7 @@
 """An embedded demo dataset in UCF101's exact layout, where only appearance + motion together name the class.
 
 The same clips can also be written in HMDB51's layout, as one CSV file of labels and splits,
-or as bare folders without labels (``DOWNLOAD_NAMES``); a clip's bytes do not depend on the layout.
+or as bare folders without labels (``LAYOUTS``); a clip's bytes do not depend on the layout.
 
 Every class is a pair (appearance, motion pattern): each appearance is shared by several
 classes and each motion by several, so a frame alone (CLIP) or the motion alone (MV
@@ -156,14 +156,6 @@ def _write_clip(args: tuple) -> str:
 
 # --------------------------------------------------------------------------- layouts
 
-# dataset.format -> (videos folder, split lists) as the dataset's own downloads name them;
-# the lists are a folder, a file (csv) or absent (folder: videos only, no labels)
-DOWNLOAD_NAMES: dict[str, tuple[str, str | None]] = {
-    "ucf101": ("UCF-101", "ucfTrainTestlist"),
-    "hmdb51": ("hmdb51_org", "testTrainMulti_7030_splits"),
-    "csv": ("videos", "labels.csv"),
-    "folder": ("videos", None),
-}
 HMDB51_ATTRS = "u_nm_np1_fr_med"  # visible body part, camera motion, people, viewpoint, quality
 CSV_HEADER = ("path", "label", "split1", "split2", "split3", "group")
 
@@ -195,14 +187,6 @@ def folder_path(name: str, group: int, clip: int) -> str:
     return f"group {group:02d}/{name}/clip {clip:02d}.avi"
 
 
-VIDEO_PATHS: dict[str, Callable[[str, int, int], str]] = {
-    "ucf101": ucf101_path,
-    "hmdb51": hmdb51_path,
-    "csv": ucf101_path,
-    "folder": folder_path,
-}
-
-
 def make_demo_dataset(
     videos: Path | str,
     lists: Path | str | None = None,
@@ -211,29 +195,24 @@ def make_demo_dataset(
     format: str = "ucf101",
 ) -> None:
     """Write the demo's videos under ``videos`` and its labels and splits at ``lists`` in one
-    of ``DOWNLOAD_NAMES``' layouts (``lists`` None for ``folder``, which has none)."""
+    of the :data:`LAYOUTS` (``lists`` None for ``folder``, which has none)."""
     spec.validate()
     _check_format(format, lists)
     videos = Path(videos)
     clips = _clips(spec)
-    rel = {k: VIDEO_PATHS[format](*k) for k in clips}
+    layout = LAYOUTS[format]
+    rel = {k: layout.path(*k) for k in clips}
     for d in sorted({(videos / r).parent for r in rel.values()}):
         d.mkdir(parents=True, exist_ok=True)
     _render([(spec, *_appearance_motion(spec, k[0]), *k[1:], videos / rel[k]) for k in clips], threads)
-    if format == "ucf101":
-        classes = spec.classes()
-        entries = [(rel[(name, g, c)], i, g) for i, name in enumerate(classes, 1) for g, c in _group_clips(spec)]
-        write_split_lists(Path(lists), classes, entries, spec.test_groups)
-    elif format == "hmdb51":
-        write_hmdb51_splits(Path(lists), spec)
-    elif format == "csv":
-        write_csv_labels(Path(lists), spec, rel)
+    if layout.write_lists:
+        layout.write_lists(Path(lists), spec, rel)
 
 
 def _check_format(format: str, lists: Path | str | None) -> None:
-    if format not in DOWNLOAD_NAMES:
-        raise ValueError(f"demo format {format!r}: choose from {list(DOWNLOAD_NAMES)}")
-    if (lists is None) != (DOWNLOAD_NAMES[format][1] is None):
+    if format not in LAYOUTS:
+        raise ValueError(f"demo format {format!r}: choose from {list(LAYOUTS)}")
+    if (lists is None) != (LAYOUTS[format].lists is None):
         need = "takes no lists (videos only)" if lists is not None else "needs a lists path"
         raise ValueError(f"demo format {format!r} {need}")
 
@@ -311,6 +290,39 @@ def write_csv_labels(path: Path, spec: DemoSpec, rel: dict[ClipKey, str]) -> Non
     path.write_bytes(buf.getvalue().encode("utf-8"))
 
 
+def _ucf101_lists(lists: Path, spec: DemoSpec, rel: dict[ClipKey, str]) -> None:
+    classes = spec.classes()
+    entries = [(rel[(name, g, c)], i, g) for i, name in enumerate(classes, 1) for g, c in _group_clips(spec)]
+    write_split_lists(lists, classes, entries, spec.test_groups)
+
+
+def _hmdb51_lists(lists: Path, spec: DemoSpec, rel: dict[ClipKey, str]) -> None:
+    write_hmdb51_splits(lists, spec)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset format's demo (moclip.datasets.FORMATS names the same formats): the videos
+    folder and the lists (a folder, a file, or None: videos only) as the dataset's own
+    downloads name them, a clip's path under the videos, and the lists' writer."""
+
+    videos: str
+    lists: str | None
+    path: Callable[[str, int, int], str]
+    write_lists: Callable[[Path, DemoSpec, dict[ClipKey, str]], None] | None = None
+
+
+LAYOUTS: dict[str, Layout] = {
+    "ucf101": Layout("UCF-101", "ucfTrainTestlist", ucf101_path, _ucf101_lists),
+    "hmdb51": Layout(
+        "hmdb51_org", "testTrainMulti_7030_splits", hmdb51_path, lambda d, s, _: write_hmdb51_splits(d, s)
+    ),
+    "csv": Layout("videos", "labels.csv", ucf101_path, write_csv_labels),
+    "folder": Layout("videos", None, folder_path),
+}
+DOWNLOAD_NAMES = {f: (lay.videos, lay.lists) for f, lay in LAYOUTS.items()}  # (videos, lists) a format
+
+
 # --------------------------------------------------------------------------- UCF101-shaped sets for scale measurements
 
 UCF101_VIDEOS, UCF101_CLASSES, UCF101_GROUPS = 13_320, 101, 25
@@ -385,5 +397,5 @@ def demo_data(
     *, spec: DemoSpec, videos: Path | str, lists: Path | str | None = None, threads: int = 1, format: str = "ucf101"
 ) -> None:
     """Rule ``demo_data``: the demo dataset's ``videos`` and split ``lists`` in ``format``'s
-    layout (``DOWNLOAD_NAMES``; ``lists`` None for ``folder``)."""
+    layout (``LAYOUTS``; ``lists`` None for ``folder``)."""
     make_demo_dataset(videos, lists, spec, threads=threads, format=format)

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from moclip.io import BrokenFileError, atomic_path, reading, rebuild, write_json
-from moclip.methods import HEADS
+from moclip.methods import HEADS, STREAMS
 from moclip.metrics import sample_sd, selection_key, summarize, write_predictions
 from moclip.runtime import use_threads
 from moclip.settings import FromConfig, default
@@ -91,13 +91,15 @@ class Normalizer(nn.Module):
 
 
 def build_head(kind: str, dims: list[int], n_classes: int, s: HeadSettings) -> nn.Module:
+    """Head ``kind``'s network (:data:`moclip.methods.HEADS`) over features of ``dims``
+    (one a stream it reads), behind their normalisation."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown head {kind!r} (choose from {', '.join(HEADS)})")
     d = sum(dims)
-    if kind == "fusion":  # the paper's head: Linear -> ReLU -> Dropout -> Linear
+    if HEADS[kind].net == "mlp":  # the paper's head: Linear -> ReLU -> Dropout -> Linear
         net = nn.Sequential(nn.Linear(d, s.hidden), nn.ReLU(), nn.Dropout(s.dropout), nn.Linear(s.hidden, n_classes))
-    elif kind == "clip_linear":
-        net = nn.Linear(d, n_classes)
     else:
-        raise ValueError(f"unknown head {kind!r} (choose from {HEADS})")
+        net = nn.Linear(d, n_classes)
     return nn.Sequential(Normalizer(dims, s.normalize), net)
 
 
@@ -238,7 +240,7 @@ def train_head(
     threads: int = 1,
 ) -> dict:
     """Rule ``train_head``: train ``head`` on the split's train part once a seed, select on
-    val, score test. ``clip`` and ``mv`` are the feature shards (``mv`` for fusion only).
+    val, score test. ``clip`` and ``mv`` are the feature shards of the streams it reads.
 
     ``model`` and ``predictions`` are the first seed's; ``metrics`` holds the first seed's
     numbers plus the mean and spread over seeds; ``training`` every seed's history.
@@ -248,10 +250,13 @@ def train_head(
     rows = read_manifest(manifest)
     parts = split_rows(rows, split)
     classes = class_names(rows)
-    streams = [(read_shards(clip), functools.partial(pool_frames, normalize=s.frame_norm))]
-    if kind == "fusion":
-        streams.append((read_shards(mv), pool_segments))
-    draws = DrawReader(mv, [r.video_id for r in parts["train"]]) if kind == "fusion" and s.mv_draws else None
+    readers = {
+        "clip": lambda: (read_shards(clip), functools.partial(pool_frames, normalize=s.frame_norm)),
+        "mv": lambda: (read_shards(mv), pool_segments),
+    }
+    reads = [st for st in STREAMS if HEADS[kind].reads(st)]
+    streams = [readers[st]() for st in reads]
+    draws = DrawReader(mv, [r.video_id for r in parts["train"]]) if "mv" in reads and s.mv_draws else None
 
     def matrix(rows):
         mats = [stream_matrix(rows, f, p) for f, p in streams]
@@ -271,7 +276,8 @@ def train_head(
             if np.isnan(mv).any():
                 missing = [v for v, bad in zip(np.array(draws.video_ids)[oktr], np.isnan(mv).any(1)) if bad]
                 raise ValueError(f"{len(missing)} training videos have no MV draw {epoch % s.mv_draws}: {missing[:3]}")
-            return t(np.concatenate([xtr[oktr, : dims[0]], mv], 1))
+            at = int(np.sum(dims[: reads.index("mv")]))  # the MV columns' first
+            return t(np.concatenate([xtr[oktr, :at], mv, xtr[oktr, at + dims[reads.index("mv")] :]], 1))
 
     runs, history = [], {}
     for seed in seeds:

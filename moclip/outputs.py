@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moclip.io import BrokenFileError, read_json
-from moclip.methods import HEADS
+from moclip.methods import HEADS, STREAMS, head_inputs, lives_in
 from moclip.videos import SPLITS, Video
 
 REPORT_FILES = ("metrics.json", "table.html", "confusion_fusion.png", "per_class_top1.png", "training_curves.png")
@@ -210,14 +210,19 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
                 to_report[k].append(key)
     for clip_tag in _dirs(results / "heads"):
         for mv_tag in _dirs(clip_tag):
+            inputs = f"{clip_tag.name}/{mv_tag.name}"
             for k in _splits(mv_tag, run.splits):
                 for head in HEADS:
+                    if not lives_in(head, clip_tag.name, mv_tag.name):
+                        continue  # another head's folder: it reads other streams
                     folder = mv_tag / f"split{k}" / head
                     run.trained.append(Trained(folder, k, head))
                     key = job(*(folder / f for f in TRAINED_FILES[head]))
-                    fusion = mv.get((mv_tag.name, k), []) if head == "fusion" else []
-                    reads(key, [manifest, *clip.get(clip_tag.name, []), *fusion], clip_tag.name, mv_tag.name)
-                    if (clip_tag.name, mv_tag.name) == (now_clip, now_mv) and k in to_report:
+                    feats = {"clip": clip.get(clip_tag.name, []), "mv": mv.get((mv_tag.name, k), [])}
+                    sources = [f for s in HEADS[head].streams for f in feats[s]]
+                    tags = [t if HEADS[head].reads(s) else None for s, t in zip(STREAMS, (clip_tag.name, mv_tag.name))]
+                    reads(key, [manifest, *sources], *tags)
+                    if now_clip and inputs == head_inputs(head, now_clip, now_mv) and k in to_report:
                         to_report[k].append(key)
     reports = [job(*(folder / f for f in REPORT_FILES)) for folder in run.reports.values()]
     for key, k in zip(reports, run.reports):

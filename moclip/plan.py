@@ -11,9 +11,10 @@ import os
 import re
 from pathlib import Path
 
-from moclip.datasets import count_videos
+from moclip.datasets import FORMATS, count_videos
 from moclip.demo import DemoSpec
 from moclip.manifest import shard_count
+from moclip.methods import shapes
 
 MACHINE_SETTINGS = {"clip": ("device",), "mvnet": ("device",)}  # read by the scripts, never params
 RUN_SECTIONS = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")  # what shapes the results
@@ -24,7 +25,7 @@ RUN_SECTIONS = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")
 
 def labelled(config: dict) -> bool:
     """Whether the run trains and tests (a folder run extracts features only)."""
-    return config["dataset"]["format"] != "folder"
+    return FORMATS[config["dataset"]["format"]].labelled
 
 
 def dataset_paths(config: dict, demo_dirs: dict[str, str]) -> tuple[str, str | None]:
@@ -40,8 +41,8 @@ def dataset_paths(config: dict, demo_dirs: dict[str, str]) -> tuple[str, str | N
         return videos, None
     if lists is None:
         raise ValueError(f"config: dataset.lists is required with dataset.format: {fmt}")
-    kind, exists = ("file", os.path.isfile) if fmt == "csv" else ("directory", os.path.isdir)
-    if not exists(lists):
+    kind = FORMATS[fmt].lists
+    if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
         raise ValueError(f"config: dataset.lists={lists!r} is not a {kind}")
     return videos, lists
 
@@ -99,9 +100,10 @@ def mv_settings(config: dict) -> dict:
     return {**{k: v for k, v in config["mvnet"].items() if k not in MACHINE_SETTINGS["mvnet"]}, "seed": config["seed"]}
 
 
-def head_settings(config: dict) -> dict:
-    """Fields of moclip.heads.HeadSettings."""
-    return {k: v for k, v in config["heads"].items() if k != "seeds"}
+def head_settings(config: dict, head: str | None = None) -> dict:
+    """Fields of moclip.heads.HeadSettings; for one ``head``, only those that shape it (a
+    change to the fusion MLP's width or to the MV draws retrains no CLIP probe)."""
+    return {k: v for k, v in config["heads"].items() if k != "seeds" and (head is None or shapes(head, k))}
 
 
 def run_settings(config: dict) -> dict:

@@ -5,16 +5,17 @@
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import moclip
 from moclip import plan
 from moclip.config import ConfigError, uses_registries, where_set
-from moclip.datasets import folder_videos
+from moclip.datasets import FORMATS, folder_videos
 from moclip.datasets import list_files as dataset_list_files
 from moclip.demo import DOWNLOAD_NAMES
 from moclip.manifest import build_manifest
-from moclip.methods import HEADS
+from moclip.methods import HEADS, head_inputs
 from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.provenance import code_digest as _code_digest
 from moclip.resources import Workload, memory_mb, minutes
@@ -66,7 +67,7 @@ DEMO_DIRS = {
 def demo_outputs():
     """Rule demo_data's outputs: the videos' folder, and the lists' folder or CSV file."""
     return {
-        k: v if k == "lists" and FORMAT == "csv" else directory(v)
+        k: v if k == "lists" and FORMATS[FORMAT].lists == "file" else directory(v)
         for k, v in DEMO_DIRS.items()
     }
 
@@ -219,7 +220,9 @@ GPU_THREADS = 5  # 4 loader workers: data wait 66% -> 7% (MV training), CLIP 1,9
 CLIP_TAG = plan.clip_tag(config)
 CLIP_RANDOM = config["clip"]["pretrained"] == "none"
 MV_TAG = plan.mv_tag(config)
-HEAD_ROOT = f"heads/{CLIP_TAG}/{MV_TAG}"
+# Each head under the tags of the streams it reads (moclip.methods.head_inputs).
+HEAD_INPUTS = {head: head_inputs(head, CLIP_TAG, MV_TAG) for head in HEADS}
+WILDCARDS["inputs"] = "|".join(re.escape(v) for v in sorted(set(HEAD_INPUTS.values())))
 
 # --------------------------------------------------------------------------- inputs and targets
 
@@ -253,11 +256,12 @@ def clip_embed_inputs(wildcards):
 
 
 def head_feature_inputs(wildcards):
-    """A head's features: CLIP shards, and the split's MV feature shards for fusion."""
-    inputs = {"clip": CLIP_SHARDS}
-    if wildcards.head == "fusion":
-        inputs["mv"] = mv_feature_shards(wildcards.split)
-    return inputs
+    """A head's features: the shards of the streams it reads (CLIP's, the split's MV)."""
+    shards = {
+        "clip": lambda: CLIP_SHARDS,
+        "mv": lambda: mv_feature_shards(wildcards.split),
+    }
+    return {s: shards[s]() for s in HEADS[wildcards.head].streams}
 
 
 def mv_feature_shards(split):
@@ -327,7 +331,8 @@ def split_method_metrics(wildcards):
 
 def head_output(name, split, head):
     """One output of rule train_head."""
-    return expand(getattr(rules.train_head.output, name), split=split, head=head)[0]
+    out = getattr(rules.train_head.output, name)
+    return expand(out, inputs=HEAD_INPUTS[head], split=split, head=head)[0]
 
 
 def head_files(name, split):

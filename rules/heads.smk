@@ -1,4 +1,5 @@
-# Heads on precomputed features: the fusion MLP and the CLIP linear probe, per split and seed set.
+# Heads on precomputed features (moclip.methods.HEADS), per split and seed set. A head's outputs
+# live under the tags of the features it reads: heads/<clip tag>/<mv tag or no-mv>/...
 
 
 rule train_head:
@@ -6,14 +7,14 @@ rule train_head:
         unpack(head_feature_inputs),
         manifest=rules.manifest.output.tsv,
     output:
-        model=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/model.pt"),
-        predictions=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/predictions.tsv"),
-        training=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/training.json"),
-        metrics=results(f"{HEAD_ROOT}/split{{split}}/{{head}}/metrics.json"),
+        model=results("heads/{inputs}/split{split}/{head}/model.pt"),
+        predictions=results("heads/{inputs}/split{split}/{head}/predictions.tsv"),
+        training=results("heads/{inputs}/split{split}/{head}/training.json"),
+        metrics=results("heads/{inputs}/split{split}/{head}/metrics.json"),
     log:
-        logs(f"{HEAD_ROOT}/split{{split}}/{{head}}.log"),
+        logs("heads/{inputs}/split{split}/{head}.log"),
     benchmark:
-        benchmarks(f"{HEAD_ROOT}/split{{split}}/{{head}}.tsv")
+        benchmarks("heads/{inputs}/split{split}/{head}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -21,7 +22,7 @@ rule train_head:
         mem_mb=memory_mb(800),
         runtime=minutes(WORK.train_head_seconds),
     params:
-        settings=plan.head_settings(config),
+        settings=lambda wildcards: plan.head_settings(config, wildcards.head),
         seeds=config["heads"]["seeds"],
         code=code_digest("train_head"),
     script:

@@ -16,6 +16,7 @@ from moclip.cache import cache_video, read_mv
 from moclip.codec import DecodeSettings
 from moclip.demo import (
     DOWNLOAD_NAMES,
+    LAYOUTS,
     DemoSpec,
     hmdb51_class,
     hmdb51_tags,
@@ -277,4 +278,6 @@ def test_scale_dataset_lengths_follow_ucf101():
 def test_the_demo_writes_every_format_the_workflow_reads():
     from moclip.datasets import FORMATS
 
-    assert tuple(DOWNLOAD_NAMES) == FORMATS
+    assert list(LAYOUTS) == list(FORMATS)  # the two registries of a format, in step
+    for name, layout in LAYOUTS.items():
+        assert (layout.lists is None) == (FORMATS[name].lists is None) == (layout.write_lists is None), name

@@ -300,9 +300,14 @@ def test_a_video_without_motion_vectors_fails_by_name_or_is_reencoded_on_request
             {"cache_shard", "clip_embed", "train_mvnet", "mv_features"},
         ),
         (
-            {"mvnet": {"lr": 0.002}},
-            {"train_mvnet": 3, "mv_features": 3, "train_head": 6, "report_split": 3},
+            {"mvnet": {"lr": 0.002}},  # the CLIP probe reads no MV feature: only fusion retrains
+            {"train_mvnet": 3, "mv_features": 3, "train_head": 3, "report_split": 3},
             {"cache_shard", "clip_embed", "manifest"},
+        ),
+        (  # the MLP's width and the MV draws shape the fusion head only
+            {"heads": {"hidden": 64, "mv_draws": 2}},
+            {"train_head": 3, "report_split": 3, "summary": 1},
+            {"cache_shard", "clip_embed", "train_mvnet"},
         ),
         (
             {"clip": {"batch_videos": 3}},
@@ -320,7 +325,7 @@ def test_a_video_without_motion_vectors_fails_by_name_or_is_reencoded_on_request
             {"cache_shard", "clip_embed", "train_mvnet", "mv_features", "train_head", "report_split", "summary"},
         ),
     ],
-    ids=["head-lr", "mvnet-lr", "clip-setting", "precision", "device"],
+    ids=["head-lr", "mvnet-lr", "fusion-only", "clip-setting", "precision", "device"],
 )
 def test_a_setting_reruns_exactly_its_stage_and_after(finished_run, change, reruns, untouched):
     jobs = planned(finished_run, merged(TINY_CONFIG, change))

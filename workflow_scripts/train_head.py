@@ -1,4 +1,4 @@
-"""Train one head (fusion or clip_linear) on one split's precomputed features."""
+"""Train one head (moclip.methods.HEADS) on one split's precomputed features."""
 
 from moclip.heads import HeadSettings, train_head
 from moclip.runtime import log_to
@@ -10,7 +10,7 @@ train_head(
     head=snakemake.wildcards.head,
     split=int(snakemake.wildcards.split),
     manifest=inp.manifest,
-    clip=inp.clip,
+    clip=inp.get("clip", []),
     mv=inp.get("mv", []),
     settings=HeadSettings.from_config(p.settings),
     seeds=list(p.seeds),
