@@ -1,7 +1,8 @@
-"""Parse-time checks of a configuration against the model registries: the CLIP model and
-tag in open_clip's, the MV architecture and its weights in timm's; and whether the weights a
-tag names are on this machine or can be fetched. Importing this module imports torch,
-open_clip and timm, so the Snakefile imports it in its main process only."""
+"""Parse-time checks of a run, before any job, shared by the workflow and ``moclip
+check-config``: the dataset's entries, the prompt files, the CLIP model and tag in
+open_clip's registry, the MV architecture and its weights in timm's, and whether the
+weights a tag names are on this machine or can be fetched. The registries (torch, open_clip,
+timm) are imported only when a real model is named."""
 
 from __future__ import annotations
 
@@ -10,18 +11,53 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from moclip.clip_stream import ClipLoadError, check_clip
-from moclip.config import ConfigError, where_set
-from moclip.mv_nets import check_arch
+from moclip.config import ConfigError, uses_registries, where_set
+from moclip.datasets import FORMATS
+from moclip.datasets import folder_videos as list_folder
+from moclip.manifest import build_manifest
+from moclip.prompts import PromptFileError, prompt_set
 from moclip.resources import backbone, unmeasured
+from moclip.videos import ManifestError
 
 log = logging.getLogger(__name__)
+
+
+def check_run(
+    config: dict,
+    sources: Iterable[Path | str],
+    videos: Path | str | None,
+    lists: Path | str | None,
+    folder_videos: list[str] | None = None,
+) -> None:
+    """Everything a run can get wrong before its first job, as one ConfigError a problem:
+    every list entry parsed as the manifest stage will (the generated demo: nothing to
+    check; a folder run: its listing, ``folder_videos`` if already walked, must not be empty),
+    the prompt file, and with real models the registries and the weights' files."""
+    d, sources = config["dataset"], list(sources)
+    if d["videos"] is not None and not FORMATS[d["format"]].labelled:
+        if not (folder_videos if folder_videos is not None else list_folder(videos)):
+            raise ConfigError(f"{videos}: no video files (dataset.format: {d['format']})")
+    elif d["videos"] is not None:
+        try:
+            build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
+        except ManifestError as e:
+            raise ConfigError(str(e)) from None
+    try:
+        prompt_set(config["clip"]["prompts"], config["clip"]["templates"])
+    except PromptFileError as e:
+        raise ConfigError(f"{where_set(['clip', 'prompts'], sources)}clip.prompts: {e}") from None
+    if uses_registries(config):
+        check_models(config, sources)
+        check_weights(config, sources)
 
 
 def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
     """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
     registries; ConfigError names the file and line that set an unknown one and the nearest
     valid name."""
+    from moclip.clip_stream import ClipLoadError, check_clip
+    from moclip.mv_nets import check_arch
+
     c, m = config["clip"], config["mvnet"]
     try:
         check_clip(c["model"], c["pretrained"])

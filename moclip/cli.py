@@ -13,6 +13,7 @@ import h5py
 
 from moclip import __version__, plan
 from moclip.cache import cache_video
+from moclip.checks import check_run
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
@@ -57,18 +58,11 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _check_config(a: argparse.Namespace) -> int:
-    from moclip.checks import check_models, check_weights  # the model registries: torch, open_clip and timm
-
     files = [Path(a.defaults), *map(Path, a.files)]
     config = load_config(files)
     check_config(config, a.schema, files)
-    check_models(config, files)
-    check_weights(config, files)
-    if config["dataset"]["videos"] is not None:  # the dataset checks of the workflow's parse
-        d = config["dataset"]
-        videos, lists = plan.dataset_paths(config, {})
-        if plan.labelled(config):
-            build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
+    videos, lists = plan.dataset_paths(config, {}) if config["dataset"]["videos"] is not None else (None, None)
+    check_run(config, files, videos, lists)  # the workflow's parse-time checks
     print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
     return 0
 

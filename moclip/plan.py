@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from moclip.datasets import FORMATS, count_videos
+from moclip.datasets import list_files as list_files_of
 from moclip.demo import DemoSpec
 from moclip.manifest import shard_count
 from moclip.methods import shapes
@@ -45,6 +46,22 @@ def dataset_paths(config: dict, demo_dirs: dict[str, str]) -> tuple[str, str | N
     if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
         raise ValueError(f"config: dataset.lists={lists!r} is not a {kind}")
     return videos, lists
+
+
+def list_files(config: dict, lists: str | None) -> list[str]:
+    """The files the manifest reads besides the videos (a real dataset's): the format's
+    lists (split lists, the CSV table) and the class-order file."""
+    d = config["dataset"]
+    return [str(f) for f in list_files_of(d["format"], lists, d["splits"])] + ([d["classes"]] if d["classes"] else [])
+
+
+def on_gpu(config: dict, section: str, local_gpu: bool) -> bool:
+    """Whether the stage set by ``config[section]["device"]`` runs on a GPU: ``cuda`` (any
+    card) always; ``auto`` when ``local_gpu`` (its jobs run on this machine and it has a
+    card). A cluster's ``auto`` cannot know the nodes (and each job, parsing again on its
+    node, must plan the same DAG): the CPU; ``cuda`` asks for the cluster's GPUs."""
+    device = config[section]["device"]
+    return local_gpu if device == "auto" else device != "cpu"
 
 
 def n_videos(config: dict, videos: str, lists: str | None, folder_videos: list[str]) -> int:

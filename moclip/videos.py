@@ -8,6 +8,8 @@ the stages that only read it never depend on the dataset formats' code.
 from __future__ import annotations
 
 import csv
+import functools
+import os
 import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -90,3 +92,17 @@ def split_rows(rows: list[Video], split: int) -> dict[str, list[Video]]:
         if part:
             parts[part].append(r)
     return parts
+
+
+def shard_rows(path: Path | str, shard: int) -> list[Video]:
+    """The manifest's rows of one shard, the manifest read once while it is unchanged (a
+    workflow asks for every shard's rows in turn)."""
+    return _by_shard(str(path), os.stat(path).st_mtime_ns).get(shard, [])
+
+
+@functools.cache
+def _by_shard(path: str, mtime_ns: int) -> dict[int, list[Video]]:
+    shards: dict[int, list[Video]] = {}
+    for row in read_manifest(path):
+        shards.setdefault(row.shard, []).append(row)
+    return shards

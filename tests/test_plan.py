@@ -53,3 +53,17 @@ def test_tags_change_with_what_shapes_the_outputs_and_not_the_device():
     assert plan.clip_tag(merged(DEFAULTS, {"clip": {"model": "ViT-B-32", "pretrained": "openai"}})) == (
         "ViT-B-32-quickgelu_openai"
     )
+
+
+def test_a_stage_runs_on_a_gpu_when_asked_or_auto_finds_one_here():
+    config = merged(DEFAULTS, {"clip": {"device": "auto"}, "mvnet": {"device": "cuda"}})
+    assert plan.on_gpu(config, "clip", local_gpu=True) and not plan.on_gpu(config, "clip", local_gpu=False)
+    assert plan.on_gpu(config, "mvnet", local_gpu=False)  # cuda: a cluster's GPUs
+    assert not plan.on_gpu(merged(config, {"clip": {"device": "cpu"}}), "clip", local_gpu=True)
+
+
+def test_the_manifest_reads_the_formats_lists_and_the_class_order(tmp_path):
+    config = merged(DEFAULTS, {"dataset": {"format": "csv", "classes": "classes.txt", "splits": [1]}})
+    assert plan.list_files(config, str(tmp_path / "labels.csv")) == [str(tmp_path / "labels.csv"), "classes.txt"]
+    ucf = merged(DEFAULTS, {"dataset": {"format": "ucf101", "splits": [2]}})
+    assert plan.list_files(ucf, "L") == ["L/classInd.txt", "L/trainlist02.txt", "L/testlist02.txt"]
