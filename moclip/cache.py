@@ -23,7 +23,7 @@ import hdf5plugin  # registers the LZ4 and Zstd HDF5 filters: import this module
 import numpy as np
 from h5py import h5a, h5s, h5t
 
-from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, reencoded_file
+from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, ffmpeg_message, reencoded_file
 from moclip.io import atomic_path, listed_ids, one_line, read_tsv, reading, rebuild, relative_to, write_tsv
 from moclip.runtime import Progress, pool_context
 
@@ -182,7 +182,7 @@ def cache_video(
             f.create_dataset("frame_index", data=dec.frame_index)
             _set_attrs(f, {**attrs, "second_pass": dec.second_pass})
     except (DecodeError, av.error.FFmpegError) as e:
-        msg = str(e) or type(e).__name__
+        msg = ffmpeg_message(e) if isinstance(e, av.error.FFmpegError) else str(e) or type(e).__name__
         _write_failed(mv_out, frames_out, video_id, settings.mv_cell, msg)
         return CacheRecord(video_id, str(video), "failed", 0, msg)
     except Exception as e:  # a bug, not a bad video: stop, naming the video

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,17 @@ from moclip.manifest import build_manifest
 from moclip.videos import write_manifest
 
 
+@contextlib.contextmanager
+def _in_flags(prefix: str):
+    """Re-raise a library ValueError naming the command's flags instead of the config keys
+    (``demo.groups`` -> ``--groups``): the user typed flags, not a config."""
+    try:
+        yield
+    except ValueError as e:
+        key = re.compile(rf"\b{re.escape(prefix)}\.([a-z_]+)")
+        raise ValueError(key.sub(lambda m: "--" + m.group(1).replace("_", "-"), str(e))) from None
+
+
 def _demo_data(a: argparse.Namespace) -> int:
     spec = DemoSpec(
         appearances=tuple(a.appearances),
@@ -33,14 +46,16 @@ def _demo_data(a: argparse.Namespace) -> int:
         seed=a.seed,
     )
     videos, lists = (Path(a.dir) / n if n else None for n in DOWNLOAD_NAMES[a.format])
-    make_demo_dataset(videos, lists, spec, threads=a.threads, format=a.format)
+    with _in_flags("demo"):
+        make_demo_dataset(videos, lists, spec, threads=a.threads, format=a.format)
     labels = f" and split lists to {lists}" if lists else " (no labels)"
     print(f"wrote {len(spec.classes())} classes to {videos}{labels}")
     return 0
 
 
 def _manifest(a: argparse.Namespace) -> int:
-    rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes)
+    with _in_flags("dataset"):
+        rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes)
     write_manifest(rows, a.out)
     print(f"wrote {len(rows)} videos to {a.out}")
     return 0
@@ -155,7 +170,7 @@ def _val_groups(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="moclip", description=__doc__, formatter_class=fmt)
+    p = argparse.ArgumentParser(prog="moclip", description=__doc__.replace("``", ""), formatter_class=fmt)
     p.add_argument("--version", action="version", version=f"moclip {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

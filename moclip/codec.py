@@ -50,6 +50,16 @@ class DecodeError(RuntimeError):
     """A video that cannot be decoded into motion vectors and frames."""
 
 
+def ffmpeg_message(e: av.error.FFmpegError) -> str:
+    """FFmpeg's words for an error, without PyAV's raw error number ("[Errno 1094995529]")
+    or the path (the caller names the video), plus FFmpeg's last log line where it kept one."""
+    msg = e.strerror or type(e).__name__
+    log = getattr(e, "log", None)  # (level, component, message)
+    if log and str(log[-1]).strip():
+        msg += f" ({str(log[-1]).strip()})"
+    return msg
+
+
 @dataclass(frozen=True)
 class DecodeSettings(FromConfig):
     """Everything that shapes a cache: each field reaches the workflow as a param (defaults:
@@ -247,7 +257,7 @@ def open_video(path: Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise DecodeError(f"cannot open: {e}") from None
+        raise DecodeError(f"cannot open: {ffmpeg_message(e)}") from None
     if not container.streams.video:
         container.close()
         raise DecodeError("no video stream")
@@ -337,7 +347,7 @@ def exports_motion_vectors(path: Path | str, max_frames: int = DecodeSettings.ma
                 if n >= max_frames:
                     break
         except av.error.FFmpegError as e:
-            raise DecodeError(f"decoding failed after {n} frames: {e}") from None
+            raise DecodeError(f"decoding failed after {n} frames: {ffmpeg_message(e)}") from None
     return n <= 1
 
 
@@ -407,7 +417,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
                 if i + 1 - chunk_start >= batch:
                     flush(i + 1)
         except av.error.FFmpegError as e:
-            raise DecodeError(f"decoding failed after {len(types)} frames: {e}") from None
+            raise DecodeError(f"decoding failed after {len(types)} frames: {ffmpeg_message(e)}") from None
         n_frames = len(types)
         if n_frames == 0:
             raise DecodeError("no frame could be decoded")

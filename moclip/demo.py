@@ -70,7 +70,11 @@ class DemoSpec(FromConfig):
             if m not in MOTIONS:
                 raise ValueError(f"demo.motions: unknown {m!r} (choose from {list(MOTIONS)})")
         if max(self.test_groups(3)) >= self.groups:
-            raise ValueError(f"demo.groups={self.groups}: need more groups than the 3 test blocks use")
+            need = next(g for g in range(2, 100) if max(replace(self, groups=g).test_groups(3)) < g)
+            raise ValueError(
+                f"demo.groups={self.groups}: the 3 splits' test blocks take {max(self.test_groups(3))} groups "
+                f"and at least one must be left to train on: need {need} or more"
+            )
         if self.frames < 2 or self.clips < 1:
             raise ValueError("demo.frames must be >= 2 and demo.clips >= 1")
 

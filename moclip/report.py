@@ -153,7 +153,7 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
             if seeds
             else ""
         )
-        + "Other methods: one model a split. Last column: the mean of the split values ± their sample sd."
+        + "Other methods: one model a split. Mean top-1 over splits: the mean of the split values ± their sample sd."
     ]
     frames, mv = summary["clip"].get("frames_a_video"), summary.get("mv")
     views = (

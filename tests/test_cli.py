@@ -169,3 +169,16 @@ def test_check_config_runs_the_dataset_checks_of_the_workflows_parse(tmp_path, t
     cfg.write_text(f"dataset:\n  videos: {tiny_demo[0]}\n  lists: {lists}\n")
     assert main(["check-config", str(cfg)]) == 2
     assert "testlist01.txt" in capsys.readouterr().err
+
+
+def test_a_commands_errors_name_its_flags_not_config_keys(tmp_path, capsys):
+    assert main(["demo-data", str(tmp_path / "d"), "--groups", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--groups=2" in err and "need 4 or more" in err and "demo." not in err
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "a.avi").write_bytes(b"x")
+    (tmp_path / "labels.csv").write_text("path,label\na.avi,run\n")  # no split columns: split 1 only
+    flags = ["--videos", str(tmp_path / "v"), "--lists", str(tmp_path / "labels.csv"), "--format", "csv"]
+    assert main(["manifest", *flags, "--splits", "2", "--out", str(tmp_path / "m.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert "--splits [2] needs columns split2" in err and "dataset." not in err, err

@@ -395,7 +395,7 @@ def test_accumulation_on_the_coviar_reencode_restarts_every_12_frames(tmp_path):
 # Inputs no decoder reads, and the reason each error gives (see _bad_input).
 UNREADABLE = [
     ("empty", "empty file"),
-    ("text", "cannot open"),
+    ("text", r"cannot open: Invalid data found when processing input$"),  # FFmpeg's words, no raw errno
     ("truncated", "truncated or corrupt: decoded"),
     ("audio_only", "no video stream"),
 ]
