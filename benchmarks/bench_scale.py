@@ -214,7 +214,13 @@ def projection(runs: dict[int, dict], cores: int) -> str:
     shards = round(k_videos / 256)
     files = sum(c["files"] for c in st.values()) / n
     size = sum(c["bytes"] for c in st.values()) / n
-    frames = st["cache_shard"].get("frame_bytes", 0) / n
+    frames = st["cache_shard"].get("frame_bytes")  # not counted apart before frames.encoding (raw frames)
+    of_it = (
+        f"of which the frame caches {frames / n / 1e6:.2f} MB: {r['encoding']} frames; UCF101's 13,320 videos: "
+        f"{frames / n * 13_320 / 1e9:.1f} GB of frame caches"
+        if frames is not None
+        else "nearly all of it the 8 cached RGB frames, raw"
+    )
     per_shard = sum(1 for s in ("cache_shard", "clip_embed", "mv_features") if s in st)
     # A cache job's wall time x its threads (every job ran with --cores threads): the CPU time
     # Snakemake's benchmark samples misses most of a short job's decode processes.
@@ -225,8 +231,7 @@ def projection(runs: dict[int, dict], cores: int) -> str:
         f"Kinetics-400 projected from the {n:,}-video run ({k_videos:,} videos of ~10 s, ~{k_frames / 1e6:.0f} M "
         "frames, at the same 320x240):",
         f"- files: {files * k_videos:,.0f} ({files:.1f} a video); disk: {size * k_videos / 1e9:,.0f} GB "
-        f"({size / 1e6:.2f} MB a video, of which the frame caches {frames / 1e6:.2f} MB: "
-        f"{r.get('encoding', 'raw')} frames; UCF101's 13,320 videos: {frames * 13_320 / 1e9:.1f} GB of frame caches)",
+        f"({size / 1e6:.2f} MB a video, {of_it})",
         f"- DAG: {shards} shards of 256 videos, about {shards * per_shard + 40:,} jobs",
         f"- decoding and caching: {cache_h:,.0f} core-hours ({core_s_a_frame * 1e6:.0f} core-us a frame): "
         f"{cache_h / 32:,.1f} h on 32 cores; larger frames cost more",
