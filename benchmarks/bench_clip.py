@@ -91,9 +91,8 @@ def main() -> None:
         for enc in ratios:
             median = statistics.median(ratios[enc])
             print(f"moclip embedding stage, {enc:4s} frames {_span(rates[enc])} images/s")
-            print(
-                f"ratio stage ({enc:4s}) / bare         {_span(ratios[enc], '.2f')}   (median {median:.2f}; goal >= 0.9)"
-            )
+            span = _span(ratios[enc], ".2f")
+            print(f"ratio stage ({enc:4s}) / bare         {span}   (median {median:.2f}; goal >= 0.9)")
 
 
 def _span(values: list[float], fmt: str = ".1f") -> str:
