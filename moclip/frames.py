@@ -62,6 +62,8 @@ def _decoded(video: StoredFrames, images: list[torch.Tensor]) -> torch.Tensor:
     cache's attrs say is an error."""
     k, h, w = video.shape
     bad = [tuple(x.shape) for x in images if tuple(x.shape) != (3, h, w)]
+    if len(images) != k:
+        raise ValueError(f"{len(images)} JPEG frames decoded where the cache holds {k}")
     if bad:
         raise ValueError(f"a JPEG frame decodes to {bad[0]}, the cache's attrs say (3, {h}, {w})")
     if not images:
@@ -69,8 +71,14 @@ def _decoded(video: StoredFrames, images: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(images).permute(0, 2, 3, 1)
 
 
+def _reading(video: StoredFrames):
+    """A failure in the block names the video's cache and the rebuild of its shard (its
+    directory: rule cache_shard's output), as :func:`moclip.cache.open_cache` does."""
+    return reading(video.path, rebuild(Path(video.path).parent))
+
+
 def _decode_one(video: StoredFrames, device: torch.device) -> torch.Tensor:
-    with reading(video.path, rebuild(Path(video.path).parent)):  # the shard's directory: rule cache_shard's output
+    with _reading(video):
         return _decoded(video, decode_jpeg(video.jpeg, mode=ImageReadMode.RGB, device=device) if video.jpeg else [])
 
 
@@ -98,7 +106,7 @@ def decode_frames(videos: list[StoredFrames], device: torch.device | str = "cpu"
     start = 0
     for k in jpeg:
         n = videos[k].shape[0]
-        with reading(videos[k].path, rebuild(Path(videos[k].path).parent)):
+        with _reading(videos[k]):
             out[k] = _decoded(videos[k], decoded[start : start + n])
         start += n
     return out
