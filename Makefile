@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_dag.py
 	$(PY) benchmarks/bench_clip.py
+	$(PY) benchmarks/bench_frames.py
 	$(PY) benchmarks/bench_mv.py
 	$(PY) benchmarks/bench_heads.py
 

@@ -3,8 +3,11 @@
 1. One process, the same UCF101-like videos (320x240, 25 fps, MPEG-4 Part 2 in AVI):
    bare PyAV decode, bare decode + motion-vector export (``to_ndarray()``: the least work
    any MV cache must do), and our ``cache_video`` (MVs + frames + HDF5), with the default
-   LZ4 maps and with raw maps. Paired rounds (see ``paired_rounds``). Goal: >= 0.7.
-   Then the time to read one video's MV cache, and its size, for each compression.
+   LZ4 maps and JPEG frames, with raw frames, and with raw maps. Paired rounds (see
+   ``paired_rounds``). Goal: >= 0.7.
+   Then the time to read one video's MV cache, and its size, for each compression; and a
+   video's frame cache, JPEG against raw: its bytes, and what the CLIP stage's loader does
+   with it (read, and decode JPEG on the CPU), a video.
 2. ``snakemake --cores 2 caches`` wall time against the in-process loop over the same
    videos with 2 processes. Goal: <= 1.3.
 3. Peak memory of one cache job on a long video. Goal: < 1 GB.
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import av
 
-from moclip.cache import cache_shard, cache_video, read_mv
+from moclip.cache import FrameStorage, cache_shard, cache_video, read_mv
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset, render_clip
 from moclip.encode import encode_video
@@ -83,6 +86,9 @@ def per_process(paths: list[Path], out: Path, rounds: int) -> tuple[int, dict[st
         "moclip cache_video": lambda i, p: cache_video(
             p, p.stem, out / "a" / f"{i}.h5", out / "b" / f"{i}.h5", settings
         ),
+        "moclip cache_video, raw frames": lambda i, p: cache_video(
+            p, p.stem, out / "e" / f"{i}.h5", out / "f" / f"{i}.h5", settings, storage=FrameStorage("raw")
+        ),
         "moclip cache_video, raw maps": lambda i, p: cache_video(
             p, p.stem, out / "c" / f"{i}.h5", out / "d" / f"{i}.h5", settings, "none"
         ),
@@ -99,6 +105,21 @@ def read_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
             cache_video(p, p.stem, f, out / "frames" / f"{comp}{f.name}", settings, comp)
         best = min(_timed(lambda files=files: [read_mv(f) for f in files]) for _ in range(3))
         costs[comp] = (1e3 * best / len(files), sum(f.stat().st_size for f in files) / len(files) / 1e3)
+    return costs
+
+
+def frame_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
+    """(KB of one video's frame cache, ms for the CLIP stage's loader to read it and decode
+    its frames on the CPU: best of 3) for JPEG and raw frames."""
+    from moclip.frames import read_frames  # torch: imported only here
+
+    costs = {}
+    for enc in ("jpeg", "raw"):
+        files = [out / enc / f"{i}.h5" for i in range(len(paths))]
+        for p, f in zip(paths, files):
+            cache_video(p, p.stem, out / "mv.h5", f, DecodeSettings(), storage=FrameStorage(enc))
+        best = min(_timed(lambda files=files: [read_frames(f) for f in files]) for _ in range(3))
+        costs[enc] = (sum(f.stat().st_size for f in files) / len(files) / 1e3, 1e3 * best / len(files))
     return costs
 
 
@@ -237,12 +258,17 @@ def main() -> None:
         print(f"\n## one process, {len(distinct)} videos, {frames} frames; {a.rounds} paired rounds, median round")
         for name, seconds in totals.items():
             print(f"{name:30s} {frames / statistics.median(seconds):9.0f} frames/s")
-        for name in ("moclip cache_video", "moclip cache_video, raw maps"):
+        for name in ("moclip cache_video", "moclip cache_video, raw frames", "moclip cache_video, raw maps"):
             r = [b / o for b, o in zip(bare, totals[name])]
             print(
-                f"ratio {name[7:]:24s} / bare MV export {statistics.median(r):5.2f}  "
+                f"ratio {name[7:]:26s} / bare MV export {statistics.median(r):5.2f}  "
                 f"(rounds {min(r):.2f}-{max(r):.2f}; goal >= 0.7)"
             )
+        jpeg, raw = (statistics.median(totals[n]) for n in ("moclip cache_video", "moclip cache_video, raw frames"))
+        print(f"JPEG frames cost {1e3 * (jpeg - raw) / len(distinct):+.1f} ms a video against raw ones")
+        print(f"\n## one video's frame cache ({len(distinct)} videos): bytes, CLIP loader's read + decode (best of 3)")
+        for enc, (kb, ms) in frame_costs(distinct, root / "fc").items():
+            print(f"{enc:5s} {kb:7.1f} KB  {ms:6.2f} ms")
         print(f"\n## reading one video's MV cache ({len(distinct)} videos, best of 3)")
         for comp, (ms, kb) in read_costs(distinct, root / "rd").items():
             print(f"{comp:5s} {ms:6.2f} ms  {kb:7.1f} KB")

@@ -10,7 +10,7 @@ growth exponent between the sizes (1 = linear in the videos, 0 = flat), memory's
 (goal: train_mvnet and the other per-split jobs within 1.2x, under 3 GB), a projection for
 Kinetics-400, and the check that every video is in every stage's output or in failures.tsv.
 
-Usage: python benchmarks/bench_scale.py [--sizes 1332 13320] [--cores 2] [--root DIR] [--keep]
+Usage: python benchmarks/bench_scale.py [--sizes 1332 13320] [--cores 2] [--root DIR] [--keep] [--encoding raw]
                                         [--json scale.json] [--plot scale.png]
        python benchmarks/bench_scale.py --from-json scale.json [--plot scale.png]   # re-print a saved run
 """
@@ -87,6 +87,8 @@ def stage_costs(workdir: Path) -> dict[str, dict]:
         files, size = _tree_size(workdir / r["output_file"])
         costs[rule]["files"] += files
         costs[rule]["bytes"] += size
+        if r["output_file"].startswith("results/cache/frames/"):  # the frame caches apart (frames.encoding)
+            costs[rule]["frame_bytes"] += size
         for log in r["log-file(s)"].split(","):
             if log and log not in seen_logs:
                 seen_logs.add(log)
@@ -132,7 +134,7 @@ def check_counts(workdir: Path, costs: dict, n_videos: int) -> dict[str, int]:
     return {"videos": n_videos, "failed": len(failed), "tested_fusion": tested}
 
 
-def run_size(n: int, root: Path, cores: int) -> dict:
+def run_size(n: int, root: Path, cores: int, encoding: str | None = None) -> dict:
     data = root / f"ucf101-shaped-{n}"
     t = time.perf_counter()
     info = make_scale_dataset(data / "UCF-101", data / "ucfTrainTestlist", n, threads=cores)
@@ -140,6 +142,9 @@ def run_size(n: int, root: Path, cores: int) -> dict:
     run = data / "run"
     run.mkdir(exist_ok=True)
     config = {**CONFIG, "dataset": {"videos": str(data / "UCF-101"), "lists": str(data / "ucfTrainTestlist")}}
+    if encoding:
+        config["frames"] = {"encoding": encoding}
+    info["encoding"] = encoding or yaml.safe_load((REPO / "config.yaml").read_text())["frames"]["encoding"]
     (run / "scale-config.yaml").write_text(yaml.safe_dump(config))
     t = time.perf_counter()
     cmd = [
@@ -209,6 +214,13 @@ def projection(runs: dict[int, dict], cores: int) -> str:
     shards = round(k_videos / 256)
     files = sum(c["files"] for c in st.values()) / n
     size = sum(c["bytes"] for c in st.values()) / n
+    frames = st["cache_shard"].get("frame_bytes")  # not counted apart before frames.encoding (raw frames)
+    of_it = (
+        f"of which the frame caches {frames / n / 1e6:.2f} MB: {r['encoding']} frames; UCF101's 13,320 videos: "
+        f"{frames / n * 13_320 / 1e9:.1f} GB of frame caches"
+        if frames is not None
+        else "nearly all of it the 8 cached RGB frames, raw"
+    )
     per_shard = sum(1 for s in ("cache_shard", "clip_embed", "mv_features") if s in st)
     # A cache job's wall time x its threads (every job ran with --cores threads): the CPU time
     # Snakemake's benchmark samples misses most of a short job's decode processes.
@@ -219,7 +231,7 @@ def projection(runs: dict[int, dict], cores: int) -> str:
         f"Kinetics-400 projected from the {n:,}-video run ({k_videos:,} videos of ~10 s, ~{k_frames / 1e6:.0f} M "
         "frames, at the same 320x240):",
         f"- files: {files * k_videos:,.0f} ({files:.1f} a video); disk: {size * k_videos / 1e9:,.0f} GB "
-        f"({size / 1e6:.2f} MB a video, nearly all of it the 8 cached RGB frames)",
+        f"({size / 1e6:.2f} MB a video, {of_it})",
         f"- DAG: {shards} shards of 256 videos, about {shards * per_shard + 40:,} jobs",
         f"- decoding and caching: {cache_h:,.0f} core-hours ({core_s_a_frame * 1e6:.0f} core-us a frame): "
         f"{cache_h / 32:,.1f} h on 32 cores; larger frames cost more",
@@ -285,6 +297,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--root", type=Path, help="where the datasets and runs go (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep each size's dataset and run")
+    ap.add_argument("--encoding", choices=("jpeg", "raw"), help="frames.encoding of the runs (default: config.yaml's)")
     ap.add_argument("--json", type=Path, help="write every measurement here")
     ap.add_argument("--plot", type=Path, help="write the cost and memory plot here")
     ap.add_argument("--from-json", type=Path, help="print the table, projection and plot of a saved run")
@@ -296,7 +309,7 @@ def main() -> None:
     root = a.root or Path(tempfile.mkdtemp(prefix="moclip-scale-"))
     runs = {}
     for n in sorted(a.sizes):
-        runs[n] = run_size(n, root, a.cores)
+        runs[n] = run_size(n, root, a.cores, a.encoding)
         print(f"{n} videos: workflow {runs[n]['workflow_s'] / 60:.1f} min, counts {runs[n]['counts']}", flush=True)
         if a.json:
             a.json.write_text(json.dumps(runs, indent=1))

@@ -14,7 +14,8 @@ so a run cut short keeps what it measured):
    ``predict`` on the card against the CPU on the demo's test videos.
 3. ``clip``: the CLIP stage against bare ``encode_image`` on the same images, ViT-B-32
    (random weights), several batch sizes, alternating rounds: images/s, their ratio, peak
-   GPU memory.
+   GPU memory; and the demo's JPEG frames decoded on the card (nvJPEG, one call a batch, as
+   the stage does) against one CPU thread: images/s.
 4. ``mv_train``: EfficientNet-B0 at 224 px, batch 80 x 3 segments, the paper preset's
    augmentation, with 1, 4 and 8 loader workers: samples/s and the share of time waiting
    for data; peak GPU memory.
@@ -356,10 +357,9 @@ def part_clip(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
     ids = [f"v{i}" for i in range(len(files))]
     clip = load_clip(sizes.clip_model, "none", device=str(dev))
     amp = autocast_dtype(dev)
-    import h5py
+    from moclip.frames import read_frames
 
-    with h5py.File(files[0]) as f:
-        k = f["frames"].shape[0]
+    k = read_frames(files[0])[0].shape[0]
     n_img = len(files) * k
     rows = []
     plan = [(b, sizes.clip_workers[0]) for b in sizes.clip_batches]
@@ -399,7 +399,43 @@ def part_clip(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
                 "peak_gpu_mb": peaks["ours"],
             }
         )
-    return {"model": sizes.clip_model, "images_a_round": n_img, "precision": str(amp), "rows": rows}
+    decode = jpeg_decode(files, sizes.clip_batches[-1], dev, sizes.clip_rounds)
+    return {"model": sizes.clip_model, "images_a_round": n_img, "precision": str(amp), "rows": rows, "decode": decode}
+
+
+def jpeg_decode(files: list[Path], batch_videos: int, dev: torch.device, rounds: int) -> dict:
+    """Images a second of ``decode_frames`` on ``dev`` (``batch_videos`` videos a call, the
+    stage's) and on the CPU (one thread, as a loader worker), alternating rounds; the
+    frames read once beforehand, so that only decoding is timed."""
+    from moclip.cache import open_cache
+    from moclip.frames import decode_frames, stored_frames
+
+    stored = []
+    for f in files:
+        with open_cache(f) as h:
+            stored.append(stored_frames(h))
+    if stored[0].encoding != "jpeg":
+        return {"encoding": stored[0].encoding}
+    batches = [stored[i : i + batch_videos] for i in range(0, len(stored), batch_videos)]
+    n_img = sum(s.shape[0] for s in stored)
+    threads = torch.get_num_threads()
+    t: dict[str, list[float]] = {"device": [], "cpu": []}
+    for _ in range(rounds + 1):  # the first round warms up
+        for name, where in (("device", dev), ("cpu", torch.device("cpu"))):
+            torch.set_num_threads(1 if name == "cpu" else threads)
+            t0 = time.perf_counter()
+            for b in batches:
+                decode_frames(b, where)
+            sync(dev)
+            t[name].append(time.perf_counter() - t0)
+            torch.set_num_threads(threads)
+    return {
+        "encoding": "jpeg",
+        "images": n_img,
+        "batch_videos": batch_videos,
+        "device_images_per_s": n_img / statistics.median(t["device"][1:]),
+        "cpu_images_per_s": n_img / statistics.median(t["cpu"][1:]),
+    }
 
 
 # --------------------------------------------------------------------------- 4. MV training, 5. MV features
@@ -638,6 +674,9 @@ def summary(report: dict) -> dict:
     startup = {r: get("startup", r, "startup_s") for r in GPU_RULES}
     return {
         "clip_stage_over_bare": {str(r["batch_videos"]) + f"x{r['workers']}w": r["stage_over_bare"] for r in clip_rows},
+        "jpeg_decode_images_per_s": {
+            k.removesuffix("_images_per_s"): v for k, v in (get("clip", "decode") or {}).items() if "per_s" in k
+        },
         "mv_train_samples_per_s": {str(r["workers"]): r["samples_per_s"] for r in mv_rows},
         "mv_data_wait_share": {str(r["workers"]): r["data_wait_share"] for r in mv_rows},
         "mv_features_videos_per_s": {str(r["workers"]): r["videos_per_s"] for r in get("mv_features", "rows") or []},
@@ -670,6 +709,12 @@ def print_table(report: dict) -> None:
         print(
             f"clip  batch {r['batch_images']:4d} img, {r['workers']} workers: stage {r['stage_images_per_s']:8.0f}"
             f" img/s, bare {r['bare_images_per_s']:8.0f}, ratio {r['stage_over_bare']:.2f}, peak {r['peak_gpu_mb']} MB"
+        )
+    d = _dig(p, ("clip", "decode")) or {}
+    if "device_images_per_s" in d:
+        print(
+            f"jpeg decode, {d['batch_videos']} videos a call: device {d['device_images_per_s']:8.0f} img/s, "
+            f"one CPU thread {d['cpu_images_per_s']:8.0f} img/s"
         )
     for r in _dig(p, ("mv_train", "rows")) or []:
         print(

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 
 from moclip import __version__, plan
-from moclip.cache import cache_video
+from moclip.cache import ENCODINGS, FrameStorage, cache_video
 from moclip.checks import check_run
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
@@ -63,10 +63,12 @@ def _manifest(a: argparse.Namespace) -> int:
 
 def _cache(a: argparse.Namespace) -> int:
     settings = DecodeSettings(mv_cell=a.mv_cell, frame_count=a.frames, short_side=a.short_side, max_frames=a.max_frames)
+    storage = FrameStorage(a.frame_encoding, a.jpeg_quality)
     failed = 0
     for v in a.videos:
         vid = Path(v).stem
-        rec = cache_video(v, vid, Path(a.out) / "mv" / f"{vid}.h5", Path(a.out) / "frames" / f"{vid}.h5", settings)
+        out = Path(a.out)
+        rec = cache_video(v, vid, out / "mv" / f"{vid}.h5", out / "frames" / f"{vid}.h5", settings, storage=storage)
         print(f"{vid}\t{rec.status}\t{rec.n_frames}\t{rec.error}")
         failed += rec.status != "ok"
     return 1 if failed else 0
@@ -230,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--frames", type=_positive, default=8, help="RGB frames kept a video")
     c.add_argument("--short-side", type=_positive, default=256, help="shorter side of the kept frames, at most")
     c.add_argument("--max-frames", type=_positive, default=10_000, help="longer videos are read up to this")
+    c.add_argument("--frame-encoding", choices=ENCODINGS, default=FrameStorage.encoding, help="how frames are stored")
+    c.add_argument("--jpeg-quality", type=_positive, default=FrameStorage.jpeg_quality, help="1-100, JPEG frames")
     c.set_defaults(func=_cache)
 
     pr = sub.add_parser(

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from moclip.cache import open_cache, read_index, video_file
+from moclip.frames import StoredFrames, decode_frames, stored_frames
 from moclip.runtime import (
     Progress,
     autocast,
@@ -191,43 +192,63 @@ def preprocess(frames: torch.Tensor, size: int, mean, std, interpolation: str = 
 
 
 class _FrameCaches(torch.utils.data.Dataset):
-    """One video's cached frames a item, raw uint8 [K, H, W, 3] (None for a failed video):
-    DataLoader workers only read; preprocessing runs batched on the encoder's device."""
+    """One video's cached frames a item (None for a failed video): DataLoader workers read
+    them, and decode JPEG when ``decode`` (the CPU) or leave it to the encoder's device;
+    preprocessing runs batched on that device."""
 
-    def __init__(self, files: list[Path]):
-        self.files = files
+    def __init__(self, files: list[Path], decode: bool = True):
+        self.files, self.decode = files, decode
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
+    def __getitem__(self, i: int) -> tuple[int, StoredFrames | None]:
         with open_cache(self.files[i]) as f:
             if f.attrs["status"] != "ok":
                 return i, None
-            return i, torch.from_numpy(f["frames"][()])
+            stored = stored_frames(f)
+        if self.decode and stored.raw is None:
+            stored.raw, stored.jpeg = decode_frames([stored])[0], None
+        return i, stored
 
 
 @dataclass
 class FrameBatch:
-    """A loader batch: the videos of each frame size stacked into one uint8 tensor
-    [n, K, H, W, 3] (in the worker, so that the loader pins exactly what is copied to the
-    device), and the indices of the videos that failed."""
+    """A loader batch: the videos of each frame size and storage together, raw frames
+    stacked into one uint8 tensor [n, K, H, W, 3] (in the worker, so that the loader pins
+    exactly what is copied to the device), JPEG ones a list of their StoredFrames (decoded
+    on the device, one call a group); and the indices of the videos that failed."""
 
-    groups: list[tuple[list[int], torch.Tensor]]
+    groups: list[tuple[list[int], torch.Tensor | list[StoredFrames]]]
     failed: list[int]
 
     def pin_memory(self) -> FrameBatch:
-        return FrameBatch([(i, x.pin_memory()) for i, x in self.groups], self.failed)
+        return FrameBatch([(i, x.pin_memory() if torch.is_tensor(x) else x) for i, x in self.groups], self.failed)
 
 
-def collate_frames(items: list[tuple[int, torch.Tensor | None]]) -> FrameBatch:
-    """Loader items (index, frames or None) -> a FrameBatch, videos in order within a size."""
-    by_shape: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
+def _frames(x: torch.Tensor | StoredFrames) -> StoredFrames:
+    return x if isinstance(x, StoredFrames) else StoredFrames("", tuple(x.shape[:3]), raw=x)
+
+
+def collate_frames(items: list[tuple[int, torch.Tensor | StoredFrames | None]]) -> FrameBatch:
+    """Loader items (index, frames or None) -> a FrameBatch, videos in order within a group."""
+    by_kind: dict[tuple, list[tuple[int, StoredFrames]]] = {}
     for i, x in items:
         if x is not None:
-            by_shape.setdefault(tuple(x.shape), []).append((i, x))
-    groups = [([i for i, _ in g], torch.stack([x for _, x in g])) for g in by_shape.values()]
+            x = _frames(x)
+            by_kind.setdefault((x.encoding, x.shape), []).append((i, x))
+    groups = [
+        ([i for i, _ in g], torch.stack([x.raw for _, x in g]) if enc == "raw" else [x for _, x in g])
+        for (enc, _), g in by_kind.items()
+    ]
     return FrameBatch(groups, [i for i, x in items if x is None])
+
+
+def videos_tensor(group: torch.Tensor | list[StoredFrames], device: torch.device) -> torch.Tensor:
+    """A FrameBatch group as uint8 [n, K, H, W, 3] on ``device``: JPEG decoded there."""
+    if torch.is_tensor(group):
+        return group.to(device, non_blocking=True)
+    return torch.stack(decode_frames(group, device))
 
 
 def preprocess_batch(frames: list[torch.Tensor], clip: Clip, device: torch.device) -> torch.Tensor:
@@ -236,7 +257,7 @@ def preprocess_batch(frames: list[torch.Tensor], clip: Clip, device: torch.devic
     batch = collate_frames(list(enumerate(frames)))
     parts: list[torch.Tensor | None] = [None] * len(frames)
     for js, x in batch.groups:
-        for j, y in zip(js, preprocess_videos(x, clip, device)):
+        for j, y in zip(js, preprocess_videos(videos_tensor(x, device), clip, device)):
             parts[j] = y
     return torch.cat(parts)
 
@@ -289,7 +310,7 @@ def embed_shards(
     dev = resolve_device(device)
     clip.model.to(dev)
     amp = autocast_dtype(dev, precision)
-    ds = _FrameCaches([f for sh in shards for f in sh.files])
+    ds = _FrameCaches([f for sh in shards for f in sh.files], decode=dev.type == "cpu")
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch_videos, num_workers=workers, collate_fn=collate_frames, pin_memory=dev.type == "cuda"
     )
@@ -298,8 +319,8 @@ def embed_shards(
     masks: list[np.ndarray] = []
     progress = Progress("videos", len(ds), log)
     for batch in loader:
-        for idx, frames in batch.groups:
-            z = encode_videos(clip, frames, dev, amp).cpu().numpy()
+        for idx, group in batch.groups:
+            z = encode_videos(clip, videos_tensor(group, dev), dev, amp).cpu().numpy()
             for i, zi in zip(idx, z):
                 feats[i] = zi
         log_startup(log)

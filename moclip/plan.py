@@ -111,6 +111,13 @@ def decode_settings(config: dict) -> dict:
     }
 
 
+def frame_storage(config: dict) -> dict:
+    """Fields of moclip.cache.FrameStorage: how the frame caches store the frames
+    (frames.jpeg_quality only with JPEG, so that it reruns nothing with raw frames)."""
+    f = config["frames"]
+    return {"encoding": f["encoding"], **({"jpeg_quality": f["jpeg_quality"]} if f["encoding"] == "jpeg" else {})}
+
+
 def mv_settings(config: dict) -> dict:
     """Fields of moclip.mv_data.MVSettings: everything that shapes the MV network (not
     mvnet.device, a machine setting the scripts read)."""

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moclip.cache import cache_video, read_frames
+from moclip.cache import FrameStorage, cache_video
 from moclip.clip_stream import encode_videos, load_clip
 from moclip.codec import DecodeSettings
 from moclip.encode import EncodeSettings
+from moclip.frames import read_frames
 from moclip.heads import load_head
 from moclip.io import read_json
 from moclip.mv_data import read_segments
@@ -39,6 +40,11 @@ def run_reencode_plan(settings: dict) -> tuple[EncodeSettings, int] | None:
     return reencode_plan(None if recipe == "none" else recipe, settings["decode"]["max_frames"])
 
 
+def _storage_keys(frames: dict) -> dict:
+    """The keys of a run's ``frames`` settings that say how its caches stored them."""
+    return {k: v for k, v in frames.items() if k in ("encoding", "jpeg_quality")}
+
+
 class Predictor:
     """The models of one split of a finished run, loaded once on ``device``. Each network
     computes in the run's precision setting (``precision`` overrides both): on a GPU with
@@ -56,6 +62,8 @@ class Predictor:
             frame_count=s["frames"]["count"],
             short_side=s["frames"]["short_side"],
         )
+        # A run from before frames.encoding stored its frames raw.
+        self.storage = FrameStorage.from_config({"encoding": "raw", **_storage_keys(s["frames"])})
         self.device = resolve_device(device)
         clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
         clip.model.to(self.device)
@@ -79,13 +87,15 @@ class Predictor:
                     return Prediction(str(video), error=f"re-encode failed: {rec.error}")
                 if rec.status == REENCODED:
                     source = Path(tmp) / "reencoded.avi"
-            rec = cache_video(source, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode)
+            rec = cache_video(
+                source, Path(video).stem, Path(tmp) / "mv.h5", Path(tmp) / "fr.h5", self.decode, storage=self.storage
+            )
             if rec.status != "ok":
                 return Prediction(str(video), error=rec.error)
-            frames, _, _ = read_frames(Path(tmp) / "fr.h5")
+            frames, _, _ = read_frames(Path(tmp) / "fr.h5", self.device)  # the workflow's frames, decoded on the device
             ms = self.mv_settings
             maps = torch.from_numpy(read_segments(Path(tmp) / "mv.h5", ms.eval_segments, ms, None))[None]
-        z = encode_videos(self.clip, torch.from_numpy(frames)[None], self.device, self.clip_amp)[0].cpu().numpy()
+        z = encode_videos(self.clip, frames[None], self.device, self.clip_amp)[0].cpu().numpy()
         z = z.astype(self.clip_dtype).astype(np.float32)
         maps = maps.to(self.device)
         m = view_features(self.mvnet, maps, ms, ms.eval_crops).mean(2)[0].cpu().numpy()  # as the workflow's features

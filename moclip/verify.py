@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from moclip.cache import CacheRecord, open_cache, read_index, video_file
+from moclip.cache import ENDS_DATASET, CacheRecord, open_cache, read_index, video_file
 from moclip.codec import reencoded_file
 from moclip.heads import load_head
 from moclip.io import BrokenFileError, read_json, read_tsv, reading
@@ -104,6 +104,8 @@ def _cache_problem(path: Path, rec: CacheRecord, arrays: tuple[str, ...]) -> str
     with open_cache(path) as f:
         a = f.attrs
         got = (str(a["video_id"]), str(a["status"]), int(a["n_frames"]))
+        if a.get("encoding") == "jpeg":  # a frame cache of JPEG frames: one end a frame
+            arrays = tuple(ENDS_DATASET if k == "frames" else k for k in arrays)
         shapes = {k: f[k].shape for k in arrays}
     if got != (rec.video_id, rec.status, rec.n_frames):
         return f"holds {got} (video id, status, frames) where its index says {(rec.video_id, rec.status, rec.n_frames)}"

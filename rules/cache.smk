@@ -53,6 +53,7 @@ rule cache_shard:
         videos_root=VIDEOS,
         decode=plan.decode_settings(config),
         compression=config["cache"]["compression"],
+        storage=plan.frame_storage(config),
         code=code_digest("cache_shard"),
     script:
         "../workflow_scripts/cache_shard.py"

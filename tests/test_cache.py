@@ -6,20 +6,23 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+import torch
 from conftest import moving_object_video
 
 from moclip.cache import (
     COMPRESSION,
+    ENCODINGS,
+    FrameStorage,
     _set_attrs,
     cache_failures,
     cache_shard,
     cache_video,
     open_cache,
-    read_frames,
     read_index,
     read_mv,
 )
 from moclip.codec import DecodeSettings
+from moclip.frames import read_frames
 from moclip.io import BrokenFileError
 from moclip.reencode import reencode_shard
 
@@ -47,7 +50,7 @@ def test_cache_layout_and_attrs(videos, tmp_path):
     assert (attrs["width"], attrs["height"], attrs["fps"], attrs["n_frames"], attrs["mv_cell"]) == (320, 240, 25, 30, 8)
     assert np.median(mv[5][mv[5, ..., 0] != 0][:, 0]) == 3
     frames, idx, fattrs = read_frames(tmp_path / "fr.h5")
-    assert frames.shape == (4, 240, 320, 3) and frames.dtype == np.uint8
+    assert frames.shape == (4, 240, 320, 3) and frames.dtype == torch.uint8
     assert idx.dtype == np.int32 and idx.tolist() == [3, 11, 18, 26]
     assert fattrs["status"] == "ok" and fattrs["n_frames"] == 30
 
@@ -209,7 +212,7 @@ def test_a_cut_cache_names_itself_and_the_rebuild_of_its_shard(videos, tmp_path)
 
     def shape(path):  # what the stages do: open, read a dataset
         with open_cache(path) as f:
-            return f["frames"].shape
+            return f["frame_index"].shape
 
     for read in (read_frames, shape):
         with pytest.raises(BrokenFileError) as e:
@@ -218,3 +221,84 @@ def test_a_cut_cache_names_itself_and_the_rebuild_of_its_shard(videos, tmp_path)
         assert e.value.remedy == f"snakemake --forcerun {shard}"  # the shard's directory: rule cache_shard's output
     with pytest.raises(BrokenFileError, match=r"shard-00002\.tsv: missing; rebuild it with: snakemake --forcerun"):
         read_index(tmp_path / "cache" / "index" / "shard-00002.tsv")
+
+
+# --------------------------------------------------------------------------- how the frames are stored
+
+
+def _cache_both(videos, tmp_path, name="v_right.avi"):
+    """One video cached with JPEG frames (the default) and with raw ones."""
+    out = {}
+    for enc in ENCODINGS:
+        fr = tmp_path / f"fr-{enc}.h5"
+        rec = cache_video(videos / name, "v", tmp_path / f"mv-{enc}.h5", fr, SETTINGS, storage=FrameStorage(enc))
+        assert rec.status == "ok"
+        out[enc] = fr
+    return out
+
+
+def test_frames_are_jpeg_by_default_and_decode_close_to_the_raw_ones(videos, tmp_path):
+    files = _cache_both(videos, tmp_path)
+    assert FrameStorage() == FrameStorage("jpeg", 95)
+    with h5py.File(files["jpeg"]) as f:
+        assert set(f) == {"frames_jpeg", "frame_ends", "frame_index"} and f["frame_ends"].shape == (4,)
+        assert f["frames_jpeg"].shape == (f["frame_ends"][-1],) and f["frames_jpeg"].dtype == np.uint8
+        assert (f.attrs["encoding"], f.attrs["frame_height"], f.attrs["frame_width"]) == ("jpeg", 240, 320)
+        assert f.attrs["jpeg_quality"] == 95
+    with h5py.File(files["raw"]) as f:
+        assert set(f) == {"frames", "frame_index"} and (f.attrs["encoding"], f.attrs["jpeg_quality"]) == ("raw", 0)
+    jpeg, idx, attrs = read_frames(files["jpeg"])
+    raw, raw_idx, raw_attrs = read_frames(files["raw"])
+    assert jpeg.shape == raw.shape == (4, 240, 320, 3) and jpeg.dtype == raw.dtype == torch.uint8
+    assert idx.tolist() == raw_idx.tolist() and attrs["n_frames"] == raw_attrs["n_frames"] == 30
+    error = (jpeg.float() - raw.float()).abs()
+    assert 0 < error.mean() < 2 and files["jpeg"].stat().st_size < 0.15 * files["raw"].stat().st_size
+
+
+def test_jpeg_frames_are_the_same_bytes_every_time(videos, tmp_path):
+    a = _cache_both(videos, tmp_path / "a")["jpeg"]
+    b = _cache_both(videos, tmp_path / "b")["jpeg"]
+    assert a.read_bytes() == b.read_bytes()
+    low = tmp_path / "q50.h5"
+    cache_video(videos / "v_right.avi", "v", tmp_path / "mv.h5", low, SETTINGS, storage=FrameStorage("jpeg", 50))
+    assert low.stat().st_size < a.stat().st_size and read_frames(low)[2]["jpeg_quality"] == 50
+
+
+def test_a_raw_frame_cache_written_before_jpeg_still_reads(videos, tmp_path):
+    """A cache of the layout before frames.encoding (``frames`` and no ``encoding`` attr)
+    reads as raw frames; the workflow rebuilds such caches anyway (cache_shard's params
+    changed: tests/test_workflow.py), but ``moclip predict`` and old runs read them."""
+    raw = _cache_both(videos, tmp_path)["raw"]
+    old = tmp_path / "old.h5"
+    with h5py.File(raw) as f, h5py.File(old, "w") as g:
+        g.create_dataset("frames", data=f["frames"][()])
+        g.create_dataset("frame_index", data=f["frame_index"][()])
+        _set_attrs(g, {k: v for k, v in f.attrs.items() if k not in ("encoding", "frame_height", "frame_width")})
+    got, idx, attrs = read_frames(old)
+    assert "encoding" not in attrs and torch.equal(got, read_frames(raw)[0]) and idx.tolist() == [3, 11, 18, 26]
+
+
+def test_broken_jpeg_frames_name_their_cache(videos, tmp_path):
+    shard = tmp_path / "cache" / "frames" / "shard-00000"
+    shard.mkdir(parents=True)
+    path = shard / "v.h5"
+    cache_video(videos / "v_right.avi", "v", tmp_path / "mv.h5", path, SETTINGS)
+    with h5py.File(path, "r+") as f:
+        data = f["frames_jpeg"][()]
+        data[f["frame_ends"][0] : f["frame_ends"][1]] = 7  # the second frame's bytes overwritten
+        f["frames_jpeg"][...] = data
+    with pytest.raises(
+        BrokenFileError, match=rf"^{path}: RuntimeError: .*rebuild it with: snakemake --forcerun {shard}"
+    ):
+        read_frames(path)
+    with h5py.File(path, "r+") as f:
+        f["frame_ends"][-1] = 10  # ends that do not cut the bytes
+    with pytest.raises(BrokenFileError, match="frame_ends .* do not cut frames_jpeg"):
+        read_frames(path)
+
+
+def test_unknown_frame_encoding_and_quality_are_named():
+    with pytest.raises(ValueError, match=r"frames.encoding: unknown 'jpg' \(did you mean 'jpeg'\?\)"):
+        FrameStorage("jpg")
+    with pytest.raises(ValueError, match="frames.jpeg_quality: 101 is not in 1-100"):
+        FrameStorage("jpeg", 101)

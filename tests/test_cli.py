@@ -41,6 +41,22 @@ def test_cache_names_each_bad_path_and_still_caches_the_good_ones(tmp_path):
     assert (tmp_path / "c" / "mv" / "good.h5").is_file()
 
 
+def test_cache_stores_jpeg_frames_unless_asked_and_inspect_says_how(tmp_path):
+    import json
+
+    good = tmp_path / "good.avi"
+    moving_object_video(good, 2, 0)
+    for args, enc, quality in (([], "jpeg", 95), (["--frame-encoding", "raw"], "raw", 0)):
+        assert run("cache", str(good), "--out", str(tmp_path / enc), *args).returncode == 0
+        out = run("inspect", str(tmp_path / enc / "frames" / "good.h5"))
+        info = json.loads(out.stdout)
+        assert (info["attrs"]["encoding"], info["attrs"]["jpeg_quality"]) == (enc, quality)
+        assert (info["attrs"]["frame_height"], info["attrs"]["frame_width"]) == (240, 320)
+        assert {"jpeg": "frames_jpeg", "raw": "frames"}[enc] in info["datasets"]
+    err = run("cache", str(good), "--out", str(tmp_path / "x"), "--frame-encoding", "png").stderr
+    assert "invalid choice: 'png'" in err
+
+
 @pytest.mark.parametrize("what", ["directory", "text file", "missing"])
 def test_inspect_of_something_not_hdf5_is_one_line(tmp_path, what):
     target = tmp_path

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from moclip.cache import cache_shard
+from moclip.cache import ENCODINGS, FrameStorage, cache_shard
 from moclip.clip_stream import (
     ClipLoadError,
     FrameShard,
@@ -22,8 +22,11 @@ from moclip.clip_stream import (
     preprocess,
     preprocess_batch,
     tag_quick_gelu,
+    videos_tensor,
 )
 from moclip.codec import DecodeSettings
+from moclip.frames import decode_frames, read_frames
+from moclip.io import BrokenFileError
 from moclip.metrics import per_class_top1, summarize, topk_hits
 from moclip.shards import pool_frames, read_shard
 
@@ -124,8 +127,7 @@ def test_shard_features_match_the_encoder_on_the_same_frames(frame_caches, tmp_p
     assert attrs["model"] == TINY and attrs["weights_digest"] == clip.weights_digest and attrs["random_weights"]
     # Reference: open_clip's own (PIL) preprocessing and encode_image, frame by frame.
     _, _, pil_preprocess = open_clip.create_model_and_transforms(TINY, pretrained=None)
-    with h5py.File(root / "frames" / f"{ids[0]}.h5") as f:
-        frames = f["frames"][()]
+    frames = read_frames(root / "frames" / f"{ids[0]}.h5")[0].numpy()
     x = torch.stack([pil_preprocess(Image.fromarray(im)) for im in frames])
     with torch.no_grad():
         ref = clip.model.encode_image(x).numpy()
@@ -283,3 +285,98 @@ def test_frame_norm_false_keeps_the_raw_frame_embeddings():
     feats = np.array([[[3.0, 4.0], [0.0, 10.0]]])  # one video, two frames of norms 5 and 10
     np.testing.assert_allclose(pool_frames(feats), [[0.3, 0.9]])
     np.testing.assert_allclose(pool_frames(feats, normalize=False), [[1.5, 7.0]])
+
+
+# --------------------------------------------------------------------------- JPEG frames
+
+
+def test_jpeg_frames_are_decoded_on_the_encoders_device_in_one_call_a_batch(frame_caches, tmp_path, monkeypatch):
+    """On a GPU the loader's workers only read the JPEG bytes; the stage decodes a batch's
+    frames on the card in one ``decode_jpeg`` call (nvJPEG), and the frames stay there up to
+    the encoder. A stand-in decoder makes the meta device's images (values cannot come back)."""
+    import moclip.frames
+
+    root, ids = frame_caches
+    calls = []
+
+    def decode_on_device(data, mode, device):
+        calls.append((len(data), torch.device(device), {x.device.type for x in data}))
+        assert isinstance(data, list) and all(x.dtype == torch.uint8 and x.dim() == 1 for x in data)
+        return [torch.empty((3, 240, 320), dtype=torch.uint8, device=device) for _ in data]
+
+    monkeypatch.setattr(moclip.frames, "decode_jpeg", decode_on_device)
+    clip = load_clip(TINY, "none")
+    files = [root / "frames" / f"{v}.h5" for v in ids]
+    with pytest.raises(NotImplementedError, match="meta"):  # reading the embeddings back
+        embed_frame_caches(clip, files, ids, tmp_path / "s.h5", 2, 0, "meta")
+    assert calls == [(8, META, {"cpu"})]  # the first batch: 2 videos x 4 frames, bytes from the host
+    clip.model.to(META)
+    group = collate_frames([(0, _stored(files[0])), (1, _stored(files[1]))]).groups[0][1]
+    z = encode_videos(clip, videos_tensor(group, META), META)
+    assert z.device == META and z.shape == (2, 4, 64)
+
+
+def _stored(path):
+    from moclip.frames import stored_frames
+
+    with h5py.File(path) as f:
+        return stored_frames(f)
+
+
+def test_a_broken_jpeg_on_the_device_names_its_cache(frame_caches, tmp_path, monkeypatch):
+    """nvJPEG fails a whole batch; the stage names the cache whose frame is broken."""
+    import moclip.frames
+
+    root, ids = frame_caches
+    bad = tmp_path / "frames" / "shard-00000" / "bad.h5"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes((root / "frames" / f"{ids[1]}.h5").read_bytes())
+    with h5py.File(bad, "r+") as f:
+        f["frames_jpeg"][:100] = 0
+    good, broken = _stored(root / "frames" / f"{ids[0]}.h5"), _stored(bad)
+
+    def decode_on_device(data, mode, device):
+        raise RuntimeError("nvjpeg: batched decode failed")
+
+    real = moclip.frames.decode_jpeg
+    monkeypatch.setattr(
+        moclip.frames,
+        "decode_jpeg",
+        lambda d, mode, device: (decode_on_device if device.type != "cpu" else real)(d, mode, device),
+    )
+    with pytest.raises(BrokenFileError, match=rf"^{bad}: RuntimeError: .*snakemake --forcerun {bad.parent}"):
+        decode_frames([good, broken], META)
+    with pytest.raises(RuntimeError, match="nvjpeg: batched decode failed"):  # the card's own failure goes on
+        decode_frames([good], META)
+
+
+@pytest.mark.parametrize("model", [TINY, "ViT-B-32"])
+def test_clip_embeddings_of_jpeg_frames_agree_with_raw_ones(tiny_demo, tmp_path, model):
+    """The demo cached twice, JPEG (default) and raw: the frame caches take at most 0.15 of
+    the bytes and every frame's CLIP embedding agrees to a cosine >= 0.99 (random weights:
+    the tiny model and ViT-B-32's real architecture)."""
+    videos, _ = tiny_demo
+    items = sorted(videos.rglob("*.avi"))[:6]
+    feats, size = {}, {}
+    for enc in ENCODINGS:
+        d = tmp_path / enc
+        cache_shard(
+            videos=items,
+            videos_root=videos,
+            settings=DecodeSettings(),
+            compression="lz4",
+            storage=FrameStorage(enc),
+            mv=d / "mv",
+            frames=d / "fr",
+            index=d / "index.tsv",
+        )
+        files = sorted((d / "fr").glob("*.h5"))
+        size[enc] = sum(f.stat().st_size for f in files)
+        ids = [f.stem for f in files]
+        embed_frame_caches(load_clip(model, "none"), files, ids, d / "clip.h5", batch_videos=3, dtype="float32")
+        feats[enc] = read_shard(d / "clip.h5")[1]
+    assert size["jpeg"] <= 0.15 * size["raw"], size
+    a, b = feats["jpeg"], feats["raw"]
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cos.shape == (6, 8) and cos.min() >= 0.99, cos.min()
+    assert not np.array_equal(a, b)  # they were decoded from different bytes

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import PRESET_WEIGHTS, TINY_CONFIG, merged, put_hub_file, snakemake
 
-from moclip.cache import COMPRESSION
+from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
 from moclip.clip_stream import EMBEDDING_DTYPES, INTERPOLATIONS
 from moclip.codec import DecodeSettings
@@ -192,7 +192,13 @@ def test_results_root_keeps_runs_apart(tmp_path):
     assert yaml.safe_load((REPO / "config" / "ucf101.yaml").read_text())["results"] != DEFAULTS["results"]
 
 
-SETTINGS = {"heads": HeadSettings, "mvnet": MVSettings, "decode": DecodeSettings, "demo": DemoSpec}
+SETTINGS = {
+    "heads": HeadSettings,
+    "mvnet": MVSettings,
+    "decode": DecodeSettings,
+    "demo": DemoSpec,
+    "frames": FrameStorage,
+}
 
 
 @pytest.mark.parametrize("section", sorted(SETTINGS))
@@ -226,6 +232,7 @@ def test_every_choice_the_schema_allows_is_the_librarys_own_list():
         "mvnet.augment_unit": AUGMENT_UNITS,
         "heads.normalize": NORMALIZATIONS,
         "cache.compression": tuple(COMPRESSION),
+        "frames.encoding": ENCODINGS,
     }
     enum = lambda node: tuple(node.get("enum") or node["items"]["enum"])  # noqa: E731
     for path, constant in library.items():

@@ -27,7 +27,8 @@ def test_the_gpu_check_rehearses_every_part_on_the_cpu(tmp_path):
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     r = json.loads(out.read_text())
     assert r["cuda"] is False and not [k for k, v in r["parts"].items() if "error" in v]
-    for key in ("device", "clip_stage_over_bare", "mv_train_samples_per_s", "mv_data_wait_share", "job_startup_s"):
+    keys = ("device", "clip_stage_over_bare", "jpeg_decode_images_per_s", "mv_train_samples_per_s", "job_startup_s")
+    for key in (*keys, "mv_data_wait_share"):
         assert r[key], key
     # The CPU against itself: the comparison must find the runs identical.
     demo = r["parts"]["demo"]
@@ -39,4 +40,4 @@ def test_the_gpu_check_rehearses_every_part_on_the_cpu(tmp_path):
     fp16 = r["parts"]["fp16"]
     assert fp16["float16"]["precision"] == "float16" and fp16["float16"]["finite"]
     assert fp16["deterministic"]["identical"] and fp16["predict"]["agreement"] == 1.0
-    assert "demo GPU vs CPU" in p.stdout and "mv train" in p.stdout
+    assert "demo GPU vs CPU" in p.stdout and "mv train" in p.stdout and "jpeg decode" in p.stdout

@@ -180,6 +180,29 @@ def test_changing_frames_count_reruns_caches_only_after_manifest(finished_run):
     assert jobs.get("cache_shard") == 3 and "demo_data" not in jobs and "manifest" not in jobs
 
 
+def test_jpeg_frame_caches_are_a_tenth_of_raw_ones_and_embed_alike(finished_run, demo_run):
+    """The demo run (JPEG frames, the default) against its copy rerun to the CLIP shards with
+    ``frames: {encoding: raw}``: the frame caches take at most 0.15 of the bytes, and every
+    frame's CLIP embedding agrees to a cosine of at least 0.99."""
+    raw = merged(TINY_CONFIG, {"frames": {"encoding": "raw"}})
+    clip = sorted((demo_run / "results" / "embeddings" / "clip").rglob("shard-*.h5"))
+    snakemake(demo_run, raw, *(str(p.relative_to(demo_run)) for p in clip))
+
+    def frame_bytes(run):
+        files = list((run / "results" / "cache" / "frames").rglob("*.h5"))
+        assert len(files) == 45
+        return sum(f.stat().st_size for f in files)
+
+    assert frame_bytes(finished_run) <= 0.15 * frame_bytes(demo_run)
+    for p in clip:
+        ids, a, valid, _ = read_shard(finished_run / p.relative_to(demo_run))
+        ids_raw, b, valid_raw, _ = read_shard(p)
+        assert ids == ids_raw and valid.all() and valid_raw.all()
+        a, b = a.astype("float32"), b.astype("float32")
+        cos = (a * b).sum(-1) / (a**2).sum(-1) ** 0.5 / (b**2).sum(-1) ** 0.5
+        assert cos.min() >= 0.99, (p.name, cos.min())
+
+
 def test_unknown_config_key_stops_at_parse_time(tmp_path):
     out = snakemake(tmp_path, merged(TINY_CONFIG, {"frames": {"cout": 4}}), "-n", check=False)
     assert out.returncode != 0 and "cout" in out.stdout + out.stderr
@@ -319,13 +342,23 @@ def test_a_video_without_motion_vectors_fails_by_name_or_is_reencoded_on_request
             {"clip_embed": 3, "train_mvnet": 3, "mv_features": 3, "train_head": 6},
             {"cache_shard", "manifest"},
         ),
+        (  # how the frames are stored: the caches and everything after them
+            {"frames": {"encoding": "raw"}},
+            {"cache_shard": 3, "clip_embed": 3, "train_mvnet": 3, "mv_features": 3, "train_head": 6},
+            {"demo_data", "manifest"},
+        ),
+        (
+            {"frames": {"jpeg_quality": 90}},
+            {"cache_shard": 3, "clip_embed": 3},
+            {"demo_data", "manifest"},
+        ),
         (  # the device is a machine setting: moving the run reruns nothing
             {"clip": {"device": "cpu"}, "mvnet": {"device": "cpu"}},
             {},
             {"cache_shard", "clip_embed", "train_mvnet", "mv_features", "train_head", "report_split", "summary"},
         ),
     ],
-    ids=["head-lr", "mvnet-lr", "fusion-only", "clip-setting", "precision", "device"],
+    ids=["head-lr", "mvnet-lr", "fusion-only", "clip-setting", "precision", "frame-encoding", "jpeg-quality", "device"],
 )
 def test_a_setting_reruns_exactly_its_stage_and_after(finished_run, change, reruns, untouched):
     jobs = planned(finished_run, merged(TINY_CONFIG, change))

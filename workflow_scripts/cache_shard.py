@@ -1,6 +1,6 @@
 """Decode one shard's videos into motion-vector and frame caches."""
 
-from moclip.cache import cache_shard
+from moclip.cache import FrameStorage, cache_shard
 from moclip.codec import DecodeSettings
 from moclip.runtime import log_to
 
@@ -12,5 +12,6 @@ cache_shard(
     videos_root=p.videos_root,
     settings=DecodeSettings.from_config(p.decode),
     compression=p.compression,
+    storage=FrameStorage.from_config(p.storage),
     threads=snakemake.threads,
 )
