@@ -71,3 +71,11 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+onsuccess:
+    print(run_end(True), file=sys.stderr)
+
+
+onerror:
+    print(run_end(False), file=sys.stderr)

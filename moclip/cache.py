@@ -21,7 +21,6 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from h5py import h5a, h5s, h5t
 
 from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, ffmpeg_message, reencoded_file
 from moclip.io import atomic_path, listed_ids, one_line, read_tsv, reading, rebuild, relative_to, write_tsv
-from moclip.runtime import Progress, pool_context
+from moclip.runtime import Progress, process_pool
 from moclip.settings import FromConfig, default, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -343,11 +342,7 @@ def cache_shard(
     mv.mkdir(parents=True, exist_ok=True)
     frames.mkdir(parents=True, exist_ok=True)
     records, n_frames, progress = [], 0, Progress("videos", len(jobs), log)
-    pool = (
-        ProcessPoolExecutor(min(threads, len(jobs)), mp_context=pool_context())
-        if threads > 1 and len(jobs) > 1
-        else None
-    )
+    pool = process_pool(min(threads, len(jobs))) if threads > 1 and len(jobs) > 1 else None
     with pool or contextlib.nullcontext():
         results = pool.map(_cache_one, jobs, chunksize=1) if pool else map(_cache_one, jobs)
         for video, rec, again in zip(videos, results, redone):

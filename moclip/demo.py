@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from moclip.encode import encode_video
-from moclip.runtime import pool_context
+from moclip.runtime import Progress, process_pool
 from moclip.settings import FromConfig, default
+
+log = logging.getLogger(__name__)
 
 APPEARANCES = {  # name -> RGB colour of the object, and the tint of its scenes
     "Ball": (220, 40, 40),
@@ -236,13 +238,17 @@ def _group_clips(spec: DemoSpec) -> list[tuple[int, int]]:
 
 
 def _render(jobs: list[tuple], threads: int) -> None:
-    """Render and encode every clip job (see ``_write_clip``), ``threads`` at a time."""
+    """Render and encode every clip job (see ``_write_clip``), ``threads`` at a time, a
+    progress line in the job's log every few seconds."""
+    progress = Progress("videos", len(jobs), log)
     if threads > 1:
-        with ProcessPoolExecutor(threads, mp_context=pool_context()) as pool:
-            list(pool.map(_write_clip, jobs, chunksize=4))
+        with process_pool(threads) as pool:
+            for _ in pool.map(_write_clip, jobs, chunksize=4):
+                progress.update()
     else:
         for j in jobs:
             _write_clip(j)
+            progress.update()
 
 
 def write_split_lists(lists: Path, classes: list[str], entries: list[tuple[str, int, int]], test_groups) -> None:

@@ -184,7 +184,7 @@ def fit_mvnet(
         t0, wait, losses = time.perf_counter(), 0.0, []
         order.epoch = epoch
         seen["train"].update(train[j].video_id for j in order.order())
-        batches = iter(loader)
+        batches, steps = iter(loader), Progress(f"epoch {epoch} batches", len(loader), log, every=60)
         for step in itertools.count():
             td = time.perf_counter()
             batch = next(batches, None)
@@ -197,6 +197,8 @@ def fit_mvnet(
             if epoch == 0 and step == 0:
                 losses[0].item()  # waits for the first step: the job's start-up ends here
                 log_startup(log)
+            if step + 1 < len(loader):  # the epoch's own line says when it is done
+                steps.update()  # a line a minute inside a long epoch (a CPU under load)
         rec = {
             "epoch": epoch,
             "loss": float(np.mean([float(v) for v in losses])),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import av
 from moclip.codec import DecodeError, DecodeSettings, exports_motion_vectors, reencoded_file
 from moclip.encode import REENCODE, EncodeSettings, reencode
 from moclip.io import listed_ids, one_line, relative_to, write_tsv
-from moclip.runtime import Progress, pool_context
+from moclip.runtime import Progress, process_pool
 
 log = logging.getLogger(__name__)
 # The columns of moclip.cache's shard index less n_frames: moclip.cache.read_index reads it.
@@ -120,11 +119,7 @@ def reencode_shard(
     ids = listed_ids(manifest, videos, videos_root) if manifest else [Path(v).stem for v in videos]
     jobs = [(v, i, reencoded_file(out, i), settings, probe) for v, i in zip(videos, ids)]
     records, done, failed, progress = [], 0, 0, Progress("videos", len(jobs), log)
-    pool = (
-        ProcessPoolExecutor(min(threads, len(jobs)), mp_context=pool_context())
-        if threads > 1 and len(jobs) > 1
-        else None
-    )
+    pool = process_pool(min(threads, len(jobs))) if threads > 1 and len(jobs) > 1 else None
     with pool or contextlib.nullcontext():
         for rec in pool.map(_reencode_one, jobs, chunksize=1) if pool else map(_reencode_one, jobs):
             records.append(rec)

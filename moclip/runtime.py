@@ -32,7 +32,12 @@ def log_to(path: Path | str | None, level: int = logging.INFO) -> None:
 
 def _report_broken_file(kind, error, tb) -> None:
     """sys.excepthook: a BrokenFileError in one line on stderr (which file, what is wrong, how
-    to rebuild it), the traceback (and a loader worker's) in the log; anything else as Python does."""
+    to rebuild it), the traceback (and a loader worker's) in the log; Ctrl-C a line in the log
+    and nothing on the console (Snakemake says the run was interrupted); anything else as
+    Python does."""
+    if isinstance(error, KeyboardInterrupt):
+        logging.getLogger(__name__).warning("interrupted (Ctrl-C): this job's outputs were not written")
+        return
     if not isinstance(error, BrokenFileError):
         sys.__excepthook__(kind, error, tb)
         return
@@ -249,6 +254,20 @@ def log_startup(log: logging.Logger, what: str = "first batch") -> None:
 def pool_context():
     """Process-pool start method: fork where it is safe and cheap (Linux), spawn elsewhere."""
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def process_pool(workers: int):
+    """A process pool of ``workers`` whose processes leave Ctrl-C to the job's main process
+    (which stops them), instead of each printing a traceback to the run's console."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_leave_interrupt)
+
+
+def _leave_interrupt() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _clock(seconds: float) -> str:

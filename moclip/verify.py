@@ -16,7 +16,6 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from moclip.heads import load_head
 from moclip.io import BrokenFileError, read_json, read_tsv, reading
 from moclip.mv_train import load_checkpoint
 from moclip.outputs import REPORT_FILES, Run, Trained, read_run
-from moclip.runtime import pool_context
+from moclip.runtime import process_pool
 from moclip.shards import DRAWS, read_shard
 from moclip.videos import read_manifest
 
@@ -274,9 +273,7 @@ def verify(results: Path | str, threads: int = 1) -> Checks:
 
     jobs = [(run.cache_shard(n), run.shard_ids(n)) for n in run.shards]
     records: dict[int, list[CacheRecord] | None] = {}
-    with (
-        ProcessPoolExecutor(threads, mp_context=pool_context()) if threads > 1 and len(jobs) > 1 else _Serial() as pool
-    ):
+    with process_pool(threads) if threads > 1 and len(jobs) > 1 else _Serial() as pool:
         for n, (shard_checks, recs) in zip(run.shards, pool.map(_check_cache_shard, jobs)):
             c.add(shard_checks)
             records[n] = recs

@@ -6,6 +6,8 @@
 import functools
 import os
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import moclip
@@ -299,3 +301,33 @@ def final_targets():
 # Each job's mem_mb and runtime, from measured peaks and rates (moclip.resources).
 
 WORK = Workload(config, N_VIDEOS, N_SHARDS, clip_gpu=CLIP_BATCHED, mv_gpu=MV_BATCHED)
+
+
+# --------------------------------------------------------------------------- the end of a run
+
+
+def command(*extra, drop=("--report",)):
+    """This snakemake command again (``sys.argv``) with ``extra`` arguments: the config
+    arguments kept, so the command sees the same run."""
+    args, keep = [], True
+    for a in sys.argv[1:]:
+        if a.startswith("-"):
+            keep = a.split("=")[0] not in drop
+        if keep:
+            args.append(a)
+    return shlex.join(["snakemake", *args, *extra])
+
+
+def run_end(ok):
+    """The run's last line: where the results are, or how to resume."""
+    if not ok:
+        return (
+            "moclip: the run stopped (interrupted, or a job failed: see above). Finished jobs are "
+            f"kept; to resume, run it again: {command()}"
+        )
+    if not LABELLED:
+        return f"moclip: done. Features: {results('embeddings')}/; videos that failed: {rules.cache_failures.output.out}"
+    return (
+        f"moclip: done. The table: {rules.summary.output.md} (and .html); the report: "
+        f"{command('--report', 'report.html', drop=('--report', '--cores', '-c', '--jobs', '-j'))}"
+    )

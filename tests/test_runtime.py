@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from moclip import runtime
-from moclip.runtime import Progress
+from moclip.runtime import Progress, process_pool
 
 
 class _Clock:
@@ -190,3 +190,19 @@ def test_a_broken_file_ending_a_stage_is_one_line_on_stderr_and_its_traceback_in
         text=True,
     )
     assert other.returncode == 1 and "Traceback" in other.stderr and "ZeroDivisionError" in other.stderr  # as ever
+
+
+def test_ctrl_c_in_a_job_is_a_line_in_its_log_and_none_on_the_console(tmp_path):
+    log = tmp_path / "job.log"
+    code = f"from moclip.runtime import log_to; log_to({str(log)!r}); raise KeyboardInterrupt"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and out.stderr == ""
+    assert "interrupted (Ctrl-C)" in log.read_text()
+
+
+def test_pool_workers_leave_ctrl_c_to_the_jobs_process():
+    import signal
+
+    with process_pool(2) as pool:
+        assert list(pool.map(signal.getsignal, [signal.SIGINT] * 2)) == [signal.SIG_IGN] * 2
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # this process is untouched

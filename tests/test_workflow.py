@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -492,6 +493,47 @@ def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule):
     resumed, reference = result_files(wd), result_files(finished_run)
     assert sorted(resumed) == sorted(reference)
     assert [k for k in resumed if resumed[k] != reference[k]] == []
+
+
+def test_a_finished_runs_console_ends_naming_its_results(finished_run):
+    console = (finished_run / "console.txt").read_text()
+    assert "Shell command: None" not in console  # script rules have none to print
+    last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
+    assert last.startswith("moclip: done. The table: results/summary.md (and .html); the report: snakemake ")
+    report = shlex.split(last.partition("the report: ")[2])
+    assert report[-2:] == ["--report", "report.html"] and "--cores" not in report
+    assert report[report.index("--configfile") + 1] == str(finished_run / "test-config.yaml")
+
+
+def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path):
+    """A user's Ctrl-C (SIGINT to the whole foreground group) while jobs run: no Python
+    traceback from the jobs on the console, a last line naming the command, and that
+    command (run again as printed) finishes the run."""
+    wd = tmp_path / "ctrl-c"
+    wd.mkdir()
+    cfg = wd / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg)]
+    cmd += ["--cores", "2", "caches"]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    with open(wd / "console.txt", "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        deadline = time.time() + 600
+        while not any((wd / "results" / "logs" / "cache").glob("*.log")):  # a cache job is running
+            assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
+            time.sleep(0.05)
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=300) != 0
+    console = (wd / "console.txt").read_text()
+    assert "Traceback" not in console and "KeyboardInterrupt" not in console, console
+    last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
+    assert "to resume, run it again: snakemake " in last and "caches" in last, console
+    again = shlex.split(last.partition("run it again: ")[2])
+    assert again[-1] == "caches" and str(cfg) in again
+    out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=env, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert len(list((wd / "results" / "cache" / "index").glob("shard-*.tsv"))) == 3
 
 
 def test_bad_split_lists_stop_before_any_job(real_layout):

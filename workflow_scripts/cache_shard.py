@@ -1,10 +1,12 @@
 """Decode one shard's videos into motion-vector and frame caches."""
 
-from moclip.cache import FrameStorage, cache_shard
-from moclip.codec import DecodeSettings
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.cache import FrameStorage, cache_shard
+from moclip.codec import DecodeSettings
+
 p = snakemake.params
 cache_shard(
     **snakemake.input,

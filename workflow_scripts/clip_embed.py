@@ -1,10 +1,12 @@
 """Embed shards' cached frames with the frozen CLIP image encoder (one shard a job on the
 CPU, every shard on a GPU)."""
 
-from moclip.clip_stream import clip_embed
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.clip_stream import clip_embed
+
 p = snakemake.params
 clip_embed(
     frames=list(snakemake.input.frames),

@@ -1,9 +1,11 @@
 """Read the dataset's listing into the manifest and the dataset summary."""
 
-from moclip.manifest import manifest
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.manifest import manifest
+
 p = snakemake.params
 manifest(
     videos=p.videos,

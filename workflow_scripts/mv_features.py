@@ -1,10 +1,12 @@
 """Frozen MV-network features: one shard under every split's network (CPU), or every shard
 under one split's network (GPU)."""
 
-from moclip.mv_stream import mv_features
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.mv_stream import mv_features
+
 inp = snakemake.input
 mv_features(
     models=list(inp.models),

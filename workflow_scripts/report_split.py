@@ -1,10 +1,12 @@
 """One split's report: metrics.json of every method, and its plots."""
 
-from moclip.methods import HEADS
-from moclip.report import report_split
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.methods import HEADS
+from moclip.report import report_split
+
 inp, p = snakemake.input, snakemake.params
 report_split(
     **snakemake.output,

@@ -1,10 +1,12 @@
 """The method x split summary (JSON, Markdown, HTML) with costs, the CLIP weights and the dataset."""
 
-from moclip.methods import HEADS
-from moclip.report import summary
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.methods import HEADS
+from moclip.report import summary
+
 inp, p = snakemake.input, snakemake.params
 summary(
     **snakemake.output,

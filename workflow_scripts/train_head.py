@@ -1,9 +1,11 @@
 """Train one head (moclip.methods.HEADS) on one split's precomputed features."""
 
-from moclip.heads import HeadSettings, train_head
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.heads import HeadSettings, train_head
+
 inp, p = snakemake.input, snakemake.params
 train_head(
     **snakemake.output,

@@ -1,10 +1,12 @@
 """Train the MV network on one split (train part), select on val, report test."""
 
-from moclip.mv_data import MVSettings
-from moclip.mv_stream import train_mvnet
 from moclip.runtime import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
+from moclip.mv_data import MVSettings
+from moclip.mv_stream import train_mvnet
+
 inp = snakemake.input
 train_mvnet(
     **snakemake.output,

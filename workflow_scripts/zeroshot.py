@@ -1,9 +1,11 @@
 """Zero-shot classification of one split's test videos from the CLIP embedding shards."""
 
 from moclip.runtime import log_to
+
+log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
+
 from moclip.zeroshot import zeroshot
 
-log_to(snakemake.log[0])
 p = snakemake.params
 zeroshot(
     **snakemake.output,
