@@ -534,8 +534,9 @@ import h5py, timm, open_clip
 t["import h5py, timm, open_clip"] = process_age()
 stage = args["stage"]
 if stage == "clip_embed":
-    from moclip.clip_stream import clip_embed
-    clip_embed(**args["kw"])
+    from moclip.clip_stream import ClipSettings, clip_embed
+    kw = dict(args["kw"]); kw["settings"] = ClipSettings.from_config(kw["settings"])
+    clip_embed(**kw)
 elif stage == "train_mvnet":
     from moclip.mv_data import MVSettings
     from moclip.mv_stream import train_mvnet
@@ -579,12 +580,8 @@ def part_startup(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict
             "frames": [str(res / "cache" / "frames" / shards[0])],
             "index": [str(res / "cache" / "index" / f"{shards[0]}.tsv")],
             "out": [str(tmp / "probe-clip.h5")],
-            "model": sizes.clip_model,
-            "pretrained": "none",
+            "settings": {"model": sizes.clip_model, "pretrained": "none", "batch_videos": 16, "dtype": "float16"},
             "device": device,
-            "batch_videos": 16,
-            "dtype": "float16",
-            "seed": 0,
             "threads": threads,
         },
         "train_mvnet": {

@@ -9,8 +9,9 @@ video, so pooling is a later choice and never a recomputation.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,8 @@ from moclip.runtime import (
     resolve_device,
     use_threads,
 )
-from moclip.settings import did_you_mean
-from moclip.shards import write_shard
+from moclip.settings import FromConfig, default, did_you_mean
+from moclip.shards import shard_attrs, write_shard
 
 log = logging.getLogger(__name__)
 __data__ = ("model_configs",)  # package data this module reads: part of its code digest (moclip.provenance)
@@ -55,6 +56,30 @@ class ClipLoadError(RuntimeError):
     def __init__(self, message: str, key: str = "clip.pretrained"):
         super().__init__(message)
         self.key = key
+
+
+@dataclass(frozen=True)
+class ClipSettings(FromConfig):
+    """Everything that shapes the CLIP embeddings (each a workflow param; defaults:
+    config.yaml's ``clip``), recorded in every embedding shard it writes (``settings``),
+    where ``moclip predict`` reads it back. The zero-shot prompts shape zero-shot only."""
+
+    model: str = default("clip", "model")
+    pretrained: str = default("clip", "pretrained")
+    interpolation: str = default("clip", "interpolation")
+    precision: str = default("clip", "precision")
+    batch_videos: int = default("clip", "batch_videos")
+    dtype: str = default("clip", "dtype")
+    seed: int = 0  # random weights' seed
+
+    def load(self) -> Clip:
+        """The frozen model as these settings build it (weights, resize)."""
+        return replace(load_clip(self.model, self.pretrained, seed=self.seed), interpolation=self.interpolation)
+
+    @classmethod
+    def of_shard(cls, path: Path | str) -> ClipSettings:
+        """The settings an embedding shard was written with."""
+        return cls.from_config(json.loads(shard_attrs(path)["settings"]))
 
 
 @dataclass
@@ -298,6 +323,7 @@ def embed_shards(
     device: str = "cpu",
     dtype: str = "float16",
     precision: str = "auto",
+    recorded: ClipSettings | None = None,
 ) -> list[np.ndarray]:
     """Embed every cached frame of ``shards`` with one model on ``device`` and one loader
     over all their videos (a GPU job's fixed costs paid once), writing each shard's file
@@ -305,7 +331,8 @@ def embed_shards(
 
     A shard file holds ``video_id`` [N], ``features`` [N, K, D] (unnormalised; NaN rows for
     failed videos), ``valid`` bool [N], and attrs naming the model, the weights' digest and
-    the arithmetic (``precision``: see :func:`moclip.runtime.autocast_dtype`).
+    the arithmetic (``precision``: see :func:`moclip.runtime.autocast_dtype`), and the
+    ``recorded`` settings that made them (the workflow's).
     """
     dev = resolve_device(device)
     clip.model.to(dev)
@@ -328,14 +355,16 @@ def embed_shards(
         while len(masks) < len(shards) and progress.done >= ends[len(masks)]:  # shards finish in order
             k = len(masks)
             rows = feats[ends[k] - len(shards[k].files) : ends[k]]
-            masks.append(_write_clip_shard(clip, shards[k], rows, dtype, dev, amp))
+            masks.append(_write_clip_shard(clip, shards[k], rows, dtype, dev, amp, recorded))
     progress.close()
     while len(masks) < len(shards):  # empty shards
-        masks.append(_write_clip_shard(clip, shards[len(masks)], [], dtype, dev, amp))
+        masks.append(_write_clip_shard(clip, shards[len(masks)], [], dtype, dev, amp, recorded))
     return masks
 
 
-def _write_clip_shard(clip: Clip, shard: FrameShard, rows: list, dtype: str, dev: torch.device, amp) -> np.ndarray:
+def _write_clip_shard(
+    clip: Clip, shard: FrameShard, rows: list, dtype: str, dev: torch.device, amp, recorded: ClipSettings | None
+) -> np.ndarray:
     valid = np.array([f is not None for f in rows], bool)
     shape = next(f for f in rows if f is not None).shape if valid.any() else (0, clip.model.visual.output_dim)
     arr = np.full((len(rows), *shape), np.nan, dtype=dtype)
@@ -356,6 +385,7 @@ def _write_clip_shard(clip: Clip, shard: FrameShard, rows: list, dtype: str, dev
         interpolation=clip.interpolation,
         device=dev.type,
         precision=precision_name(amp),
+        **({"settings": json.dumps(asdict(recorded))} if recorded else {}),
     )
     return valid
 
@@ -375,14 +405,8 @@ def clip_embed(
     frames: list[Path | str],
     index: list[Path | str],
     out: list[Path | str],
-    model: str,
-    pretrained: str,
+    settings: ClipSettings,
     device: str,
-    batch_videos: int,
-    dtype: str,
-    seed: int,
-    interpolation: str = "bicubic",
-    precision: str = "auto",
     threads: int = 1,
 ) -> list[np.ndarray]:
     """Rule ``clip_embed``: every cached frame of each shard (its ``frames[k]`` directory and
@@ -390,10 +414,11 @@ def clip_embed(
     one shard a job on the CPU, every shard in one job on a GPU (one start-up);
     ``threads - 1`` processes read the caches."""
     use_threads(threads)
-    clip = replace(load_clip(model, pretrained, seed=seed), interpolation=interpolation)
+    s = settings
+    clip = s.load()
     shards = []
     for fr, ix, o in zip(frames, index, out, strict=True):
         ids = [r.video_id for r in read_index(ix)]
         shards.append(FrameShard(ids, [video_file(fr, v) for v in ids], Path(o)))
     workers = max(0, threads - 1)
-    return embed_shards(clip, shards, batch_videos, workers, device, dtype, precision)
+    return embed_shards(clip, shards, s.batch_videos, workers, device, s.dtype, s.precision, recorded=s)

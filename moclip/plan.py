@@ -18,6 +18,7 @@ from moclip.manifest import shard_count
 from moclip.methods import shapes
 
 MACHINE_SETTINGS = {"clip": ("device",), "mvnet": ("device",)}  # read by the scripts, never params
+ZEROSHOT_SETTINGS = ("prompts", "templates", "prompt_norm")  # clip keys that shape zero-shot only
 RUN_SECTIONS = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")  # what shapes the results
 
 
@@ -122,6 +123,13 @@ def mv_settings(config: dict) -> dict:
     """Fields of moclip.mv_data.MVSettings: everything that shapes the MV network (not
     mvnet.device, a machine setting the scripts read)."""
     return {**{k: v for k, v in config["mvnet"].items() if k not in MACHINE_SETTINGS["mvnet"]}, "seed": config["seed"]}
+
+
+def clip_settings(config: dict) -> dict:
+    """Fields of moclip.clip_stream.ClipSettings: what shapes the CLIP embeddings (not the
+    zero-shot prompts, nor clip.device, a machine setting the scripts read)."""
+    other = (*MACHINE_SETTINGS["clip"], *ZEROSHOT_SETTINGS)
+    return {**{k: v for k, v in config["clip"].items() if k not in other}, "seed": config["seed"]}
 
 
 def head_settings(config: dict, head: str | None = None) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from moclip.cache import FrameStorage, cache_video
-from moclip.clip_stream import encode_videos, load_clip
+from moclip.clip_stream import ClipSettings, encode_videos
 from moclip.codec import DecodeSettings
 from moclip.encode import EncodeSettings
 from moclip.frames import read_frames
@@ -65,16 +65,22 @@ class Predictor:
         # A run from before frames.encoding stored its frames raw.
         self.storage = FrameStorage.from_config({"encoding": "raw", **_storage_keys(s["frames"])})
         self.device = resolve_device(device)
-        clip = load_clip(s["clip"]["model"], s["clip"]["pretrained"], seed=s["seed"])
-        clip.model.to(self.device)
-        self.clip = replace(clip, interpolation=s["clip"].get("interpolation", clip.interpolation))
-        self.clip_amp = autocast_dtype(self.device, precision or s["clip"].get("precision", "auto"))
+        # The CLIP settings as the run's embeddings record them (a report from before they
+        # did: as the report's settings echo the config).
+        if "clip_embeddings" in art:
+            cs = ClipSettings.of_shard(report.parent / art["clip_embeddings"])
+        else:
+            keys = set(ClipSettings.__dataclass_fields__) - {"seed"}
+            cs = ClipSettings.from_config({**{k: v for k, v in s["clip"].items() if k in keys}, "seed": s["seed"]})
+        self.clip = cs.load()
+        self.clip.model.to(self.device)
+        self.clip_amp = autocast_dtype(self.device, precision or cs.precision)
         # Artefacts are named relative to the report's directory, so a moved run still loads.
         mvnet, ms, _ = load_checkpoint(report.parent / art["mv_model"])
         self.mvnet, self.mv_settings = mvnet.to(self.device), replace(ms, precision=precision or ms.precision)
         self.head, meta = load_head(report.parent / art["fusion_model"])
         self.classes, self.head_settings = meta["classes"], meta["settings"]
-        self.clip_dtype = s["clip"]["dtype"]  # the workflow stores embeddings in this precision
+        self.clip_dtype = cs.dtype  # the workflow stores embeddings in this precision
         self.reencode = run_reencode_plan(s)
 
     @torch.no_grad()

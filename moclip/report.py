@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from moclip.cache import read_index
-from moclip.clip_stream import load_clip
+from moclip.clip_stream import ClipSettings
 from moclip.costs import method_costs
 from moclip.heads import load_head
 from moclip.io import read_json, relative_to, write_json, write_text
@@ -169,6 +169,9 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
     if "zeroshot" not in summary["methods"]:
         notes.append("Zero-shot: skipped (random CLIP weights have no text-image alignment).")
     failed = summary["failed_videos"]
+    tags = summary["clip"].get("tags")
+    if tags:
+        notes.append(f"From the tag directories: CLIP {tags['clip']}, MV network {tags['mv']} (README, Outputs).")
     notes.append(f"Failed videos ({len(failed)}): " + (", ".join(failed) if failed else "none"))
     reencoded = summary.get("reencoded_videos", [])
     if "reencode" in summary:  # dataset.reencode: every video, not worth naming one by one
@@ -310,9 +313,7 @@ def report_split(
 def summary(
     *,
     reports: list[Path | str],
-    model: str,
-    pretrained: str,
-    seed: int,
+    clip_shard: Path | str,
     frames: int,
     mv_model: Path | str,
     head_models: dict[str, Path | str],
@@ -322,9 +323,10 @@ def summary(
     dataset: Path | str | None = None,
 ) -> dict:
     """Rule ``summary``: the method x split table (JSON, Markdown and HTML) with the costs of each
-    method (from the first split's models), the CLIP weights used and the ``dataset``
-    (the manifest stage's summary)."""
-    clip = load_clip(model, pretrained, seed=seed)
+    method (from the first split's models), the CLIP weights used (as ``clip_shard``, an
+    embedding shard of the run, records them), the tag directories the rows came from and
+    the ``dataset`` (the manifest stage's summary)."""
+    clip = ClipSettings.of_shard(clip_shard).load()
     mvnet, mv_settings, _ = load_checkpoint(mv_model)
     heads = {}
     for name in HEADS:
@@ -337,6 +339,7 @@ def summary(
         "weights_digest": clip.weights_digest,
         "random_weights": clip.random_weights,
         "frames_a_video": frames,
+        "tags": {"clip": Path(clip_shard).parent.name, "mv": Path(mv_model).parents[1].name},
     }
     protocol = {k: getattr(mv_settings, k) for k in ("eval_segments", "eval_crops", "input_size")}
     out = summarize_splits([read_json(p) for p in reports], costs, info, protocol)

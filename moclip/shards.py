@@ -33,6 +33,12 @@ def read_shard(path: Path | str) -> tuple[list[str], np.ndarray, np.ndarray, dic
         return ids, h["features"][()].astype(np.float32), h["valid"][()], dict(h.attrs)
 
 
+def shard_attrs(path: Path | str) -> dict:
+    """The attrs of one shard (what made it), without reading its features."""
+    with reading(path), h5py.File(path, "r") as h:
+        return dict(h.attrs)
+
+
 def read_shards(paths) -> dict[str, np.ndarray | None]:
     """video_id -> per-video features [K, D] (None for failed videos) over several shards."""
     out: dict[str, np.ndarray | None] = {}

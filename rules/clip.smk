@@ -21,13 +21,7 @@ rule clip_embed:
     # clip.device is a machine setting, read by the script (not a param): moving the run to
     # another card reruns nothing; the precision asked for is a param, the one used an attr.
     params:
-        model=config["clip"]["model"],
-        pretrained=config["clip"]["pretrained"],
-        precision=config["clip"]["precision"],
-        batch_videos=config["clip"]["batch_videos"],
-        dtype=config["clip"]["dtype"],
-        interpolation=config["clip"]["interpolation"],
-        seed=config["seed"],
+        settings=plan.clip_settings(config),
         code=code_digest("clip_embed"),
     script:
         "../workflow_scripts/clip_embed.py"

@@ -10,7 +10,9 @@ rule report_split:
         manifest=rules.manifest.output.tsv,
         dataset=rules.manifest.output.summary,
         mv_training=rules.train_mvnet.output.training,
-        # predict loads these two; the confusion matrix is the fusion head's
+        # predict loads these (the CLIP settings from an embedding shard); the confusion
+        # matrix is the fusion head's
+        clip_shard=CLIP_SHARDS[0],
         mv_model=rules.train_mvnet.output.model,
         fusion_model=head_output("model", "{split}", "fusion"),
         fusion_predictions=head_output("predictions", "{split}", "fusion"),
@@ -59,6 +61,7 @@ rule summary:
         **head_files("model", SPLITS[0]),
         reports=expand(rules.report_split.output.metrics, split=SPLITS),
         mv_model=expand(rules.train_mvnet.output.model, split=SPLITS[0])[0],
+        clip_shard=CLIP_SHARDS[0],  # the CLIP settings, as recorded with the embeddings
         dataset=rules.manifest.output.summary,
     output:
         json=results("summary.json"),
@@ -79,10 +82,7 @@ rule summary:
         mem_mb=memory_mb(900),
         runtime=minutes(120),
     params:
-        model=config["clip"]["model"],
-        pretrained=config["clip"]["pretrained"],
         frames=config["frames"]["count"],
-        seed=config["seed"],
         code=code_digest("summary"),
     script:
         "../workflow_scripts/summary.py"

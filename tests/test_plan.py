@@ -7,6 +7,7 @@ import yaml
 from conftest import REPO, merged
 
 from moclip import plan
+from moclip.clip_stream import ClipSettings
 from moclip.heads import HeadSettings
 from moclip.mv_data import MVSettings
 
@@ -35,6 +36,7 @@ def test_shards_auto_follow_the_videos_a_shard():
 
 def test_stage_settings_are_the_settings_classes_fields_without_machine_settings():
     assert set(plan.mv_settings(DEFAULTS)) == set(MVSettings.__dataclass_fields__)
+    assert set(plan.clip_settings(DEFAULTS)) == set(ClipSettings.__dataclass_fields__)
     assert set(plan.head_settings(DEFAULTS)) == set(HeadSettings.__dataclass_fields__)
     run = plan.run_settings(DEFAULTS)
     assert "device" not in run["clip"] and "device" not in run["mvnet"] and run["seed"] == DEFAULTS["seed"]

@@ -36,7 +36,8 @@ from conftest import (
 )
 
 import moclip
-from moclip.clip_stream import load_clip
+from moclip import plan
+from moclip.clip_stream import ClipSettings, load_clip
 from moclip.demo import make_demo_dataset
 from moclip.encode import encode_video
 from moclip.io import read_tsv
@@ -44,6 +45,8 @@ from moclip.shards import read_shard
 from moclip.videos import read_manifest, shard_of
 
 pytestmark = pytest.mark.workflow
+
+DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 
 
 def test_demo_run_builds_manifest_and_caches(finished_run):
@@ -118,15 +121,21 @@ def test_reports_name_other_files_relative_to_themselves(finished_run):
     for k in (1, 2, 3):
         report = finished_run / "results" / "reports" / f"split{k}" / "metrics.json"
         artefacts = json.loads(report.read_text())["artefacts"]
-        assert set(artefacts) == {"mv_model", "fusion_model"}
-        for path in artefacts.values():
+        assert set(artefacts) == {"clip_embeddings", "mv_model", "fusion_model"}
+        for name, path in artefacts.items():
             assert not Path(path).is_absolute() and (report.parent / path).is_file(), path
-            assert f"split{k}" in path
+            assert f"split{k}" in path or name == "clip_embeddings"  # the models are the split's
 
 
 def test_predict_uses_the_runs_models_from_a_moved_results_directory(finished_run, tmp_path):
     moved = tmp_path / "elsewhere" / "results"
     shutil.copytree(finished_run / "results", moved)  # a moved run still knows its models
+    for report in moved.glob("reports/split*/metrics.json"):  # the CLIP settings: from the embeddings' record
+        m = json.loads(report.read_text())
+        m["settings"]["clip"] = {}
+        report.write_text(json.dumps(m))
+    shard = next(moved.glob("embeddings/clip/*/shard-00000.h5"))
+    assert ClipSettings.of_shard(shard) == ClipSettings.from_config(plan.clip_settings(merged(DEFAULTS, TINY_CONFIG)))
     rows = read_manifest(moved / "manifest.tsv")
     test = [r for r in rows if r.split1 == "test"][:3]
     videos = [str(moved / "demo" / "UCF-101" / r.path) for r in test]

@@ -5,20 +5,13 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.clip_stream import clip_embed
+from moclip.clip_stream import ClipSettings, clip_embed
 
-p = snakemake.params
 clip_embed(
     frames=list(snakemake.input.frames),
     index=list(snakemake.input.index),
     out=list(snakemake.output.out),
-    model=p.model,
-    pretrained=p.pretrained,
+    settings=ClipSettings.from_config(snakemake.params.settings),
     device=snakemake.config["clip"]["device"],  # a machine setting: not a param
-    precision=p.precision,
-    batch_videos=p.batch_videos,
-    dtype=p.dtype,
-    seed=p.seed,
-    interpolation=p.interpolation,
     threads=snakemake.threads,
 )

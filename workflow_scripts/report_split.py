@@ -20,5 +20,5 @@ report_split(
     fusion_predictions=inp.fusion_predictions,
     mv_training=inp.mv_training,
     head_training={h: inp[f"{h}_training"] for h in HEADS},
-    artefacts={"mv_model": inp.mv_model, "fusion_model": inp.fusion_model},
+    artefacts={"clip_embeddings": inp.clip_shard, "mv_model": inp.mv_model, "fusion_model": inp.fusion_model},
 )

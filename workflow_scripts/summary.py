@@ -14,8 +14,6 @@ summary(
     mv_model=inp.mv_model,
     dataset=inp.dataset,
     head_models={h: inp[f"{h}_model"] for h in HEADS},
-    model=p.model,
-    pretrained=p.pretrained,
-    seed=p.seed,
+    clip_shard=inp.clip_shard,
     frames=p.frames,
 )
