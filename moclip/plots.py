@@ -144,6 +144,9 @@ def plot_per_class(report: dict, classes: list[str], out: Path | str, title: str
     """Per-class top-1 of the streams and their fusion: every class up to ``FULL_PLOT_CLASSES``;
     above, the ``WORST_CLASSES`` lowest by fusion (``ranking_method``), labelled."""
     methods = [m for m in PER_CLASS_METHODS if m in report["methods"]]
+    seeds = {report["methods"][m].get("seeds", [None])[0] for m in methods} - {None}
+    if seeds:  # the heads' numbers are their first seed's model
+        title += f" (heads: seed {', '.join(map(str, sorted(seeds)))})"
     values = {m: [v if v is not None else np.nan for v in report["methods"][m]["per_class_top1"]] for m in methods}
     if len(classes) <= FULL_PLOT_CLASSES:
         _plot_every_class(values, classes, out, title)
@@ -166,7 +169,7 @@ def _plot_every_class(values: dict[str, list[float]], classes: list[str], out: P
     ax.set_ylabel("top-1")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside the bars, not on them
     _save(fig, out)
 
 
@@ -183,7 +186,7 @@ def _plot_worst_classes(values: dict[str, list[float]], classes: list[str], out:
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("top-1")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     _save(fig, out)
 
 

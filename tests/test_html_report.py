@@ -57,7 +57,10 @@ setTimeout(function () {{
     var b = c.getBoundingClientRect();
     seen += b.top >= 0 && b.left >= 0 && b.bottom <= {h} && b.right <= {w};
   }});
-  document.body.setAttribute("data-probe", JSON.stringify({{top: t.top, cells: cells.length, seen: seen}}));
+  var w = d.querySelector("p.moclip-warning"), code = d.querySelectorAll("p.moclip code").length;
+  var warn = w ? getComputedStyle(w).backgroundColor : null;
+  var probe = {{top: t.top, cells: cells.length, seen: seen, warn: warn, code: code}};
+  document.body.setAttribute("data-probe", JSON.stringify(probe));
 }}, 10000);
 </script></body></html>"""
 
@@ -76,6 +79,7 @@ def test_report_landing_page_reads_from_its_top_on_a_laptop_and_a_desktop(finish
     probe = json.loads(html.unescape(re.search(r'data-probe="([^"]*)"', dom).group(1)))
     assert 0 <= probe["top"] < h / 2, probe  # the title, at the top of the window
     assert probe["cells"] >= 3 * 7 and probe["seen"] == probe["cells"], probe
+    assert probe["warn"] == "rgb(255, 244, 214)" and probe["code"] >= 1, probe  # a warning box; names as code
 
 
 def test_each_split_has_its_table_beside_its_plots(finished_run):

@@ -104,4 +104,13 @@ def test_the_summary_names_the_dataset_and_the_views_it_charged():
     md = summary_markdown(s)
     assert "Dataset: hmdb51 at `/data/hmdb51_org`, 51 classes, 6,766 videos; validation: whole groups" in md
     assert "the 1 CLIP frame and the 25 segments x 10 crops of 224 px MV maps a method sees" in md
-    assert "Dataset: hmdb51 at /data/hmdb51_org" in summary_html(s)
+    assert "Dataset: hmdb51 at <code>/data/hmdb51_org</code>" in summary_html(s)  # a path shows as code
+
+
+def test_the_html_summary_styles_its_warning_and_shows_names_as_code():
+    reports = [_report(1, {"mv_only": 0.3, "fusion": 0.9})]
+    clip = {"model": "moclip-tiny", "pretrained": "none", "random_weights": True, "weights_digest": "ab" * 8}
+    page = summary_html(summarize_splits(reports, {}, clip))
+    warning = page.index('<p class="moclip-warning" role="alert">WARNING: the CLIP weights are random')
+    assert warning < page.index("<table")
+    assert "<code>" in page and "`" not in page
