@@ -42,7 +42,7 @@ def method_costs(clip: Clip, mvnet, mv_settings, frames: int, heads: dict) -> di
     }
     for name, (head, dims) in heads.items():
         h_g = count_gflops(head, torch.zeros(1, sum(dims)))
-        params = sum(p.numel() for p in head[1].parameters())
+        params = sum(p.numel() for p in head.net.parameters())
         streams = {"clip": clip_g, "mv": mv_g}
         gflops = h_g + sum(g for s, g in streams.items() if HEADS[name].reads(s))
         out[name] = {"trainable_parameters": params, "gflops": gflops}

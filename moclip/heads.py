@@ -12,6 +12,7 @@ import copy
 import functools
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def build_head(kind: str, dims: list[int], n_classes: int, s: HeadSettings) -> n
         net = nn.Sequential(nn.Linear(d, s.hidden), nn.ReLU(), nn.Dropout(s.dropout), nn.Linear(s.hidden, n_classes))
     else:
         net = nn.Linear(d, n_classes)
-    return nn.Sequential(Normalizer(dims, s.normalize), net)
+    return nn.Sequential(OrderedDict(norm=Normalizer(dims, s.normalize), net=net))  # .norm, then the trained .net
 
 
 def fit_head(
@@ -121,8 +122,8 @@ def fit_head(
     g = torch.Generator().manual_seed(seed)
     train_at = x_train if callable(x_train) else lambda epoch: x_train
     model = build_head(kind, dims, n_classes, s)
-    model[0].fit(train_at(0))
-    opt = torch.optim.AdamW(model[1].parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    model.norm.fit(train_at(0))
+    opt = torch.optim.AdamW(model.net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     best, best_key, best_epoch, history = None, None, -1, []
     for epoch in range(s.epochs):
         model.train()

@@ -19,9 +19,9 @@ from moclip.videos import Video, write_manifest
 def test_fusion_head_is_the_papers_size():
     # CLIP ViT-B/32 (512) + EfficientNet-B0 (1280) -> 512 -> 101 classes: 0.97 M parameters.
     head = build_head("fusion", [512, 1280], 101, HeadSettings())
-    assert trainable_parameters(head[1]) == 1792 * 512 + 512 + 512 * 101 + 101 == 969_829
-    assert [type(m).__name__ for m in head[1]] == ["Linear", "ReLU", "Dropout", "Linear"]
-    assert trainable_parameters(build_head("clip_linear", [512], 101, HeadSettings())[1]) == 512 * 101 + 101
+    assert trainable_parameters(head.net) == 1792 * 512 + 512 + 512 * 101 + 101 == 969_829
+    assert [type(m).__name__ for m in head.net] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert trainable_parameters(build_head("clip_linear", [512], 101, HeadSettings()).net) == 512 * 101 + 101
 
 
 def write_shard(path, ids, feats, valid):

@@ -33,7 +33,7 @@ def test_a_new_head_is_one_registry_entry(feature_run, monkeypatch):  # noqa: F8
     rows, d = feature_run
     monkeypatch.setitem(HEADS, "mv_linear", Head(("mv",), "linear"))  # the one dict every module reads
     assert head_inputs("mv_linear", "c", "m") == "no-clip/m"
-    assert type(build_head("mv_linear", [5], 3, HeadSettings())[1]).__name__ == "Linear"
+    assert type(build_head("mv_linear", [5], 3, HeadSettings()).net).__name__ == "Linear"
     (d / "clip.h5").rename(d / "elsewhere.h5")
     s = HeadSettings(lr=1e-2, epochs=30, batch_size=8, normalize="none", mv_draws=0)
     m = heads.train_head(
