@@ -170,6 +170,45 @@ def _write_failed(mv_out: Path, frames_out: Path, video_id: str, cell: int, erro
         _set_attrs(f, {**attrs, **stored})
 
 
+class _MVWriter:
+    """The ``mv`` dataset of a cache file, fed the decoder's maps chunk by chunk: short videos
+    (nearly all) are held and written in one go as a fixed-size dataset; a long one, once
+    its maps pass _HOLD_BYTES, streams into a growing dataset."""
+
+    def __init__(self, f: h5py.File, filters: dict):
+        self.f, self.filters = f, filters
+        self.held: list[np.ndarray] = []
+        self.ds: h5py.Dataset | None = None
+
+    def append(self, maps: np.ndarray) -> None:
+        self.held.append(maps)
+        if self.ds is not None or sum(m.nbytes for m in self.held) > _HOLD_BYTES:
+            self._write(self._take())
+
+    def close(self) -> None:
+        """Write what is held (every map of a short video)."""
+        if self.held:
+            self._write(self._take(), last=True)
+
+    def _take(self) -> np.ndarray:
+        maps = self.held[0] if len(self.held) == 1 else np.concatenate(self.held)
+        self.held.clear()
+        return maps
+
+    def _write(self, maps: np.ndarray, last: bool = False) -> None:
+        _, hc, wc, _ = maps.shape
+        chunks = (max(1, min(64, len(maps), _CHUNK_BYTES // (hc * wc * 4))), hc, wc, 2)
+        if self.ds is None and last:  # the whole video at once: a fixed-size dataset
+            self.f.create_dataset("mv", data=maps, chunks=chunks, **self.filters)
+            return
+        if self.ds is None:
+            shape, grow = (0, hc, wc, 2), (None, hc, wc, 2)
+            self.ds = self.f.create_dataset("mv", shape, np.float16, maxshape=grow, chunks=chunks, **self.filters)
+        n0 = self.ds.shape[0]
+        self.ds.resize(n0 + len(maps), axis=0)
+        self.ds[n0:] = maps
+
+
 def cache_video(
     video: Path | str,
     video_id: str,
@@ -190,45 +229,9 @@ def cache_video(
     mv_out, frames_out = Path(mv_out), Path(frames_out)
     try:
         with atomic_path(mv_out) as tmp, h5py.File(tmp, "w") as f:
-            held: list[np.ndarray] = []  # maps kept in memory until they pass _HOLD_BYTES
-            ds: list[h5py.Dataset] = []
-
-            def write(maps: np.ndarray, last: bool = False) -> None:
-                _, hc, wc, _ = maps.shape
-                chunks = (max(1, min(64, len(maps), _CHUNK_BYTES // (hc * wc * 4))), hc, wc, 2)
-                if not ds and last:  # the whole video at once: a fixed-size dataset
-                    f.create_dataset("mv", data=maps, chunks=chunks, **filters)
-                    return
-                if not ds:
-                    ds.append(
-                        f.create_dataset(
-                            "mv",
-                            shape=(0, hc, wc, 2),
-                            maxshape=(None, hc, wc, 2),
-                            dtype=np.float16,
-                            chunks=chunks,
-                            **filters,
-                        )
-                    )
-                d = ds[0]
-                n0 = d.shape[0]
-                d.resize(n0 + len(maps), axis=0)
-                d[n0:] = maps
-
-            def joined() -> np.ndarray:
-                maps = held[0] if len(held) == 1 else np.concatenate(held)
-                held.clear()
-                return maps
-
-            def append(maps: np.ndarray) -> None:
-                # Short videos (nearly all) are written in one go; long ones stream in batches.
-                held.append(maps)
-                if ds or sum(m.nbytes for m in held) > _HOLD_BYTES:
-                    write(joined())
-
-            dec = decode_video(video, settings, append)
-            if held:
-                write(joined(), last=True)
+            maps = _MVWriter(f, filters)
+            dec = decode_video(video, settings, maps.append)
+            maps.close()
             f.create_dataset("frame_type", data=dec.frame_type)
             f.create_dataset("ref_distance", data=dec.ref_distance)
             attrs = _common_attrs(video_id, dec, settings.mv_cell, "")

@@ -225,6 +225,28 @@ def load_head(path: Path | str) -> tuple[nn.Module, dict]:
 # --------------------------------------------------------------------------- stage entry point
 
 
+@dataclass
+class Part:
+    """One part of a split as a head reads it: the features [N, D] (one block of columns a
+    stream, ``dims`` wide), which rows have every stream (failed videos do not), the labels."""
+
+    x: np.ndarray
+    ok: np.ndarray
+    y: np.ndarray
+    dims: list[int]
+
+
+@dataclass
+class SeedRun:
+    """A head trained with one seed: its model, the epoch it kept, its test scores and metrics."""
+
+    seed: int
+    model: nn.Module
+    best_epoch: int
+    scores: np.ndarray
+    metrics: dict
+
+
 def train_head(
     *,
     head: str,
@@ -259,48 +281,48 @@ def train_head(
     streams = [readers[st]() for st in reads]
     draws = DrawReader(mv, [r.video_id for r in parts["train"]]) if "mv" in reads and s.mv_draws else None
 
-    def matrix(rows):
+    def part(rows) -> Part:
         mats = [stream_matrix(rows, f, p) for f, p in streams]
         x = np.concatenate([m for m, _ in mats], 1)
         ok = np.logical_and.reduce([v for _, v in mats])
-        return x, ok, np.array([r.label for r in rows], np.int64), [m.shape[1] for m, _ in mats]
+        return Part(x, ok, np.array([r.label for r in rows], np.int64), [m.shape[1] for m, _ in mats])
 
-    (xtr, oktr, ytr, dims), (xva, okva, yva, _), (xte, okte, yte, _) = (
-        matrix(parts[p]) for p in ("train", "val", "test")
-    )
-    t = lambda a: torch.from_numpy(a)  # noqa: E731
-    x_train = t(xtr[oktr])
+    train, val, test = (part(parts[p]) for p in ("train", "val", "test"))
+    dims, t = train.dims, torch.from_numpy
+    x_train = t(train.x[train.ok])
     if draws is not None:  # the MV columns of the training rows: draw e mod N in epoch e
+        at = int(np.sum(dims[: reads.index("mv")]))  # the MV columns' first
+        width = dims[reads.index("mv")]
 
         def x_train(epoch: int) -> torch.Tensor:
-            mv = draws.matrix(epoch % s.mv_draws)[oktr]
+            mv = draws.matrix(epoch % s.mv_draws)[train.ok]
             if np.isnan(mv).any():
-                missing = [v for v, bad in zip(np.array(draws.video_ids)[oktr], np.isnan(mv).any(1)) if bad]
+                missing = [v for v, bad in zip(np.array(draws.video_ids)[train.ok], np.isnan(mv).any(1)) if bad]
                 raise ValueError(f"{len(missing)} training videos have no MV draw {epoch % s.mv_draws}: {missing[:3]}")
-            at = int(np.sum(dims[: reads.index("mv")]))  # the MV columns' first
-            return t(np.concatenate([xtr[oktr, :at], mv, xtr[oktr, at + dims[reads.index("mv")] :]], 1))
+            x = train.x[train.ok]
+            return t(np.concatenate([x[:, :at], mv, x[:, at + width :]], 1))
 
-    runs, history = [], {}
+    runs: list[SeedRun] = []
+    history = {}
     for seed in seeds:
-        net, best_epoch, hist = fit_head(
-            kind, dims, len(classes), s, seed, x_train, t(ytr[oktr]), t(xva[okva]), t(yva[okva])
-        )
-        scores = np.full((len(yte), len(classes)), np.nan, np.float32)
+        y_train, x_val, y_val = t(train.y[train.ok]), t(val.x[val.ok]), t(val.y[val.ok])
+        net, best_epoch, hist = fit_head(kind, dims, len(classes), s, seed, x_train, y_train, x_val, y_val)
+        scores = np.full((len(test.y), len(classes)), np.nan, np.float32)
         with torch.no_grad():
-            if okte.any():
-                scores[okte] = net(t(xte[okte])).numpy()
-        m = summarize(scores, yte, len(classes))
-        runs.append((seed, net, best_epoch, scores, m))
+            if test.ok.any():
+                scores[test.ok] = net(t(test.x[test.ok])).numpy()
+        m = summarize(scores, test.y, len(classes))
+        runs.append(SeedRun(seed, net, best_epoch, scores, m))
         history[str(seed)] = {"best_epoch": best_epoch, "history": hist}
         log.info("%s split %d seed %d: best epoch %d, test top1 %.4f", kind, split, seed, best_epoch, m["top1"])
-    seed0, model0, _, scores0, m0 = runs[0]
-    top1 = [r[4]["top1"] for r in runs]
-    top5 = [r[4]["top5"] for r in runs]
+    first = runs[0]  # its model and predictions are saved
+    top1 = [r.metrics["top1"] for r in runs]
+    top5 = [r.metrics["top5"] for r in runs]
     summary = {
         "method": kind,
         "split": split,
-        **m0,
-        "failed_videos": [r.video_id for r, ok in zip(parts["test"], okte) if not ok],
+        **first.metrics,
+        "failed_videos": [r.video_id for r, ok in zip(parts["test"], test.ok) if not ok],
         "seeds": seeds,
         "top1_seeds": top1,
         "top5_seeds": top5,
@@ -308,15 +330,15 @@ def train_head(
         "top1_sd": sample_sd(top1),  # over seeds, n - 1; None with one seed
         "top5_mean": float(np.mean(top5)),
         "top5_sd": sample_sd(top5),
-        "best_epoch": runs[0][2],  # the first seed's, whose model is saved
-        "best_epochs": [r[2] for r in runs],
-        "trainable_parameters": trainable_parameters(model0[1]),
-        "n_train": int(oktr.sum()),
-        "n_val": int(okva.sum()),
+        "best_epoch": first.best_epoch,  # the first seed's, whose model is saved
+        "best_epochs": [r.best_epoch for r in runs],
+        "trainable_parameters": trainable_parameters(first.model.net),
+        "n_train": int(train.ok.sum()),
+        "n_val": int(val.ok.sum()),
         "settings": asdict(s),
     }
-    save_head(model, model0, kind, dims, classes, s, {"split": split, "seed": seed0})
-    write_predictions(predictions, [r.video_id for r in parts["test"]], yte, scores0, classes)
+    save_head(model, first.model, kind, dims, classes, s, {"split": split, "seed": first.seed})
+    write_predictions(predictions, [r.video_id for r in parts["test"]], test.y, first.scores, classes)
     write_json(training, history)
     write_json(metrics, summary)
     return summary
