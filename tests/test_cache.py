@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import moving_object_video
 
+import moclip.cache as cache
 from moclip.cache import (
     COMPRESSION,
     ENCODINGS,
@@ -75,6 +76,17 @@ def test_no_partial_file_on_crash(videos, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cache_video(videos / "v_right.avi", "v", tmp_path / "mv.h5", tmp_path / "fr.h5", SETTINGS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_video_streams_its_maps_to_the_same_cache(videos, tmp_path, monkeypatch):
+    """A video past _HOLD_BYTES (hours long) is written chunk by chunk into a growing dataset
+    instead of held in memory; the maps read back are the ones of a video written whole."""
+    cache_video(videos / "v_right.avi", "v", tmp_path / "whole.h5", tmp_path / "f1.h5", SETTINGS)
+    monkeypatch.setattr(cache, "_HOLD_BYTES", 1)  # every chunk the decoder hands over streams
+    cache_video(videos / "v_right.avi", "v", tmp_path / "streamed.h5", tmp_path / "f2.h5", SETTINGS)
+    with h5py.File(tmp_path / "whole.h5") as a, h5py.File(tmp_path / "streamed.h5") as b:
+        assert a["mv"].maxshape[0] == 30 and b["mv"].maxshape[0] is None  # fixed size, and grown
+        np.testing.assert_array_equal(a["mv"][()], b["mv"][()])
 
 
 def test_two_runs_identical_bytes(videos, tmp_path):
