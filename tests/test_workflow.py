@@ -521,7 +521,10 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     wd = tmp_path / "ctrl-c"
     wd.mkdir()
     cfg = wd / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    # One cache job of ten-second clips: it runs for seconds, so the interrupt lands inside it
+    # (the tiny run's 0.3 s jobs can all end in the second the test waits).
+    slow = {**TINY_CONFIG, "demo": {**TINY_CONFIG["demo"], "frames": 250}, "dataset": {"shards": 1}}
+    cfg.write_text(yaml.safe_dump(slow))
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg)]
     cmd += ["--cores", "2", "caches"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -532,8 +535,10 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
             assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
             time.sleep(0.05)
         time.sleep(1)
+        assert proc.poll() is None, "the run ended before the interrupt"
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=300) != 0
+    assert not list((wd / "results" / "cache" / "index").glob("shard-*.tsv")), "the cache job was not interrupted"
     console = (wd / "console.txt").read_text()
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console
     last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
@@ -542,7 +547,7 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     assert again[-1] == "caches" and str(cfg) in again
     out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert len(list((wd / "results" / "cache" / "index").glob("shard-*.tsv"))) == 3
+    assert len(list((wd / "results" / "cache" / "index").glob("shard-*.tsv"))) == 1
 
 
 def test_bad_split_lists_stop_before_any_job(real_layout):
