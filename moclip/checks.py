@@ -28,13 +28,17 @@ def check_run(
     videos: Path | str | None,
     lists: Path | str | None,
     folder_videos: list[str] | None = None,
+    dataset: bool = True,
 ) -> None:
     """Everything a run can get wrong before its first job, as one ConfigError a problem:
     every list entry parsed as the manifest stage will (the generated demo: nothing to
     check; a folder run: its listing, ``folder_videos`` if already walked, must not be empty),
-    the prompt file, and with real models the registries and the weights' files."""
+    the prompt file, and with real models the registries and the weights' files. ``dataset``
+    False: all but the dataset's entries (an experiment of a run whose dataset is checked)."""
     d, sources = config["dataset"], list(sources)
-    if d["videos"] is not None and not FORMATS[d["format"]].labelled:
+    if not dataset:
+        pass
+    elif d["videos"] is not None and not FORMATS[d["format"]].labelled:
         if not (folder_videos if folder_videos is not None else list_folder(videos)):
             raise ConfigError(f"{videos}: no video files (dataset.format: {d['format']})")
     elif d["videos"] is not None:

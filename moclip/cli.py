@@ -20,6 +20,7 @@ from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.experiments import describe, experiment_configs, experiments
 from moclip.io import BrokenFileError
 from moclip.manifest import build_manifest
 from moclip.videos import write_manifest
@@ -80,7 +81,12 @@ def _check_config(a: argparse.Namespace) -> int:
     check_config(config, a.schema, files)
     videos, lists = plan.dataset_paths(config, {}) if config["dataset"]["videos"] is not None else (None, None)
     check_run(config, files, videos, lists)  # the workflow's parse-time checks
+    configs = experiment_configs(config, a.schema, files)
+    for exp in configs.values():
+        check_run(exp, files, videos, lists, dataset=False)
     print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
+    for line in describe(experiments(config, configs)):  # what each experiment shares and adds
+        print(line)
     return 0
 
 

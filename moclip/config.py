@@ -64,30 +64,34 @@ def where_set(keys: Iterable[str], sources: Iterable[Path | str]) -> str:
     return ""
 
 
-def _message(err: jsonschema.ValidationError, sources: list[Path]) -> str:
+def _message(err: jsonschema.ValidationError, sources: list[Path], under: list[str]) -> str:
     keys = [str(k) for k in err.absolute_path]
+
+    def at(keys: list[str]) -> str:  # where an experiment sets the key, else where the run does
+        return (under and where_set([*under, *keys], sources)) or where_set(keys, sources)
+
     name = ".".join(keys) or "the configuration"
     if err.validator == "additionalProperties":
         allowed = err.schema.get("properties", {})
         extra = sorted(set(err.instance) - set(allowed))
         k = extra[0]
         full = ".".join([*keys, k])
-        return f"{where_set([*keys, k], sources)}unknown key {full!r}{did_you_mean(k, allowed)}; valid keys here: " + (
+        return f"{at([*keys, k])}unknown key {full!r}{did_you_mean(k, allowed)}; valid keys here: " + (
             ", ".join(allowed)
         )
     if err.validator == "required":
         return f"{name}: missing key {err.message.split()[0]} (config.yaml sets every key: was it removed?)"
     if err.validator == "enum":
-        return f"{where_set(keys, sources)}{name}: {err.instance!r} is not one of {err.validator_value}" + did_you_mean(
+        return f"{at(keys)}{name}: {err.instance!r} is not one of {err.validator_value}" + did_you_mean(
             err.instance, err.validator_value
         )
     if err.validator in ("oneOf", "anyOf"):
         branches = [_describe(b) for b in err.validator_value]
         consts = [b["const"] for b in err.validator_value if "const" in b]
-        return f"{where_set(keys, sources)}{name}: {err.instance!r} is not {' or '.join(branches)}" + (
+        return f"{at(keys)}{name}: {err.instance!r} is not {' or '.join(branches)}" + (
             did_you_mean(err.instance, consts) if isinstance(err.instance, str) else ""
         )
-    return f"{where_set(keys, sources)}{name}: {err.message}"
+    return f"{at(keys)}{name}: {err.message}"
 
 
 def _describe(schema: dict) -> str:
@@ -105,16 +109,18 @@ def _describe(schema: dict) -> str:
     return text
 
 
-def check_config(config: dict, schema: Path | str | dict, sources: Iterable[Path | str] = ()) -> None:
+def check_config(
+    config: dict, schema: Path | str | dict, sources: Iterable[Path | str] = (), under: Iterable[str] = ()
+) -> None:
     """Raise ConfigError naming every problem of ``config`` against ``schema``, one line
     each, at the file and line of ``sources`` (the files merged into it, in order) that set
-    the key."""
+    the key: under the key path ``under`` where it is set there (an experiment's overrides)."""
     schema = schema if isinstance(schema, dict) else load_yaml(schema)
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if not errors:
         return
     sources = [Path(s) for s in sources]
-    lines = sorted({_message(e, sources) for e in errors})
+    lines = sorted({_message(e, sources, list(under)) for e in errors})
     raise ConfigError("\n".join(lines))
 
 

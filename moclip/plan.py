@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 from pathlib import Path
 
 from moclip.datasets import FORMATS, count_videos
@@ -195,3 +196,33 @@ def mv_tag(config: dict) -> str:
         return safe(file_tag(model)) if model else "none"
     digest = hashlib.sha256(repr(sorted(mv_settings(config).items())).encode()).hexdigest()
     return f"{safe(config['mvnet']['arch'])}-{digest[:8]}"
+
+
+# --------------------------------------------------------------------------- the end of a run
+
+
+def again(argv: list[str], *extra: str, drop: tuple[str, ...] = ("--report",)) -> str:
+    """The snakemake command ``argv`` again with ``extra`` arguments, without the options in
+    ``drop`` (and their values): the config arguments kept, so the command sees the same run."""
+    args, keep = [], True
+    for a in argv[1:]:
+        if a.startswith("-"):
+            keep = a.split("=")[0] not in drop
+        if keep:
+            args.append(a)
+    return shlex.join(["snakemake", *args, *extra])
+
+
+def run_end_line(ok: bool, argv: list[str], results: str, table: str | None) -> str:
+    """The run's last line: the table of results (``table``: the summary or the experiments'
+    comparison; None for a folder run, whose product is its features) and how to build the
+    report, or how to resume."""
+    if not ok:
+        return (
+            "moclip: the run stopped (interrupted, or a job failed: see above). Finished jobs are "
+            f"kept; to resume, run it again: {again(argv)}"
+        )
+    if table is None:
+        return f"moclip: done. Features: {results}/embeddings/; videos that failed: {results}/cache/failures.tsv"
+    report = again(argv, "--report", "report.html", drop=("--report", "--cores", "-c", "--jobs", "-j"))
+    return f"moclip: done. The table: {table} (and .html); the report: {report}"

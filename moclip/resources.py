@@ -200,3 +200,23 @@ class Workload:
             return GPU_HOST_MB
         b = self.backbone
         return b.feature_mb + b.feature_input_mb * 192 * self.area()
+
+
+class Workloads:
+    """The Workload of each experiment of a run, by output root (a job's ``exp`` wildcard):
+    the rules' resource functions for the job's experiment."""
+
+    def __init__(self, configs: dict[str, dict], n_videos: int, n_shards: int, clip_gpu: bool, mv_gpu: bool):
+        self.by_root = {root: Workload(c, n_videos, n_shards, clip_gpu, mv_gpu) for root, c in configs.items()}
+
+    def runtime(self, work: str) -> Callable[..., int]:
+        """A rule's runtime: Workload.<work> (seconds) of the job's experiment, in minutes."""
+
+        def estimate(wildcards, input, threads, attempt):
+            return minutes(getattr(self.by_root[wildcards.exp], work))(wildcards, input, threads, attempt)
+
+        return estimate
+
+    def mem_mb(self, work: str, per_thread: float = 300) -> Callable[..., int]:
+        """A rule's mem_mb: the largest Workload.<work>() (MB) of the experiments."""
+        return memory_mb(max(getattr(w, work)() for w in self.by_root.values()), per_thread=per_thread)
