@@ -9,6 +9,7 @@ from snakemake.utils import min_version
 from snakemake.exceptions import WorkflowError
 
 from moclip.config import ConfigError, check_config
+from moclip.experiments import experiment_configs
 
 min_version("9.0")
 
@@ -24,13 +25,12 @@ CONFIG_FILES = [
 ]
 
 
-# One line a problem, naming the file and line that set the key and the nearest valid name.
+# One line a problem, naming the file and line that set the key and the nearest valid name;
+# then each experiment's config (the run's with its overrides), checked as a whole.
+SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
-    check_config(
-        config,
-        os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
-        CONFIG_FILES,
-    )
+    check_config(config, SCHEMA, CONFIG_FILES)
+    EXPERIMENT_CONFIGS = experiment_configs(config, SCHEMA, CONFIG_FILES)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration:\n{e}") from None
 

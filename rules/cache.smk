@@ -12,21 +12,21 @@ rule reencode_shard:
         # the videos' ids (file names); its time never triggers a rerun, the set of videos does
         manifest=ancient(rules.manifest.output.tsv),
     output:
-        out=directory(results("reencoded/shard-{shard}")),
-        index=results("reencoded/index/shard-{shard}.tsv"),
+        out=directory(results("{exp}reencoded/shard-{shard}")),
+        index=results("{exp}reencoded/index/shard-{shard}.tsv"),
     log:
-        logs("reencoded/shard-{shard}.log"),
+        logs("{exp}reencoded/shard-{shard}.log"),
     benchmark:
-        benchmarks("reencoded/shard-{shard}.tsv")
+        benchmarks("{exp}reencoded/shard-{shard}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 4
     resources:
         mem_mb=memory_mb(150, per_thread=150),
-        runtime=minutes(WORK.reencode_seconds),
+        runtime=WORK.runtime("reencode_seconds"),
     params:
         videos_root=VIDEOS,
-        settings=plan.reencode_settings(config),
+        settings=setting(plan.reencode_settings),
         code=code_digest("reencode_shard"),
     script:
         "../workflow_scripts/reencode_shard.py"
@@ -36,24 +36,24 @@ rule cache_shard:
     input:
         unpack(cache_inputs),
     output:
-        mv=directory(results("cache/mv/shard-{shard}")),
-        frames=directory(results("cache/frames/shard-{shard}")),
-        index=results("cache/index/shard-{shard}.tsv"),
+        mv=directory(results("{exp}cache/mv/shard-{shard}")),
+        frames=directory(results("{exp}cache/frames/shard-{shard}")),
+        index=results("{exp}cache/index/shard-{shard}.tsv"),
     log:
-        logs("cache/shard-{shard}.log"),
+        logs("{exp}cache/shard-{shard}.log"),
     benchmark:
-        benchmarks("cache/shard-{shard}.tsv")
+        benchmarks("{exp}cache/shard-{shard}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 4
     resources:
         mem_mb=memory_mb(200, per_thread=250),
-        runtime=minutes(WORK.cache_seconds),
+        runtime=WORK.runtime("cache_seconds"),
     params:
         videos_root=VIDEOS,
-        decode=plan.decode_settings(config),
-        compression=config["cache"]["compression"],
-        storage=plan.frame_storage(config),
+        decode=setting(plan.decode_settings),
+        compression=setting(lambda c: c["cache"]["compression"]),
+        storage=setting(plan.frame_storage),
         code=code_digest("cache_shard"),
     script:
         "../workflow_scripts/cache_shard.py"
@@ -61,14 +61,14 @@ rule cache_shard:
 
 rule cache_failures:
     input:
-        indexes=all_shards(rules.cache_shard.output.index),
+        indexes=expand(rules.cache_shard.output.index, shard=SHARDS, allow_missing=True),
     output:
-        out=results("cache/failures.tsv"),
-        reencoded=results("cache/reencoded.tsv"),
+        out=results("{exp}cache/failures.tsv"),
+        reencoded=results("{exp}cache/reencoded.tsv"),
     log:
-        logs("cache/failures.log"),
+        logs("{exp}cache/failures.log"),
     benchmark:
-        benchmarks("cache/failures.tsv")
+        benchmarks("{exp}cache/failures.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -83,4 +83,4 @@ rule cache_failures:
 
 rule caches:
     input:
-        rules.cache_failures.output,
+        cache_targets(),

@@ -8,20 +8,20 @@ rule clip_embed:
     output:
         out=CLIP_JOB_OUTPUTS,
     log:
-        logs(f"clip/{CLIP_TAG}/{CLIP_JOB}.log"),
+        logs(f"{{exp}}clip/{{clip}}/{CLIP_JOB}.log"),
     benchmark:
-        benchmarks(f"clip/{CLIP_TAG}/{CLIP_JOB}.tsv")
+        benchmarks(f"{{exp}}clip/{{clip}}/{CLIP_JOB}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: GPU_THREADS if CLIP_BATCHED else 2
     resources:
-        mem_mb=memory_mb(WORK.clip_embed_mb(), per_thread=300),
-        runtime=minutes(WORK.clip_seconds),
+        mem_mb=WORK.mem_mb("clip_embed_mb"),
+        runtime=WORK.runtime("clip_seconds"),
         gpu=uses_gpu("clip"),
     # clip.device is a machine setting, read by the script (not a param): moving the run to
     # another card reruns nothing; the precision asked for is a param, the one used an attr.
     params:
-        settings=plan.clip_settings(config),
+        settings=setting(plan.clip_settings),
         code=code_digest("clip_embed"),
     script:
         "../workflow_scripts/clip_embed.py"
@@ -30,15 +30,16 @@ rule clip_embed:
 rule zeroshot:
     input:
         manifest=rules.manifest.output.tsv,
-        shards=CLIP_SHARDS,
-        prompt_files=prompt_files(config["clip"]["prompts"]),  # a prompt file and its phrases file
+        shards=lambda wildcards: clip_shards(experiment(wildcards)),
+        # a prompt file and its phrases file
+        prompt_files=setting(lambda c: prompt_files(c["clip"]["prompts"])),
     output:
-        predictions=results(f"zeroshot/{CLIP_TAG}/split{{split}}/predictions.tsv"),
-        metrics=results(f"zeroshot/{CLIP_TAG}/split{{split}}/metrics.json"),
+        predictions=results("{exp}zeroshot/{clip}/split{split}/predictions.tsv"),
+        metrics=results("{exp}zeroshot/{clip}/split{split}/metrics.json"),
     log:
-        logs(f"zeroshot/{CLIP_TAG}/split{{split}}.log"),
+        logs("{exp}zeroshot/{clip}/split{split}.log"),
     benchmark:
-        benchmarks(f"zeroshot/{CLIP_TAG}/split{{split}}.tsv")
+        benchmarks("{exp}zeroshot/{clip}/split{split}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -47,12 +48,12 @@ rule zeroshot:
         runtime=minutes(120),
         gpu=uses_gpu("clip"),
     params:
-        model=config["clip"]["model"],
-        pretrained=config["clip"]["pretrained"],
-        prompts=config["clip"]["prompts"],
-        templates=config["clip"]["templates"],
-        prompt_norm=config["clip"]["prompt_norm"],
-        seed=config["seed"],
+        model=setting(lambda c: c["clip"]["model"]),
+        pretrained=setting(lambda c: c["clip"]["pretrained"]),
+        prompts=setting(lambda c: c["clip"]["prompts"]),
+        templates=setting(lambda c: c["clip"]["templates"]),
+        prompt_norm=setting(lambda c: c["clip"]["prompt_norm"]),
+        seed=setting(lambda c: c["seed"]),
         code=code_digest("zeroshot"),
     script:
         "../workflow_scripts/zeroshot.py"

@@ -1,5 +1,6 @@
 # Heads on precomputed features (moclip.methods.HEADS), per split and seed set. A head's outputs
-# live under the tags of the features it reads: heads/<clip tag>/<mv tag or no-mv>/...
+# live under the tags of the features it reads: heads/<clip tag>/<mv tag or no-mv>/..., under
+# the experiment's root (experiments/<name>/) when the run has experiments.
 
 
 rule train_head:
@@ -7,23 +8,23 @@ rule train_head:
         unpack(head_feature_inputs),
         manifest=rules.manifest.output.tsv,
     output:
-        model=results("heads/{inputs}/split{split}/{head}/model.pt"),
-        predictions=results("heads/{inputs}/split{split}/{head}/predictions.tsv"),
-        training=results("heads/{inputs}/split{split}/{head}/training.json"),
-        metrics=results("heads/{inputs}/split{split}/{head}/metrics.json"),
+        model=results("{exp}heads/{inputs}/split{split}/{head}/model.pt"),
+        predictions=results("{exp}heads/{inputs}/split{split}/{head}/predictions.tsv"),
+        training=results("{exp}heads/{inputs}/split{split}/{head}/training.json"),
+        metrics=results("{exp}heads/{inputs}/split{split}/{head}/metrics.json"),
     log:
-        logs("heads/{inputs}/split{split}/{head}.log"),
+        logs("{exp}heads/{inputs}/split{split}/{head}.log"),
     benchmark:
-        benchmarks("heads/{inputs}/split{split}/{head}.tsv")
+        benchmarks("{exp}heads/{inputs}/split{split}/{head}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(800),
-        runtime=minutes(WORK.train_head_seconds),
+        runtime=WORK.runtime("train_head_seconds"),
     params:
-        settings=lambda wildcards: plan.head_settings(config, wildcards.head),
-        seeds=config["heads"]["seeds"],
+        settings=lambda wildcards: plan.head_settings(experiment(wildcards).config, wildcards.head),
+        seeds=setting(lambda c: c["heads"]["seeds"]),
         code=code_digest("train_head"),
     script:
         "../workflow_scripts/train_head.py"

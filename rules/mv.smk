@@ -4,25 +4,24 @@
 
 rule train_mvnet:
     input:
-        **cache_inputs_of(SHARDS, "mv", "index"),
-        manifest=rules.manifest.output.tsv,
+        unpack(train_mvnet_inputs),
     output:
-        model=results(f"mvnet/{MV_TAG}/split{{split}}/model.pt"),
-        training=results(f"mvnet/{MV_TAG}/split{{split}}/training.json"),
-        metrics=results(f"mvnet/{MV_TAG}/split{{split}}/metrics.json"),
+        model=results("{exp}mvnet/{mv}/split{split}/model.pt"),
+        training=results("{exp}mvnet/{mv}/split{split}/training.json"),
+        metrics=results("{exp}mvnet/{mv}/split{split}/metrics.json"),
     log:
-        logs(f"mvnet/{MV_TAG}/split{{split}}.log"),
+        logs("{exp}mvnet/{mv}/split{split}.log"),
     benchmark:
-        benchmarks(f"mvnet/{MV_TAG}/split{{split}}.tsv")
+        benchmarks("{exp}mvnet/{mv}/split{split}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: GPU_THREADS if on_gpu("mvnet") else 2
     resources:
-        mem_mb=memory_mb(WORK.train_mvnet_mb(), per_thread=300),
-        runtime=minutes(WORK.train_mvnet_seconds),
+        mem_mb=WORK.mem_mb("train_mvnet_mb"),
+        runtime=WORK.runtime("train_mvnet_seconds"),
         gpu=uses_gpu("mvnet"),
     params:
-        settings=plan.mv_settings(config),
+        settings=setting(plan.mv_settings),
         code=code_digest("train_mvnet"),
     script:
         "../workflow_scripts/train_mvnet.py"
@@ -36,18 +35,18 @@ rule mv_features:
     output:
         out=MV_JOB_OUTPUTS,
     log:
-        logs(f"mv_features/{MV_TAG}/{MV_JOB}.log"),
+        logs(f"{{exp}}mv_features/{{mv}}/{MV_JOB}.log"),
     benchmark:
-        benchmarks(f"mv_features/{MV_TAG}/{MV_JOB}.tsv")
+        benchmarks(f"{{exp}}mv_features/{{mv}}/{MV_JOB}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: GPU_THREADS if MV_BATCHED else 2
     resources:
-        mem_mb=memory_mb(WORK.mv_features_mb(), per_thread=300),
-        runtime=minutes(WORK.mv_features_seconds),
+        mem_mb=WORK.mem_mb("mv_features_mb"),
+        runtime=WORK.runtime("mv_features_seconds"),
         gpu=uses_gpu("mvnet"),
     params:
-        draws=config["heads"]["mv_draws"] if LABELLED else 0,
+        draws=setting(lambda c: c["heads"]["mv_draws"] if LABELLED else 0),
         code=code_digest("mv_features"),
     script:
         "../workflow_scripts/mv_features.py"

@@ -4,44 +4,39 @@
 rule report_split:
     input:
         unpack(split_method_metrics),
-        unpack(lambda wildcards: head_files("training", wildcards.split)),
-        failures=rules.cache_failures.output.out,
-        reencoded=rules.cache_failures.output.reencoded,
+        unpack(report_inputs),
         manifest=rules.manifest.output.tsv,
         dataset=rules.manifest.output.summary,
-        mv_training=rules.train_mvnet.output.training,
-        # predict loads these (the CLIP settings from an embedding shard); the confusion
-        # matrix is the fusion head's
-        clip_shard=CLIP_SHARDS[0],
-        mv_model=rules.train_mvnet.output.model,
-        fusion_model=head_output("model", "{split}", "fusion"),
-        fusion_predictions=head_output("predictions", "{split}", "fusion"),
     output:
-        metrics=results("reports/split{split}/metrics.json"),
+        metrics=results("{exp}reports/split{split}/metrics.json"),
         table=report(
-            results("reports/split{split}/table.html"),
+            results("{exp}reports/split{split}/table.html"),
             caption="../report/table.rst",
             category="Split {split}",
+            labels={"experiment": "{exp}"},
         ),
         confusion=report(
-            results("reports/split{split}/confusion_fusion.png"),
+            results("{exp}reports/split{split}/confusion_fusion.png"),
             caption="../report/confusion.rst",
             category="Split {split}",
+            labels={"experiment": "{exp}"},
         ),
         per_class=report(
-            results("reports/split{split}/per_class_top1.png"),
+            results("{exp}reports/split{split}/per_class_top1.png"),
             caption="../report/per_class.rst",
             category="Split {split}",
+            labels={"experiment": "{exp}"},
         ),
         curves=report(
-            results("reports/split{split}/training_curves.png"),
+            results("{exp}reports/split{split}/training_curves.png"),
             caption="../report/curves.rst",
             category="Split {split}",
+            labels={"experiment": "{exp}"},
         ),
     log:
-        logs("reports/split{split}.log"),
+        logs("{exp}reports/split{split}.log"),
     benchmark:
-        benchmarks("reports/split{split}.tsv")
+        benchmarks("{exp}reports/split{split}.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -50,7 +45,7 @@ rule report_split:
         runtime=minutes(120),
     params:
         methods=lambda wildcards: list(split_method_metrics(wildcards)),
-        settings=plan.run_settings(config),
+        settings=setting(plan.run_settings),
         code=code_digest("report_split"),
     script:
         "../workflow_scripts/report_split.py"
@@ -58,23 +53,21 @@ rule report_split:
 
 rule summary:
     input:
-        **head_files("model", SPLITS[0]),
-        reports=expand(rules.report_split.output.metrics, split=SPLITS),
-        mv_model=expand(rules.train_mvnet.output.model, split=SPLITS[0])[0],
-        clip_shard=CLIP_SHARDS[0],  # the CLIP settings, as recorded with the embeddings
+        unpack(summary_inputs),
         dataset=rules.manifest.output.summary,
     output:
-        json=results("summary.json"),
-        md=results("summary.md"),
+        json=results("{exp}summary.json"),
+        md=results("{exp}summary.md"),
         html=report(
-            results("summary.html"),
+            results("{exp}summary.html"),
             caption="../report/summary.rst",
             category="Summary",
+            labels={"experiment": "{exp}"},
         ),
     log:
-        logs("summary.log"),
+        logs("{exp}summary.log"),
     benchmark:
-        benchmarks("summary.tsv")
+        benchmarks("{exp}summary.tsv")
     conda:
         "../envs/moclip.yaml"
     threads: 1
@@ -82,7 +75,47 @@ rule summary:
         mem_mb=memory_mb(900),
         runtime=minutes(120),
     params:
-        frames=config["frames"]["count"],
+        frames=setting(lambda c: c["frames"]["count"]),
         code=code_digest("summary"),
     script:
         "../workflow_scripts/summary.py"
+
+
+# The experiments side by side (a run with experiments): mean top-1 over splits, the change
+# from the first experiment against the seed noise, the cost a video and the time of the
+# jobs each experiment added (their benchmark files).
+rule compare_experiments:
+    input:
+        summaries=[expand(rules.summary.output.json, exp=e.own)[0] for e in EXPERIMENTS],
+    output:
+        json=results("experiments.json"),
+        md=results("experiments.md"),
+        html=report(
+            results("experiments.html"),
+            caption="../report/experiments.rst",
+            category="Experiments",
+        ),
+        plot=report(
+            results("experiments.png"),
+            caption="../report/experiments.rst",
+            category="Experiments",
+        ),
+    log:
+        logs("experiments.log"),
+    benchmark:
+        benchmarks("experiments.tsv")
+    conda:
+        "../envs/moclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=memory_mb(500),
+        runtime=minutes(30),
+    params:
+        names=[e.name for e in EXPERIMENTS],
+        # the benchmark files of the jobs each experiment added, and the stages run on a GPU
+        jobs={e.name: own_jobs(e, EXPERIMENTS) for e in EXPERIMENTS},
+        benchmarks=benchmarks(""),
+        gpu_dirs=[STAGE_DIRS[s] for s, dev in DEVICE_SECTIONS.items() if on_gpu(dev)],
+        code=code_digest("compare_experiments"),
+    script:
+        "../workflow_scripts/compare_experiments.py"

@@ -115,6 +115,12 @@ LIST_PARAMS_CHANGES = [
 ]
 
 
+def job_counts(out: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table (a dry run's, or a run's first): jobs a rule."""
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {m[0]: int(m[1]) for m in (line.split() for line in table.splitlines()[3:]) if len(m) == 2}
+
+
 def snakemake(
     workdir: Path,
     config: dict,
@@ -131,7 +137,7 @@ def snakemake(
     ``program`` replaces the ``snakemake`` executable (e.g. ``LIST_PARAMS_CHANGES``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))  # experiments keep their order
     cmd = [
         *(program or [SNAKEMAKE]),
         "--snakefile",
