@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from conftest import PRESET_WEIGHTS, REPO, merged, put_hub_file, snakemake
+from conftest import PRESET_WEIGHTS, REPO, job_counts, merged, put_hub_file, snakemake
 
 from moclip.demo import DemoSpec, make_demo_dataset
 
@@ -100,3 +100,28 @@ def test_each_preset_runs_its_real_architectures_to_the_summary(preset, real_dem
 def _rows(shard: Path) -> int:
     with h5py.File(shard) as f:
         return len(f["video_id"])
+
+
+def test_the_ablation_builds_its_dag_on_a_ucf101_tree_sharing_what_its_rows_agree_on(
+    real_demo, offline_weights, tmp_path
+):
+    """config/ucf101-ablation.yaml over the paper preset, on a UCF101-layout tree with the real
+    weights' files in place: one DAG of 12 experiments that computes each re-encode, cache,
+    CLIP embedding and MV network once for the experiments whose settings agree."""
+    config = merged(
+        yaml.safe_load((REPO / "config" / "ucf101-paper.yaml").read_text()),
+        yaml.safe_load((REPO / "config" / "ucf101-ablation.yaml").read_text()),
+    )
+    config = merged(config, {"dataset": {**SHORT["dataset"], "videos": str(real_demo[0]), "lists": str(real_demo[1])}})
+    out = snakemake(tmp_path, config, "-n", env=offline_weights, timeout=600)
+    said = out.stdout + out.stderr
+    counts, shards = job_counts(out.stdout), 2
+    assert counts["cache_shard"] == 4 * shards  # the paper's, the original files', 8 frames', ours
+    assert counts["clip_embed"] == 5 * shards  # those four's frames, and bicubic's resize
+    # the paper's MV network serves 7 experiments; the original files, per-frame maps, the 8 x 1
+    # test (train_mvnet also tests) and ours train their own
+    assert counts["train_mvnet"] == 5 and counts["mv_features"] == 6 * shards
+    assert counts["zeroshot"] == 7  # every CLIP embedding, and the two prompt rows'
+    assert counts["train_head"] == 12 * 2 and counts["summary"] == 12 and counts["compare_experiments"] == 1
+    frames = "adds cache, clip, zeroshot, heads, reports; shares reencode (paper), mvnet (paper), mv_features (paper)"
+    assert f"moclip: experiment frames-8: {frames}" in said
