@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 
 from snakemake.exceptions import WorkflowError
 
-from moclip.config import ConfigError, check_config
+from moclip.config import ConfigError, check_config, load_yaml, ordered_like
 from moclip.experiments import experiment_configs
 
 min_version("9.0")
@@ -23,6 +23,11 @@ CONFIG_FILES = [
     os.path.join(workflow.basedir, "config.yaml"),
     *workflow.overwrite_configfiles,
 ]
+# Keys in config.yaml's order whatever order a user's file sets them in: params built from
+# a section do not change (and rerun nothing) when a file's keys are reordered.
+_ordered = ordered_like(config, load_yaml(CONFIG_FILES[0]))
+config.clear()
+config.update(_ordered)
 
 
 # One line a problem, naming the file and line that set the key and the nearest valid name;

@@ -147,3 +147,17 @@ def merge_config(base: dict, change: dict) -> dict:
     for k, v in change.items():
         out[k] = merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return out
+
+
+def ordered_like(config: dict, reference: dict) -> dict:
+    """``config`` with its keys in ``reference``'s order (config.yaml's), recursively; keys
+    the reference lacks (experiment names) follow in their own order. Snakemake keeps a
+    config file's key order, and a param built from a section is a dict whose order counts
+    as a change: without this, reordering keys in a user's file reran the demo and all after."""
+    keys = [k for k in reference if k in config] + [k for k in config if k not in reference]
+    return {
+        k: ordered_like(config[k], reference[k])
+        if isinstance(config[k], dict) and isinstance(reference.get(k), dict)
+        else config[k]
+        for k in keys
+    }

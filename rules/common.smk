@@ -190,8 +190,8 @@ def cache_inputs(wildcards):
         "manifest": ancient(rules.manifest.output.tsv),
     }
     if plan.reencoding(e.config):
-        inputs["reencoded"] = output_of("reencode_shard", "out", e, "reencode", shard=shard)
-        inputs["reencode_index"] = output_of("reencode_shard", "index", e, "reencode", shard=shard)
+        inputs["reencoded"] = output_of("reencode_shard", "out", e, "reencode", shard=shard)[0]
+        inputs["reencode_index"] = output_of("reencode_shard", "index", e, "reencode", shard=shard)[0]
     return inputs
 
 

@@ -116,9 +116,15 @@ LIST_PARAMS_CHANGES = [
 
 
 def job_counts(out: str) -> dict[str, int]:
-    """Snakemake's "Job stats" table (a dry run's, or a run's first): jobs a rule."""
-    table = out.split("Job stats:")[1].split("total")[0]
-    return {m[0]: int(m[1]) for m in (line.split() for line in table.splitlines()[3:]) if len(m) == 2}
+    """Snakemake's "Job stats" table (a dry run's, or a run's first): jobs a rule; none
+    when there is nothing to do."""
+    lines = out.splitlines()
+    jobs: dict[str, int] = {}
+    for line in lines[lines.index("Job stats:") + 3 if "Job stats:" in lines else len(lines) :]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+    return jobs
 
 
 def snakemake(
@@ -159,13 +165,7 @@ def snakemake(
 def planned(workdir: Path, config: dict, *targets: str, **kw) -> dict[str, int]:
     """Jobs a dry run would execute, by rule."""
     out = snakemake(workdir, config, *targets, "-n", "--quiet", "rules", **kw)  # --quiet takes a list
-    jobs: dict[str, int] = {}
-    lines = out.stdout.splitlines()
-    for line in lines[lines.index("Job stats:") + 3 if "Job stats:" in lines else len(lines) :]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-            jobs[parts[0]] = int(parts[1])
-    return jobs
+    return job_counts(out.stdout)
 
 
 # Files whose bytes hold times or logs, not results: left out where runs are compared byte for byte.

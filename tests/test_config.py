@@ -14,7 +14,7 @@ from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
 from moclip.clip_stream import EMBEDDING_DTYPES, INTERPOLATIONS
 from moclip.codec import DecodeSettings
-from moclip.config import ConfigError, check_config, key_line, load_config, load_yaml
+from moclip.config import ConfigError, check_config, key_line, load_config, load_yaml, ordered_like
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, MOTIONS, DemoSpec
 from moclip.encode import REENCODE
@@ -268,3 +268,11 @@ def test_pretrained_weights_are_checked_before_the_run(tmp_path, monkeypatch):
         put_hub_file(tmp_path / "hub", repo, filename)
     check_weights(cfg, files)
     check_weights(DEFAULTS)  # random weights and the tiny network: nothing to fetch
+
+
+def test_ordered_like_puts_keys_in_the_defaults_order_and_keeps_extra_keys_in_theirs():
+    reference = {"a": 1, "b": {"x": 1, "y": 2}, "experiments": {}}
+    config = {"experiments": {"z": {}, "m": {}}, "b": {"y": 3, "x": 4}, "a": 5}
+    out = ordered_like(config, reference)
+    assert out == config and list(out) == ["a", "b", "experiments"]
+    assert list(out["b"]) == ["x", "y"] and list(out["experiments"]) == ["z", "m"]  # names keep their order

@@ -175,6 +175,17 @@ def test_second_run_has_nothing_to_do_here_or_in_a_copy(finished_run, demo_run):
     assert planned(demo_run, TINY_CONFIG) == {}  # another directory: nothing in the run names its place
 
 
+def test_a_config_file_with_its_keys_reordered_reruns_nothing(finished_run):
+    """Snakemake keeps a file's key order and a section's params are dicts: the Snakefile puts
+    the keys in config.yaml's order, so reordering a user's file is no change."""
+
+    def reversed_keys(d):
+        return {k: reversed_keys(v) if isinstance(v, dict) else v for k, v in reversed(d.items())}
+
+    assert list(reversed_keys(TINY_CONFIG)["demo"]) != list(TINY_CONFIG["demo"])
+    assert planned(finished_run, reversed_keys(TINY_CONFIG)) == {}
+
+
 def test_defaults_come_from_the_repository_whatever_the_directory(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"dataset": {"shards": 7}}))  # not read
     out = snakemake(tmp_path, TINY_CONFIG, "-n")
