@@ -213,10 +213,10 @@ def again(argv: list[str], *extra: str, drop: tuple[str, ...] = ("--report",)) -
     return shlex.join(["snakemake", *args, *extra])
 
 
-def run_end_line(ok: bool, argv: list[str], results: str, table: str | None) -> str:
+def run_end_line(ok: bool, argv: list[str], results: str, table: str | None, built: bool = True) -> str:
     """The run's last line: the table of results (``table``: the summary or the experiments'
-    comparison; None for a folder run, whose product is its features) and how to build the
-    report, or how to resume."""
+    comparison; None for a folder run, whose product is its features; ``built``: False when
+    the run's targets stopped short of it) and how to build the report, or how to resume."""
     if not ok:
         return (
             "moclip: the run stopped (interrupted, or a job failed: see above). Finished jobs are "
@@ -225,4 +225,6 @@ def run_end_line(ok: bool, argv: list[str], results: str, table: str | None) -> 
     if table is None:
         return f"moclip: done. Features: {results}/embeddings/; videos that failed: {results}/cache/failures.tsv"
     report = again(argv, "--report", "report.html", drop=("--report", "--cores", "-c", "--jobs", "-j"))
+    if not built:
+        return f"moclip: done, up to the targets asked for (a run without targets writes {table}); the report: {report}"
     return f"moclip: done. The table: {table} (and .html); the report: {report}"

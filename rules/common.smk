@@ -357,4 +357,4 @@ def run_end(ok):
     if LABELLED:
         last = rules.compare_experiments if EXPERIMENTS[0].name else rules.summary
         table = expand(last.output.md, exp="")[0]
-    return plan.run_end_line(ok, sys.argv, RESULTS, table)
+    return plan.run_end_line(ok, sys.argv, RESULTS, table, built=table is None or Path(table).exists())

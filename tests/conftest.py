@@ -122,8 +122,9 @@ def job_counts(out: str) -> dict[str, int]:
     jobs: dict[str, int] = {}
     for line in lines[lines.index("Job stats:") + 3 if "Job stats:" in lines else len(lines) :]:
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-            jobs[parts[0]] = int(parts[1])
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break  # the table ends at its total (a run goes on with "jobid: 0" and the like)
+        jobs[parts[0]] = int(parts[1])
     return jobs
 
 

@@ -69,3 +69,15 @@ def test_the_manifest_reads_the_formats_lists_and_the_class_order(tmp_path):
     assert plan.list_files(config, str(tmp_path / "labels.csv")) == [str(tmp_path / "labels.csv"), "classes.txt"]
     ucf = merged(DEFAULTS, {"dataset": {"format": "ucf101", "splits": [2]}})
     assert plan.list_files(ucf, "L") == ["L/classInd.txt", "L/trainlist02.txt", "L/testlist02.txt"]
+
+
+def test_the_last_line_names_the_table_only_when_the_run_built_it():
+    argv = ["/x/snakemake", "--cores", "2", "--configfile", "c.yaml", "caches"]
+    done = plan.run_end_line(True, argv, "results", "results/summary.md")
+    assert done.startswith("moclip: done. The table: results/summary.md")
+    assert done.endswith("snakemake --configfile c.yaml caches --report report.html")
+    short = plan.run_end_line(True, argv, "results", "results/summary.md", built=False)
+    assert "The table" not in short and "up to the targets asked for" in short
+    assert "Features: results/embeddings/" in plan.run_end_line(True, argv, "results", None)
+    stopped = plan.run_end_line(False, argv, "results", "results/summary.md")
+    assert stopped.endswith("to resume, run it again: snakemake --cores 2 --configfile c.yaml caches")
