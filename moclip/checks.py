@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moclip.config import ConfigError, uses_registries, where_set
 from moclip.datasets import FORMATS
@@ -18,6 +19,10 @@ from moclip.manifest import build_manifest
 from moclip.prompts import PromptFileError, prompt_set
 from moclip.resources import backbone, unmeasured
 from moclip.videos import ManifestError
+
+if TYPE_CHECKING:
+    from moclip.experiments import Experiment
+    from moclip.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -29,33 +34,48 @@ def check_run(
     lists: Path | str | None,
     folder_videos: list[str] | None = None,
     dataset: bool = True,
+    under: Sequence[str] = (),
 ) -> None:
     """Everything a run can get wrong before its first job, as one ConfigError a problem:
     every list entry parsed as the manifest stage will (the generated demo: nothing to
     check; a folder run: its listing, ``folder_videos`` if already walked, must not be empty),
     the prompt file, and with real models the registries and the weights' files. ``dataset``
-    False: all but the dataset's entries (an experiment of a run whose dataset is checked)."""
+    False: all but the dataset's entries (an experiment of a run whose dataset is checked);
+    ``under``: the key path of the experiment's overrides, where its keys are found first."""
     d, sources = config["dataset"], list(sources)
-    if not dataset:
-        pass
-    elif d["videos"] is not None and not FORMATS[d["format"]].labelled:
-        if not (folder_videos if folder_videos is not None else list_folder(videos)):
-            raise ConfigError(f"{videos}: no video files (dataset.format: {d['format']})")
-    elif d["videos"] is not None:
-        try:
-            build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
-        except ManifestError as e:
-            raise ConfigError(str(e)) from None
+    if dataset and d["videos"] is not None:
+        if not FORMATS[d["format"]].labelled:
+            if not (folder_videos if folder_videos is not None else list_folder(videos)):
+                raise ConfigError(f"{videos}: no video files (dataset.format: {d['format']})")
+        else:
+            try:
+                build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
+            except ManifestError as e:
+                raise ConfigError(str(e)) from None
     try:
         prompt_set(config["clip"]["prompts"], config["clip"]["templates"])
     except PromptFileError as e:
-        raise ConfigError(f"{where_set(['clip', 'prompts'], sources)}clip.prompts: {e}") from None
+        raise ConfigError(f"{where_set(['clip', 'prompts'], sources, under)}clip.prompts: {e}") from None
     if uses_registries(config):
-        check_models(config, sources)
-        check_weights(config, sources)
+        check_models(config, sources, under)
+        check_weights(config, sources, under=under)
 
 
-def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
+def check_experiments(
+    config: dict, experiments: list[Experiment], sources: Iterable[Path | str], layout: Layout
+) -> None:
+    """check_run for a run: its config with the dataset, then each named experiment's config
+    (the dataset is the run's; an unnamed first experiment is the run itself)."""
+    check_run(config, sources, layout.videos, layout.lists, layout.folder_videos)
+    for e in experiments:
+        if e.name:
+            try:
+                check_run(e.config, sources, None, None, dataset=False, under=["experiments", e.name])
+            except ConfigError as err:
+                raise ConfigError(f"experiment {e.name!r}: {err}") from None
+
+
+def check_models(config: dict, sources: Iterable[Path | str] = (), under: Sequence[str] = ()) -> None:
     """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
     registries; ConfigError names the file and line that set an unknown one and the nearest
     valid name."""
@@ -66,14 +86,14 @@ def check_models(config: dict, sources: Iterable[Path | str] = ()) -> None:
     try:
         check_clip(c["model"], c["pretrained"])
     except ClipLoadError as e:
-        raise ConfigError(f"{where_set(e.key.split('.'), sources)}{e}") from None
+        raise ConfigError(f"{where_set(e.key.split('.'), sources, under)}{e}") from None
     try:
         check_arch(m["arch"], m["pretrained"])
     except ValueError as e:
         key = str(e).partition(":")[0].split(".")  # the message starts with the key at fault
-        raise ConfigError(f"{where_set(key, sources)}{e}") from None
+        raise ConfigError(f"{where_set(key, sources, under)}{e}") from None
     if note := unmeasured(m["arch"]):
-        log.warning("%s%s", where_set(["mvnet", "arch"], sources), note)
+        log.warning("%s%s", where_set(["mvnet", "arch"], sources, under), note)
 
 
 def _hub_file(repo: str, names: Iterable[str]) -> tuple[str, str | None]:
@@ -129,7 +149,9 @@ def weight_files(config: dict) -> list[tuple[str, str, str, list[str]]]:
     return out
 
 
-def check_weights(config: dict, sources: Iterable[Path | str] = (), timeout: float = 10) -> None:
+def check_weights(
+    config: dict, sources: Iterable[Path | str] = (), timeout: float = 10, under: Sequence[str] = ()
+) -> None:
     """Each pretrained tag's weights are in the Hugging Face cache, or the hub answers for
     them: else ConfigError, one line a tag naming the setting's file and line, the model,
     where the file must go and how to get it, before any job spends a minute retrying."""
@@ -141,7 +163,7 @@ def check_weights(config: dict, sources: Iterable[Path | str] = (), timeout: flo
             from huggingface_hub import constants
 
             problems.append(
-                f"{where_set(key.split('.'), sources)}{key}: the weights of {what} are not in the Hugging Face "
+                f"{where_set(key.split('.'), sources, under)}{key}: the weights of {what} are not in the Hugging Face "
                 f"cache ({constants.HF_HUB_CACHE}) and cannot be fetched ({why}); on a machine with network access "
                 f"run `hf download {repo} {name}` (huggingface_hub) and copy its cache folder "
                 f"models--{repo.replace('/', '--')} there, or set {key} to a local file"

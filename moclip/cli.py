@@ -13,15 +13,16 @@ from pathlib import Path
 
 import h5py
 
-from moclip import __version__, plan
+from moclip import __version__
 from moclip.cache import ENCODINGS, FrameStorage, cache_video
-from moclip.checks import check_run
+from moclip.checks import check_experiments
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.experiments import describe, experiment_configs, experiments
 from moclip.io import BrokenFileError
+from moclip.layout import Layout
 from moclip.manifest import build_manifest
 from moclip.videos import write_manifest
 
@@ -79,13 +80,10 @@ def _check_config(a: argparse.Namespace) -> int:
     files = [Path(a.defaults), *map(Path, a.files)]
     config = load_config(files)
     check_config(config, a.schema, files)
-    videos, lists = plan.dataset_paths(config, {}) if config["dataset"]["videos"] is not None else (None, None)
-    check_run(config, files, videos, lists)  # the workflow's parse-time checks
-    configs = experiment_configs(config, a.schema, files)
-    for exp in configs.values():
-        check_run(exp, files, videos, lists, dataset=False)
+    runs = experiments(config, experiment_configs(config, a.schema, files))
+    check_experiments(config, runs, files, Layout(config))  # the workflow's parse-time checks
     print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
-    for line in describe(experiments(config, configs)):  # what each experiment shares and adds
+    for line in describe(runs):  # what each experiment shares and adds
         print(line)
     return 0
 

@@ -53,14 +53,16 @@ def key_line(path: Path | str, keys: Iterable[str]) -> int | None:
     return line
 
 
-def where_set(keys: Iterable[str], sources: Iterable[Path | str]) -> str:
+def where_set(keys: Iterable[str], sources: Iterable[Path | str], under: Iterable[str] = ()) -> str:
     """``file:line: `` of the last of ``sources`` that sets the key path ``keys`` (later
-    files win, as they merge), or nothing when none does."""
-    keys = list(keys)
-    for src in reversed(list(sources)):
-        line = key_line(src, keys)
-        if line is not None:
-            return f"{src}:{line}: "
+    files win, as they merge), or nothing when none does. ``under``: a key path (an
+    experiment's) where the key is looked for first."""
+    keys, sources, under = list(keys), list(sources), list(under)
+    for path in [[*under, *keys], keys] if under else [keys]:
+        for src in reversed(sources):
+            line = key_line(src, path)
+            if line is not None:
+                return f"{src}:{line}: "
     return ""
 
 
@@ -68,7 +70,7 @@ def _message(err: jsonschema.ValidationError, sources: list[Path], under: list[s
     keys = [str(k) for k in err.absolute_path]
 
     def at(keys: list[str]) -> str:  # where an experiment sets the key, else where the run does
-        return (under and where_set([*under, *keys], sources)) or where_set(keys, sources)
+        return where_set(keys, sources, under)
 
     name = ".".join(keys) or "the configuration"
     if err.validator == "additionalProperties":

@@ -1,7 +1,7 @@
-"""What a validated config asks of the workflow, as pure functions of it: the dataset's
-paths and sizes, each stage's settings (the params that shape its outputs) and the tags
-that name output directories. rules/common.smk keeps Snakemake's glue (paths, wildcards,
-inputs, targets, the checkpoint) and calls these; they are tested without Snakemake.
+"""What a validated config asks of each stage, as pure functions of it: the settings (the
+params that shape its outputs) and the tags that name output directories. rules/common.smk
+keeps Snakemake's glue (paths, wildcards, inputs, targets, the checkpoint) and calls these
+(and moclip.layout, the dataset and the jobs); they are tested without Snakemake.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-from moclip.datasets import FORMATS, count_videos
-from moclip.datasets import list_files as list_files_of
-from moclip.demo import DemoSpec
-from moclip.manifest import shard_count
+from moclip.datasets import FORMATS
 from moclip.methods import shapes
 
 MACHINE_SETTINGS = {"clip": ("device",), "mvnet": ("device",)}  # read by the scripts, never params
@@ -23,63 +20,9 @@ ZEROSHOT_SETTINGS = ("prompts", "templates", "prompt_norm")  # clip keys that sh
 RUN_SECTIONS = ("seed", "dataset", "decode", "frames", "clip", "mvnet", "heads")  # what shapes the results
 
 
-# --------------------------------------------------------------------------- the dataset
-
-
 def labelled(config: dict) -> bool:
     """Whether the run trains and tests (a folder run extracts features only)."""
     return FORMATS[config["dataset"]["format"]].labelled
-
-
-def dataset_paths(config: dict, demo_dirs: dict[str, str]) -> tuple[str, str | None]:
-    """The videos' root and the lists (a folder, a CSV file, or None for a folder run): the
-    user's, checked to exist, or the generated demo's (``demo_dirs``)."""
-    d = config["dataset"]
-    if d["videos"] is None:
-        return demo_dirs["videos"], demo_dirs.get("lists")
-    videos, lists, fmt = d["videos"], d["lists"], d["format"]
-    if not os.path.isdir(videos):
-        raise ValueError(f"config: dataset.videos={videos!r} is not a directory")
-    if not labelled(config):
-        return videos, None
-    if lists is None:
-        raise ValueError(f"config: dataset.lists is required with dataset.format: {fmt}")
-    kind = FORMATS[fmt].lists
-    if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
-        raise ValueError(f"config: dataset.lists={lists!r} is not a {kind}")
-    return videos, lists
-
-
-def list_files(config: dict, lists: str | None) -> list[str]:
-    """The files the manifest reads besides the videos (a real dataset's): the format's
-    lists (split lists, the CSV table) and the class-order file."""
-    d = config["dataset"]
-    return [str(f) for f in list_files_of(d["format"], lists, d["splits"])] + ([d["classes"]] if d["classes"] else [])
-
-
-def on_gpu(config: dict, section: str, local_gpu: bool) -> bool:
-    """Whether the stage set by ``config[section]["device"]`` runs on a GPU: ``cuda`` (any
-    card) always; ``auto`` when ``local_gpu`` (its jobs run on this machine and it has a
-    card). A cluster's ``auto`` cannot know the nodes (and each job, parsing again on its
-    node, must plan the same DAG): the CPU; ``cuda`` asks for the cluster's GPUs."""
-    device = config[section]["device"]
-    return local_gpu if device == "auto" else device != "cpu"
-
-
-def n_videos(config: dict, videos: str, lists: str | None, folder_videos: list[str]) -> int:
-    """Videos the lists name, the folder holds (``folder_videos``, listed once), or the
-    demo's spec makes, counted at parse time."""
-    if config["dataset"]["videos"] is None:
-        return DemoSpec.from_config({**config["demo"], "seed": config["seed"]}).n_videos()
-    if not labelled(config):
-        return len(folder_videos)
-    return count_videos(config["dataset"]["format"], videos, lists, config["dataset"]["splits"])
-
-
-def n_shards(config: dict, videos: int) -> int:
-    """dataset.shards, or with auto about dataset.videos_per_shard videos a shard."""
-    shards = config["dataset"]["shards"]
-    return shards if shards != "auto" else shard_count(videos, config["dataset"]["videos_per_shard"])
 
 
 # --------------------------------------------------------------------------- each stage's settings

@@ -25,7 +25,7 @@ rule reencode_shard:
         mem_mb=memory_mb(150, per_thread=150),
         runtime=WORK.runtime("reencode_seconds"),
     params:
-        videos_root=VIDEOS,
+        videos_root=RUN.videos,
         settings=setting(plan.reencode_settings),
         code=code_digest("reencode_shard"),
     script:
@@ -50,7 +50,7 @@ rule cache_shard:
         mem_mb=memory_mb(200, per_thread=250),
         runtime=WORK.runtime("cache_seconds"),
     params:
-        videos_root=VIDEOS,
+        videos_root=RUN.videos,
         decode=setting(plan.decode_settings),
         compression=setting(lambda c: c["cache"]["compression"]),
         storage=setting(plan.frame_storage),

@@ -1,7 +1,7 @@
 # The frozen CLIP stream: every cached frame embedded, one job a shard; zero-shot per split.
 
 
-# One job a shard on the CPU; on a GPU one job for every shard (CLIP_BATCHED: one start-up).
+# One job a shard on the CPU; on a GPU one job for every shard (RUN.clip_batched: one start-up).
 rule clip_embed:
     input:
         unpack(clip_embed_inputs),
@@ -13,7 +13,7 @@ rule clip_embed:
         benchmarks(f"{{exp}}clip/{{clip}}/{CLIP_JOB}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: GPU_THREADS if CLIP_BATCHED else 2
+    threads: RUN.threads("clip")
     resources:
         mem_mb=WORK.mem_mb("clip_embed_mb"),
         runtime=WORK.runtime("clip_seconds"),

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import moclip
 from moclip import plan
-from moclip.checks import check_run
+from moclip.checks import check_experiments
 from moclip.config import ConfigError
-from moclip.datasets import FORMATS, folder_videos
-from moclip.demo import DOWNLOAD_NAMES
 from moclip.experiments import (
     DEVICE_SECTIONS,
     STAGE_DIRS,
@@ -23,6 +21,7 @@ from moclip.experiments import (
     experiments,
     own_jobs,
 )
+from moclip.layout import SHARD_DIGITS, Layout
 from moclip.methods import HEADS, head_inputs
 from moclip.prompts import prompt_files
 from moclip.provenance import code_digest as _code_digest
@@ -31,9 +30,29 @@ from moclip.runtime import local_gpu
 from moclip.videos import SPLITS as ALL_SPLITS
 from moclip.videos import shard_rows
 
-# --------------------------------------------------------------------------- paths
+# --------------------------------------------------------------------------- the run
 
-RESULTS = config["results"].rstrip("/")
+# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout);
+# this machine's card counts only when the jobs run here.
+RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec)
+RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
+# The run's experiments (moclip.experiments): each a whole config, and where each stage's
+# outputs live; a run without the key is one experiment, every output at the top level.
+EXPERIMENTS = experiments(config, EXPERIMENT_CONFIGS)
+BY_ROOT = by_root(EXPERIMENTS)  # an output root ({exp} wildcard) -> its experiment
+# Once, before any job (cluster jobs parse this file again and skip it): the dataset's
+# entries, the prompts, and with real models the registries and the weights' files.
+if workflow.is_main_process:
+    try:
+        check_experiments(config, EXPERIMENTS, CONFIG_FILES, RUN)
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
+    for line in describe(EXPERIMENTS):
+        print(f"moclip: {line}", file=sys.stderr)
+SHARDS = RUN.shards  # counted after the checks, which name a bad list's file and line
+# Each job's mem_mb and runtime from measured peaks and rates (moclip.resources), for the
+# experiment's config (device settings, and so the batching, are the run's).
+WORK = Workloads({r: e.config for r, e in BY_ROOT.items()}, RUN.n_videos, len(SHARDS), RUN.clip_batched, RUN.mv_batched)
 
 
 def results(path):
@@ -49,48 +68,9 @@ def benchmarks(path):
     return results(f"benchmarks/{path}")
 
 
-# --------------------------------------------------------------------------- the dataset
-
-FORMAT = config["dataset"]["format"]
-LABELLED = plan.labelled(config)  # a folder run extracts features only
-DEMO = config["dataset"]["videos"] is None
-# The generated demo, in the configured format's layout, named as the dataset's downloads.
-DEMO_DIRS = {k: results(f"demo/{name}") for k, name in zip(("videos", "lists"), DOWNLOAD_NAMES[FORMAT]) if name}
-
-
 def demo_outputs():
     """Rule demo_data's outputs: the videos' folder, and the lists' folder or CSV file."""
-    return {k: v if k == "lists" and FORMATS[FORMAT].lists == "file" else directory(v) for k, v in DEMO_DIRS.items()}
-
-
-VIDEOS, LISTS = plan.dataset_paths(config, DEMO_DIRS)
-CLASSES = config["dataset"]["classes"]
-SPLITS = config["dataset"]["splits"]
-# A folder run's videos, listed once at parse time: the count sizes the shards, and a
-# digest of the list reruns the manifest when a video is added or removed.
-FOLDER_VIDEOS = [] if DEMO or LABELLED else folder_videos(VIDEOS)
-# The run's experiments (moclip.experiments): each a whole config, and where each stage's
-# outputs live; a run without the key is one experiment, every output at the top level.
-EXPERIMENTS = experiments(config, EXPERIMENT_CONFIGS)
-BY_ROOT = by_root(EXPERIMENTS)  # an output root ({exp} wildcard) -> its experiment
-# Once, before any job (cluster jobs parse this file again and skip it): the dataset's
-# entries, the prompts, and with real models the registries and the weights' files.
-if workflow.is_main_process:
-    try:
-        check_run(config, CONFIG_FILES, VIDEOS, LISTS, FOLDER_VIDEOS)
-        for e in EXPERIMENTS[1:] if EXPERIMENTS[0].name == "" else EXPERIMENTS:
-            check_run(e.config, CONFIG_FILES, VIDEOS, LISTS, dataset=False)
-    except ConfigError as e:
-        raise WorkflowError(str(e)) from None
-    for line in describe(EXPERIMENTS):
-        print(f"moclip: {line}", file=sys.stderr)
-
-
-# Counted at parse time: the shards are known before the manifest checkpoint runs.
-N_VIDEOS = plan.n_videos(config, VIDEOS, LISTS, FOLDER_VIDEOS)
-N_SHARDS = plan.n_shards(config, N_VIDEOS)
-SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint here, the shard list below
-SHARDS = [f"{s:0{SHARD_DIGITS}d}" for s in range(N_SHARDS)]
+    return {k: v if k == "lists" and RUN.lists_are_a_file else directory(v) for k, v in RUN.demo_dirs.items()}
 
 
 def experiment(wildcards):
@@ -103,16 +83,9 @@ def setting(fn, *args):
     return lambda wildcards: fn(experiment(wildcards).config, *args)
 
 
-# --------------------------------------------------------------------------- what a wildcard can take
-
-WILDCARDS = {
-    "shard": rf"\d{{{SHARD_DIGITS}}}",
-    "split": "|".join(str(k) for k in ALL_SPLITS),
-    "head": "|".join(HEADS),
-    **experiment_wildcards(EXPERIMENTS),  # roots, tags and heads' inputs
-}
-
-# --------------------------------------------------------------------------- code and devices
+def uses_gpu(section):
+    """The ``gpu`` resource of a rule that runs the stage of ``config[section]``."""
+    return int(RUN.on_gpu(section))
 
 
 @functools.cache
@@ -125,31 +98,14 @@ def code_digest(rule):
     return _code_digest(script, Path(moclip.__file__).parent)
 
 
-# A card on this machine, and the jobs run here (device: auto; moclip.plan.on_gpu).
-LOCAL_GPU = local_gpu() and workflow.local_exec and not workflow.remote_exec
+# --------------------------------------------------------------------------- what a wildcard can take
 
-
-def on_gpu(section):
-    return plan.on_gpu(config, section, LOCAL_GPU)
-
-
-def uses_gpu(section):
-    """The ``gpu`` resource of a rule that runs the stage of ``config[section]``."""
-    return int(on_gpu(section))
-
-
-# A GPU job's start-up (Python, torch, the CUDA context, the model: 10.6-14.8 s for
-# ViT-B-32 and EfficientNet-B0 on an H200, benchmarks/gpu) is ~15x the GPU work of one
-# CLIP shard, so on a GPU one job takes every shard (one a network for mv_features);
-# on the CPU one job a shard spreads over the cores. Outputs stay one file a shard.
-CLIP_BATCHED = on_gpu("clip")
-MV_BATCHED = on_gpu("mvnet")
-GPU_THREADS = 5  # 4 loader workers: data wait 66% -> 7% (MV training), CLIP 1,900 -> 3,200 images/s
-
-# Each job's mem_mb and runtime from measured peaks and rates (moclip.resources), for the
-# experiment's config (device settings, and so the batching, are the run's).
-WORK = Workloads({root: e.config for root, e in BY_ROOT.items()}, N_VIDEOS, N_SHARDS, CLIP_BATCHED, MV_BATCHED)
-
+WILDCARDS = {
+    "shard": rf"\d{{{SHARD_DIGITS}}}",
+    "split": "|".join(str(k) for k in ALL_SPLITS),
+    "head": "|".join(HEADS),
+    **experiment_wildcards(EXPERIMENTS),  # roots, tags and heads' inputs
+}
 
 # --------------------------------------------------------------------------- inputs
 
@@ -158,9 +114,9 @@ def manifest_inputs(wildcards):
     """The manifest's inputs: the videos' root and the lists. A real dataset's timestamps
     never trigger reruns (the list files' contents and a folder's listing do); the demo is
     regenerated by the workflow, so its times count."""
-    if DEMO:
-        return dict(DEMO_DIRS)
-    return {"videos": ancient(VIDEOS), "list_files": plan.list_files(config, LISTS)}
+    if RUN.demo:
+        return dict(RUN.demo_dirs)
+    return {"videos": ancient(RUN.videos), "list_files": RUN.list_files}
 
 
 def shard_videos(wildcards):
@@ -168,8 +124,8 @@ def shard_videos(wildcards):
     timestamps never trigger reruns; a change of the set of videos does. The demo is
     regenerated by the workflow, so its times count."""
     rows = shard_rows(checkpoints.manifest.get().output.tsv, int(wildcards.shard))
-    paths = [os.path.join(VIDEOS, r.path) for r in rows]
-    return paths if DEMO else [ancient(p) for p in paths]
+    paths = [os.path.join(RUN.videos, r.path) for r in rows]
+    return paths if RUN.demo else [ancient(p) for p in paths]
 
 
 def output_of(rule, name, e, stage=None, **wildcards):
@@ -201,9 +157,9 @@ def cache_files(e, shards, *keys):
 
 
 CLIP_SHARD = results("{exp}embeddings/clip/{clip}/shard-{shard}.h5")
-CLIP_JOB = "all-shards" if CLIP_BATCHED else "shard-{shard}"  # a clip_embed job's name
+CLIP_JOB = "all-shards" if RUN.clip_batched else "shard-{shard}"  # a clip_embed job's name
 # clip_embed's outputs: every shard's file in one GPU job, or the job's shard's
-CLIP_JOB_OUTPUTS = expand(CLIP_SHARD, shard=SHARDS, allow_missing=True) if CLIP_BATCHED else [CLIP_SHARD]
+CLIP_JOB_OUTPUTS = expand(CLIP_SHARD, shard=SHARDS, allow_missing=True) if RUN.clip_batched else [CLIP_SHARD]
 
 
 def clip_shards(e):
@@ -212,7 +168,7 @@ def clip_shards(e):
 
 def clip_embed_inputs(wildcards):
     """A clip_embed job's shards' frame caches and indexes."""
-    shards = SHARDS if CLIP_BATCHED else [wildcards.shard]
+    shards = SHARDS if RUN.clip_batched else [wildcards.shard]
     return cache_files(experiment(wildcards), shards, "frames", "index")
 
 
@@ -241,10 +197,9 @@ def mv_feature_shards(e, split):
 
 # A mv_features job's name and outputs, network-major: on the CPU one shard under every
 # network; on a GPU every shard under one network (a split's, or a folder run's given one).
-NETWORKS = SPLITS if LABELLED else [None]
-if not MV_BATCHED:
+if not RUN.mv_batched:
     MV_JOB = "shard-{shard}"
-    MV_JOB_OUTPUTS = [mv_features_path(k, "{shard}") for k in NETWORKS]
+    MV_JOB_OUTPUTS = [mv_features_path(k, "{shard}") for k in RUN.networks]
 else:
     MV_JOB = "split{split}" if LABELLED else "all-shards"
     MV_JOB_OUTPUTS = [mv_features_path("{split}", s) for s in SHARDS]
@@ -255,8 +210,8 @@ def mv_features_inputs(wildcards):
     e = experiment(wildcards)
     models = [ancient(config["features"]["mv_model"])]  # a folder run's given network
     if LABELLED:
-        models = [mvnet_file(e, "model", k) for k in ([wildcards.split] if MV_BATCHED else SPLITS)]
-    shards = SHARDS if MV_BATCHED else [wildcards.shard]
+        models = [mvnet_file(e, "model", k) for k in ([wildcards.split] if RUN.mv_batched else SPLITS)]
+    shards = SHARDS if RUN.mv_batched else [wildcards.shard]
     inputs = {"models": models, **cache_files(e, shards, "mv", "index")}
     if LABELLED and e.config["heads"]["mv_draws"]:  # the videos each network trained on
         inputs["manifest"] = rules.manifest.output.tsv
@@ -330,7 +285,7 @@ def feature_targets():
     e = EXPERIMENTS[0]
     mv = []
     if LABELLED or config["features"]["mv_model"]:
-        mv = [f for k in NETWORKS for f in mv_feature_shards(e, k)]
+        mv = [f for k in RUN.networks for f in mv_feature_shards(e, k)]
     return [*cache_targets(), *clip_shards(e), *mv]
 
 

@@ -16,7 +16,7 @@ rule demo_data:
         runtime=minutes(600),
     params:
         spec={**config["demo"], "seed": config["seed"]},
-        format=FORMAT,
+        format=RUN.format,
         code=code_digest("demo_data"),
     script:
         "../workflow_scripts/demo_data.py"

@@ -19,15 +19,15 @@ checkpoint manifest:
         mem_mb=memory_mb(200),
         runtime=minutes(60),
     params:
-        videos=VIDEOS,
-        lists=LISTS,
-        format=FORMAT,
-        classes=CLASSES,
+        videos=RUN.videos,
+        lists=RUN.lists,
+        format=RUN.format,
+        classes=config["dataset"]["classes"],
         # A folder run's listing: adding or removing a video reruns the manifest.
-        listing=hashlib.sha256("\n".join(FOLDER_VIDEOS).encode()).hexdigest()[:16],
+        listing=hashlib.sha256("\n".join(RUN.folder_videos).encode()).hexdigest()[:16],
         splits=SPLITS,
         val_groups=config["dataset"]["val_groups"],
-        shards=N_SHARDS,
+        shards=len(SHARDS),
         seed=config["seed"],
         code=code_digest("manifest"),
     script:

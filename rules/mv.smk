@@ -15,7 +15,7 @@ rule train_mvnet:
         benchmarks("{exp}mvnet/{mv}/split{split}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: GPU_THREADS if on_gpu("mvnet") else 2
+    threads: RUN.threads("mvnet")
     resources:
         mem_mb=WORK.mem_mb("train_mvnet_mb"),
         runtime=WORK.runtime("train_mvnet_seconds"),
@@ -28,7 +28,7 @@ rule train_mvnet:
 
 
 # On the CPU one job a shard writes every split's features (one read of the caches); on a
-# GPU one job a split writes every shard's (MV_BATCHED: one start-up a network).
+# GPU one job a split writes every shard's (RUN.mv_batched: one start-up a network).
 rule mv_features:
     input:
         unpack(mv_features_inputs),
@@ -40,7 +40,7 @@ rule mv_features:
         benchmarks(f"{{exp}}mv_features/{{mv}}/{MV_JOB}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: GPU_THREADS if MV_BATCHED else 2
+    threads: RUN.threads("mvnet")
     resources:
         mem_mb=WORK.mem_mb("mv_features_mb"),
         runtime=WORK.runtime("mv_features_seconds"),

@@ -115,7 +115,7 @@ rule compare_experiments:
         # the benchmark files of the jobs each experiment added, and the stages run on a GPU
         jobs={e.name: own_jobs(e, EXPERIMENTS) for e in EXPERIMENTS},
         benchmarks=benchmarks(""),
-        gpu_dirs=[STAGE_DIRS[s] for s, dev in DEVICE_SECTIONS.items() if on_gpu(dev)],
+        gpu_dirs=[STAGE_DIRS[s] for s, dev in DEVICE_SECTIONS.items() if RUN.on_gpu(dev)],
         code=code_digest("compare_experiments"),
     script:
         "../workflow_scripts/compare_experiments.py"

@@ -25,6 +25,7 @@ from moclip.mv_data import MVItem
 
 REPO = Path(__file__).resolve().parents[1]
 # The tiny demo run most workflow tests share (config/test.yaml, merged over config.yaml).
+DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())  # the defaults, as the workflow reads them
 TINY_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
 TINY_DEMO = DemoSpec(**TINY_CONFIG["demo"])
 

@@ -1,15 +1,14 @@
-"""The parse-time checks the workflow and ``moclip check-config`` share (moclip.checks.check_run)."""
+"""The parse-time checks the workflow and ``moclip check-config`` share (moclip.checks)."""
 
 from __future__ import annotations
 
 import pytest
-import yaml
-from conftest import REPO, merged
+from conftest import DEFAULTS, REPO, merged
 
-from moclip.checks import check_run
-from moclip.config import ConfigError
-
-DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
+from moclip.checks import check_experiments, check_run
+from moclip.config import ConfigError, load_config
+from moclip.experiments import experiment_configs, experiments
+from moclip.layout import Layout
 
 
 def test_the_demo_with_its_own_models_passes_without_the_registries():
@@ -27,3 +26,18 @@ def test_an_empty_folder_run_and_a_missing_prompt_file_are_one_line_each(tmp_pat
     with pytest.raises(ConfigError) as e:
         check_run(config, [REPO / "config.yaml", src], None, None)
     assert str(e.value).startswith(f"{src}:2: clip.prompts:") and "\n" not in str(e.value)
+
+
+def test_an_experiments_missing_prompt_file_names_the_experiment_and_its_line(tmp_path):
+    src = tmp_path / "run.yaml"
+    src.write_text(
+        "clip:\n  prompts: phrases\n"
+        "experiments:\n  base: {}\n  mine:\n    clip:\n      prompts: missing-prompts.yaml\n"
+    )
+    files = [REPO / "config.yaml", src]
+    config = load_config(files)
+    runs = experiments(config, experiment_configs(config, REPO / "schemas" / "config.schema.yaml", files))
+    with pytest.raises(ConfigError) as e:
+        check_experiments(config, runs, files, Layout(config))
+    assert str(e.value).startswith(f"experiment 'mine': {src}:7: clip.prompts:") and "\n" not in str(e.value)
+    check_experiments(config, runs[:1], files, Layout(config))  # the base alone is fine

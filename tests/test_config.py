@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PRESET_WEIGHTS, TINY_CONFIG, merged, put_hub_file, snakemake
+from conftest import DEFAULTS, PRESET_WEIGHTS, REPO, TINY_CONFIG, merged, put_hub_file, snakemake
 
 from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
@@ -24,9 +23,7 @@ from moclip.prompts import PROMPT_SETS
 from moclip.runtime import PRECISIONS
 from moclip.videos import SPLITS
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 PRESETS = ("ucf101.yaml", "ucf101-paper.yaml")  # our recommended recipe, the authors'
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import yaml
-from conftest import REPO, merged
+from conftest import DEFAULTS, REPO, merged
 
 from moclip.resources import BACKBONES, GPU_HOST_MB, RATES, Workload, memory_mb, minutes, unmeasured
 
-DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 PAPER = merged(DEFAULTS, yaml.safe_load((REPO / "config" / "ucf101-paper.yaml").read_text()))
 
 

@@ -23,6 +23,7 @@ import pytest
 import torch
 import yaml
 from conftest import (
+    DEFAULTS,
     LIST_PARAMS_CHANGES,
     REPO,
     SNAKEMAKE,
@@ -45,8 +46,6 @@ from moclip.shards import read_shard
 from moclip.videos import read_manifest, shard_of
 
 pytestmark = pytest.mark.workflow
-
-DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
 
 
 def test_demo_run_builds_manifest_and_caches(finished_run):

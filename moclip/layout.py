@@ -1,0 +1,156 @@
+"""The run as the workflow lays it out at parse time: the dataset's paths (the user's, or
+the generated demo's), its videos and shards, and which stages run on a GPU, where one job
+takes every shard. rules/common.smk builds one ``Layout`` and keeps Snakemake's glue; every
+cluster job builds it again, so it stays cheap (no walk over the dataset but a folder's
+listing; the videos are counted only when asked, after the run's checks)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from moclip import plan
+from moclip.config import ConfigError
+from moclip.datasets import FORMATS, count_videos, folder_videos
+from moclip.datasets import list_files as format_list_files
+from moclip.demo import DOWNLOAD_NAMES, DemoSpec
+from moclip.manifest import shard_count
+
+SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint and the shard list
+# A GPU job's start-up (Python, torch, the CUDA context, the model: 10.6-14.8 s for
+# ViT-B-32 and EfficientNet-B0 on an H200, benchmarks/gpu) is ~15x the GPU work of one
+# CLIP shard, so on a GPU one job takes every shard (one a network for mv_features);
+# on the CPU one job a shard spreads over the cores. Outputs stay one file a shard.
+GPU_THREADS = 5  # 4 loader workers: data wait 66% -> 7% (MV training), CLIP 1,900 -> 3,200 images/s
+CPU_THREADS = 2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A validated config's dataset and jobs; ``local_gpu``: this machine has a card and
+    the jobs run here (``device: auto`` uses it)."""
+
+    config: dict = field(repr=False)
+    local_gpu: bool = False
+
+    @property
+    def results(self) -> str:
+        return self.config["results"].rstrip("/")
+
+    @property
+    def format(self) -> str:
+        return self.config["dataset"]["format"]
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the run trains and tests (a folder run extracts features only)."""
+        return plan.labelled(self.config)
+
+    @property
+    def demo(self) -> bool:
+        """Whether the workflow generates its dataset (no dataset.videos)."""
+        return self.config["dataset"]["videos"] is None
+
+    @property
+    def splits(self) -> list[int]:
+        return self.config["dataset"]["splits"]
+
+    @cached_property
+    def demo_dirs(self) -> dict[str, str]:
+        """The generated demo's videos and lists, in the format's layout, named as the
+        dataset's downloads."""
+        names = zip(("videos", "lists"), DOWNLOAD_NAMES[self.format])
+        return {k: f"{self.results}/demo/{name}" for k, name in names if name}
+
+    @property
+    def lists_are_a_file(self) -> bool:
+        """The format's lists are one file (a CSV table), not a folder."""
+        return FORMATS[self.format].lists == "file"
+
+    @cached_property
+    def paths(self) -> tuple[str, str | None]:
+        """The videos' root and the lists (a folder, a CSV file, or None for a folder run):
+        the user's, checked to exist (else one ConfigError line), or the generated demo's."""
+        d = self.config["dataset"]
+        if self.demo:
+            return self.demo_dirs["videos"], self.demo_dirs.get("lists")
+        videos, lists = d["videos"], d["lists"]
+        if not os.path.isdir(videos):
+            raise ConfigError(f"config: dataset.videos={videos!r} is not a directory")
+        if not self.labelled:
+            return videos, None
+        if lists is None:
+            raise ConfigError(f"config: dataset.lists is required with dataset.format: {self.format}")
+        kind = FORMATS[self.format].lists
+        if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
+            raise ConfigError(f"config: dataset.lists={lists!r} is not a {kind}")
+        return videos, lists
+
+    @property
+    def videos(self) -> str:
+        return self.paths[0]
+
+    @property
+    def lists(self) -> str | None:
+        return self.paths[1]
+
+    @cached_property
+    def folder_videos(self) -> list[str]:
+        """A folder run's videos, listed once: the count sizes the shards, and a digest of
+        the list reruns the manifest when a video is added or removed."""
+        return [] if self.demo or self.labelled else folder_videos(self.videos)
+
+    @property
+    def list_files(self) -> list[str]:
+        """The files the manifest reads besides the videos (a real dataset's): the format's
+        lists (split lists, the CSV table) and the class-order file."""
+        classes = self.config["dataset"]["classes"]
+        files = [str(f) for f in format_list_files(self.format, self.lists, self.splits)]
+        return files + ([classes] if classes else [])
+
+    @cached_property
+    def n_videos(self) -> int:
+        """Videos the lists name, the folder holds, or the demo's spec makes."""
+        if self.demo:
+            return DemoSpec.from_config({**self.config["demo"], "seed": self.config["seed"]}).n_videos()
+        if not self.labelled:
+            return len(self.folder_videos)
+        return count_videos(self.format, self.videos, self.lists, self.splits)
+
+    @cached_property
+    def shards(self) -> list[str]:
+        """The shards' names, known before the manifest checkpoint runs: dataset.shards, or
+        with auto about dataset.videos_per_shard videos a shard."""
+        n = self.config["dataset"]["shards"]
+        if n == "auto":
+            n = shard_count(self.n_videos, self.config["dataset"]["videos_per_shard"])
+        return [f"{s:0{SHARD_DIGITS}d}" for s in range(n)]
+
+    def on_gpu(self, section: str) -> bool:
+        """Whether the stage of ``config[section]`` runs on a GPU: ``cuda`` (any card)
+        always; ``auto`` when ``local_gpu``. A cluster's ``auto`` cannot know the nodes (and
+        each job, parsing again on its node, must plan the same DAG): the CPU; ``cuda`` asks
+        for the cluster's GPUs."""
+        device = self.config[section]["device"]
+        return self.local_gpu if device == "auto" else device != "cpu"
+
+    def threads(self, section: str) -> int:
+        """The threads of a job of the stage of ``config[section]``: on a GPU, loader
+        workers beside the main process."""
+        return GPU_THREADS if self.on_gpu(section) else CPU_THREADS
+
+    @property
+    def clip_batched(self) -> bool:
+        """One clip_embed job takes every shard (on a GPU)."""
+        return self.on_gpu("clip")
+
+    @property
+    def mv_batched(self) -> bool:
+        """One mv_features job a network takes every shard (on a GPU)."""
+        return self.on_gpu("mvnet")
+
+    @property
+    def networks(self) -> list[int | None]:
+        """The MV networks features are written for: a split's, or a folder run's given one."""
+        return self.splits if self.labelled else [None]

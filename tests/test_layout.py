@@ -1,0 +1,68 @@
+"""The run as the workflow lays it out at parse time: dataset paths, videos, shards, devices."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DEFAULTS, merged
+
+from moclip.config import ConfigError
+from moclip.demo import DemoSpec
+from moclip.layout import CPU_THREADS, GPU_THREADS, Layout
+
+
+def test_the_demo_lives_under_the_results_in_its_formats_layout():
+    run = Layout(merged(DEFAULTS, {"results": "out/"}))
+    assert run.results == "out" and run.demo and run.labelled
+    assert run.paths == ("out/demo/UCF-101", "out/demo/ucfTrainTestlist")
+    assert run.n_videos == DemoSpec.from_config({**DEFAULTS["demo"], "seed": DEFAULTS["seed"]}).n_videos() == 9 * 8 * 3
+    csv = Layout(merged(DEFAULTS, {"dataset": {"format": "csv"}}))
+    assert csv.lists_are_a_file and csv.lists.endswith(".csv") and not run.lists_are_a_file
+
+
+def test_a_users_paths_are_checked_to_exist(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset.videos='.*none' is not a directory"):
+        _ = Layout(merged(DEFAULTS, {"dataset": {"videos": str(tmp_path / "none")}})).paths
+    csv = {"videos": str(tmp_path), "format": "csv", "lists": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"dataset.lists='.*' is not a file"):
+        _ = Layout(merged(DEFAULTS, {"dataset": csv})).paths
+    with pytest.raises(ConfigError, match=r"dataset.lists is required with dataset.format: ucf101"):
+        _ = Layout(merged(DEFAULTS, {"dataset": {"videos": str(tmp_path)}})).paths
+
+
+def test_a_folder_run_lists_its_videos_once_and_shards_them(tmp_path):
+    for name in ("b.avi", "a.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    run = Layout(merged(DEFAULTS, {"dataset": {"videos": str(tmp_path), "format": "folder", "shards": "auto"}}))
+    assert not run.labelled and run.paths == (str(tmp_path), None) and run.networks == [None]
+    assert run.folder_videos == ["a.mp4", "b.avi"] and run.n_videos == 2 and run.shards == ["00000"]
+
+
+def test_shards_auto_follow_the_videos_a_shard():
+    fixed = Layout(merged(DEFAULTS, {"dataset": {"shards": 7}}))
+    assert fixed.shards == [f"{s:05d}" for s in range(7)]
+    auto = merged(DEFAULTS, {"dataset": {"shards": "auto", "videos_per_shard": 256}})
+    assert len(Layout(auto).shards) == 1  # 216 demo videos
+    many = Layout(auto)
+    many.__dict__["n_videos"] = 13320  # UCF101's count, without its lists
+    assert len(many.shards) == 52
+
+
+def test_a_stage_runs_on_a_gpu_when_asked_or_auto_finds_one_here():
+    config = merged(DEFAULTS, {"clip": {"device": "auto"}, "mvnet": {"device": "cuda"}})
+    here, cluster = Layout(config, local_gpu=True), Layout(config, local_gpu=False)
+    assert here.clip_batched and not cluster.clip_batched
+    assert here.mv_batched and cluster.mv_batched  # cuda: a cluster's GPUs
+    assert here.threads("clip") == GPU_THREADS and cluster.threads("clip") == CPU_THREADS
+    assert not Layout(merged(config, {"clip": {"device": "cpu"}}), local_gpu=True).on_gpu("clip")
+
+
+def test_the_manifest_reads_the_formats_lists_and_the_class_order(tmp_path):
+    (tmp_path / "labels.csv").write_text("")
+    csv = {"videos": str(tmp_path), "format": "csv", "lists": str(tmp_path / "labels.csv")}
+    run = Layout(merged(DEFAULTS, {"dataset": {**csv, "classes": "classes.txt", "splits": [1]}}))
+    assert run.list_files == [str(tmp_path / "labels.csv"), "classes.txt"]
+    (tmp_path / "L").mkdir()
+    ucf = {"videos": str(tmp_path), "lists": str(tmp_path / "L"), "splits": [2]}
+    assert Layout(merged(DEFAULTS, {"dataset": ucf})).list_files == [
+        str(tmp_path / "L" / name) for name in ("classInd.txt", "trainlist02.txt", "testlist02.txt")
+    ]
