@@ -203,6 +203,11 @@ def test_ctrl_c_in_a_job_is_a_line_in_its_log_and_none_on_the_console(tmp_path):
 def test_pool_workers_leave_ctrl_c_to_the_jobs_process():
     import signal
 
-    with process_pool(2) as pool:
-        assert list(pool.map(signal.getsignal, [signal.SIGINT] * 2)) == [signal.SIG_IGN] * 2
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # this process is untouched
+    # As in a job started from a terminal (a shell's background job starts with it ignored).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with process_pool(2) as pool:
+            assert list(pool.map(signal.getsignal, [signal.SIGINT] * 2)) == [signal.SIG_IGN] * 2
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process is untouched
+    finally:
+        signal.signal(signal.SIGINT, before)

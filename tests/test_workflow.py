@@ -542,7 +542,16 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     cmd += ["--cores", "2", f"results/{mv}/model.pt"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     with open(wd / "console.txt", "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
+        # shell's background job inherits SIGINT ignored, and so would snakemake).
+        proc = subprocess.Popen(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.time() + 600
         while not (log.exists() and "epochs 1/60" in log.read_text()):  # training, 59 epochs to go
             assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
