@@ -12,7 +12,7 @@ from pathlib import Path
 
 from moclip.io import read_json, write_json, write_text
 from moclip.methods import METHODS
-from moclip.report import html_table
+from moclip.tables import html_table, markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,7 @@ def comparison_markdown(comp: dict) -> str:
     if "warning" in comp:
         lines += [f"> {comp['warning']}", ""]
     for header, rows in comparison_tables(comp):
-        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        lines += [*markdown_table(header, rows), ""]
     lines += [n for note in NOTES for n in (note, "")]
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -3,9 +3,7 @@ Markdown, HTML). The plots are in :mod:`moclip.plots`, the costs in :mod:`moclip
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from moclip.methods import HEADS, METHODS
 from moclip.metrics import sample_sd
 from moclip.mv_train import load_checkpoint
 from moclip.plots import plot_confusion, plot_curves, plot_per_class
+from moclip.tables import html_table, markdown_table
 from moclip.videos import class_names, read_manifest
 
 log = logging.getLogger(__name__)
@@ -210,44 +209,10 @@ def summary_markdown(summary: dict) -> str:
     if "warning" in summary:
         lines += [f"> {summary['warning']}", ""]
     lines += [line for line in (dataset_line(summary.get("dataset")), _clip_line(summary)) if line] + [""]
-    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += markdown_table(header, rows)
     for n in notes:
         lines += ["", n]
     return "\n".join(lines) + "\n"
-
-
-def _inline(text: str) -> str:
-    """Escaped HTML of a note, its `backticked` names as code."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
-
-
-def html_table(
-    header: list[str], rows: list[list[str]], notes: list[str] = (), caption: str = "", warning: str = ""
-) -> str:
-    """A self-contained HTML table (escaped, lightly styled) with a ``warning`` above it and
-    notes under it: shown inline by Snakemake's report and by any browser."""
-    esc = html.escape
-    style = (
-        "<style>table.moclip{border-collapse:collapse;font:14px sans-serif;margin:8px 0}"
-        "table.moclip th,table.moclip td{border:1px solid #bbb;padding:4px 8px;text-align:right}"
-        "table.moclip td:first-child,table.moclip th:first-child{text-align:left}"
-        "p.moclip{font:13px sans-serif;color:#333}"
-        "p.moclip code{font:12px monospace;background:#f2f2f2;padding:0 3px;border-radius:3px}"
-        "p.moclip-warning{font:bold 13px sans-serif;color:#7a4a00;background:#fff4d6;"
-        "border-left:4px solid #e0a000;padding:6px 10px;margin:8px 0}</style>"
-    )
-    out = [style]
-    if warning:
-        out.append(f'<p class="moclip-warning" role="alert">{_inline(warning)}</p>')
-    out.append('<table class="moclip">')
-    if caption:
-        out.append(f"<caption>{esc(caption)}</caption>")
-    out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-    out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
-    out.append("</table>")
-    out += [f'<p class="moclip">{_inline(n)}</p>' for n in notes]
-    return "\n".join(out) + "\n"
 
 
 def summary_html(summary: dict) -> str:

@@ -31,8 +31,7 @@ def test_an_empty_folder_run_and_a_missing_prompt_file_are_one_line_each(tmp_pat
 def test_an_experiments_missing_prompt_file_names_the_experiment_and_its_line(tmp_path):
     src = tmp_path / "run.yaml"
     src.write_text(
-        "clip:\n  prompts: phrases\n"
-        "experiments:\n  base: {}\n  mine:\n    clip:\n      prompts: missing-prompts.yaml\n"
+        "clip:\n  prompts: phrases\nexperiments:\n  base: {}\n  mine:\n    clip:\n      prompts: missing-prompts.yaml\n"
     )
     files = [REPO / "config.yaml", src]
     config = load_config(files)
