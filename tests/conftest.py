@@ -116,6 +116,25 @@ LIST_PARAMS_CHANGES = [
 ]
 
 
+def differences(a: dict, b: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted keys whose values differ between two merged configs, with a's value."""
+    out = {}
+    for k in a:
+        key = f"{prefix}{k}"
+        if isinstance(a[k], dict) and a[k]:
+            out |= differences(a[k], b[k], key + ".")
+        elif a[k] != b[k]:
+            out[key] = a[k]
+    return out
+
+
+def dotted(config: dict, key: str):
+    """A config's value at a dotted key (``heads.lr``)."""
+    for k in key.split("."):
+        config = config[k]
+    return config
+
+
 def job_counts(out: str) -> dict[str, int]:
     """Snakemake's "Job stats" table (a dry run's, or a run's first): jobs a rule; none
     when there is nothing to do."""

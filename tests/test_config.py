@@ -7,7 +7,7 @@ import re
 
 import pytest
 import yaml
-from conftest import DEFAULTS, PRESET_WEIGHTS, REPO, TINY_CONFIG, merged, put_hub_file, snakemake
+from conftest import DEFAULTS, PRESET_WEIGHTS, REPO, TINY_CONFIG, differences, merged, put_hub_file, snakemake
 
 from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
@@ -112,18 +112,6 @@ def test_unknown_model_names_are_named_with_their_file_and_line(tmp_path):
     ]
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> set[str]:
-    """Dotted keys whose values differ between two merged configs."""
-    out = set()
-    for k in a:
-        key = f"{prefix}{k}"
-        if isinstance(a[k], dict):
-            out |= _differences(a[k], b[k], key + ".")
-        elif a[k] != b[k]:
-            out.add(key)
-    return out
-
-
 def test_the_readme_tables_every_difference_between_the_ucf101_presets():
     """The README's recipe table has one row a setting where config/ucf101-paper.yaml and
     config/ucf101.yaml differ: a difference added to a preset without a row fails here."""
@@ -132,7 +120,7 @@ def test_the_readme_tables_every_difference_between_the_ucf101_presets():
     table = readme.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
     rows = re.findall(r"^\| ((?:`[a-z_.]+`(?:, )?)+) \|", table, re.M)
     tabled = {k for row in rows for k in re.findall(r"`([a-z_.]+)`", row)}
-    assert tabled == _differences(ours, paper) - {"results"}
+    assert tabled == set(differences(ours, paper)) - {"results"}
 
 
 def test_key_line_follows_nested_keys(tmp_path):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, differences, dotted
 
 from moclip.config import ConfigError, key_line, load_config
 from moclip.experiments import SHARED_STAGES, describe, experiment_configs, experiments, own_jobs
@@ -116,18 +116,6 @@ def test_the_schema_rejects_a_non_mapping_experiment(tmp_path):
 # --------------------------------------------------------------------------- the UCF101 ablation
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> dict[str, object]:
-    """Dotted keys whose values differ between two merged configs, with a's value."""
-    out = {}
-    for k in a:
-        key = f"{prefix}{k}"
-        if isinstance(a[k], dict) and a[k]:
-            out |= _differences(a[k], b[k], key + ".")
-        elif a[k] != b[k]:
-            out[key] = a[k]
-    return out
-
-
 def test_the_ablation_switches_one_recipe_row_to_ours_each_and_then_every_row():
     """config/ucf101-ablation.yaml over the paper preset: the first experiment is the paper's
     recipe, each other switches the keys of one row of the README's recipe table to ours
@@ -148,22 +136,16 @@ def test_the_ablation_switches_one_recipe_row_to_ours_each_and_then_every_row():
     ]
     names = list(configs)
     assert names[0] == "paper" and names[-1] == "ours"
-    assert set(_differences(configs["paper"], paper)) <= ignore
+    assert set(differences(configs["paper"], paper)) <= ignore
     switched = []
     for name in names[1:-1]:
-        diff = {k: v for k, v in _differences(configs[name], paper).items() if k not in ignore}
+        diff = {k: v for k, v in differences(configs[name], paper).items() if k not in ignore}
         assert frozenset(diff) in rows, (name, diff)
-        assert all(v == _get(ours, k) for k, v in diff.items()), name
+        assert all(v == dotted(ours, k) for k, v in diff.items()), name
         switched.append(frozenset(diff))
     assert sorted(switched, key=sorted) == sorted(rows, key=sorted)  # every row, once
-    assert set(_differences(configs["ours"], ours)) <= ignore
+    assert set(differences(configs["ours"], ours)) <= ignore
     assert yaml.safe_load((presets / "ucf101-ablation.yaml").read_text())["results"] not in (
         paper["results"],
         ours["results"],
     )
-
-
-def _get(config: dict, dotted: str):
-    for k in dotted.split("."):
-        config = config[k]
-    return config
