@@ -30,6 +30,9 @@ import moclip.cache  # noqa: F401  registers the HDF5 filters the MV caches are 
 pytestmark = pytest.mark.workflow
 # The workflow tests' tiny run with shorter training; the default target (the whole workflow).
 SLURM_CONFIG = merged(TINY_CONFIG, {"mvnet": {"epochs": 3, "milestones": [2]}, "heads": {"epochs": 20, "seeds": [0]}})
+# Two experiments: every cluster job parses the run again and must find the same roots.
+EXPERIMENTS = {"base": {}, "slower-heads": {"heads": {"lr": 0.0005}}}
+SLURM_CONFIG["experiments"] = EXPERIMENTS
 LOCAL_RULES = {"all", "cache_failures"}  # cheap rules the Snakefile keeps on the submit host
 TEMPLATE = Path(__file__).parent / "slurm" / "slurm.conf.in"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")  # srun in the job step finds it only here
@@ -335,6 +338,12 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
             assert attrs_a[name].keys() == attrs_b[name].keys(), (rel, name)
             for key, value in attrs_a[name].items():
                 assert np.array_equal(value, attrs_b[name][key]), (rel, name, key, value, attrs_b[name][key])
-    for k in (1, 2, 3):  # the reports: every method's numbers identical
-        ra, rb = (json.loads((r / "reports" / f"split{k}" / "metrics.json").read_text()) for r in (a, b))
-        assert ra["methods"] == rb["methods"] and set(ra["methods"]) == {"mv_only", "clip_linear", "fusion"}
+    for name in EXPERIMENTS:  # each experiment's reports: every method's numbers identical
+        for k in (1, 2, 3):
+            ra, rb = (
+                json.loads((r / "experiments" / name / "reports" / f"split{k}" / "metrics.json").read_text())
+                for r in (a, b)
+            )
+            assert ra["methods"] == rb["methods"] and set(ra["methods"]) == {"mv_only", "clip_linear", "fusion"}
+    comparisons = [json.loads((r / "experiments.json").read_text()) for r in (a, b)]
+    assert comparisons[0]["experiments"] == list(EXPERIMENTS) and comparisons[0]["rows"] == comparisons[1]["rows"]
