@@ -4,6 +4,7 @@ nearest valid name (instead of a page of schema)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -144,9 +145,10 @@ def load_config(files: Iterable[Path | str]) -> dict:
 
 
 def merge_config(base: dict, change: dict) -> dict:
-    """``change`` merged into ``base`` key by key, as Snakemake merges config files."""
-    out = dict(base)
-    for k, v in change.items():
+    """``change`` merged into ``base`` key by key, as Snakemake merges config files: a new
+    config sharing no dict or list with either (an experiment's edit reaches no other)."""
+    out = copy.deepcopy(base)
+    for k, v in copy.deepcopy(change).items():
         out[k] = merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return out
 

@@ -261,3 +261,12 @@ def test_ordered_like_puts_keys_in_the_defaults_order_and_keeps_extra_keys_in_th
     out = ordered_like(config, reference)
     assert out == config and list(out) == ["a", "b", "experiments"]
     assert list(out["b"]) == ["x", "y"] and list(out["experiments"]) == ["z", "m"]  # names keep their order
+
+
+def test_a_merged_config_shares_nothing_with_its_parts():
+    base, change = {"a": {"b": [1], "c": 2}}, {"a": {"c": 3}, "d": {"e": 4}}
+    out = merged(base, change)
+    assert out == {"a": {"b": [1], "c": 3}, "d": {"e": 4}}
+    out["a"]["b"].append(2)
+    out["d"]["e"] = 5
+    assert base == {"a": {"b": [1], "c": 2}} and change == {"a": {"c": 3}, "d": {"e": 4}}
