@@ -146,6 +146,11 @@ def _verify(a: argparse.Namespace) -> int:
     checks = verify(a.results, threads=a.threads)
     took = time.perf_counter() - start
     print(f"{a.results}: {len(checks.checked)} files checked in {took:.1f} s, {len(checks.broken)} broken")
+    if (Path(a.results) / "experiments").is_dir():  # said, not skipped in silence
+        print(
+            f"not checked: {Path(a.results) / 'experiments'}/ (each experiment's own outputs; the ones "
+            "the experiments share, at the top, are checked above)"
+        )
     if not checks.broken:
         return 0
     print("\n".join(table(checks)))

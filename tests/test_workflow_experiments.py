@@ -5,6 +5,8 @@ run computes only what it does not share."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import TINY_CONFIG, job_counts, merged, snakemake
@@ -56,6 +58,12 @@ def test_experiments_share_what_they_agree_on_and_a_new_one_adds_only_its_own(tm
     assert (res / "experiments" / "bilinear" / "embeddings" / "clip").is_dir()
     assert not (res / "summary.json").exists()  # every summary is an experiment's
     assert "moclip: done. The table: results/experiments.md" in out.stderr
+    # moclip verify checks what the experiments share and says what it leaves to them.
+    check = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "verify", "results"], cwd=wd, capture_output=True, text=True
+    )
+    assert check.returncode == 0 and ", 0 broken" in check.stdout, check.stdout + check.stderr
+    assert "not checked: results/experiments/" in check.stdout
 
     # A fourth experiment on the finished run: its heads, reports and summary, and the comparison.
     config["experiments"]["more-epochs"] = {"heads": {"epochs": 20}}
