@@ -24,6 +24,7 @@ from moclip.videos import SPLITS, Video
 
 REPORT_FILES = ("metrics.json", "table.html", "confusion_fusion.png", "per_class_top1.png", "training_curves.png")
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.html")
+COMPARISON_FILES = ("json", "md", "html", "png")  # experiments.<ext>: rule compare_experiments
 TRAINED_FILES = {  # a trained job's outputs, by method
     "mv_only": ("model.pt", "training.json", "metrics.json"),
     **{head: ("model.pt", "predictions.tsv", "training.json", "metrics.json") for head in HEADS},
@@ -229,4 +230,22 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
         reads(key, to_report[k])
     if reports or any(p.exists() for p in run.summary):
         reads(job(*run.summary), [manifest, *reports])
+    if experiments := experiments_made(results):
+        # The experiments' heads, reports and summaries read what this top level holds, by
+        # roots this folder does not record: every job here counts them as readers, so a
+        # cleared file takes them along and the next run, which needs them, rebuilds it.
+        key = job(*experiments)
+        for other in list(jobs):
+            if other != key:
+                jobs[other].readers.add(key)
     return run
+
+
+def experiments_made(results: Path) -> list[Path]:
+    """A run with experiments: each experiment's heads, reports and summary, and the
+    comparison (none without experiments)."""
+    folders = _dirs(results / "experiments")
+    if not folders:
+        return []
+    own = [f / name for f in folders for name in ("heads", "reports", *SUMMARY_FILES)]
+    return [*own, *(results / f"experiments.{ext}" for ext in COMPARISON_FILES)]

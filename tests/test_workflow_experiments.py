@@ -58,12 +58,34 @@ def test_experiments_share_what_they_agree_on_and_a_new_one_adds_only_its_own(tm
     assert (res / "experiments" / "bilinear" / "embeddings" / "clip").is_dir()
     assert not (res / "summary.json").exists()  # every summary is an experiment's
     assert "moclip: done. The table: results/experiments.md" in out.stderr
-    # moclip verify checks what the experiments share and says what it leaves to them.
+    # moclip verify checks what the experiments share and says what it leaves unchecked.
     check = subprocess.run(
         [sys.executable, "-m", "moclip.cli", "verify", "results"], cwd=wd, capture_output=True, text=True
     )
     assert check.returncode == 0 and ", 0 broken" in check.stdout, check.stdout + check.stderr
     assert "not checked: results/experiments/" in check.stdout
+
+    # A shared file cleared takes the experiments' heads, reports and summaries along, so the
+    # next run, which needs them, rebuilds it (a missing file alone would be left missing).
+    shard = next((res / "embeddings" / "clip").glob("*/shard-00001.h5"))
+    shard.unlink()
+    verify = [sys.executable, "-m", "moclip.cli", "verify", "results"]
+    check = subprocess.run(verify, cwd=wd, capture_output=True, text=True)
+    assert check.returncode == 1 and str(shard.relative_to(wd)) in check.stdout, check.stdout
+    cleared = subprocess.run([*verify, "--clear"], cwd=wd, capture_output=True, text=True)
+    assert cleared.returncode == 0 and "deleted results/experiments/head-lr/heads" in cleared.stdout, cleared.stdout
+    rebuild = job_counts(snakemake(wd, config, "-n").stdout)
+    assert rebuild == {
+        "clip_embed": 1,  # the shard, and not one job more upstream
+        "train_head": 3 * splits * 2,
+        "report_split": 3 * splits,
+        "summary": 3,
+        "compare_experiments": 1,
+        "all": 1,
+    }
+    snakemake(wd, config)
+    check = subprocess.run(verify, cwd=wd, capture_output=True, text=True)
+    assert check.returncode == 0 and ", 0 broken" in check.stdout and shard.exists(), check.stdout
 
     # A fourth experiment on the finished run: its heads, reports and summary, and the comparison.
     config["experiments"]["more-epochs"] = {"heads": {"epochs": 20}}
