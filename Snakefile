@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 
 from snakemake.exceptions import WorkflowError
 
-from moclip.config import ConfigError, check_config, load_yaml, ordered_like
+from moclip.config import ConfigError, check_config, load_config, load_yaml, ordered_like
 from moclip.experiments import experiment_configs
 
 min_version("9.0")
@@ -34,6 +34,7 @@ config.update(_ordered)
 # then each experiment's config (the run's with its overrides), checked as a whole.
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
+    load_config(CONFIG_FILES)  # Snakemake's reading takes a key given twice, NaN and infinity
     check_config(config, SCHEMA, CONFIG_FILES)
     EXPERIMENT_CONFIGS = experiment_configs(config, SCHEMA, CONFIG_FILES)
 except ConfigError as e:

@@ -5,6 +5,7 @@ nearest valid name (instead of a page of schema)."""
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,19 +20,84 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line a problem."""
 
 
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _Refused(Exception):
+    """What the strict loader refuses, at the line (1-based) of the node at fault."""
+
+    def __init__(self, node: yaml.Node, text: str):
+        super().__init__(text)
+        self.line, self.text = node.start_mark.line + 1, text
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing what a config must not hold: a key given twice in one
+    mapping (YAML keeps the last in silence) and a NaN or infinite number (``.nan``,
+    ``.inf``: YAML floats that pass a schema's number type and its minimum)."""
+
+    def _finite(self, node: yaml.Node) -> None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _FLOAT and not math.isfinite(self.construct_object(node)):
+            raise _Refused(node, f"{node.value} is not a number a setting can take (NaN or infinity)")
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _Refused(key_node, f"key given twice, at lines {seen[key]} and {line} (YAML keeps the last)")
+            seen[key] = line
+            self._finite(value_node)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_sequence(self, node, deep=False):
+        for item in node.value:
+            self._finite(item)
+        return super().construct_sequence(node, deep=deep)
+
+
+def _key_at(path: Path | str, line: int) -> str | None:
+    """The dotted path of the last key on ``line`` of a YAML file (for a message), or None."""
+
+    def keys(node: yaml.Node, prefix: tuple):
+        if isinstance(node, yaml.MappingNode):
+            for kn, vn in node.value:
+                yield (*prefix, str(kn.value)), kn
+                yield from keys(vn, (*prefix, str(kn.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                yield from keys(item, prefix)
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    hits = [".".join(k) for k, n in keys(root, ()) if n.start_mark.line + 1 == line] if root else []
+    return hits[-1] if hits else None
+
+
 def load_yaml(path: Path | str) -> dict:
-    """A YAML mapping; a syntax error names the file, line and column."""
+    """A YAML mapping; a syntax error, a key given twice (at any depth) or a NaN or infinite
+    number names the file, line and key. A file that sets nothing (empty, or ``null``) is an
+    error, as Snakemake refuses such a --configfile; ``{}`` sets nothing and is valid in both."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML: {e.problem or e.context}") from None
+    except _Refused as e:
+        key = _key_at(path, e.line)
+        raise ConfigError(f"{path}:{e.line}: {key + ': ' if key else ''}{e.text}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     if data is None:
-        return {}
+        raise ConfigError(
+            f"{path}: the file sets nothing (empty or null), which Snakemake refuses as a --configfile: "
+            "give at least one key, or write {} for none"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a configuration is a mapping of keys, not a {type(data).__name__}")
     return data
@@ -120,11 +186,27 @@ def check_config(
     the key: under the key path ``under`` where it is set there (an experiment's overrides)."""
     schema = schema if isinstance(schema, dict) else load_yaml(schema)
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if not errors:
-        return
     sources = [Path(s) for s in sources]
     lines = sorted({_message(e, sources, list(under)) for e in errors})
+    lines += [  # the schema's number type takes NaN and infinity (from a --config override)
+        f"{where_set(keys, sources, under)}{'.'.join(keys)}: {v} is not a number a setting can take (NaN or infinity)"
+        for keys, v in _non_finite(config)
+    ]
+    if not lines:
+        return
     raise ConfigError("\n".join(lines))
+
+
+def _non_finite(value, keys: tuple = ()):
+    """(key path, value) of each NaN or infinite float in a config."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, (*keys, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, (*keys, str(i)))
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield list(keys), value
 
 
 def uses_registries(config: dict) -> bool:

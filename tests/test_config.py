@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 
 import pytest
 import yaml
-from conftest import DEFAULTS, PRESET_WEIGHTS, REPO, TINY_CONFIG, differences, merged, put_hub_file, snakemake
+from conftest import (
+    DEFAULTS,
+    PRESET_WEIGHTS,
+    REPO,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    differences,
+    merged,
+    put_hub_file,
+    snakemake,
+)
 
 from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
@@ -139,6 +150,98 @@ def test_the_workflow_stops_at_parse_time_in_a_few_lines(tmp_path):
     said = out.stdout + out.stderr  # Snakemake prints its errors on stdout
     assert f"{cfg}:{key_line(cfg, ['mvnet', 'lrr'])}: unknown key 'mvnet.lrr' (did you mean 'lr'?)" in said
     assert len(said.splitlines()) < 10, said
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("heads:\n  lr: .inf\n", 2, "heads.lr"),
+        ("mvnet:\n  epochs: 3\n  lr: -.Inf\n", 3, "mvnet.lr"),
+        ("mvnet:\n  lr: .nan\n", 2, "mvnet.lr"),
+        ("mvnet:\n  milestones: [2, .NaN]\n", 2, "mvnet.milestones"),
+        ("experiments:\n  a:\n    heads:\n      lr: !!float .inf\n", 4, "experiments.a.heads.lr"),
+    ],
+)
+def test_nan_and_infinity_are_refused_with_file_line_and_key(tmp_path, text, line, key):
+    """YAML's .inf and .nan are floats: they pass the schema's number type and its minimum."""
+    f = tmp_path / "my config.yaml"
+    (problem,) = _problems(tmp_path, text)
+    assert re.fullmatch(
+        rf"{re.escape(f'{f}:{line}: {key}: ')}\S+ is not a number a setting can take \(NaN or infinity\)", problem
+    )
+
+
+def test_a_non_finite_value_from_elsewhere_is_refused_by_the_check():
+    """A value that no file set (a --config override reads 'inf' as a float) is refused too."""
+    with pytest.raises(ConfigError, match=r"^heads\.lr: inf is not a number a setting can take"):
+        check_config(merged(DEFAULTS, {"heads": {"lr": float("inf")}}), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (
+            "heads:\n  lr: 0.1\nmvnet:\n  epochs: 3\nheads:\n  epochs: 2\n",
+            5,
+            "heads: key given twice, at lines 1 and 5",
+        ),
+        ("mvnet:\n  epochs: 3\n  lr: 0.1\n  epochs: 4\n", 4, "mvnet.epochs: key given twice, at lines 2 and 4"),
+        (
+            "experiments:\n  a:\n    heads: {lr: 0.1, lr: 0.2}\n",
+            3,
+            "experiments.a.heads.lr: key given twice, at lines 3 and 3",
+        ),
+    ],
+)
+def test_a_key_given_twice_names_both_lines(tmp_path, text, line, message):
+    f = tmp_path / "my config.yaml"
+    assert _problems(tmp_path, text) == [f"{f}:{line}: {message} (YAML keeps the last)"]
+
+
+@pytest.mark.parametrize("text", ["", "null\n", "# nothing yet\n"])
+def test_a_file_that_sets_nothing_is_an_error_as_snakemake_makes_it(tmp_path, text):
+    """Snakemake refuses an empty or null --configfile; check-config says the same."""
+    f = tmp_path / "my config.yaml"
+    assert _problems(tmp_path, text) == [
+        f"{f}: the file sets nothing (empty or null), which Snakemake refuses as a --configfile: "
+        "give at least one key, or write {} for none"
+    ]
+    f.write_text("{}\n")
+    assert load_config([REPO / "config.yaml", f]) == DEFAULTS
+
+
+@pytest.mark.workflow
+def test_the_workflow_refuses_a_key_given_twice_and_infinity_at_parse_time(tmp_path):
+    """`snakemake -n`: Snakemake's own reading keeps the last of two keys and takes .inf; the
+    workflow refuses both before any job, naming file and line. An empty config file stops it
+    (Snakemake's own message), as check-config is refused."""
+    cfg = tmp_path / "mine.yaml"
+    tiny = (REPO / "config" / "test.yaml").read_text()
+    heads = key_line(REPO / "config" / "test.yaml", ["heads"])
+    for text, said in [
+        (
+            tiny + "heads:\n  lr: 0.1\n",
+            f"{cfg}:{len(tiny.splitlines()) + 1}: heads: key given twice, at lines {heads} and ",
+        ),
+        (
+            tiny + "  lr: .inf\n",
+            f"{cfg}:{len(tiny.splitlines()) + 1}: heads.lr: .inf is not a number a setting can take",
+        ),
+        ("", "Config file must be given as JSON or YAML with keys at top level"),
+    ]:
+        cfg.write_text(text)
+        cmd = [
+            SNAKEMAKE,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(cfg),
+        ]
+        out = subprocess.run([*cmd, "-n"], capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode != 0 and said in out.stdout + out.stderr, out.stdout + out.stderr
+        assert len((out.stdout + out.stderr).splitlines()) < 10
 
 
 @pytest.mark.workflow
