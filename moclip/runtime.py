@@ -120,6 +120,28 @@ def lock_dir() -> Path:
     return path
 
 
+def check_lock_dir(path: Path) -> None:
+    """Refuse a lock folder that is not this user's own with mode 0700 (a symbolic link, or
+    one another user made in the shared /tmp before this user's first GPU job, could hold or
+    swap the locks): PermissionError naming the folder, what is wrong and the remedy."""
+    import os
+    import stat
+
+    st = os.lstat(path)
+    problem = None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory (a symbolic link or a file)"
+    elif st.st_uid != os.getuid():
+        problem = f"belongs to user id {st.st_uid}, not to this user ({os.getuid()})"
+    elif stat.S_IMODE(st.st_mode) != 0o700:
+        problem = f"has mode {stat.S_IMODE(st.st_mode):04o}, not 0700"
+    if problem:
+        raise PermissionError(
+            f"GPU lock folder {path} {problem}: remove it (or chmod 700 your own), or set MOCLIP_LOCK_DIR "
+            "to a folder of yours"
+        )
+
+
 def _try_lock(path: Path):
     """The open lock file at ``path`` held by this process, or None when another process holds
     it or it cannot be opened at all (another user's file, a directory in its place...)."""
@@ -142,12 +164,14 @@ def claim_gpu(cards: list[str], locks: Path | str | None = None) -> int:
     ``locks`` (default :func:`lock_dir`) no other process holds; this process keeps it until
     it exits, and asking again returns the same card. A lock that cannot be opened counts
     as held. When every card is held (more GPU jobs than cards were allowed: see the
-    profile's ``resources: gpu``), the cards are shared, with a warning."""
+    profile's ``resources: gpu``), the cards are shared, with a warning. The folder must be
+    this user's own with mode 0700 (:func:`check_lock_dir`)."""
     import os
 
     if "index" in _CLAIMED:
         return _CLAIMED["index"]
     locks = Path(locks) if locks else lock_dir()
+    check_lock_dir(locks)
     for i, card in enumerate(cards):
         f = _try_lock(locks / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', card)}.lock")
         if f is not None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from moclip import runtime
 from moclip.runtime import Progress, process_pool
@@ -116,6 +119,40 @@ def test_the_lock_directory_is_this_users_and_ignores_tmpdir(tmp_path, monkeypat
     assert d == Path(f"/tmp/moclip-locks-{os.getuid()}") and d.is_dir() and d.stat().st_uid == os.getuid()
     monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path / "locks"))
     assert runtime.lock_dir() == tmp_path / "locks" and (tmp_path / "locks").is_dir()
+
+
+def _foreign(d: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    os.chown(d, os.getuid() + 4242, -1)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda d: (d.mkdir(), d.chmod(0o755)), "has mode 0755, not 0700"),
+        (lambda d: (d.mkdir(mode=0o700), _foreign(d)), "belongs to user id"),
+        (
+            lambda d: (d.parent.joinpath("real").mkdir(mode=0o700), d.symlink_to(d.parent / "real")),
+            "is not a directory",
+        ),
+    ],
+    ids=["open-mode", "another-users", "symlink"],
+)
+def test_a_lock_folder_not_this_users_own_0700_is_refused_before_use(tmp_path, monkeypatch, make, problem):
+    """/tmp is shared: a folder another user made at this user's lock path, a link, or one
+    others can write to could hold or swap the locks. Refused by name, nothing locked."""
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    d = tmp_path / "locks"
+    make(d)
+    with pytest.raises(PermissionError, match=rf"^GPU lock folder {re.escape(str(d))} {problem}"):
+        runtime.claim_gpu(CARDS, d)
+    assert runtime._CLAIMED == {} and not list(d.glob("*.lock"))
+    monkeypatch.setenv("MOCLIP_LOCK_DIR", str(d))
+    with pytest.raises(PermissionError, match="GPU lock folder"):
+        runtime.claim_gpu(CARDS)  # the default folder is checked alike
+    monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path / "fresh"))
+    assert runtime.claim_gpu(CARDS) == 0 and oct((tmp_path / "fresh").stat().st_mode & 0o777) == "0o700"
 
 
 def test_every_card_held_means_sharing_with_a_warning(tmp_path, monkeypatch):
