@@ -179,20 +179,26 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
     if (results / "reencoded").is_dir():
         for n in run.shards:
             reads(caches[n], [job(*run.reencode_shard(n))])
+
+    def tag_dirs(folder: Path, now: str | None) -> list[Path]:
+        """The tag folders in ``folder``, and the reports' tag there even when Snakemake, which
+        removes the folders a failed job's deleted outputs leave empty, has taken it away."""
+        return sorted({*_dirs(folder), *([folder / now] if now else [])})
+
     mvnets = {}
-    for tag in _dirs(results / "mvnet"):
+    for tag in tag_dirs(results / "mvnet", now_mv):
         for k in _splits(tag, run.splits):
             run.trained.append(Trained(tag / f"split{k}", k, "mv_only"))
             mvnets[tag.name, k] = job(*(tag / f"split{k}" / f for f in TRAINED_FILES["mv_only"]))
             reads(mvnets[tag.name, k], [manifest, *caches.values()], mv_tag=tag.name)
     clip: dict[str, list[Path]] = {}
-    for tag in _dirs(results / "embeddings" / "clip"):
+    for tag in tag_dirs(results / "embeddings" / "clip", now_clip):
         for n in run.shards:
             run.features.append((tag / f"{shard_name(n)}.h5", n))
             clip.setdefault(tag.name, []).append(job(run.features[-1][0]))
             reads(clip[tag.name][-1], [caches[n]], clip_tag=tag.name)
     mv: dict[tuple[str, int | None], list[Path]] = {}
-    for tag in _dirs(results / "embeddings" / "mv"):
+    for tag in tag_dirs(results / "embeddings" / "mv", now_mv):
         for k in _splits(tag, run.splits) if run.splits or _dirs(tag) else [None]:  # None: a folder run's
             for n in run.shards:
                 run.features.append(((tag if k is None else tag / f"split{k}") / f"{shard_name(n)}.h5", n))
@@ -209,22 +215,25 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
             reads(key, [manifest, *clip.get(tag.name, [])], clip_tag=tag.name)
             if tag.name == now_clip and k in to_report:
                 to_report[k].append(key)
-    for clip_tag in _dirs(results / "heads"):
-        for mv_tag in _dirs(clip_tag):
-            inputs = f"{clip_tag.name}/{mv_tag.name}"
-            for k in _splits(mv_tag, run.splits):
-                for head in HEADS:
-                    if not lives_in(head, clip_tag.name, mv_tag.name):
-                        continue  # another head's folder: it reads other streams
-                    folder = mv_tag / f"split{k}" / head
-                    run.trained.append(Trained(folder, k, head))
-                    key = job(*(folder / f for f in TRAINED_FILES[head]))
-                    feats = {"clip": clip.get(clip_tag.name, []), "mv": mv.get((mv_tag.name, k), [])}
-                    sources = [f for s in HEADS[head].streams for f in feats[s]]
-                    tags = [t if HEADS[head].reads(s) else None for s, t in zip(STREAMS, (clip_tag.name, mv_tag.name))]
-                    reads(key, [manifest, *sources], *tags)
-                    if now_clip and inputs == head_inputs(head, now_clip, now_mv) and k in to_report:
-                        to_report[k].append(key)
+    pairs = {(c.name, m.name) for c in _dirs(results / "heads") for m in _dirs(c)}
+    if now_clip and now_mv:
+        pairs |= {tuple(head_inputs(h, now_clip, now_mv).split("/")) for h in HEADS}
+    for clip_name, mv_name in sorted(pairs):
+        clip_tag, mv_tag = results / "heads" / clip_name, results / "heads" / clip_name / mv_name
+        inputs = f"{clip_tag.name}/{mv_tag.name}"
+        for k in _splits(mv_tag, run.splits):
+            for head in HEADS:
+                if not lives_in(head, clip_tag.name, mv_tag.name):
+                    continue  # another head's folder: it reads other streams
+                folder = mv_tag / f"split{k}" / head
+                run.trained.append(Trained(folder, k, head))
+                key = job(*(folder / f for f in TRAINED_FILES[head]))
+                feats = {"clip": clip.get(clip_tag.name, []), "mv": mv.get((mv_tag.name, k), [])}
+                sources = [f for s in HEADS[head].streams for f in feats[s]]
+                tags = [t if HEADS[head].reads(s) else None for s, t in zip(STREAMS, (clip_tag.name, mv_tag.name))]
+                reads(key, [manifest, *sources], *tags)
+                if now_clip and inputs == head_inputs(head, now_clip, now_mv) and k in to_report:
+                    to_report[k].append(key)
     reports = [job(*(folder / f for f in REPORT_FILES)) for folder in run.reports.values()]
     for key, k in zip(reports, run.reports):
         reads(key, to_report[k])

@@ -275,13 +275,23 @@ def summary_inputs(wildcards):
 # --------------------------------------------------------------------------- targets
 
 
+def job_outputs(rule, e, stage=None, **wildcards):
+    """Every output of ``rule``'s jobs for experiment ``e`` (see output_of)."""
+    return [f for name in getattr(rules, rule).output.keys() for f in output_of(rule, name, e, stage, **wildcards)]
+
+
 def cache_targets():
-    """Every cache of the experiments, through the failed videos' lists."""
-    return sorted({f for e in EXPERIMENTS for f in output_of("cache_failures", "out", e, "cache")})
+    """Every cache of the experiments (each shard's files) and the failed videos' lists."""
+    files = []
+    for e in EXPERIMENTS:
+        files += job_outputs("cache_shard", e, "cache", shard=SHARDS) + job_outputs("cache_failures", e, "cache")
+        if plan.reencoding(e.config):
+            files += job_outputs("reencode_shard", e, "reencode", shard=SHARDS)
+    return sorted(set(files))
 
 
 def feature_targets():
-    """Every shard's CLIP embeddings and MV features, and the failed videos' list."""
+    """Every shard's CLIP embeddings and MV features, and the caches."""
     e = EXPERIMENTS[0]
     mv = []
     if LABELLED or config["features"]["mv_model"]:
@@ -290,20 +300,26 @@ def feature_targets():
 
 
 def final_targets():
-    """The default targets: each experiment's reports and summary (through them every
-    stage) and the experiments' comparison; a folder run (no labels): the features."""
+    """The default targets: every output of every job the run's reports, summaries and
+    comparison are made from (a folder run, no labels: the features). Each is a target so
+    that the next plain run rebuilds a missing one (a killed job's outputs, which Snakemake
+    deletes) and what reads it: Snakemake rebuilds a missing file only when a job that runs
+    asks for it, and an up-to-date reader does not run."""
+    files = [*RUN.demo_dirs.values()] if RUN.demo else []
+    files += [rules.manifest.output.tsv, rules.manifest.output.summary, *feature_targets()]
     if not LABELLED:
-        return feature_targets()
-    files = []
+        return sorted(set(files))
     for e in EXPERIMENTS:
-        files += [*output_of("summary", "json", e), *output_of("summary", "md", e)]
-        files += output_of("report_split", "metrics", e, split=SPLITS)
+        files += clip_shards(e)
+        if e.config["clip"]["pretrained"] != "none":
+            files += job_outputs("zeroshot", e, "zeroshot", split=SPLITS)
+        for k in SPLITS:
+            files += job_outputs("train_mvnet", e, "mvnet", split=k) + mv_feature_shards(e, k)
+            files += [head_output(e, name, k, h) for h in HEADS for name in rules.train_head.output.keys()]
+        files += job_outputs("report_split", e, split=SPLITS) + job_outputs("summary", e)
     if EXPERIMENTS[0].name:
-        files += [
-            rules.compare_experiments.output.json,
-            rules.compare_experiments.output.md,
-        ]
-    return files
+        files += list(rules.compare_experiments.output)
+    return sorted(set(files))
 
 
 def run_end(ok):

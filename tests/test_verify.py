@@ -4,6 +4,7 @@ finds them on a finished tiny run and clears them so that one run restores the u
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,22 @@ def test_clearing_a_fault_reruns_what_snakemake_reruns_when_forced_to_remake_it(
     forced = output or path.relative_to(demo_run).as_posix()
     jobs = planned(demo_run, TINY_CONFIG)
     assert jobs == planned(finished_run, TINY_CONFIG, "--forcerun", forced) and jobs.get("all") == 1, jobs
+
+
+@pytest.mark.parametrize(("folder", "rule"), [(CLIP_DIR, "clip_embed"), ("results/mvnet/*", "train_mvnet")])
+def test_a_folder_of_outputs_gone_is_broken_and_clearing_reruns_its_jobs(finished_run, demo_run, folder, rule):
+    """A failed job's outputs are deleted by Snakemake, and so the folders they leave empty
+    (a GPU run's one clip_embed job writes every shard): each file is still counted missing,
+    from the tags the reports name, and a clear reruns what a forced rerun would."""
+    gone = next(demo_run.glob(folder))
+    want = sorted(p for p in gone.rglob("*") if p.is_file())
+    shutil.rmtree(gone)
+    checks = verify(demo_run / "results")
+    assert sorted(b.path for b in checks.broken) == want, checks.broken
+    assert {b.problem.split(":")[0] for b in checks.broken} == {"missing"}, checks.broken
+    clear(checks)
+    jobs = planned(demo_run, TINY_CONFIG)
+    assert jobs == planned(finished_run, TINY_CONFIG, "--forcerun", rule) and jobs.get(rule) == 3, jobs
 
 
 def test_verify_finds_files_that_disagree_with_their_index(demo_run):

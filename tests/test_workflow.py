@@ -6,6 +6,7 @@ workflow again takes ``demo_run``, its own copy of it (see conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -46,6 +47,7 @@ from moclip.shards import read_shard
 from moclip.videos import read_manifest, shard_of
 
 pytestmark = pytest.mark.workflow
+CLIP_DIR = "results/embeddings/clip/moclip-tiny_random-seed0"
 
 
 def test_demo_run_builds_manifest_and_caches(finished_run):
@@ -512,6 +514,57 @@ def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule):
     resumed, reference = result_files(wd), result_files(finished_run)
     assert sorted(resumed) == sorted(reference)
     assert [k for k in resumed if resumed[k] != reference[k]] == []
+
+
+def _kill_a_job(workdir: Path, config: dict, rule: str, *args: str) -> str:
+    """Run the workflow with ``args`` and SIGKILL the first ``rule`` job's process (the job's
+    script, not Snakemake) once it runs, as the kernel's OOM killer or a user would; return
+    Snakemake's console once it has ended."""
+    import psutil  # Snakemake's own dependency
+
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg)]
+    log = workdir / "killed.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            [*cmd, "--cores", "2", *args], stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"}
+        )
+        deadline, killed = time.time() + 600, None
+        while killed is None:
+            assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if any(a.endswith(f".{rule}.py") for a in child.cmdline()):  # .snakemake/scripts/tmp*.<rule>.py
+                        killed = child
+                        break
+            time.sleep(0.02)
+        killed.kill()
+        assert proc.wait(timeout=600) != 0  # the job failed, and so the run
+    return log.read_text()
+
+
+def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finished_run, demo_run):
+    """The issue's case: kill -9 of a clip_embed job during ``--forcerun clip_embed``.
+    Snakemake deletes the job's output; its readers are up to date, and Snakemake rebuilds a
+    missing file only when a job that runs asks for it: the default target asks for every
+    output, so the next plain run rebuilds it and what reads it, to the untouched bytes."""
+    console = _kill_a_job(demo_run, TINY_CONFIG, "clip_embed", "--forcerun", "clip_embed")
+    assert "Error in rule clip_embed" in console, console
+    shards = sorted((finished_run / CLIP_DIR).glob("shard-*.h5"))
+    gone = [p.name for p in shards if not (demo_run / CLIP_DIR / p.name).exists()]
+    assert gone, "the killed job left its output"  # Snakemake deleted it
+    found = subprocess.run(  # moclip verify names it, too
+        [sys.executable, "-m", "moclip.cli", "verify", "results"], capture_output=True, text=True, cwd=demo_run
+    )
+    assert found.returncode == 1 and all(f"{CLIP_DIR}/{g}" in found.stdout for g in gone), found.stdout
+    jobs = planned(demo_run, TINY_CONFIG)
+    assert jobs.get("clip_embed", 0) >= len(gone) and "cache_shard" not in jobs and "train_mvnet" not in jobs, jobs
+    snakemake(demo_run, TINY_CONFIG)
+    assert planned(demo_run, TINY_CONFIG) == {}  # done
+    rebuilt, reference = result_files(demo_run), result_files(finished_run)
+    assert sorted(rebuilt) == sorted(reference)
+    assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
 
 
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
