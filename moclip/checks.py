@@ -18,7 +18,7 @@ from moclip.datasets import folder_videos as list_folder
 from moclip.manifest import build_manifest
 from moclip.prompts import PromptFileError, prompt_set
 from moclip.resources import backbone, unmeasured
-from moclip.videos import ManifestError
+from moclip.videos import ManifestError, name_problems
 
 if TYPE_CHECKING:
     from moclip.experiments import Experiment
@@ -45,8 +45,11 @@ def check_run(
     d, sources = config["dataset"], list(sources)
     if dataset and d["videos"] is not None:
         if not FORMATS[d["format"]].labelled:
-            if not (folder_videos if folder_videos is not None else list_folder(videos)):
+            listed = folder_videos if folder_videos is not None else list_folder(videos)
+            if not listed:
                 raise ConfigError(f"{videos}: no video files (dataset.format: {d['format']})")
+            if bad := name_problems(videos, listed):
+                raise ConfigError("\n".join(bad))
         else:
             try:
                 build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from moclip.datasets import Listing, read_listing
 from moclip.io import write_json
-from moclip.videos import SPLITS, ManifestError, Video, shard_of, split_rows, write_manifest
+from moclip.videos import SPLITS, ManifestError, Video, name_problems, shard_of, split_rows, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def build_manifest(
     if num_shards < 1:
         raise ManifestError(f"dataset.shards must be >= 1, got {num_shards}")
     listing = read_listing(format, videos, lists, splits, seed, classes)
+    if bad := name_problems(videos, [e.rel for e in listing.entries.values()]):
+        raise ManifestError("\n".join(bad))
     return manifest_rows(listing, splits, val_groups, num_shards, seed)
 
 

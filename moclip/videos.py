@@ -48,6 +48,17 @@ def shard_of(video_id: str, num_shards: int) -> int:
     return zlib.crc32(video_id.encode("utf-8")) % num_shards
 
 
+def name_problems(videos: Path | str, paths) -> list[str]:
+    """One line a video path (relative to ``videos``) holding a tab or a line break: the
+    manifest, the indexes and the failure lists are tab-separated lines, so such a name
+    cannot be written, and every such file is named at once, before any job."""
+    return [
+        f"{Path(videos) / p!r}: a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+        for p in paths
+        if any(c in p for c in "\t\r\n")
+    ]
+
+
 def write_manifest(rows: list[Video], path: Path | str) -> None:
     """Write the manifest TSV atomically (a killed job never leaves a half file)."""
     for r in rows:

@@ -242,6 +242,31 @@ def test_bad_lists_stop_the_parse_time_check(tmp_path):
         build_manifest(videos, lists, splits=[1])
 
 
+def test_names_with_a_tab_or_a_line_break_are_refused_one_line_a_file(tmp_path):
+    """The manifest and indexes are tab-separated lines: such names cannot be written. The
+    parse-time check (the workflow's and check-config's) names each, where the manifest job
+    used to stop on the first with a traceback."""
+    from moclip.checks import check_run
+    from moclip.config import ConfigError, load_config
+
+    videos = tmp_path / "videos"
+    (videos / "a").mkdir(parents=True)
+    for name in ("ok.avi", "with\ttab.avi", "two\nlines.avi", "also fine.avi"):
+        (videos / "a" / name).write_bytes(b"")
+    with pytest.raises(ManifestError) as e:
+        build_manifest(videos, None, format="folder")
+    lines = str(e.value).splitlines()
+    assert lines == [
+        f"{videos / 'a' / n!r}: a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+        for n in ("two\nlines.avi", "with\ttab.avi")
+    ]
+    config = load_config([Path(__file__).resolve().parents[1] / "config.yaml"])
+    config["dataset"].update(videos=str(videos), format="folder")
+    with pytest.raises(ConfigError) as e:
+        check_run(config, [], videos, None)
+    assert str(e.value).splitlines() == lines
+
+
 # --------------------------------------------------------------------------- validation by the format's rule
 
 
