@@ -82,12 +82,12 @@ def check_models(config: dict, sources: Iterable[Path | str] = (), under: Sequen
     """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
     registries; ConfigError names the file and line that set an unknown one and the nearest
     valid name."""
-    from moclip.clip_stream import ClipLoadError, check_clip
+    from moclip.clip_stream import ClipLoadError, tag_quick_gelu
     from moclip.mv_nets import check_arch
 
     c, m = config["clip"], config["mvnet"]
     try:
-        check_clip(c["model"], c["pretrained"])
+        tag_quick_gelu(c["model"], c["pretrained"], c.get("quick_gelu"))  # the tag or file, and its activation
     except ClipLoadError as e:
         raise ConfigError(f"{where_set(e.key.split('.'), sources, under)}{e}") from None
     try:
@@ -170,6 +170,7 @@ def check_weights(
                 f"cache ({constants.HF_HUB_CACHE}) and cannot be fetched ({why}); on a machine with network access "
                 f"run `hf download {repo} {name}` (huggingface_hub) and copy its cache folder "
                 f"models--{repo.replace('/', '--')} there, or set {key} to a local file"
+                + (" (and clip.quick_gelu: true for OpenAI's weights)" if key == "clip.pretrained" else "")
             )
     if problems:
         raise ConfigError("\n".join(problems))

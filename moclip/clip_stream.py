@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class ClipSettings(FromConfig):
 
     model: str = default("clip", "model")
     pretrained: str = default("clip", "pretrained")
+    quick_gelu: bool | None = default("clip", "quick_gelu")
     interpolation: str = default("clip", "interpolation")
     precision: str = default("clip", "precision")
     batch_videos: int = default("clip", "batch_videos")
@@ -74,7 +76,10 @@ class ClipSettings(FromConfig):
 
     def load(self) -> Clip:
         """The frozen model as these settings build it (weights, resize)."""
-        return replace(load_clip(self.model, self.pretrained, seed=self.seed), interpolation=self.interpolation)
+        return replace(
+            load_clip(self.model, self.pretrained, seed=self.seed, quick_gelu=self.quick_gelu),
+            interpolation=self.interpolation,
+        )
 
     @classmethod
     def of_shard(cls, path: Path | str) -> ClipSettings:
@@ -136,16 +141,104 @@ def check_clip(name: str, pretrained: str | None) -> str:
     return kind
 
 
-def tag_quick_gelu(name: str, pretrained: str | None) -> bool:
-    """Whether the weights of tag ``pretrained`` were trained with QuickGELU (open_clip's
-    metadata says so for OpenAI's and several others') while architecture ``name`` builds
-    GELU: open_clip 3 then builds the GELU network and only warns. A file or random weights
-    keep the architecture as named (name a ``-quickgelu`` architecture for a file of such
-    weights)."""
+def tag_quick_gelu(name: str, pretrained: str | None, quick_gelu: bool | None = None) -> bool:
+    """Whether the network for these weights is built with QuickGELU: as a tag's open_clip
+    metadata says (OpenAI's and several others'; open_clip 3 builds GELU for them and only
+    warns), as a checkpoint file shows (:func:`file_quick_gelu`), or as ``clip.quick_gelu`` /
+    a ``-quickgelu`` architecture says. A file that shows nothing, for an architecture whose
+    tags come with either activation, must be said: ClipLoadError naming both choices. A
+    stated choice that contradicts what the weights show is refused too."""
     kind = check_clip(name, pretrained)
-    if kind == "none" or Path(kind).is_file() or name.endswith("-quickgelu"):
+    named = name.endswith("-quickgelu")
+    if kind == "none":
+        known, source = None, ""
+    elif Path(kind).is_file():
+        known, source = file_quick_gelu(name, kind)
+    else:
+        known = named or bool(open_clip.pretrained.get_pretrained_cfg(name, kind).get("quick_gelu"))
+        source = f"the tag {kind!r} of {name}"
+    if named and known is False:
+        raise ClipLoadError(
+            f"clip.model: {name} builds QuickGELU, but {source} was trained with GELU", key="clip.model"
+        )
+    if named and quick_gelu is False:
+        raise ClipLoadError(f"clip.quick_gelu: false contradicts clip.model: {name}", key="clip.quick_gelu")
+    if quick_gelu is not None and known is not None and quick_gelu != known:
+        raise ClipLoadError(
+            f"clip.quick_gelu: {str(quick_gelu).lower()} contradicts {source}, trained with "
+            f"{'QuickGELU' if known else 'GELU'}: drop clip.quick_gelu (null) or set it to {str(known).lower()}",
+            key="clip.quick_gelu",
+        )
+    if named or known is not None:
+        return named or known
+    if quick_gelu is not None:
+        return quick_gelu
+    if kind != "none" and has_quick_gelu_twin(name):
+        raise ClipLoadError(
+            f"clip.pretrained: the checkpoint file {kind} does not show which activation its weights were "
+            f"trained with, and {name} comes with either (OpenAI's weights: QuickGELU; LAION's: GELU); say which: "
+            f"clip.quick_gelu: true (or clip.model: {name}-quickgelu) for OpenAI's weights, clip.quick_gelu: false "
+            "for GELU ones. Or copy the Hugging Face cache folder the file came from, which keeps its tag"
+        )
+    return False
+
+
+def has_quick_gelu_twin(name: str) -> bool:
+    """Whether weights for architecture ``name`` come with QuickGELU as well as GELU: a
+    ``-quickgelu`` twin in open_clip, or one of its tags marked QuickGELU."""
+    if name.endswith("-quickgelu"):
         return False
-    return bool(open_clip.pretrained.get_pretrained_cfg(name, kind).get("quick_gelu"))
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    return f"{name}-quickgelu" in open_clip.list_models() or any(
+        open_clip.pretrained.get_pretrained_cfg(name, t).get("quick_gelu") for t in tags
+    )
+
+
+def is_torchscript(path: Path | str) -> bool:
+    """A TorchScript archive (OpenAI's own CLIP checkpoints, ``ViT-B-32.pt``): a zip holding
+    ``constants.pkl``, as torch.load tells them apart."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def hub_repo(path: Path | str) -> str | None:
+    """The Hugging Face repository a file sits in, from its cache folder's name
+    (``.../models--timm--vit_base_patch32_clip_224.openai/snapshots/<rev>/file``), or None."""
+    for part in reversed(Path(path).parts):
+        if part.startswith("models--") and "--" in part[len("models--") :]:
+            org, _, repo = part[len("models--") :].partition("--")
+            return f"{org}/{repo}"
+    return None
+
+
+def file_quick_gelu(name: str, path: Path | str) -> tuple[bool | None, str]:
+    """(QuickGELU or not, as the checkpoint file shows it; what showed it): OpenAI's
+    TorchScript archives are OpenAI's weights, trained with QuickGELU; a file inside a copied
+    Hugging Face cache folder is the tag of ``name`` whose hub repository that folder is.
+    (None, "") where the file shows nothing."""
+    if is_torchscript(path):
+        return True, f"OpenAI's TorchScript checkpoint {path}"
+    repo = hub_repo(path)
+    if repo:
+        base = name.removesuffix("-quickgelu")  # a twin's tags are its base's, OpenAI's among them
+        for tag in open_clip.list_pretrained_tags_by_model(base):
+            cfg = open_clip.pretrained.get_pretrained_cfg(base, tag)
+            if cfg.get("hf_hub", "").rstrip("/").split("/")[:2] == repo.split("/"):
+                return bool(cfg.get("quick_gelu")), f"{path} (the tag {tag!r} of {base}, by its cache folder)"
+    return None, ""
+
+
+def load_torchscript_weights(model: torch.nn.Module, path: Path | str) -> None:
+    """OpenAI's TorchScript checkpoint's weights into ``model`` (strict: every tensor named
+    and shaped as the architecture asks). torch.load refuses TorchScript with
+    ``weights_only=True``; torch.jit.load runs no pickled Python."""
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):  # OpenAI's, not parameters
+        state.pop(key, None)
+    model.load_state_dict(state, strict=True)
 
 
 def built_name(name: str, quick_gelu: bool) -> str:
@@ -154,33 +247,44 @@ def built_name(name: str, quick_gelu: bool) -> str:
 
 
 def load_clip(
-    name: str, pretrained: str | None, device: str = "cpu", seed: int = 0, cache_dir: str | None = None
+    name: str,
+    pretrained: str | None,
+    device: str = "cpu",
+    seed: int = 0,
+    cache_dir: str | None = None,
+    quick_gelu: bool | None = None,
 ) -> Clip:
-    """Load an open_clip model from a pretrained tag, a local checkpoint file, or ``none``,
-    with the activation its weights were trained with (:func:`tag_quick_gelu`).
+    """Load an open_clip model from a pretrained tag, a local checkpoint file (open_clip's,
+    or OpenAI's TorchScript), or ``none``, with the activation its weights were trained with
+    (:func:`tag_quick_gelu`; ``quick_gelu``: clip.quick_gelu, where the weights do not show it).
 
     Tags resolve through open_clip's registry and the Hugging Face cache (``cache_dir``).
     """
     kind = check_clip(name, pretrained)
-    quick = tag_quick_gelu(name, kind)
+    quick = tag_quick_gelu(name, kind, quick_gelu)
+    torchscript = kind != "none" and Path(kind).is_file() and is_torchscript(kind)
     torch.manual_seed(seed)  # random initialisation ('none') is fixed by the seed
-    quiet = _DropRandomInitWarning() if kind == "none" else None  # random weights were asked for
+    quiet = _DropRandomInitWarning() if kind == "none" or torchscript else None  # random weights were asked for
     if quiet:
         logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(
             name,
-            pretrained=None if kind == "none" else kind,
-            device=device,
+            pretrained=None if kind == "none" or torchscript else kind,
+            device="cpu" if torchscript else device,
             cache_dir=cache_dir,
             force_quick_gelu=quick,
         )
+        if torchscript:
+            load_torchscript_weights(model, kind)
+            model.to(device)
     except Exception as e:  # open_clip raises RuntimeError, OSError, HTTP errors ... when offline
         raise ClipLoadError(
             f"could not load pretrained weights {kind!r} for {name}: {type(e).__name__}: {e}\n"
             "Without network access, download the weights on a machine that has it (they land in "
-            "the Hugging Face / open_clip cache) and copy the file here, then set clip.pretrained to "
-            "that file's path; or set clip.pretrained: none for random weights (tests and the demo)."
+            "the Hugging Face cache) and copy its cache folder (models--...) into this machine's cache, "
+            "which keeps the tag; or set clip.pretrained to the file's path and, for OpenAI's weights "
+            "in open_clip's format, clip.quick_gelu: true; or clip.pretrained: none for random weights."
         ) from e
     finally:
         if quiet:

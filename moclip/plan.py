@@ -122,9 +122,11 @@ def clip_tag(config: dict) -> str:
     elif os.path.isfile(pretrained):
         weights = file_tag(pretrained)
     else:
+        weights = pretrained
+    if pretrained != "none" or c.get("quick_gelu"):
         from moclip.clip_stream import built_name, tag_quick_gelu
 
-        weights, model = pretrained, built_name(model, tag_quick_gelu(model, pretrained))
+        model = built_name(model, tag_quick_gelu(model, pretrained, c.get("quick_gelu")))
     resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"
     return safe(f"{model}_{weights}{resize}")
 

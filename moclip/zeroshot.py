@@ -109,13 +109,14 @@ def zeroshot(
     predictions: Path | str,
     metrics: Path | str,
     prompt_norm: bool = True,
+    quick_gelu: bool | None = None,
     threads: int = 1,
 ) -> dict:
     """Rule ``zeroshot``: one split's test videos classified from the CLIP shards by the
     ``prompts`` set (``clip-ucf101``, ``phrases`` or a prompt file; ``templates`` replace
     its templates; ``prompt_norm``: see :func:`text_classifier`)."""
     use_threads(threads)
-    clip = load_clip(model, pretrained, seed=seed)
+    clip = load_clip(model, pretrained, seed=seed, quick_gelu=quick_gelu)
     ids, labels, scores, names, m = evaluate_zeroshot(
         clip, read_manifest(manifest), shards, split, prompt_set(prompts, templates), None, device, prompt_norm
     )
@@ -125,6 +126,7 @@ def zeroshot(
         "split": split,
         "model": model,
         "pretrained": pretrained,
+        "architecture": clip.architecture,
         "weights_digest": clip.weights_digest,
         "prompts": prompts,
         "prompt_norm": prompt_norm,

@@ -50,6 +50,7 @@ rule zeroshot:
     params:
         model=setting(lambda c: c["clip"]["model"]),
         pretrained=setting(lambda c: c["clip"]["pretrained"]),
+        quick_gelu=setting(lambda c: c["clip"]["quick_gelu"]),
         prompts=setting(lambda c: c["clip"]["prompts"]),
         templates=setting(lambda c: c["clip"]["templates"]),
         prompt_norm=setting(lambda c: c["clip"]["prompt_norm"]),

@@ -7,9 +7,11 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from conftest import DEFAULTS, merged
 from PIL import Image
 
 from moclip.cache import ENCODINGS, FrameStorage, cache_shard
+from moclip.checks import check_models
 from moclip.clip_stream import (
     ClipLoadError,
     FrameShard,
@@ -25,6 +27,7 @@ from moclip.clip_stream import (
     videos_tensor,
 )
 from moclip.codec import DecodeSettings
+from moclip.config import ConfigError
 from moclip.frames import decode_frames, read_frames
 from moclip.io import BrokenFileError
 from moclip.metrics import per_class_top1, summarize, topk_hits
@@ -262,7 +265,7 @@ def test_openai_weights_are_built_with_quickgelu_through_the_real_download_path(
     assert clip.architecture == "ViT-B-32-quickgelu" and clip.name == "ViT-B-32"
     # A tag trained with GELU keeps it; a local file keeps the architecture as named.
     assert not tag_quick_gelu("ViT-B-32", "laion2b_s34b_b79k")
-    as_file = load_clip("ViT-B-32", str(vit_b32_file))
+    as_file = load_clip("ViT-B-32", str(vit_b32_file), quick_gelu=False)
     assert _activations(as_file.model) == {"GELU"} and as_file.weights_digest == clip.weights_digest
     assert _activations(load_clip("ViT-B-32-quickgelu", str(vit_b32_file)).model) == {"QuickGELU"}
 
@@ -380,3 +383,96 @@ def test_clip_embeddings_of_jpeg_frames_agree_with_raw_ones(tiny_demo, tmp_path,
     cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
     assert cos.shape == (6, 8) and cos.min() >= 0.99, cos.min()
     assert not np.array_equal(a, b)  # they were decoded from different bytes
+
+
+# --------------------------------------------------------------------------- a checkpoint file's activation
+
+
+class _Holder(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _torchscript_like_openai(state: dict, path) -> None:
+    """A TorchScript archive holding ``state`` under OpenAI's names, with the three
+    non-tensor entries OpenAI's ``ViT-B-32.pt`` carries, as OpenAI ships it (float16)."""
+    root = _Holder()
+    extra = {
+        "input_resolution": torch.tensor(224),
+        "context_length": torch.tensor(77),
+        "vocab_size": torch.tensor(49408),
+    }
+    for key, v in {**state, **extra}.items():
+        *parents, leaf = key.split(".")
+        node = root
+        for name in parents:
+            if name not in node._modules:
+                node.add_module(name, _Holder())
+            node = node._modules[name]
+        node.register_buffer(leaf, v.half() if v.is_floating_point() else v)
+    torch.jit.save(torch.jit.script(root), str(path))
+
+
+@pytest.fixture(scope="module")
+def checkpoint_files(tmp_path_factory, vit_b32_file):
+    """ViT-B-32's random weights in each form a user copies to an offline machine: a plain
+    open_clip state dict, OpenAI's TorchScript, and open_clip's file inside a copied Hugging
+    Face cache folder of OpenAI's tag and of LAION's (GELU) tag."""
+    root = tmp_path_factory.mktemp("ckpt")
+    state = {k: v.half() for k, v in torch.load(vit_b32_file, weights_only=True).items()}
+    plain = root / "open_clip_pytorch_model.bin"
+    torch.save(state, plain)
+    _torchscript_like_openai(state, root / "ViT-B-32.pt")
+    files = {"plain": plain, "torchscript": root / "ViT-B-32.pt"}
+    for kind, repo in [
+        ("hub-openai", "timm--vit_base_patch32_clip_224.openai"),
+        ("hub-laion", "laion--CLIP-ViT-B-32-laion2B-s34B-b79K"),
+    ]:
+        snap = root / "hub" / f"models--{repo}" / "snapshots" / "0123abcd"
+        snap.mkdir(parents=True)
+        (snap / plain.name).hardlink_to(plain)
+        files[kind] = snap / plain.name
+    return files
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("torchscript", "QuickGELU"), ("hub-openai", "QuickGELU"), ("hub-laion", "GELU")]
+)
+def test_a_checkpoint_file_that_shows_its_weights_is_built_as_they_were_trained(checkpoint_files, kind, expected):
+    """OpenAI's TorchScript file is OpenAI's weights; a file in a copied cache folder is that
+    folder's tag: each is built with its activation, with every tensor loaded."""
+    clip = load_clip("ViT-B-32", str(checkpoint_files[kind]))
+    assert _activations(clip.model) == {expected} and clip.quick_gelu == (expected == "QuickGELU")
+    same = load_clip("ViT-B-32", str(checkpoint_files["plain"]), quick_gelu=expected == "QuickGELU")
+    assert clip.weights_digest == same.weights_digest  # the same tensors, whatever the file's form
+    assert tag_quick_gelu("ViT-B-32", str(checkpoint_files[kind])) == (expected == "QuickGELU")
+
+
+def test_a_checkpoint_file_that_does_not_show_its_activation_must_say_it(checkpoint_files):
+    """A plain file for ViT-B-32 (OpenAI's QuickGELU or LAION's GELU weights alike) stops
+    with both choices named; clip.quick_gelu or the -quickgelu name settles it; a choice the
+    file contradicts is refused; an architecture with one activation needs nothing."""
+    plain, ts = str(checkpoint_files["plain"]), str(checkpoint_files["torchscript"])
+    with pytest.raises(ClipLoadError, match="clip.quick_gelu: true.*ViT-B-32-quickgelu.*clip.quick_gelu: false") as e:
+        tag_quick_gelu("ViT-B-32", plain)
+    assert e.value.key == "clip.pretrained" and "\n" not in str(e.value)
+    assert tag_quick_gelu("ViT-B-32", plain, True) and not tag_quick_gelu("ViT-B-32", plain, False)
+    assert tag_quick_gelu("ViT-B-32-quickgelu", plain)
+    with pytest.raises(ClipLoadError, match="contradicts OpenAI's TorchScript") as e:
+        tag_quick_gelu("ViT-B-32", ts, False)
+    assert e.value.key == "clip.quick_gelu"
+    with pytest.raises(ClipLoadError, match="trained with GELU"):
+        tag_quick_gelu("ViT-B-32-quickgelu", str(checkpoint_files["hub-laion"]))
+    with pytest.raises(ClipLoadError, match="contradicts"):
+        tag_quick_gelu("ViT-B-32", "openai", False)
+    assert not tag_quick_gelu(TINY, plain)  # no QuickGELU twin, no tag: as named
+
+
+def test_the_parse_names_the_line_of_a_file_whose_activation_is_unsaid(checkpoint_files, tmp_path):
+    """check-config and the workflow's parse stop in one line at the setting's file and line."""
+    user = tmp_path / "my-weights.yaml"
+    user.write_text(f"clip:\n  model: ViT-B-32\n  pretrained: {checkpoint_files['plain']}\n")
+    config = merged(DEFAULTS, {"clip": {"model": "ViT-B-32", "pretrained": str(checkpoint_files["plain"])}})
+    with pytest.raises(ConfigError, match=r"my-weights.yaml:3: clip.pretrained: the checkpoint file .* say which"):
+        check_models(config, [user])
+    check_models(merged(config, {"clip": {"quick_gelu": True}}), [user])

@@ -14,6 +14,7 @@ zeroshot(
     split=int(snakemake.wildcards.split),
     model=p.model,
     pretrained=p.pretrained,
+    quick_gelu=p.quick_gelu,
     device=snakemake.config["clip"]["device"],  # a machine setting: not a param
     prompts=p.prompts,
     templates=p.templates,
