@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_clip.py
 	$(PY) benchmarks/bench_frames.py
 	$(PY) benchmarks/bench_mv.py
+	$(PY) benchmarks/bench_accumulate.py
 	$(PY) benchmarks/bench_heads.py
 
 # The whole workflow on UCF101-shaped synthetic sets of 1,332 and 13,320 videos (25 min on

@@ -13,6 +13,8 @@ from moclip.mv_data import (
     MVClips,
     MVSettings,
     accumulate,
+    accumulate_batch,
+    gop_steps,
     motion_map,
     mv_loader,
     read_segments,
@@ -121,6 +123,55 @@ def test_accumulation_is_coviars_per_pixel_trace(seed):
         want = coviar_reference(mv, ft, t, cell, h, w)
         assert np.abs(got - want).mean() < 0.05 and np.array_equal(got, want), t
     assert np.abs(accumulate(mv, ft, 11, cell, (h, w))).max() > cell  # traces crossed cells
+
+
+def random_gops(rng, n_gops: int, gop: int, h: int, w: int, cell: int, sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dense half-pixel motion (a camera pan plus per-block noise, strong enough to leave
+    the frame) over ``n_gops`` GOPs of ``gop`` frames, with a B-frame and a static P-frame."""
+    hc, wc = -(-h // cell), -(-w // cell)
+    t = n_gops * gop
+    base = rng.normal(0, sd, (t, 1, 1, 2)) + rng.normal(0, sd, (t, hc, wc, 2))
+    mv = (np.round(base * 2) / 2).astype(np.float16)
+    ft = np.frombuffer((("I" + "P" * (gop - 1)) * n_gops).encode(), np.uint8).copy()
+    ft[min(3, t - 1)] = B if ft[min(3, t - 1)] == P else ft[min(3, t - 1)]
+    mv[min(5, t - 1)] = 0
+    return mv, ft
+
+
+CASES = [(1, 12, 44, 61, 8, 3.0), (2, 12, 256, 340, 8, 4.0), (3, 5, 30, 30, 4, 6.0), (2, 7, 48, 64, 16, 9.0)]
+
+
+@pytest.mark.parametrize(("n_gops", "gop", "h", "w", "cell", "sd"), CASES)
+def test_batched_accumulation_equals_the_per_pixel_trace(n_gops, gop, h, w, cell, sd):
+    """On random block fields (several GOPs, sizes that are not whole cells, motion that
+    leaves the frame), the batched accumulation from cell-grid vectors (torch: on the CPU
+    here, the training card in use) gives exactly the numbers of the loader's per-pixel trace."""
+    mv, ft = random_gops(np.random.default_rng(gop + h), n_gops, gop, h, w, cell, sd)
+    want = [accumulate(mv, ft, t, cell, (h, w)) for t in range(len(ft))]
+    steps = torch.from_numpy(np.stack([gop_steps(mv, ft, t, gop - 1) for t in range(len(ft))]))
+    got = accumulate_batch(steps, cell, (h, w))
+    assert got.shape == (len(ft), 2, h, w) and got.dtype == torch.float32
+    assert np.array_equal(got.numpy(), np.stack(want).transpose(0, 3, 1, 2))
+    assert max(np.abs(x).max() for x in want) > 2 * cell  # traces crossed cells
+    border = (np.stack(want)[..., 0] == 0) & (np.abs(np.stack(want)).sum(-1) > 0)
+    assert border.any() or sd < 4  # some traces stopped at the frame's edge
+
+
+def test_batched_accumulation_stays_on_its_device():
+    """On ``meta`` (standing in for a GPU): every tensor the trace makes is on the steps'
+    device, so a CPU tensor mixed in would fail here as on CUDA."""
+    steps = torch.zeros(3, 11, 32, 43, 2, dtype=torch.int16, device="meta")
+    out = accumulate_batch(steps, 8, (256, 340))
+    assert out.device.type == "meta" and out.shape == (3, 2, 256, 340)
+
+
+def test_gop_steps_are_the_p_frames_back_to_the_i_frame():
+    mv = np.zeros((6, 1, 1, 2), np.float16)
+    mv[:, 0, 0, 0] = [9, 1.5, -2.5, 3, 4, 5]
+    st = gop_steps(mv, types("IPBPIP"), 3, 4)
+    assert st[:, 0, 0, 0].tolist() == [3, 1, 0, 0]  # frames 3 and 1, latest first; B skipped; truncated
+    with pytest.raises(ValueError, match="more than 1"):
+        gop_steps(mv, types("IPPPPP"), 3, 1)
 
 
 @pytest.mark.parametrize("accumulate", [False, True])
