@@ -59,6 +59,10 @@ ENCODINGS = ("jpeg", "raw")  # config frames.encoding
 # dataset of one element a frame: of 300 files of 8 camera frames (456 KB), the first reads
 # in 0.23-0.24 ms against 0.29 and writes in 0.39-0.46 ms against 0.79-0.90 (h5py 3, one core).
 JPEG_DATASET, ENDS_DATASET = "frames_jpeg", "frame_ends"
+# Every array of a cache carries HDF5's Fletcher-32 checksum (as the shards do), checked by
+# HDF5 on every read: a flipped byte is a read error naming the file, never a silently
+# wrong frame (libjpeg decodes a damaged JPEG with a warning on stderr only).
+CHECKED = {"fletcher32": True}
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,21 @@ def write_frames(f: h5py.File, frames: np.ndarray, storage: FrameStorage) -> dic
     the attrs that say how (``encoding``, ``frame_height``, ``frame_width``, ``jpeg_quality``: 0 if raw)."""
     _, h, w, _ = frames.shape
     if storage.encoding == "raw":
-        f.create_dataset("frames", data=frames)  # LZ4 would shrink camera frames 1.5x at 5x the time
+        f.create_dataset(
+            "frames", data=frames, **_checked(frames)
+        )  # LZ4 would shrink camera frames 1.5x at 5x the time
         return dict(encoding="raw", frame_height=h, frame_width=w, jpeg_quality=0)
     jpegs = [encode_jpeg(x, storage.jpeg_quality) for x in frames]
-    f.create_dataset(JPEG_DATASET, data=np.frombuffer(b"".join(jpegs), np.uint8))
-    f.create_dataset(ENDS_DATASET, data=np.cumsum([len(x) for x in jpegs], dtype=np.int64))
+    payload = np.frombuffer(b"".join(jpegs), np.uint8)
+    f.create_dataset(JPEG_DATASET, data=payload, **_checked(payload))
+    ends = np.cumsum([len(x) for x in jpegs], dtype=np.int64)
+    f.create_dataset(ENDS_DATASET, data=ends, **_checked(ends))
     return dict(encoding="jpeg", frame_height=h, frame_width=w, jpeg_quality=storage.jpeg_quality)
+
+
+def _checked(data: np.ndarray) -> dict:
+    """The checksum filter for an array (HDF5 cannot chunk, so cannot check, an empty one)."""
+    return CHECKED if data.size else {}
 
 
 def video_file(cache_dir: Path | str, video_id: str) -> Path:
@@ -199,11 +212,13 @@ class _MVWriter:
         _, hc, wc, _ = maps.shape
         chunks = (max(1, min(64, len(maps), _CHUNK_BYTES // (hc * wc * 4))), hc, wc, 2)
         if self.ds is None and last:  # the whole video at once: a fixed-size dataset
-            self.f.create_dataset("mv", data=maps, chunks=chunks, **self.filters)
+            self.f.create_dataset("mv", data=maps, chunks=chunks, **self.filters, **CHECKED)
             return
         if self.ds is None:
             shape, grow = (0, hc, wc, 2), (None, hc, wc, 2)
-            self.ds = self.f.create_dataset("mv", shape, np.float16, maxshape=grow, chunks=chunks, **self.filters)
+            self.ds = self.f.create_dataset(
+                "mv", shape, np.float16, maxshape=grow, chunks=chunks, **self.filters, **CHECKED
+            )
         n0 = self.ds.shape[0]
         self.ds.resize(n0 + len(maps), axis=0)
         self.ds[n0:] = maps
@@ -232,13 +247,13 @@ def cache_video(
             maps = _MVWriter(f, filters)
             dec = decode_video(video, settings, maps.append)
             maps.close()
-            f.create_dataset("frame_type", data=dec.frame_type)
-            f.create_dataset("ref_distance", data=dec.ref_distance)
+            f.create_dataset("frame_type", data=dec.frame_type, **_checked(dec.frame_type))
+            f.create_dataset("ref_distance", data=dec.ref_distance, **_checked(dec.ref_distance))
             attrs = _common_attrs(video_id, dec, settings.mv_cell, "")
             _set_attrs(f, {**attrs, "n_mv_frames": dec.n_mv_frames})
         with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
             stored = write_frames(f, dec.frames, storage)
-            f.create_dataset("frame_index", data=dec.frame_index)
+            f.create_dataset("frame_index", data=dec.frame_index, **_checked(dec.frame_index))
             _set_attrs(f, {**attrs, **stored, "second_pass": dec.second_pass})
     except (DecodeError, av.error.FFmpegError) as e:
         msg = ffmpeg_message(e) if isinstance(e, av.error.FFmpegError) else str(e) or type(e).__name__

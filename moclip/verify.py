@@ -106,6 +106,8 @@ def _cache_problem(path: Path, rec: CacheRecord, arrays: tuple[str, ...]) -> str
         if a.get("encoding") == "jpeg":  # a frame cache of JPEG frames: one end a frame
             arrays = tuple(ENDS_DATASET if k == "frames" else k for k in arrays)
         shapes = {k: f[k].shape for k in arrays}
+        for k in f:  # every byte read: HDF5 checks each array's checksum (a mismatch: BrokenFileError)
+            f[k][()]
     if got != (rec.video_id, rec.status, rec.n_frames):
         return f"holds {got} (video id, status, frames) where its index says {(rec.video_id, rec.status, rec.n_frames)}"
     lengths = {s[0] for s in shapes.values()}
