@@ -4,19 +4,52 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
-PYTHON_CODE := moclip tests benchmarks workflow_scripts
+PYTHON_CODE := moclip tests benchmarks workflow_scripts tools
 
-.PHONY: venv demo test test-fast bench bench-scale gpu-check readme-numbers lint format clean
+.PHONY: venv lock demo test test-fast bench bench-scale gpu-check readme-numbers lint format clean
 
-# torch and torchvision first, in their own pip call (pinned in requirements.txt), so that
-# nothing installed after them replaces them; then the rest of the pins; then moclip itself.
-$(STAMP): requirements.txt pyproject.toml
+# The lock, requirements.txt: every package at an exact version, pip's resolution of
+# pyproject.toml's ranges and this torch pair (the two import together; torch 2.13's
+# torchvision fails to). `make lock` rewrites it and envs/moclip.yaml.
+TORCH_PAIR := torch==2.14.1 torchvision==0.29.1
+LOCK := requirements.txt
+
+# Which torch a fresh .venv gets (set it on the make that creates the venv):
+#   (empty)  the lock's, from PyPI: the CUDA build, which runs on a CPU too (6.3 GB in all);
+#   cpu      PyTorch's CPU-only build of the same versions, without the CUDA packages (~4 GB less);
+#   keep     the torch and torchvision already in $(VENV), yours, whatever their version.
+TORCH_INDEX ?=
+CPU_INDEX := https://download.pytorch.org/whl/cpu
+NOT_CUDA := grep -vE '^(nvidia-|cuda-|triton==)'
+ifeq ($(TORCH_INDEX),)
+TORCH_STEP = $(PY) -m pip install -q $$(grep -E '^(torch|torchvision)==' $(LOCK))
+REST_OF_LOCK = cat $(LOCK)
+else ifeq ($(TORCH_INDEX),cpu)
+TORCH_STEP = $(PY) -m pip install -q --index-url $(CPU_INDEX) $$(grep -E '^(torch|torchvision)==' $(LOCK))
+REST_OF_LOCK = $(NOT_CUDA) $(LOCK)
+else ifeq ($(TORCH_INDEX),keep)
+TORCH_STEP = $(PY) -c "import torch, torchvision" || { echo "TORCH_INDEX=keep: no torch and torchvision in $(VENV)"; exit 1; }
+REST_OF_LOCK = $(NOT_CUDA) $(LOCK) | grep -vE '^(torch|torchvision)=='
+else
+$(error TORCH_INDEX=$(TORCH_INDEX): use cpu, keep, or leave it empty)
+endif
+
+# torch and torchvision first, in their own pip call, so that nothing installed after them
+# replaces them; then the rest of the lock; then moclip itself, editable.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $$(grep -E '^(torch|torchvision)==' requirements.txt)
-	$(PY) -m pip install -q -r requirements.txt
+	$(TORCH_STEP)
+	$(REST_OF_LOCK) > $(VENV)/lock.txt
+	$(PY) -m pip install -q -r $(VENV)/lock.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# After a change of pyproject.toml's ranges or TORCH_PAIR, or to take newer releases; the
+# next make installs the new lock.
+lock:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) tools/lock.py --pair $(TORCH_PAIR)
 
 venv: $(STAMP)
 

@@ -13,6 +13,10 @@ from moclip.experiments import experiment_configs
 
 min_version("9.0")
 
+# The jobs import moclip from this repository, whatever the environment they run in: an
+# --sdm conda env (envs/moclip.yaml) holds the packages but not the workflow's own code.
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
+
 
 # The defaults (config.yaml), always read from this repository whatever the working
 # directory; a user's --configfile (config/ holds the presets) is merged over them key by key.
