@@ -64,6 +64,18 @@ def moving_object_video(
     return pos
 
 
+def flip_byte(path, dataset: str, at: float = 0.5) -> None:
+    """One byte of ``dataset``'s first stored chunk flipped in the file on disk, as a bad disk
+    or a copy cut short does it (through h5py, the checksum would be rewritten too)."""
+    with h5py.File(path, "r") as f:
+        chunk = f[dataset].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:
+        fh.seek(chunk.byte_offset + int(chunk.size * at))
+        b = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([b[0] ^ 0x10]))
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
     """A small demo dataset (9 classes x 5 groups x 1 clip), built once a session."""

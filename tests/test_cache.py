@@ -7,7 +7,7 @@ import hdf5plugin
 import numpy as np
 import pytest
 import torch
-from conftest import moving_object_video
+from conftest import flip_byte, moving_object_video
 
 import moclip.cache as cache
 from moclip.cache import (
@@ -316,18 +316,6 @@ def test_unknown_frame_encoding_and_quality_are_named():
         FrameStorage("jpeg", 101)
 
 
-def flip_byte(path, dataset: str, at: float = 0.5) -> None:
-    """One byte of ``dataset``'s first stored chunk flipped in the file on disk, as a bad disk
-    or a copy cut short does it (through h5py, the checksum would be rewritten too)."""
-    with h5py.File(path, "r") as f:
-        chunk = f[dataset].id.get_chunk_info(0)
-    with open(path, "r+b") as fh:
-        fh.seek(chunk.byte_offset + int(chunk.size * at))
-        b = fh.read(1)
-        fh.seek(-1, 1)
-        fh.write(bytes([b[0] ^ 0x10]))
-
-
 @pytest.mark.parametrize(("kind", "dataset"), [("frames", "frames_jpeg"), ("mv", "mv"), ("mv", "frame_type")])
 def test_one_flipped_byte_in_a_cache_is_a_broken_file_naming_it(videos, tmp_path, kind, dataset):
     """Every array of an MV and a frame cache carries a checksum, checked on every read: one
@@ -335,7 +323,10 @@ def test_one_flipped_byte_in_a_cache_is_a_broken_file_naming_it(videos, tmp_path
     only) or of the MV maps is a BrokenFileError naming the file and its shard's rebuild."""
     shard = tmp_path / "cache" / kind / "shard-00000"
     shard.mkdir(parents=True)
-    mv, frames = tmp_path / "cache" / "mv" / "shard-00000" / "v.h5", tmp_path / "cache" / "frames" / "shard-00000" / "v.h5"
+    mv, frames = (
+        tmp_path / "cache" / "mv" / "shard-00000" / "v.h5",
+        tmp_path / "cache" / "frames" / "shard-00000" / "v.h5",
+    )
     mv.parent.mkdir(parents=True, exist_ok=True)
     frames.parent.mkdir(parents=True, exist_ok=True)
     cache_video(videos / "v_right.avi", "v", mv, frames, SETTINGS)

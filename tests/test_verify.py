@@ -11,7 +11,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import TINY_CONFIG, planned, result_files, snakemake
+from conftest import TINY_CONFIG, flip_byte, planned, result_files, snakemake
 
 from moclip.verify import clear, verify
 
@@ -43,22 +43,25 @@ def flip_feature_bytes(path: Path) -> None:
         f.write(bytes(b ^ 0xFF for b in data))
 
 
-def test_a_cut_frame_cache_stops_the_clip_stage_with_its_name_and_rebuild_first(demo_run):
+@pytest.mark.parametrize("fault", ["cut", "flipped"])
+def test_a_damaged_frame_cache_stops_the_clip_stage_with_its_name_and_rebuild_first(demo_run, fault):
     cache = first_cache(demo_run, "frames", 1)
-    os.truncate(demo_run / cache, 5000)  # the case: a cache cut short outside any job
+    if fault == "cut":
+        os.truncate(demo_run / cache, 5000)  # a cache cut short outside any job
+    else:
+        flip_byte(demo_run / cache, "frames_jpeg")  # one byte of a JPEG frame: it would decode, wrong
     target = f"{CLIP_DIR}/shard-00001.h5"
     out = snakemake(demo_run, TINY_CONFIG, "--forcerun", "clip_embed", "--", target, check=False)
     assert out.returncode != 0
     lines = out.stderr.splitlines()
     job_error = next(line for line in lines if line.startswith("error: "))  # the job's one line
     rebuild = "snakemake --forcerun results/cache/frames/shard-00001"
-    assert job_error.startswith(
-        f"error: {cache}: OSError: Unable to synchronously open file (truncated file: eof = 5000"
-    )
+    why = "Unable to synchronously open file (truncated file: eof = 5000" if fault == "cut" else "Can't"
+    assert job_error.startswith(f"error: {cache}: OSError: {why}"), job_error
     assert job_error.endswith(f"; rebuild it with: {rebuild}")
     assert "Traceback" not in out.stderr.split("Logfile ")[0]  # the details are the log's
     log = (demo_run / "results" / "logs" / "clip" / "moclip-tiny_random-seed0" / "shard-00001.log").read_text()
-    assert "Traceback" in log and "truncated file" in log
+    assert "Traceback" in log and ("truncated file" in log or "Fletcher32" in log or "filter returned failure" in log)
     # The remedy rebuilds that shard's caches and what depends on them.
     jobs = planned(demo_run, TINY_CONFIG, *rebuild.split()[1:])
     assert jobs.get("cache_shard") == 1 and jobs.get("clip_embed") == 1 and "manifest" not in jobs, jobs
@@ -68,6 +71,10 @@ def test_verify_names_each_fault_and_after_clear_one_run_restores_the_untouched_
     assert moclip_verify(demo_run).returncode == 0  # an untouched run: nothing broken
     cache = first_cache(demo_run, "frames", 0)
     os.truncate(demo_run / cache, 5000)
+    second = sorted((demo_run / "results/cache/frames/shard-00000").glob("*.h5"))[1].relative_to(demo_run).as_posix()
+    flip_byte(demo_run / second, "frames_jpeg")  # one byte of a JPEG frame, and one of an MV map
+    maps = first_cache(demo_run, "mv", 0)
+    flip_byte(demo_run / maps, "mv")
     flip_feature_bytes(demo_run / CLIP_DIR / "shard-00001.h5")
     model = next((demo_run / "results" / "mvnet").glob("*/split2/model.pt")).relative_to(demo_run).as_posix()
     (demo_run / model).unlink()
@@ -75,7 +82,7 @@ def test_verify_names_each_fault_and_after_clear_one_run_restores_the_untouched_
     found = moclip_verify(demo_run)
     assert found.returncode == 1 and found.stdout.startswith("results: "), found.stdout + found.stderr
     rows = {line.split()[0]: line for line in found.stdout.splitlines()[2:-1]}
-    assert set(rows) == {cache, f"{CLIP_DIR}/shard-00001.h5", model}, found.stdout
+    assert set(rows) == {cache, second, maps, f"{CLIP_DIR}/shard-00001.h5", model}, found.stdout
     assert (
         "truncated file: eof = 5000" in rows[cache] and "filter returned failure" in rows[f"{CLIP_DIR}/shard-00001.h5"]
     )
