@@ -3,8 +3,8 @@
 1. One process, the same UCF101-like videos (320x240, 25 fps, MPEG-4 Part 2 in AVI):
    bare PyAV decode, bare decode + motion-vector export (``to_ndarray()``: the least work
    any MV cache must do), and our ``cache_video`` (MVs + frames + HDF5), with the default
-   LZ4 maps and JPEG frames, with raw frames, and with raw maps. Paired rounds (see
-   ``paired_rounds``). Goal: >= 0.7.
+   LZ4 maps and JPEG frames, with raw frames, with raw maps, and without the arrays'
+   Fletcher-32 checksums (what they cost). Paired rounds (see ``paired_rounds``). Goal: >= 0.7.
    Then the time to read one video's MV cache, and its size, for each compression; and a
    video's frame cache, JPEG against raw: its bytes, and what the CLIP stage's loader does
    with it (read, and decode JPEG on the CPU), a video.
@@ -26,10 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
 
+import moclip.cache
 from moclip.cache import FrameStorage, cache_shard, cache_video, read_mv
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset, render_clip
@@ -75,6 +77,21 @@ def paired_rounds(variants: dict, paths: list[Path], rounds: int, cleanup) -> di
     return totals
 
 
+@contextmanager
+def unchecked():
+    """Caches written without their Fletcher-32 checksums (as before they had them)."""
+    saved, moclip.cache.CHECKED = moclip.cache.CHECKED, {}
+    try:
+        yield
+    finally:
+        moclip.cache.CHECKED = saved
+
+
+def _unchecked_cache_video(*args, **kwargs):
+    with unchecked():
+        return cache_video(*args, **kwargs)
+
+
 def per_process(paths: list[Path], out: Path, rounds: int) -> tuple[int, dict[str, list[float]]]:
     frames = bare_decode(paths, False)
     settings = DecodeSettings()
@@ -92,6 +109,9 @@ def per_process(paths: list[Path], out: Path, rounds: int) -> tuple[int, dict[st
         "moclip cache_video, raw maps": lambda i, p: cache_video(
             p, p.stem, out / "c" / f"{i}.h5", out / "d" / f"{i}.h5", settings, "none"
         ),
+        "moclip cache_video, unchecked": lambda i, p: _unchecked_cache_video(
+            p, p.stem, out / "g" / f"{i}.h5", out / "h" / f"{i}.h5", settings
+        ),
     }
     return frames, paired_rounds(variants, paths, rounds, lambda: shutil.rmtree(out, ignore_errors=True))
 
@@ -99,10 +119,11 @@ def per_process(paths: list[Path], out: Path, rounds: int) -> tuple[int, dict[st
 def read_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
     """(ms to read one video's MV cache, KB on disk) for each compression of the maps."""
     settings, costs = DecodeSettings(), {}
-    for comp in ("lz4", "zstd", "lzf", "none"):
+    for comp in ("lz4", "lz4 unchecked", "zstd", "lzf", "none"):
         files = [out / comp / f"{i}.h5" for i in range(len(paths))]
+        write = _unchecked_cache_video if comp.endswith("unchecked") else cache_video
         for p, f in zip(paths, files):
-            cache_video(p, p.stem, f, out / "frames" / f"{comp}{f.name}", settings, comp)
+            write(p, p.stem, f, out / "frames" / f"{comp}{f.name}", settings, comp.split()[0])
         best = min(_timed(lambda files=files: [read_mv(f) for f in files]) for _ in range(3))
         costs[comp] = (1e3 * best / len(files), sum(f.stat().st_size for f in files) / len(files) / 1e3)
     return costs
@@ -114,10 +135,11 @@ def frame_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
     from moclip.frames import read_frames  # torch: imported only here
 
     costs = {}
-    for enc in ("jpeg", "raw"):
+    for enc in ("jpeg", "jpeg unchecked", "raw"):
         files = [out / enc / f"{i}.h5" for i in range(len(paths))]
+        write = _unchecked_cache_video if enc.endswith("unchecked") else cache_video
         for p, f in zip(paths, files):
-            cache_video(p, p.stem, out / "mv.h5", f, DecodeSettings(), storage=FrameStorage(enc))
+            write(p, p.stem, out / "mv.h5", f, DecodeSettings(), storage=FrameStorage(enc.split()[0]))
         best = min(_timed(lambda files=files: [read_frames(f) for f in files]) for _ in range(3))
         costs[enc] = (sum(f.stat().st_size for f in files) / len(files) / 1e3, 1e3 * best / len(files))
     return costs
@@ -242,7 +264,7 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=256, help="videos a shard (UCF101: 13,320 in 52)")
     ap.add_argument("--long-frames", type=int, default=9000)
     ap.add_argument("--rounds", type=int, default=5, help="paired rounds of the one-process comparison")
-    ap.add_argument("--pairs", type=int, default=2, help="alternated workflow/loop runs")
+    ap.add_argument("--pairs", type=int, default=2, help="alternated workflow/loop runs (0: skip)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -258,7 +280,7 @@ def main() -> None:
         print(f"\n## one process, {len(distinct)} videos, {frames} frames; {a.rounds} paired rounds, median round")
         for name, seconds in totals.items():
             print(f"{name:30s} {frames / statistics.median(seconds):9.0f} frames/s")
-        for name in ("moclip cache_video", "moclip cache_video, raw frames", "moclip cache_video, raw maps"):
+        for name in [n for n in totals if n.startswith("moclip")]:
             r = [b / o for b, o in zip(bare, totals[name])]
             print(
                 f"ratio {name[7:]:26s} / bare MV export {statistics.median(r):5.2f}  "
@@ -266,12 +288,16 @@ def main() -> None:
             )
         jpeg, raw = (statistics.median(totals[n]) for n in ("moclip cache_video", "moclip cache_video, raw frames"))
         print(f"JPEG frames cost {1e3 * (jpeg - raw) / len(distinct):+.1f} ms a video against raw ones")
+        plain = statistics.median(totals["moclip cache_video, unchecked"])
+        print(f"checksums cost {1e3 * (jpeg - plain) / len(distinct):+.2f} ms a video ({jpeg / plain - 1:+.1%})")
         print(f"\n## one video's frame cache ({len(distinct)} videos): bytes, CLIP loader's read + decode (best of 3)")
         for enc, (kb, ms) in frame_costs(distinct, root / "fc").items():
-            print(f"{enc:5s} {kb:7.1f} KB  {ms:6.2f} ms")
+            print(f"{enc:14s} {kb:7.1f} KB  {ms:6.2f} ms")
         print(f"\n## reading one video's MV cache ({len(distinct)} videos, best of 3)")
         for comp, (ms, kb) in read_costs(distinct, root / "rd").items():
-            print(f"{comp:5s} {ms:6.2f} ms  {kb:7.1f} KB")
+            print(f"{comp:13s} {ms:6.2f} ms  {kb:7.1f} KB")
+        if not a.pairs:
+            return
         shards = max(1, a.videos // a.shard_size)
         w = workflow_vs_loop(root, videos, lists, shards, a.pairs)
         print(f"\n## {w['videos']} videos in {shards} shards, 2 cores, {a.pairs} alternated pairs")
