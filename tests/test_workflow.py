@@ -405,9 +405,23 @@ def workflow_copy(finished_run, tmp_path_factory) -> tuple[Path, dict[str, str],
 
 
 MODULES = sorted(p.stem for p in Path(moclip.__file__).parent.glob("*.py") if p.stem != "__init__")
+# tests/test_provenance.py checks every module's closure in-process against what Python
+# imports; these few carry the check through Snakemake: one module a stage's scripts alone
+# import, one every job imports, and the zero-shot prompts no cache or embedding reads.
+REPRESENTATIVES = ["cache", "clip_stream", "heads", "mv_train", "prompts", "report", "runtime"]
 
 
-@pytest.mark.parametrize("module", MODULES)
+def test_the_representatives_reach_every_rule_that_imports_the_library(workflow_copy):
+    """Between them the representative modules are imported by every rule's script that
+    imports the library, so an edit Snakemake misses for some rule shows in one of them."""
+    _, owner, imports = workflow_copy
+    assert set(REPRESENTATIVES) <= set(MODULES)
+    using = {rule for rule, mods in imports.items() if any(m.startswith("moclip.") for m in mods)}
+    reached = {rule for rule, mods in imports.items() if any(f"moclip.{m}" in mods for m in REPRESENTATIVES)}
+    assert reached == using and using & set(owner.values())
+
+
+@pytest.mark.parametrize("module", REPRESENTATIVES)
 def test_a_library_change_reruns_exactly_the_rules_whose_scripts_import_it(finished_run, workflow_copy, module):
     """Change what one module of a copy of the library executes: the rules whose outputs
     Snakemake now finds with changed params are exactly those whose script imports the
