@@ -59,11 +59,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
 
-# Every test that does not run the workflow, then one tiny demo run and the checks that read it.
+# Every test that does not run the workflow, then one tiny demo run and the checks that read
+# it (marked `fast`).
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not workflow" $(PYTEST_ARGS)
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests/test_workflow.py -k \
-	  "builds_manifest_and_caches or hold_every_video_once or hold_every_method_and_split or nothing_to_do"
+	$(VENV)/bin/pytest -q -m "not workflow or fast" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py

@@ -50,6 +50,7 @@ pytestmark = pytest.mark.workflow
 CLIP_DIR = "results/embeddings/clip/moclip-tiny_random-seed0"
 
 
+@pytest.mark.fast
 def test_demo_run_builds_manifest_and_caches(finished_run):
     rows = read_manifest(finished_run / "results" / "manifest.tsv")
     assert len(rows) == 45 and {r.shard for r in rows} == {0, 1, 2}
@@ -64,6 +65,7 @@ def test_demo_run_builds_manifest_and_caches(finished_run):
     assert "videos/s" in (finished_run / "results" / "logs" / "cache" / "shard-00000.log").read_text()
 
 
+@pytest.mark.fast
 def test_clip_shards_hold_every_video_once(finished_run):
     rows = read_manifest(finished_run / "results" / "manifest.tsv")
     shards = sorted((finished_run / "results" / "embeddings" / "clip" / "moclip-tiny_random-seed0").glob("shard-*.h5"))
@@ -99,6 +101,7 @@ def test_zeroshot_with_a_checkpoint_reuses_the_caches(demo_run):
     snakemake(demo_run, TINY_CONFIG)
 
 
+@pytest.mark.fast
 def test_reports_hold_every_method_and_split(finished_run):
     summary = json.loads((finished_run / "results" / "summary.json").read_text())
     assert set(summary["methods"]) == {"mv_only", "clip_linear", "fusion"}  # no zero-shot: random CLIP
@@ -171,6 +174,7 @@ def test_predict_uses_the_runs_models_from_a_moved_results_directory(finished_ru
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
 
 
+@pytest.mark.fast
 def test_second_run_has_nothing_to_do_here_or_in_a_copy(finished_run, demo_run):
     assert planned(finished_run, TINY_CONFIG) == {}
     assert planned(demo_run, TINY_CONFIG) == {}  # another directory: nothing in the run names its place
