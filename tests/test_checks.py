@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from conftest import DEFAULTS, REPO, merged
 
@@ -12,7 +15,16 @@ from moclip.layout import Layout
 
 
 def test_the_demo_with_its_own_models_passes_without_the_registries():
-    check_run(DEFAULTS, [REPO / "config.yaml"], None, None)
+    """The demo's own models are checked from their config files: a fresh interpreter runs
+    the checks and has imported neither open_clip's nor timm's registry (nor torch) after."""
+    code = (
+        "import sys; from pathlib import Path; from moclip.checks import check_run; "
+        "from moclip.config import load_config; files = [Path('config.yaml')]; "
+        "check_run(load_config(files), files, None, None); "
+        "print(' '.join(m for m in ('open_clip', 'timm', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 def test_an_empty_folder_run_and_a_missing_prompt_file_are_one_line_each(tmp_path):
