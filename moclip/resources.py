@@ -81,6 +81,12 @@ def unmeasured(arch: str) -> str | None:
 GPU_HOST_MB = 1800
 
 
+# Validation inputs read once a run and kept (moclip.mv_data.Kept): up to this share of a
+# GPU's memory on the card, up to this many MB in a CPU job's memory (counted in its mem_mb).
+KEPT_CARD_SHARE = 0.1
+KEPT_HOST_MB = 1024
+
+
 def retry(value: float, attempt: int) -> int:
     return int(value * 2 ** (attempt - 1))
 
