@@ -20,6 +20,7 @@ from moclip.metrics import selection_key
 from moclip.mv_augment import augment, augment_generator, crop_views, to_input
 from moclip.mv_data import OPTIMIZERS, EpochOrder, Kept, MVClips, MVItem, MVSettings, mv_loader, trace_on_device
 from moclip.mv_nets import MVNet
+from moclip.resources import EVAL_IMAGES  # network inputs a forward pass at test and feature time
 from moclip.runtime import (
     Progress,
     autocast,
@@ -65,9 +66,6 @@ class TrainResult:
     seen: dict[str, set[str]] = field(default_factory=dict)  # video ids each loop touched
     precision: str = "float32"  # the arithmetic it trained in
     device: str = "cpu"  # the kind of device it trained on
-
-
-EVAL_IMAGES = {"cpu": 192, "cuda": 1000}  # network inputs a forward pass at test and feature time
 
 
 def eval_images(device: torch.device | str) -> int:
