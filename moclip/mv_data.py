@@ -178,7 +178,8 @@ def accumulate_batch(steps: torch.Tensor, cell: int, size: tuple[int, int]) -> t
         q = torch.gather(nxt, 1, q)
     qy, qx = torch.div(q, w, rounding_mode="floor"), q % w
     hy, hx = torch.div(here, w, rounding_mode="floor"), here % w
-    return torch.stack([hx - qx, hy - qy], 1).view(n, 2, h, w).float()
+    # (dx, dy) innermost in memory, as the NumPy maps the loader stacks (the same layout: the same kernels after)
+    return torch.stack([hx - qx, hy - qy], -1).view(n, h, w, 2).permute(0, 3, 1, 2).float()
 
 
 def gop_steps(mv: np.ndarray, frame_type: np.ndarray, t: int, length: int) -> np.ndarray:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_videos, write_mv_cache
+from conftest import gop_videos, random_gops, synthetic_videos, write_mv_cache
 
 from moclip.cache import read_mv
 from moclip.mv_data import (
     EpochOrder,
     Kept,
     MVClips,
-    MVItem,
     MVSettings,
     Traces,
     accumulate,
@@ -131,19 +129,6 @@ def test_accumulation_is_coviars_per_pixel_trace(seed):
     assert np.abs(accumulate(mv, ft, 11, cell, (h, w))).max() > cell  # traces crossed cells
 
 
-def random_gops(rng, n_gops: int, gop: int, h: int, w: int, cell: int, sd: float) -> tuple[np.ndarray, np.ndarray]:
-    """Dense half-pixel motion (a camera pan plus per-block noise, strong enough to leave
-    the frame) over ``n_gops`` GOPs of ``gop`` frames, with a B-frame and a static P-frame."""
-    hc, wc = -(-h // cell), -(-w // cell)
-    t = n_gops * gop
-    base = rng.normal(0, sd, (t, 1, 1, 2)) + rng.normal(0, sd, (t, hc, wc, 2))
-    mv = (np.round(base * 2) / 2).astype(np.float16)
-    ft = np.frombuffer((("I" + "P" * (gop - 1)) * n_gops).encode(), np.uint8).copy()
-    ft[min(3, t - 1)] = B if ft[min(3, t - 1)] == P else ft[min(3, t - 1)]
-    mv[min(5, t - 1)] = 0
-    return mv, ft
-
-
 CASES = [(1, 12, 44, 61, 8, 3.0), (2, 12, 256, 340, 8, 4.0), (3, 5, 30, 30, 4, 6.0), (2, 7, 48, 64, 16, 9.0)]
 
 
@@ -215,19 +200,6 @@ def test_batches_are_the_same_with_and_without_workers(tmp_path):
     assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, other, strict=True))  # a new epoch, new draws
 
 
-def gop_videos(tmp_path, sizes: list[tuple[int, int]], lengths: list[int]) -> list[MVItem]:
-    """MV caches of dense motion over GOPs of 12 (a B-frame, a static P-frame, traces leaving
-    the frame), frames of ``sizes`` (not whole cells), ``lengths`` frames long."""
-    items = []
-    for k, ((h, w), n) in enumerate(zip(sizes, lengths, strict=True)):
-        mv, ft = random_gops(np.random.default_rng(k), -(-n // 12), 12, h, w, 8, 4.0)
-        path = write_mv_cache(tmp_path / f"v{k}.h5", mv[:n], ft[:n], np.ones(n, np.int16))
-        with h5py.File(path, "r+") as f:
-            f.attrs.update(height=h, width=w)
-        items.append(MVItem(f"v{k}", path, k % 3))
-    return items
-
-
 @pytest.mark.parametrize(("m", "r"), [(20.0, 0.5), (7.3, 0.3)])
 def test_the_loader_traced_on_the_device_gives_the_workers_maps(tmp_path, m, r):
     """The paper preset's loader on a GPU (workers ship vectors, traced in the training
@@ -247,6 +219,7 @@ def test_the_loader_traced_on_the_device_gives_the_workers_maps(tmp_path, m, r):
             assert isinstance(xn, Traces) == (5 not in idx) and (5 in idx or xn.steps.dtype == torch.int16)
             got = xn.to("cpu")
             assert got.dtype == torch.float32 and torch.equal(got, xo) and torch.equal(yo, yn)
+            assert got.stride() == xo.stride()  # (dx, dy) innermost, as the maps: the same kernels after
     assert np.abs(old[0][0].numpy()).max() == r  # clipped at +-max_displacement
     with pytest.raises(ValueError, match="accumulated motion"):
         MVClips(items, MVSettings(accumulate=False), 3, traces=True)

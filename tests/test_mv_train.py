@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_videos
+from conftest import gop_videos, synthetic_videos
 
 import moclip.mv_augment as mv_augment
 import moclip.mv_nets as mv_nets
@@ -57,7 +57,7 @@ _PEAK = """
 import sys, numpy as np, torch
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from conftest import synthetic_videos
+from conftest import gop_videos, synthetic_videos
 from moclip.mv_data import MVSettings
 from moclip.mv_train import fit_mvnet
 torch.set_num_threads(1)
@@ -199,8 +199,6 @@ def test_validation_inputs_are_read_once_and_score_as_read_every_epoch(tmp_path,
 def test_fit_mvnet_traces_the_paper_motion_on_its_device(tmp_path):
     """With ``accumulate`` on a GPU (``meta`` stands in) the loader ships vectors, traced on
     the device, and the validation steps are kept there: the run gets to its first loss."""
-    from test_mv_data import gop_videos
-
     items = gop_videos(tmp_path, [(44, 61)] * 4, [30, 30, 30, 30])
     s = MVSettings(epochs=1, milestones=(1,), batch_size=2, input_size=16, accumulate=True, per_frame=False)
     with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
