@@ -246,6 +246,9 @@ def scale_maps(d: torch.Tensor, s_max: float, s_range: float) -> torch.Tensor:
     return d.clamp(-s_max, s_max) / torch.full((), s_max, dtype=torch.float32, device=d.device) * s_range
 
 
+TRACE_CHUNK = 256  # segments traced at once on the device (a draw batch holds 999)
+
+
 @dataclass(frozen=True)
 class Traces:
     """A batch's accumulated motion as the loader ships it to a GPU (:func:`trace_on_device`):
@@ -263,7 +266,8 @@ class Traces:
         """The maps float32 [B, S, 2, H, W] on ``device``, traced there (:func:`accumulate_batch`):
         the numbers :func:`read_segments` gives. No host sync: on a GPU it only queues work."""
         st = self.steps.to(device, non_blocking=non_blocking)
-        d = accumulate_batch(st.flatten(0, 1), self.cell, self.size)
+        parts = st.flatten(0, 1).split(TRACE_CHUNK)  # bounded temporaries: ~40 B a pixel a segment of a chunk
+        d = torch.cat([accumulate_batch(c, self.cell, self.size) for c in parts])
         return scale_maps(d, self.max_displacement, self.input_range).view(*st.shape[:2], 2, *self.size)
 
     def pin_memory(self) -> Traces:  # the DataLoader's pin_memory calls it

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import gop_videos, random_gops, synthetic_videos, write_mv_cache
 
+import moclip.mv_data as mv_data
 from moclip.cache import read_mv
 from moclip.mv_data import (
     EpochOrder,
@@ -201,13 +202,14 @@ def test_batches_are_the_same_with_and_without_workers(tmp_path):
 
 
 @pytest.mark.parametrize(("m", "r"), [(20.0, 0.5), (7.3, 0.3)])
-def test_the_loader_traced_on_the_device_gives_the_workers_maps(tmp_path, m, r):
+def test_the_loader_traced_on_the_device_gives_the_workers_maps(tmp_path, m, r, monkeypatch):
     """The paper preset's loader on a GPU (workers ship vectors, traced in the training
     process) against today's (maps traced per pixel in the workers), run on the CPU: the
     same tensors, batch by batch, for seeded training draws and for the segment centres,
     with and without a worker; a batch of mixed frame sizes is traced and resized as before."""
     items = gop_videos(tmp_path, [(44, 61)] * 5 + [(30, 40)], [40, 13, 25, 7, 36, 30])
     s = MVSettings(accumulate=True, input_size=16, max_displacement=m, input_range=r)
+    monkeypatch.setattr(mv_data, "TRACE_CHUNK", 2)  # a batch's 9 segments traced in 5 parts
     order = EpochOrder(len(items), seed=5)
     order.epoch = 1
     for seed, workers, sampler in ((5, 0, order), (5, 1, order), (None, 0, None)):
