@@ -119,6 +119,22 @@ def count_videos(format: str, videos: Path | str, lists: Path | str | None, spli
     return FORMATS[format].count(Path(videos), None if lists is None else Path(lists), list(splits))
 
 
+def split_sizes(format: str, lists: Path | str | None, splits: Iterable[int]) -> tuple[int, int] | None:
+    """The most videos one of ``splits`` lists for training (its validation part included)
+    and for testing, from the lists alone (cheap, at parse time: the resource estimates);
+    None where the lists do not say without reading the videos (csv, folder)."""
+    if lists is None or format not in ("ucf101", "hmdb51"):
+        return None
+    lists, sizes = Path(lists), []
+    for k in splits:
+        if format == "ucf101":
+            sizes.append(tuple(len(_ucf_list(lists, k, kind)[1]) for kind in ("train", "test")))
+        else:
+            flags = [tok[1] for f in _hmdb51_files(lists, [k]) for _, tok in _lines(f) if len(tok) == 2]
+            sizes.append((flags.count("1"), flags.count("2")))
+    return (max(s[0] for s in sizes), max(s[1] for s in sizes)) if sizes else None
+
+
 def safe_ids(rels: list[str], whole_path: bool) -> dict[str, str]:
     """Video ids for paths: the file's stem (or with ``whole_path`` the path less its
     suffix, folders joined by ``__``), every run of characters other than letters, digits,

@@ -12,7 +12,7 @@ from functools import cached_property
 
 from moclip import plan
 from moclip.config import ConfigError
-from moclip.datasets import FORMATS, count_videos, folder_videos
+from moclip.datasets import FORMATS, count_videos, folder_videos, split_sizes
 from moclip.datasets import list_files as format_list_files
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
 from moclip.manifest import shard_count
@@ -117,6 +117,14 @@ class Layout:
         if not self.labelled:
             return len(self.folder_videos)
         return count_videos(self.format, self.videos, self.lists, self.splits)
+
+    @cached_property
+    def split_videos(self) -> tuple[int, int] | None:
+        """The most videos a split of the run trains on (validation included) and tests on,
+        from a real dataset's lists (the demo's are made by the workflow: None)."""
+        if self.demo or not self.labelled:
+            return None
+        return split_sizes(self.format, self.lists, self.splits)
 
     @cached_property
     def shards(self) -> list[str]:

@@ -7,8 +7,9 @@ Everything reads the MV caches; nothing decodes video again.
 from __future__ import annotations
 
 import functools
+import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from moclip.cache import open_cache, read_index, video_file
+from moclip.resources import KEPT_CARD_SHARE, KEPT_HOST_MB
 from moclip.settings import FromConfig, default
 from moclip.videos import Video
 
+log = logging.getLogger(__name__)
 P, I = ord("P"), ord("I")
 
 
@@ -175,7 +178,8 @@ def accumulate_batch(steps: torch.Tensor, cell: int, size: tuple[int, int]) -> t
         q = torch.gather(nxt, 1, q)
     qy, qx = torch.div(q, w, rounding_mode="floor"), q % w
     hy, hx = torch.div(here, w, rounding_mode="floor"), here % w
-    return torch.stack([hx - qx, hy - qy], 1).view(n, 2, h, w).float()
+    # (dx, dy) innermost in memory, as the NumPy maps the loader stacks (the same layout: the same kernels after)
+    return torch.stack([hx - qx, hy - qy], -1).view(n, h, w, 2).permute(0, 3, 1, 2).float()
 
 
 def gop_steps(mv: np.ndarray, frame_type: np.ndarray, t: int, length: int) -> np.ndarray:
@@ -218,6 +222,74 @@ def read_segments(path: Path | str, n_segments: int, s: MVSettings, rng: np.rand
         return np.stack([motion_map(held, frame_type[frames], ref_distance[frames], at[t], s, cell) for t in idx])
 
 
+def read_traces(path: Path | str, n_segments: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int, tuple]:
+    """What :func:`read_segments` reads with ``accumulate``, before the trace: each segment's
+    whole-pixel vectors back to its I-frame (int16 [S, T, Hc, Wc, 2], T the longest trace
+    of the video's segments, :func:`gop_steps`), the cell and the frame size (H, W). The
+    same segments for the same ``rng``; :class:`Traces` turns them into the same maps."""
+    with open_cache(path) as f:
+        frame_type, cell, mv = f["frame_type"][()], int(f.attrs["mv_cell"]), f["mv"]
+        size = (int(f.attrs["height"]), int(f.attrs["width"]))
+        idx = [int(t) for t in sample_segments(frame_type, n_segments, rng)]
+        length = max([1, *(len(p_frames_back(frame_type, t)) for t in idx)])
+        out = []
+        for t in idx:
+            a = gop_start(frame_type, t)
+            out.append(gop_steps(mv[a : t + 1], frame_type[a : t + 1], t - a, length))
+        return np.stack(out), cell, size
+
+
+def scale_maps(d: torch.Tensor, s_max: float, s_range: float) -> torch.Tensor:
+    """:func:`motion_map`'s clip and scale on any device, in the same float32 arithmetic (a
+    true division by a tensor: CUDA divides by a Python scalar as a product with its
+    reciprocal, an ulp off)."""
+    return d.clamp(-s_max, s_max) / torch.full((), s_max, dtype=torch.float32, device=d.device) * s_range
+
+
+TRACE_CHUNK = 256  # segments traced at once on the device (a draw batch holds 999)
+
+
+@dataclass(frozen=True)
+class Traces:
+    """A batch's accumulated motion as the loader ships it to a GPU (:func:`trace_on_device`):
+    each segment's whole-pixel vectors back to its I-frame, ``steps`` int16 [B, S, T, Hc, Wc,
+    2] (60 KB a segment at 340x256, GOP 12, against 700 KB of maps), traced on the device by
+    ``to``."""
+
+    steps: torch.Tensor
+    cell: int
+    size: tuple[int, int]  # frame (H, W)
+    max_displacement: float
+    input_range: float
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> torch.Tensor:
+        """The maps float32 [B, S, 2, H, W] on ``device``, traced there (:func:`accumulate_batch`):
+        the numbers :func:`read_segments` gives. No host sync: on a GPU it only queues work."""
+        st = self.steps.to(device, non_blocking=non_blocking)
+        parts = st.flatten(0, 1).split(TRACE_CHUNK)  # bounded temporaries: ~40 B a pixel a segment of a chunk
+        d = torch.cat([accumulate_batch(c, self.cell, self.size) for c in parts])
+        return scale_maps(d, self.max_displacement, self.input_range).view(*st.shape[:2], 2, *self.size)
+
+    def pin_memory(self) -> Traces:  # the DataLoader's pin_memory calls it
+        return replace(self, steps=self.steps.pin_memory())
+
+    def on(self, device: torch.device | str) -> Traces:
+        """The same batch with its steps on ``device``, still untraced (to keep it there)."""
+        return replace(self, steps=self.steps.to(device))
+
+    @property
+    def nbytes(self) -> int:
+        return self.steps.nbytes
+
+
+def trace_on_device(s: MVSettings, device: torch.device | str) -> bool:
+    """Whether the loader ships :class:`Traces` (traced in the training process on
+    ``device``) rather than maps traced per pixel in its workers: with ``accumulate`` on a
+    GPU. On a CPU the batched trace is slower a segment than the workers' NumPy one
+    (benchmarks/bench_accumulate.py: 12-58 against 1-7 ms), so a CPU job keeps the latter."""
+    return s.accumulate and torch.device(device).type != "cpu"
+
+
 @dataclass(frozen=True)
 class MVItem:
     """One video for the motion stream: its MV cache file and label (-1 when unknown)."""
@@ -228,20 +300,32 @@ class MVItem:
 
 
 class MVClips(torch.utils.data.Dataset):
-    """Videos as TSN samples [S, 2, Hc, Wc], read from their caches by DataLoader workers.
+    """Videos as TSN samples [S, 2, Hc, Wc], read from their caches by DataLoader workers;
+    with ``traces`` (:func:`trace_on_device`), accumulated motion as :class:`Traces`.
 
     With a ``seed``, each item's segments are drawn from a generator seeded by (seed, epoch,
     index), so a batch is the same whatever the number of workers; without, the segment
     centres (evaluation and features).
     """
 
-    def __init__(self, items: list[MVItem], s: MVSettings, segments: int, seed: int | None = None, by_id: bool = False):
+    def __init__(
+        self,
+        items: list[MVItem],
+        s: MVSettings,
+        segments: int,
+        seed: int | None = None,
+        by_id: bool = False,
+        traces: bool = False,
+    ):
+        if traces and not s.accumulate:
+            raise ValueError("MVClips: traces are of accumulated motion (mvnet.accumulate)")
         self.items, self.s, self.segments, self.seed, self.by_id = items, s, segments, seed, by_id
+        self.traces = traces
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | Traces, int]:
         """Item ``key``: (epoch, index) from :class:`EpochOrder`, or an index (epoch 0). With
         ``by_id`` the draws are keyed by the video's id instead of its index, so that they do
         not depend on which other videos share the dataset (feature draws)."""
@@ -249,6 +333,10 @@ class MVClips(torch.utils.data.Dataset):
         it = self.items[i]
         at = video_key(it.video_id) if self.by_id else i
         rng = None if self.seed is None else np.random.default_rng([self.seed, epoch, at])
+        if self.traces:
+            steps, cell, size = read_traces(it.path, self.segments, rng)
+            s = self.s
+            return Traces(torch.from_numpy(steps)[None], cell, size, s.max_displacement, s.input_range), it.label
         return torch.from_numpy(read_segments(it.path, self.segments, self.s, rng)), it.label
 
 
@@ -262,13 +350,29 @@ def resize_maps(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def _collate(batch: list[tuple[torch.Tensor, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack a batch's maps [B, S, 2, Hc, Wc]; videos of different grids are resized to the
-    network input first (on the CPU: the rare mixed-resolution batch)."""
+def _collate(batch: list[tuple[torch.Tensor | Traces, int]], size: int) -> tuple[torch.Tensor | Traces, torch.Tensor]:
+    """Stack a batch's maps [B, S, 2, Hc, Wc], or its :class:`Traces` (shorter traces padded
+    with zero steps, which move nothing); videos of different grids are resized to the
+    network input first (on the CPU: the rare mixed-resolution batch, traced here)."""
     maps = [m for m, _ in batch]
+    labels = torch.tensor([y for _, y in batch])
+    if isinstance(maps[0], Traces):
+        first = maps[0]
+        if len({(t.cell, t.size, t.steps.shape[1], t.steps.shape[3:]) for t in maps}) == 1:
+            steps = torch.zeros(
+                len(maps),
+                first.steps.shape[1],
+                max(t.steps.shape[2] for t in maps),
+                *first.steps.shape[3:],
+                dtype=torch.int16,
+            )
+            for k, t in enumerate(maps):
+                steps[k, :, : t.steps.shape[2]] = t.steps[0]
+            return replace(first, steps=steps), labels
+        maps = [t.to("cpu")[0] for t in maps]
     if len({m.shape for m in maps}) > 1:
         maps = [resize_maps(m, size) for m in maps]
-    return torch.stack(maps), torch.tensor([y for _, y in batch])
+    return torch.stack(maps), labels
 
 
 def _worker_init(_: int) -> None:
@@ -307,6 +411,50 @@ def mv_loader(
         worker_init_fn=_worker_init if workers else None,
         persistent_workers=workers > 0,
     )
+
+
+def kept_budget(device: torch.device | str) -> int:
+    """Bytes of inputs :class:`Kept` may hold on ``device``: KEPT_CARD_SHARE of a GPU's
+    memory, KEPT_HOST_MB of a CPU job's (its resource estimate counts them)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return int(KEPT_CARD_SHARE * torch.cuda.get_device_properties(dev).total_memory)
+    return KEPT_HOST_MB * 2**20
+
+
+class Kept:
+    """A loader's batches read once and kept on ``device`` as the loader gives them (maps, or
+    :class:`Traces` with their steps there), for a pass that reads the same inputs every
+    time (validation: the segment centres). The first pass reads through the loader; if its
+    batches would take more than ``budget`` bytes (default :func:`kept_budget`), every pass
+    reads them again, as without it. A kept set lets the loader (and its workers) go."""
+
+    def __init__(self, loader, device: torch.device | str, budget: int | None = None):
+        self.loader, self.device = loader, torch.device(device)
+        self.budget = kept_budget(self.device) if budget is None else budget
+        self.batches: list | None = None
+        self.over = False  # the batches did not fit: read every pass
+
+    def __len__(self) -> int:
+        return len(self.batches) if self.batches is not None else len(self.loader)
+
+    def __iter__(self):
+        if self.batches is not None:
+            yield from self.batches
+            return
+        keeping, kept, size = not self.over, [], 0
+        for x, y in self.loader:
+            if keeping:
+                x = x.on(self.device) if isinstance(x, Traces) else x.to(self.device)
+                size += x.nbytes
+                kept.append((x, y))
+                if size > self.budget:
+                    keeping, kept, self.over = False, [], True
+                    log.info("validation inputs over %.0f MB on %s: read every epoch", self.budget / 2**20, self.device)
+            yield x, y
+        if keeping:
+            self.batches, self.loader = kept, None
+            log.info("validation inputs kept on %s: %.1f MB", self.device, size / 2**20)
 
 
 def video_status(indexes: list[Path | str]) -> dict[str, str]:

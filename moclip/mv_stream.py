@@ -21,7 +21,7 @@ from moclip.cache import read_index, video_file
 from moclip.io import atomic_path, write_json
 from moclip.metrics import summarize
 from moclip.mv_augment import augment_params, crop_flip, draw_generator, to_input
-from moclip.mv_data import MVClips, MVItem, MVSettings, mv_items, mv_loader, video_status
+from moclip.mv_data import MVClips, MVItem, MVSettings, mv_items, mv_loader, trace_on_device, video_status
 from moclip.mv_nets import MVNet
 from moclip.mv_train import (
     eval_batch_videos,
@@ -70,7 +70,7 @@ def extract_shards(
     last = {k: j for j, (k, _) in enumerate(todo)}  # a shard is done after its last valid video
     written, progress = set(), Progress("videos", len(todo), log)
     loader = mv_loader(
-        MVClips([shards[k].items[i] for k, i in todo], s, s.eval_segments),
+        MVClips([shards[k].items[i] for k, i in todo], s, s.eval_segments, traces=trace_on_device(s, dev)),
         batch or eval_batch_videos(s.eval_views, dev),
         workers,
         pin=dev.type == "cuda",
@@ -131,7 +131,7 @@ def extract_draws(model: MVNet, s: MVSettings, shards: list[FeatureShard], draws
         size = max(1, eval_images(dev) // s.segments)
         starts = range(0, len(items), size)
         batches = [[(d, j) for j in range(i, min(i + size, len(items)))] for d in range(draws) for i in starts]
-        ds = MVClips(items, s, s.segments, s.seed, by_id=True)
+        ds = MVClips(items, s, s.segments, s.seed, by_id=True, traces=trace_on_device(s, dev))
         loader = mv_loader(ds, size, workers, pin=dev.type == "cuda", batches=batches)
         amp = autocast_dtype(dev, s.precision)
         column = np.empty((len(items), d_out), np.float16)

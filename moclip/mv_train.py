@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from moclip.io import atomic_path, reading
 from moclip.metrics import selection_key
 from moclip.mv_augment import augment, augment_generator, crop_views, to_input
-from moclip.mv_data import OPTIMIZERS, EpochOrder, MVClips, MVItem, MVSettings, mv_loader
+from moclip.mv_data import OPTIMIZERS, EpochOrder, Kept, MVClips, MVItem, MVSettings, mv_loader, trace_on_device
 from moclip.mv_nets import MVNet
+from moclip.resources import EVAL_IMAGES  # network inputs a forward pass at test and feature time
 from moclip.runtime import (
     Progress,
     autocast,
@@ -67,9 +68,6 @@ class TrainResult:
     device: str = "cpu"  # the kind of device it trained on
 
 
-EVAL_IMAGES = {"cpu": 192, "cuda": 1000}  # network inputs a forward pass at test and feature time
-
-
 def eval_images(device: torch.device | str) -> int:
     """Network inputs a forward pass at test and feature time on ``device``: 192 on a CPU
     (EfficientNet-B0 at 224 px: 3.3 GB), 1,000 on a GPU (four 25 x 10-view videos)."""
@@ -115,7 +113,8 @@ def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, workers: in
     on the model's device."""
     dev = model_device(model)
     batch = eval_batch_videos(s.eval_views, dev)
-    loader = mv_loader(MVClips(items, s, s.eval_segments), batch, workers, pin=dev.type == "cuda")
+    ds = MVClips(items, s, s.eval_segments, traces=trace_on_device(s, dev))
+    loader = mv_loader(ds, batch, workers, pin=dev.type == "cuda")
     return _logits(model, loader, s, s.eval_crops)
 
 
@@ -174,10 +173,14 @@ def fit_mvnet(
     seen = {"train": set(), "val": set()}
     pin = dev.type == "cuda"
     order = EpochOrder(len(train), s.seed)
-    loader = mv_loader(MVClips(train, s, s.segments, s.seed), s.batch_size, workers, order, pin)
-    # model selection once an epoch: the training segments' centres, whole maps (cheap, whatever the test protocol)
+    traces = trace_on_device(s, dev)  # the paper preset on a GPU: its workers ship vectors, traced on the card
+    loader = mv_loader(MVClips(train, s, s.segments, s.seed, traces=traces), s.batch_size, workers, order, pin)
+    # model selection once an epoch: the training segments' centres, whole maps (cheap, whatever the test
+    # protocol), the same every epoch: read once and kept on the device where they fit
     val_batch = eval_batch_videos(s.segments, dev)
-    val_loader = mv_loader(MVClips(val, s, s.segments), val_batch, workers, pin=pin) if val else None
+    val_loader = (
+        Kept(mv_loader(MVClips(val, s, s.segments, traces=traces), val_batch, workers, pin=pin), dev) if val else None
+    )
     progress = Progress("epochs", s.epochs, log, every=0)
     for epoch in range(s.epochs):
         model.train()

@@ -52,7 +52,14 @@ if workflow.is_main_process:
 SHARDS = RUN.shards  # counted after the checks, which name a bad list's file and line
 # Each job's mem_mb and runtime from measured peaks and rates (moclip.resources), for the
 # experiment's config (device settings, and so the batching, are the run's).
-WORK = Workloads({r: e.config for r, e in BY_ROOT.items()}, RUN.n_videos, len(SHARDS), RUN.clip_batched, RUN.mv_batched)
+WORK = Workloads(
+    {r: e.config for r, e in BY_ROOT.items()},
+    RUN.n_videos,
+    len(SHARDS),
+    RUN.clip_batched,
+    RUN.mv_batched,
+    RUN.split_videos,
+)
 
 
 def results(path):

@@ -17,7 +17,7 @@ rule train_mvnet:
         "../envs/moclip.yaml"
     threads: RUN.threads("mvnet")
     resources:
-        mem_mb=WORK.mem_mb("train_mvnet_mb"),
+        mem_mb=WORK.mem_mb("train_mvnet_mb", per_thread="train_mvnet_thread_mb"),
         runtime=WORK.runtime("train_mvnet_seconds"),
         gpu=uses_gpu("mvnet"),
     params:
@@ -42,7 +42,7 @@ rule mv_features:
         "../envs/moclip.yaml"
     threads: RUN.threads("mvnet")
     resources:
-        mem_mb=WORK.mem_mb("mv_features_mb"),
+        mem_mb=WORK.mem_mb("mv_features_mb", per_thread="mv_features_thread_mb"),
         runtime=WORK.runtime("mv_features_seconds"),
         gpu=uses_gpu("mvnet"),
     params:

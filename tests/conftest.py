@@ -271,7 +271,7 @@ def hub_stub(tmp_path_factory) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- MV caches and weights
-P, I = ord("P"), ord("I")  # frame types as the caches store them
+P, B, I = ord("P"), ord("B"), ord("I")  # frame types as the caches store them
 
 
 def write_mv_cache(path, mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray) -> Path:
@@ -302,6 +302,33 @@ def synthetic_videos(root: Path, n_per_class: int, seed: int, t: int = 24) -> li
             vid = f"v{label}_{i}"
             out.append(MVItem(vid, write_mv_cache(root / f"{vid}.h5", mv, ft, np.ones(t, np.int16)), label))
     return out
+
+
+def random_gops(rng, n_gops: int, gop: int, h: int, w: int, cell: int, sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dense half-pixel motion (a camera pan plus per-block noise, strong enough to leave
+    the frame) over ``n_gops`` GOPs of ``gop`` frames, with a B-frame and a static P-frame."""
+    hc, wc = -(-h // cell), -(-w // cell)
+    t = n_gops * gop
+    base = rng.normal(0, sd, (t, 1, 1, 2)) + rng.normal(0, sd, (t, hc, wc, 2))
+    mv = (np.round(base * 2) / 2).astype(np.float16)
+    ft = np.frombuffer((("I" + "P" * (gop - 1)) * n_gops).encode(), np.uint8).copy()
+    ft[min(3, t - 1)] = B if ft[min(3, t - 1)] == P else ft[min(3, t - 1)]
+    mv[min(5, t - 1)] = 0
+    return mv, ft
+
+
+def gop_videos(tmp_path, sizes: list[tuple[int, int]], lengths: list[int]) -> list[MVItem]:
+    """MV caches of dense motion over GOPs of 12 (a B-frame, a static P-frame, traces leaving
+    the frame), frames of ``sizes`` (not whole cells), ``lengths`` frames long."""
+    items = []
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for k, ((h, w), n) in enumerate(zip(sizes, lengths, strict=True)):
+        mv, ft = random_gops(np.random.default_rng(k), -(-n // 12), 12, h, w, 8, 4.0)
+        path = write_mv_cache(tmp_path / f"v{k}.h5", mv[:n], ft[:n], np.ones(n, np.int16))
+        with h5py.File(path, "r+") as f:
+            f.attrs.update(height=h, width=w)
+        items.append(MVItem(f"v{k}", path, k % 3))
+    return items
 
 
 @pytest.fixture(scope="module")

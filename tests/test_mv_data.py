@@ -5,20 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_videos, write_mv_cache
+from conftest import gop_videos, random_gops, synthetic_videos, write_mv_cache
 
+import moclip.mv_data as mv_data
 from moclip.cache import read_mv
 from moclip.mv_data import (
     EpochOrder,
+    Kept,
     MVClips,
     MVSettings,
+    Traces,
     accumulate,
     accumulate_batch,
     gop_steps,
     motion_map,
     mv_loader,
     read_segments,
+    read_traces,
     sample_segments,
+    trace_on_device,
 )
 
 P, B, I = ord("P"), ord("B"), ord("I")
@@ -125,19 +130,6 @@ def test_accumulation_is_coviars_per_pixel_trace(seed):
     assert np.abs(accumulate(mv, ft, 11, cell, (h, w))).max() > cell  # traces crossed cells
 
 
-def random_gops(rng, n_gops: int, gop: int, h: int, w: int, cell: int, sd: float) -> tuple[np.ndarray, np.ndarray]:
-    """Dense half-pixel motion (a camera pan plus per-block noise, strong enough to leave
-    the frame) over ``n_gops`` GOPs of ``gop`` frames, with a B-frame and a static P-frame."""
-    hc, wc = -(-h // cell), -(-w // cell)
-    t = n_gops * gop
-    base = rng.normal(0, sd, (t, 1, 1, 2)) + rng.normal(0, sd, (t, hc, wc, 2))
-    mv = (np.round(base * 2) / 2).astype(np.float16)
-    ft = np.frombuffer((("I" + "P" * (gop - 1)) * n_gops).encode(), np.uint8).copy()
-    ft[min(3, t - 1)] = B if ft[min(3, t - 1)] == P else ft[min(3, t - 1)]
-    mv[min(5, t - 1)] = 0
-    return mv, ft
-
-
 CASES = [(1, 12, 44, 61, 8, 3.0), (2, 12, 256, 340, 8, 4.0), (3, 5, 30, 30, 4, 6.0), (2, 7, 48, 64, 16, 9.0)]
 
 
@@ -207,3 +199,80 @@ def test_batches_are_the_same_with_and_without_workers(tmp_path):
     order.epoch = 3
     other = [(x, y) for x, y in mv_loader(MVClips(items, s, 3, seed=5), 5, 0, order)]
     assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, other, strict=True))  # a new epoch, new draws
+
+
+@pytest.mark.parametrize(("m", "r"), [(20.0, 0.5), (7.3, 0.3)])
+def test_the_loader_traced_on_the_device_gives_the_workers_maps(tmp_path, m, r, monkeypatch):
+    """The paper preset's loader on a GPU (workers ship vectors, traced in the training
+    process) against today's (maps traced per pixel in the workers), run on the CPU: the
+    same tensors, batch by batch, for seeded training draws and for the segment centres,
+    with and without a worker; a batch of mixed frame sizes is traced and resized as before."""
+    items = gop_videos(tmp_path, [(44, 61)] * 5 + [(30, 40)], [40, 13, 25, 7, 36, 30])
+    s = MVSettings(accumulate=True, input_size=16, max_displacement=m, input_range=r)
+    monkeypatch.setattr(mv_data, "TRACE_CHUNK", 2)  # a batch's 9 segments traced in 5 parts
+    order = EpochOrder(len(items), seed=5)
+    order.epoch = 1
+    for seed, workers, sampler in ((5, 0, order), (5, 1, order), (None, 0, None)):
+        old = list(mv_loader(MVClips(items, s, 3, seed=seed), 3, workers, sampler))
+        new = list(mv_loader(MVClips(items, s, 3, seed=seed, traces=True), 3, workers, sampler))
+        at = (order.order() if sampler else np.arange(len(items))).reshape(2, 3)
+        for (xo, yo), (xn, yn), idx in zip(old, new, at, strict=True):
+            # one grid: traces (int16); the 30x40 video among 44x61 ones: maps resized to 16 on the CPU
+            assert isinstance(xn, Traces) == (5 not in idx) and (5 in idx or xn.steps.dtype == torch.int16)
+            got = xn.to("cpu")
+            assert got.dtype == torch.float32 and torch.equal(got, xo) and torch.equal(yo, yn)
+            assert got.stride() == xo.stride()  # (dx, dy) innermost, as the maps: the same kernels after
+    assert np.abs(old[0][0].numpy()).max() == r  # clipped at +-max_displacement
+    with pytest.raises(ValueError, match="accumulated motion"):
+        MVClips(items, MVSettings(accumulate=False), 3, traces=True)
+
+
+def test_traces_are_read_as_the_workers_read_segments(tmp_path):
+    """Each video's traces hold the segments ``read_segments`` draws for the same generator,
+    padded to the video's longest trace."""
+    (it,) = gop_videos(tmp_path, [(44, 61)], [40])
+    s = MVSettings(accumulate=True)
+    steps, cell, size = read_traces(it.path, 4, np.random.default_rng(3))
+    assert (cell, size) == (8, (44, 61)) and steps.dtype == np.int16 and steps.shape[0] == 4
+    t = Traces(torch.from_numpy(steps)[None], cell, size, s.max_displacement, s.input_range)
+    assert torch.equal(t.to("cpu")[0], torch.from_numpy(read_segments(it.path, 4, s, np.random.default_rng(3))))
+
+
+def test_the_trace_runs_where_it_pays_and_stays_on_its_device():
+    """On a GPU (``meta`` stands in) the accumulation is traced in the training process,
+    every tensor on the device; on a CPU in the workers; never without ``accumulate``."""
+    s = MVSettings(accumulate=True)
+    assert trace_on_device(s, "cuda:1") and trace_on_device(s, "meta")
+    assert not trace_on_device(s, "cpu") and not trace_on_device(MVSettings(accumulate=False), "cuda")
+    t = Traces(torch.zeros(2, 3, 11, 32, 43, 2, dtype=torch.int16), 8, (256, 340), 20.0, 0.5)
+    out = t.pin_memory().to("meta", non_blocking=True) if torch.cuda.is_available() else t.to("meta")
+    assert out.device.type == "meta" and out.shape == (2, 3, 2, 256, 340) and out.dtype == torch.float32
+    kept = t.on("meta")
+    assert kept.steps.device.type == "meta" and kept.to("meta").shape == (2, 3, 2, 256, 340)
+    assert t.nbytes == 2 * 3 * 11 * 32 * 43 * 2 * 2
+
+
+def test_kept_batches_are_read_once_or_every_pass_when_over_budget():
+    reads = []
+
+    def loader():
+        for k in range(3):
+            reads.append(k)
+            yield torch.full((2, 4), float(k)), torch.tensor([k, k])
+
+    class Loader:
+        def __iter__(self):
+            return loader()
+
+        def __len__(self):
+            return 3
+
+    kept = Kept(Loader(), "cpu", budget=3 * 2 * 4 * 4)
+    passes = [[x.clone() for x, _ in kept] for _ in range(3)]
+    assert reads == [0, 1, 2] and kept.loader is None and len(kept) == 3  # once, then from memory
+    assert all(torch.equal(a, b) for p in passes for a, b in zip(p, passes[0], strict=True))
+    reads.clear()
+    over = Kept(Loader(), "cpu", budget=3 * 2 * 4 * 4 - 1)
+    again = [[x.clone() for x, _ in over] for _ in range(3)]
+    assert reads == [0, 1, 2] * 3 and over.over and len(over) == 3  # a byte short: read every pass
+    assert all(torch.equal(a, b) for p in again for a, b in zip(p, passes[0], strict=True))

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import synthetic_videos
+from conftest import gop_videos, synthetic_videos
 
 import moclip.mv_augment as mv_augment
 import moclip.mv_data as mv_data
 import moclip.mv_stream as mv_stream
+import moclip.mv_train as mv_train
 from moclip.cache import CacheRecord, cache_shard, write_index
 from moclip.codec import DecodeSettings
 from moclip.manifest import build_manifest
@@ -215,3 +216,49 @@ def test_feature_draws_are_augmented_training_views_fixed_by_video_and_draw(tmp_
     with h5py.File(tmp_path / "k.h5") as f:
         assert DRAWS not in f and len(f["features"]) == 3
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_paper_motion_traced_on_the_device_trains_and_extracts_as_in_the_workers(tmp_path, monkeypatch):
+    """The GPU jobs' path (vectors shipped, traced in the training process), forced on the CPU:
+    the same training (history, selected weights), test scores, features and draws as the
+    CPU jobs' maps traced per pixel in the loader's workers."""
+    items = gop_videos(tmp_path / "v", [(44, 61)] * 6, [40, 30, 36, 25, 40, 33])
+    s = MVSettings(
+        epochs=2, milestones=(2,), batch_size=2, input_size=16, accumulate=True, per_frame=False, input_range=0.5
+    )
+    rows = [
+        Video(it.video_id, f"{it.video_id}.avi", "c", it.label, i, 0, 0, split1="train" if i < 4 else "test")
+        for i, it in enumerate(items)
+    ]
+    write_manifest(rows, tmp_path / "manifest.tsv")
+    write_index([CacheRecord(it.video_id, it.path.name, "ok", 24, "") for it in items], tmp_path / "i.tsv")
+    out = {}
+    for traced in (False, True):
+        torch.set_num_threads(1)  # mv_features below sets its own
+        rule = lambda s, d, traced=traced: s.accumulate and (traced or torch.device(d).type != "cpu")  # noqa: E731
+        monkeypatch.setattr(mv_train, "trace_on_device", rule)
+        monkeypatch.setattr(mv_stream, "trace_on_device", rule)
+        fit = fit_mvnet(items[:4], items[4:], 3, s, workers=1 if traced else 0)
+        save_checkpoint(tmp_path / f"m{traced}.pt", fit, s, 3, 1)
+        net, _, _ = load_checkpoint(tmp_path / f"m{traced}.pt")
+        scores = mv_train.predict_logits(net, items[4:], s)
+        shard = tmp_path / f"f{traced}.h5"
+        mv_stream.mv_features(
+            models=[tmp_path / f"m{traced}.pt"],
+            mv=[tmp_path / "v"],
+            index=[tmp_path / "i.tsv"],
+            out=[shard],
+            manifest=tmp_path / "manifest.tsv",
+            draws=2,
+            threads=2,  # a loader worker each; the same torch threads, so the same sums
+        )
+        with h5py.File(shard) as f:
+            out[traced] = (fit, scores, f["features"][()], f[DRAWS][()])
+    (a, sa, fa, da), (b, sb, fb, db) = out[False], out[True]
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert [h["val_top1"] for h in a.history] == [h["val_top1"] for h in b.history]
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    np.testing.assert_array_equal(sa, sb)
+    np.testing.assert_array_equal(fa, fb)
+    np.testing.assert_array_equal(da[:4], db[:4])
+    assert not np.isnan(da[:4]).any() and np.isnan(da[4:]).all()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_videos
+from conftest import gop_videos, synthetic_videos
 
 import moclip.mv_augment as mv_augment
 import moclip.mv_nets as mv_nets
@@ -57,7 +57,7 @@ _PEAK = """
 import sys, numpy as np, torch
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from conftest import synthetic_videos
+from conftest import gop_videos, synthetic_videos
 from moclip.mv_data import MVSettings
 from moclip.mv_train import fit_mvnet
 torch.set_num_threads(1)
@@ -166,3 +166,40 @@ def test_ten_crop_views_and_features_run_on_the_device():
     assert v.device == META and v.shape == (2, 2, 10, 2, 32, 32)
     f = view_features(model, x, s, 10)
     assert f.device == META and f.shape == (2, 2, 10, model.backbone.num_features)
+
+
+def test_validation_inputs_are_read_once_and_score_as_read_every_epoch(tmp_path, monkeypatch):
+    """The validation videos' caches are read once a run and kept; the per-epoch metrics and
+    the selected weights are those of reading them again every epoch (a budget too small to
+    keep them: the old path)."""
+    import moclip.mv_data as mv_data
+
+    train, val = synthetic_videos(tmp_path / "train", 4, 0), synthetic_videos(tmp_path / "val", 2, 1)
+    s = MVSettings(epochs=3, milestones=(3,), lr=3e-3, batch_size=4, input_size=16, seed=2)
+    torch.set_num_threads(1)
+    reads = []
+    read = mv_data.read_segments
+    monkeypatch.setattr(mv_data, "read_segments", lambda path, *a: reads.append(Path(path)) or read(path, *a))
+    runs = {}
+    for host_mb in (mv_data.KEPT_HOST_MB, 0):
+        monkeypatch.setattr(mv_data, "KEPT_HOST_MB", host_mb)
+        reads.clear()
+        runs[host_mb] = fit_mvnet(train, val, 3, s)
+        val_reads = [r for r in reads if r in {v.path for v in val}]
+        assert sorted(val_reads) == sorted([v.path for v in val] * (1 if host_mb else s.epochs))
+        assert len(reads) - len(val_reads) == s.epochs * len(train)
+    kept, again = runs.values()
+    assert [(h["val_top1"], h["val_loss"]) for h in kept.history] == [
+        (h["val_top1"], h["val_loss"]) for h in again.history
+    ]
+    assert kept.best_epoch == again.best_epoch
+    assert all(torch.equal(kept.state_dict[k], again.state_dict[k]) for k in kept.state_dict)
+
+
+def test_fit_mvnet_traces_the_paper_motion_on_its_device(tmp_path):
+    """With ``accumulate`` on a GPU (``meta`` stands in) the loader ships vectors, traced on
+    the device, and the validation steps are kept there: the run gets to its first loss."""
+    items = gop_videos(tmp_path, [(44, 61)] * 4, [30, 30, 30, 30])
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=2, input_size=16, accumulate=True, per_frame=False)
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
+        fit_mvnet(items, items[:2], 3, s, device="meta")
