@@ -245,6 +245,29 @@ def make_deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def set_determinism(deterministic: bool) -> None:
+    """On a GPU: :func:`make_deterministic` (``True``), or cuDNN's fastest algorithms, chosen
+    by its benchmark search, and torch's deterministic mode off (``False``); the whole
+    process's setting, so that one process can time both."""
+    import torch
+
+    if deterministic:
+        make_deterministic()
+        return
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.deterministic = False
+    torch.use_deterministic_algorithms(False)
+
+
+def synchronize(device) -> None:
+    """Wait for the work queued on ``device``: a CUDA card's stream; nothing elsewhere (the
+    CPU computes as it is asked; the ``meta`` stand-in computes nothing)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def process_age() -> float:
     """Seconds since this process started (Linux: from /proc, to 10 ms), else since moclip
     was imported: a job's start-up, process start to first batch, in its log."""

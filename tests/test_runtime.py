@@ -248,3 +248,31 @@ def test_pool_workers_leave_ctrl_c_to_the_jobs_process():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process is untouched
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_determinism_is_a_switch_both_ways(monkeypatch):
+    """mvnet.deterministic on a GPU: cuDNN's deterministic algorithms and torch's
+    deterministic mode (warnings), or cuDNN's benchmark search with both off; one process
+    can switch back and forth (the GPU check times both)."""
+    import torch
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cudnn = torch.backends.cudnn
+    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    try:
+        runtime.set_determinism(True)
+        assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (
+            False,
+            True,
+            True,
+        )
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        runtime.set_determinism(False)
+        assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (
+            True,
+            False,
+            False,
+        )
+    finally:
+        cudnn.benchmark, cudnn.deterministic = before[:2]
+        torch.use_deterministic_algorithms(before[2])
