@@ -268,6 +268,84 @@ def fit_mvnet(
     return TrainResult(best, best_epoch, history, seen, precision_name(t.amp), dev.type)
 
 
+# A UCF101-sized video's MV maps (340 x 256 px): the cell grid of 8 px blocks, or the
+# pixels when accumulated (mvnet.accumulate); what the bare ceilings feed the network.
+CEILING_FRAME = (256, 340)
+
+
+def _ceiling_maps(s: MVSettings, n: int, segments: int, dev: torch.device, frame, seed: int) -> torch.Tensor:
+    """Synthetic maps [n, segments, 2, h, w] on ``dev``, at the frame's cell grid (or its
+    pixels with ``s.accumulate``), float32 within +-input_range, as the loader hands them over."""
+    h, w = frame if s.accumulate else (frame[0] // 8, frame[1] // 8)
+    g = torch.Generator().manual_seed(seed)
+    return ((2 * torch.rand(n, segments, 2, h, w, generator=g) - 1) * s.input_range).to(dev)
+
+
+def _rate(step, work: int, steps: int, warmup: int, dev: torch.device) -> float:
+    """``work`` units a second of ``step()`` over ``steps`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(dev)
+    return work * steps / max(time.perf_counter() - t0, 1e-9)
+
+
+def train_ceiling(
+    s: MVSettings,
+    *,
+    device: str = "auto",
+    n_classes: int = 101,
+    steps: int = 20,
+    warmup: int = 5,
+    frame: tuple[int, int] = CEILING_FRAME,
+) -> float:
+    """Training segments a second of the bare training step, the stage's ceiling: ``s``'s
+    network (random weights), optimiser, precision, ``compile`` and ``deterministic`` as
+    :func:`fit_mvnet` builds them, one :func:`train_step` (resize, augmentation, forward,
+    loss, backward, step) at ``s.batch_size`` videos x ``s.segments`` on the same synthetic
+    maps [B, S, 2, h, w] already on ``device`` (a ``frame`` = (H, W) video's cell grid, its
+    pixels with ``s.accumulate``): no loader, no host sync but at the ends. Timed over
+    ``steps`` after ``warmup`` untimed steps (cuDNN's search, ``torch.compile``)."""
+    dev = resolve_device(device)
+    torch.manual_seed(s.seed)
+    t = Training.build(s, n_classes, dev, pretrained=False)
+    x = _ceiling_maps(s, s.batch_size, s.segments, dev, frame, s.seed)
+    y = torch.randint(n_classes, (s.batch_size,), generator=torch.Generator().manual_seed(s.seed)).to(dev)
+    t.model.train()
+    counter = itertools.count()
+
+    def step() -> None:
+        g = augment_generator(s, 0, next(counter)) if s.augment else None
+        train_step(t.model, t.opt, t.scaler, x, y, s, g, t.amp)
+
+    return _rate(step, s.batch_size * s.segments, steps, warmup, dev)
+
+
+def feature_ceiling(
+    s: MVSettings,
+    *,
+    device: str = "auto",
+    n_classes: int = 101,
+    steps: int = 10,
+    warmup: int = 3,
+    frame: tuple[int, int] = CEILING_FRAME,
+) -> float:
+    """Network inputs (views) a second of the bare feature pass, the ceiling of the test and
+    of ``mv_features``: :func:`view_features` (resize, ``s.eval_crops`` views, forward in
+    passes of :func:`eval_images`, under ``s.precision``) of ``s``'s network (random weights,
+    eval mode) on one loader batch's worth of synthetic maps (:func:`eval_batch_videos`
+    videos x ``s.eval_segments``) already on ``device``; timed as :func:`train_ceiling`."""
+    dev = resolve_device(device)
+    torch.manual_seed(s.seed)
+    model = MVNet(s.arch, n_classes, False, s.input_bn).to(dev).eval()
+    videos = eval_batch_videos(s.eval_views, dev)
+    x = _ceiling_maps(s, videos, s.eval_segments, dev, frame, s.seed)
+    return _rate(lambda: view_features(model, x, s, s.eval_crops), videos * s.eval_views, steps, warmup, dev)
+
+
 def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_classes: int, split: int) -> None:
     """State dict plus plain metadata: loadable with ``torch.load(..., weights_only=True)``."""
     meta = {

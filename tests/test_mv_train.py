@@ -240,6 +240,31 @@ def test_a_timm_backbone_gets_its_input_channels_last_on_a_device_only():
         assert seen[-1] is want, (arch, dev)
 
 
+def test_the_bare_ceilings_run_the_real_step_on_synthetic_maps_on_the_device():
+    """train_ceiling times train_step itself on one batch of maps already on the device (a
+    UCF101 frame's cell grid, or its pixels when accumulated); feature_ceiling the test's
+    view_features; both run on the stand-in device and give a rate on the CPU."""
+    s = MVSettings(arch="tiny", input_size=16, batch_size=2, segments=3, eval_segments=2, eval_crops=10)
+    calls = []
+    real = mv_train.train_step
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(
+            mv_train,
+            "train_step",
+            lambda model, opt, sc, x, y, *a: calls.append((x, y)) or real(model, opt, sc, x, y, *a),
+        )
+        assert mv_train.train_ceiling(s, device="meta", n_classes=5, steps=3, warmup=2) > 0
+        assert mv_train.train_ceiling(
+            MVSettings(**{**s.__dict__, "accumulate": True}), device="meta", steps=1, warmup=0
+        )
+    assert len(calls) == 6
+    assert {(x.device, x.shape, y.shape) for x, y in calls[:5]} == {(META, (2, 3, 2, 32, 42), (2,))}
+    assert calls[5][0].shape == (2, 3, 2, 256, 340)
+    assert mv_train.train_ceiling(s, device="cpu", steps=2, warmup=1) > 0
+    assert mv_train.feature_ceiling(s, device="meta", steps=1, warmup=0) > 0
+    assert mv_train.feature_ceiling(s, device="cpu", steps=1, warmup=1, frame=(64, 64)) > 0
+
+
 def test_ten_crop_views_and_features_run_on_the_device():
     s = MVSettings(arch="efficientnet_b0", input_size=32, eval_segments=2, eval_crops=10)
     model = MVNet(s.arch, 3).to(META).eval()
