@@ -36,6 +36,7 @@ FIXED = (
     ("experiments",),
     ("clip", "device"),
     ("mvnet", "device"),
+    ("gpu",),
 )
 # The stages whose outputs experiments share, upstream first; heads, reports and the summary
 # are every experiment's own.

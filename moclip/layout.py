@@ -162,3 +162,17 @@ class Layout:
     def networks(self) -> list[int | None]:
         """The MV networks features are written for: a split's, or a folder run's given one."""
         return self.splits if self.labelled else [None]
+
+
+def gpu_slots_line(limit: int | None, cards: int, jobs_per_card: int) -> str | None:
+    """What Snakemake's ``gpu`` limit (``--resources gpu``; None: none set) does against the
+    slots of the cards the jobs see (``cards`` x ``gpu.jobs_per_card``, each GPU job taking
+    one, moclip.runtime.claim_gpu), when they differ: a line for the run's start."""
+    slots = cards * jobs_per_card
+    have = f"{cards} card(s) x gpu.jobs_per_card {jobs_per_card} = {slots} GPU slot(s)"
+    if limit is None or limit > slots:
+        starts = "no --resources gpu limit" if limit is None else f"--resources gpu={limit}"
+        return f"{have}, {starts}: GPU jobs beyond the slots start and wait for a slot (--resources gpu={slots})"
+    if limit < slots:
+        return f"{have}, --resources gpu={limit}: {limit} GPU job(s) at a time; --resources gpu={slots} fills the slots"
+    return None

@@ -26,9 +26,11 @@ def crop_flip(x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, flip: 
     theta[:, 0, 0] = scale[:, 0] * sign
     theta[:, 1, 1] = scale[:, 1]
     theta[:, :, 2] = 2 * offset * (1 - scale) + scale - 1  # the crop's centre, in [-1, 1]
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    # the draws' copies to the card are queued, not waited for (a blocking copy waits for every step before it)
+    grid = F.affine_grid(theta.to(x.device, x.dtype, non_blocking=True), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return torch.cat([out[:, :1] * sign.to(x.device, x.dtype)[:, None, None, None], out[:, 1:]], 1)
+    sign = sign.to(x.device, x.dtype, non_blocking=True)
+    return torch.cat([out[:, :1] * sign[:, None, None, None], out[:, 1:]], 1)
 
 
 def augment(x: torch.Tensor, g: torch.Generator, s: MVSettings) -> torch.Tensor:

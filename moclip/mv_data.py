@@ -61,6 +61,8 @@ class MVSettings(FromConfig):
     augment_unit: str = default("mvnet", "augment_unit")
     seed: int = 0
     precision: str = default("mvnet", "precision")
+    compile: bool = default("mvnet", "compile")
+    deterministic: bool = default("mvnet", "deterministic")
 
     @property
     def eval_views(self) -> int:

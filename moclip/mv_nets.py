@@ -146,9 +146,15 @@ class MVNet(nn.Module):
             # the layout of timm's and NVIDIA's mixed-precision recipes on GPUs.
             self.backbone.to(memory_format=torch.channels_last)
             self.stem = self.backbone.pretrained_cfg["first_conv"]
+        self.channels_last = arch not in OWN_NETS
         self.classifier = nn.Linear(self.backbone.num_features, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, 2, H, W] -> pooled features [N, D]. Off the CPU a channels-last backbone gets
+        its input channels-last too (the input BN and the stem then need no transpose); on
+        the CPU the input stays as it is, so that CPU results stay those of earlier runs."""
+        if x.device.type != "cpu" and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(self.input_bn(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,9 +26,10 @@ from moclip.runtime import (
     autocast,
     autocast_dtype,
     log_startup,
-    make_deterministic,
     precision_name,
     resolve_device,
+    set_determinism,
+    synchronize,
 )
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,17 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(logp * F.one_hot(y, logits.shape[-1]).to(logp.dtype)).sum(-1).mean()
 
 
+def fuses(device: torch.device | str) -> bool:
+    """Whether the optimiser's step is torch's fused kernel on ``device``: on a CUDA card
+    (one kernel for all parameters, the step counts on the card: no host sync); elsewhere
+    the per-parameter step, so that CPU results stay those of earlier runs bit for bit."""
+    return torch.device(device).type == "cuda"
+
+
 def make_optimizer(model: MVNet, s: MVSettings) -> torch.optim.Optimizer:
     """The optimiser over the model's parameter groups, each at ``lr`` x its multiplier
-    (classifier x1), with weight decay on every parameter (as the authors)."""
+    (classifier x1), with weight decay on every parameter (as the authors); fused on a
+    card (:func:`fuses`)."""
     mult = {"classifier": 1.0, "stem": s.stem_lr_mult, "backbone": s.backbone_lr_mult}
     groups = [
         {"params": ps, "name": k, "lr": s.lr * mult[k], "weight_decay": s.weight_decay}
@@ -52,10 +61,11 @@ def make_optimizer(model: MVNet, s: MVSettings) -> torch.optim.Optimizer:
     ]
     if s.optimizer not in OPTIMIZERS:
         raise ValueError(f"mvnet.optimizer: {s.optimizer!r} (one of {', '.join(OPTIMIZERS)})")
+    fused = {"fused": True} if fuses(model_device(model)) else {}
     if s.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=s.lr, momentum=0.9)
+        return torch.optim.SGD(groups, lr=s.lr, momentum=0.9, **fused)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[s.optimizer]
-    return cls(groups, lr=s.lr, eps=s.eps)
+    return cls(groups, lr=s.lr, eps=s.eps, **fused)
 
 
 @dataclass
@@ -102,10 +112,10 @@ def _logits(model: MVNet, loader, s: MVSettings, crops: int) -> np.ndarray:
     model.eval()
     dev = model_device(model)
     out = []
-    for x, _ in loader:
+    for x, _ in loader:  # kept on the device, read once at the end: no batch waits for the card
         f = view_features(model, x.to(dev, non_blocking=True), s, crops)
-        out.append(model.classifier(f.flatten(0, 2)).view(*f.shape[:3], -1).mean((1, 2)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.classifier.out_features), np.float32)
+        out.append(model.classifier(f.flatten(0, 2)).view(*f.shape[:3], -1).mean((1, 2)).float())
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, model.classifier.out_features), np.float32)
 
 
 def predict_logits(model: MVNet, items: list[MVItem], s: MVSettings, workers: int = 0) -> np.ndarray:
@@ -144,6 +154,58 @@ def train_step(
     return loss.detach()
 
 
+@dataclass
+class Training:
+    """What a training step needs, built alike for the real loop and its bare ceiling: the
+    network on its device (compiled with ``s.compile``), the optimiser and its schedule,
+    the gradient scaler (float16 only) and the autocast dtype (None: float32)."""
+
+    model: MVNet
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+
+    @classmethod
+    def build(cls, s: MVSettings, n_classes: int, dev: torch.device, pretrained: bool | str | None = None):
+        """``s``'s network and optimiser on ``dev``, under its GPU settings (deterministic
+        cuDNN or its benchmark search); ``pretrained`` None: ``s.pretrained``."""
+        if dev.type == "cuda":
+            set_determinism(s.deterministic)
+        amp = autocast_dtype(dev, s.precision)
+        model = MVNet(s.arch, n_classes, s.pretrained if pretrained is None else pretrained, s.input_bn).to(dev)
+        if s.compile:
+            model.compile()  # in place: the forward (and its backward) compiled, the state dict's keys unchanged
+        opt = make_optimizer(model, s)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
+        return cls(model, opt, sched, torch.amp.GradScaler(dev.type, enabled=amp == torch.float16), amp)
+
+
+def train_epoch(t: Training, loader, s: MVSettings, epoch: int) -> tuple[torch.Tensor, float]:
+    """One pass over ``loader``'s batches: the steps' losses [steps] (float32, on the
+    model's device: nothing in a step waits for the card, the caller reads them once) and
+    the seconds spent waiting for batches (the loader, and the copy's start)."""
+    dev = model_device(t.model)
+    t.model.train()
+    wait, losses = 0.0, []
+    batches, steps = iter(loader), Progress(f"epoch {epoch} batches", len(loader), log, every=60)
+    for step in itertools.count():
+        td = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+        wait += time.perf_counter() - td
+        g = augment_generator(s, epoch, step) if s.augment else None
+        losses.append(train_step(t.model, t.opt, t.scaler, x, y, s, g, t.amp))
+        if epoch == 0 and step == 0:
+            synchronize(dev)  # the first step done: the job's start-up ends here
+            log_startup(log)
+        if step + 1 < len(loader):  # the epoch's own line says when it is done
+            steps.update()  # a line a minute inside a long epoch (a CPU under load)
+    return (torch.stack(losses) if losses else torch.zeros(0, device=dev)), wait
+
+
 def fit_mvnet(
     train: list[MVItem],
     val: list[MVItem],
@@ -161,13 +223,8 @@ def fit_mvnet(
     """
     torch.manual_seed(s.seed)
     dev = resolve_device(device)
-    if dev.type == "cuda":
-        make_deterministic()
-    amp = autocast_dtype(dev, s.precision)
-    model = MVNet(s.arch, n_classes, s.pretrained, s.input_bn).to(dev)
-    opt = make_optimizer(model, s)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(s.milestones), s.gamma)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
+    t = Training.build(s, n_classes, dev)
+    model, opt = t.model, t.opt
     y_val = np.array([v.label for v in val], np.int64)
     best, best_key, best_epoch, history = None, None, -1, []
     seen = {"train": set(), "val": set()}
@@ -183,34 +240,19 @@ def fit_mvnet(
     )
     progress = Progress("epochs", s.epochs, log, every=0)
     for epoch in range(s.epochs):
-        model.train()
-        t0, wait, losses = time.perf_counter(), 0.0, []
+        t0 = time.perf_counter()
         order.epoch = epoch
         seen["train"].update(train[j].video_id for j in order.order())
-        batches, steps = iter(loader), Progress(f"epoch {epoch} batches", len(loader), log, every=60)
-        for step in itertools.count():
-            td = time.perf_counter()
-            batch = next(batches, None)
-            if batch is None:
-                break
-            x, y = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
-            wait += time.perf_counter() - td
-            g = augment_generator(s, epoch, step) if s.augment else None
-            losses.append(train_step(model, opt, scaler, x, y, s, g, amp))  # read once an epoch: no wait a step
-            if epoch == 0 and step == 0:
-                losses[0].item()  # waits for the first step: the job's start-up ends here
-                log_startup(log)
-            if step + 1 < len(loader):  # the epoch's own line says when it is done
-                steps.update()  # a line a minute inside a long epoch (a CPU under load)
+        losses, wait = train_epoch(t, loader, s, epoch)
         rec = {
             "epoch": epoch,
-            "loss": float(np.mean([float(v) for v in losses])),
+            "loss": float(np.mean(losses.cpu().numpy().astype(np.float64))),  # the epoch's one read: it waits
             "lr": opt.param_groups[0]["lr"],  # the classifier's, this epoch
             "lr_groups": {g["name"]: g["lr"] for g in opt.param_groups},
             "seconds": time.perf_counter() - t0,
             "data_wait": wait,
         }
-        sched.step()
+        t.sched.step()
         if val:
             seen["val"].update(v.video_id for v in val)
             logits = _logits(model, val_loader, s, crops=1)
@@ -226,7 +268,85 @@ def fit_mvnet(
         if best_key is None or key > best_key:
             best_key, best_epoch = key, epoch
             best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return TrainResult(best, best_epoch, history, seen, precision_name(amp), dev.type)
+    return TrainResult(best, best_epoch, history, seen, precision_name(t.amp), dev.type)
+
+
+# A UCF101-sized video's MV maps (340 x 256 px): the cell grid of 8 px blocks, or the
+# pixels when accumulated (mvnet.accumulate); what the bare ceilings feed the network.
+CEILING_FRAME = (256, 340)
+
+
+def _ceiling_maps(s: MVSettings, n: int, segments: int, dev: torch.device, frame, seed: int) -> torch.Tensor:
+    """Synthetic maps [n, segments, 2, h, w] on ``dev``, at the frame's cell grid (or its
+    pixels with ``s.accumulate``), float32 within +-input_range, as the loader hands them over."""
+    h, w = frame if s.accumulate else (frame[0] // 8, frame[1] // 8)
+    g = torch.Generator().manual_seed(seed)
+    return ((2 * torch.rand(n, segments, 2, h, w, generator=g) - 1) * s.input_range).to(dev)
+
+
+def _rate(step, work: int, steps: int, warmup: int, dev: torch.device) -> float:
+    """``work`` units a second of ``step()`` over ``steps`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(dev)
+    return work * steps / max(time.perf_counter() - t0, 1e-9)
+
+
+def train_ceiling(
+    s: MVSettings,
+    *,
+    device: str = "auto",
+    n_classes: int = 101,
+    steps: int = 20,
+    warmup: int = 5,
+    frame: tuple[int, int] = CEILING_FRAME,
+) -> float:
+    """Training segments a second of the bare training step, the stage's ceiling: ``s``'s
+    network (random weights), optimiser, precision, ``compile`` and ``deterministic`` as
+    :func:`fit_mvnet` builds them, one :func:`train_step` (resize, augmentation, forward,
+    loss, backward, step) at ``s.batch_size`` videos x ``s.segments`` on the same synthetic
+    maps [B, S, 2, h, w] already on ``device`` (a ``frame`` = (H, W) video's cell grid, its
+    pixels with ``s.accumulate``): no loader, no host sync but at the ends. Timed over
+    ``steps`` after ``warmup`` untimed steps (cuDNN's search, ``torch.compile``)."""
+    dev = resolve_device(device)
+    torch.manual_seed(s.seed)
+    t = Training.build(s, n_classes, dev, pretrained=False)
+    x = _ceiling_maps(s, s.batch_size, s.segments, dev, frame, s.seed)
+    y = torch.randint(n_classes, (s.batch_size,), generator=torch.Generator().manual_seed(s.seed)).to(dev)
+    t.model.train()
+    counter = itertools.count()
+
+    def step() -> None:
+        g = augment_generator(s, 0, next(counter)) if s.augment else None
+        train_step(t.model, t.opt, t.scaler, x, y, s, g, t.amp)
+
+    return _rate(step, s.batch_size * s.segments, steps, warmup, dev)
+
+
+def feature_ceiling(
+    s: MVSettings,
+    *,
+    device: str = "auto",
+    n_classes: int = 101,
+    steps: int = 10,
+    warmup: int = 3,
+    frame: tuple[int, int] = CEILING_FRAME,
+) -> float:
+    """Network inputs (views) a second of the bare feature pass, the ceiling of the test and
+    of ``mv_features``: :func:`view_features` (resize, ``s.eval_crops`` views, forward in
+    passes of :func:`eval_images`, under ``s.precision``) of ``s``'s network (random weights,
+    eval mode) on one loader batch's worth of synthetic maps (:func:`eval_batch_videos`
+    videos x ``s.eval_segments``) already on ``device``; timed as :func:`train_ceiling`."""
+    dev = resolve_device(device)
+    torch.manual_seed(s.seed)
+    model = MVNet(s.arch, n_classes, False, s.input_bn).to(dev).eval()
+    videos = eval_batch_videos(s.eval_views, dev)
+    x = _ceiling_maps(s, videos, s.eval_segments, dev, frame, s.seed)
+    return _rate(lambda: view_features(model, x, s, s.eval_crops), videos * s.eval_views, steps, warmup, dev)
 
 
 def save_checkpoint(path: Path | str, result: TrainResult, s: MVSettings, n_classes: int, split: int) -> None:

@@ -80,20 +80,57 @@ def local_gpu() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.isdir("/proc/driver/nvidia/gpus")
 
 
-def resolve_device(device: str):
+def local_gpus() -> int:
+    """How many NVIDIA cards the jobs here see (device nodes or the driver's list, at most
+    CUDA_VISIBLE_DEVICES' entries before any ``-1``), without importing torch: the workflow
+    compares it with its GPU slots at parse time."""
+    cards = max(len(glob.glob("/dev/nvidia[0-9]*")), len(glob.glob("/proc/driver/nvidia/gpus/*")))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return cards
+    entries = [v.strip() for v in visible.split(",")]
+    shown = len(entries[: entries.index("-1")] if "-1" in entries else [v for v in entries if v])
+    return min(shown, cards)
+
+
+JOBS_PER_CARD = "MOCLIP_JOBS_PER_CARD"  # the environment variable: the workflow sets it from gpu.jobs_per_card
+
+
+def jobs_per_card(value: int | None = None) -> int:
+    """GPU jobs a card runs at once: ``value``, else ``$MOCLIP_JOBS_PER_CARD`` (the workflow
+    sets it from ``gpu.jobs_per_card`` for every job), else 1; ValueError naming the source
+    unless a whole number of at least 1."""
+    source = "jobs_per_card" if value is not None else f"${JOBS_PER_CARD}"
+    raw = value if value is not None else os.environ.get(JOBS_PER_CARD, "1")
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(n) != str(raw).strip():
+        raise ValueError(f"{source}: {raw!r} is not a whole number of GPU jobs a card (1 or more)")
+    return n
+
+
+def resolve_device(device: str, *, jobs: int | None = None, timeout: float | None = None):
     """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it.
-    A bare ``cuda`` with several cards visible takes the first card no other moclip job of
-    this user holds (``claim_gpu``), so that parallel GPU jobs spread over the cards; a CUDA
-    device becomes the process's current one, so that every later context lands on it."""
+    A bare ``cuda`` (and ``auto``'s) is a slot of a card (:func:`claim_gpu`, ``jobs`` a
+    card: :func:`jobs_per_card`), the first free one, spreading over the cards; with every
+    slot held by other moclip jobs it waits up to ``timeout`` seconds (None: as long as it
+    takes). ``cuda:k`` is card k as asked, no slot claimed (a user's or a benchmark's own
+    choice). The card becomes the process's current device, so that every later context
+    lands on it."""
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda":
+        n = torch.cuda.device_count()
+        if not 0 <= (dev.index or 0) < n:
+            raise ValueError(f"device {device!r}: this process sees {n} CUDA card(s) (CUDA_VISIBLE_DEVICES)")
         if dev.index is None:
-            n = torch.cuda.device_count()
-            dev = torch.device("cuda", claim_gpu([card_id(i) for i in range(n)]) if n > 1 else 0)
+            index, _ = claim_gpu([card_id(i) for i in range(n)], jobs=jobs_per_card(jobs), timeout=timeout)
+            dev = torch.device("cuda", index)
         torch.cuda.set_device(dev)
     return dev
 
@@ -106,7 +143,7 @@ def card_id(index: int) -> str:
     return str(torch.cuda.get_device_properties(index).uuid)
 
 
-_CLAIMED: dict[str, object] = {}  # the card this process holds: its index and open lock file
+_CLAIMED: dict[str, tuple[int, int, object]] = {}  # card id -> (index, slot, open lock file) this process holds
 
 
 def lock_dir() -> Path:
@@ -159,33 +196,67 @@ def _try_lock(path: Path):
     return f
 
 
-def claim_gpu(cards: list[str], locks: Path | str | None = None) -> int:
-    """Index of the first card of ``cards`` (their ids: :func:`card_id`) whose lock file in
-    ``locks`` (default :func:`lock_dir`) no other process holds; this process keeps it until
-    it exits, and asking again returns the same card. A lock that cannot be opened counts
-    as held. When every card is held (more GPU jobs than cards were allowed: see the
-    profile's ``resources: gpu``), the cards are shared, with a warning. The folder must be
-    this user's own with mode 0700 (:func:`check_lock_dir`)."""
-    import os
+def slot_lock(locks: Path, card: str, slot: int) -> Path:
+    """The lock file of ``slot`` of ``card`` (its id: :func:`card_id`)."""
+    return locks / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', card)}.slot{slot}.lock"
 
-    if "index" in _CLAIMED:
-        return _CLAIMED["index"]
+
+def _holders(files: list[Path]) -> str:
+    """The process ids slot files hold (every one of them held), for a message."""
+    pids = []
+    for p in files:
+        try:
+            pids.append(p.read_text().strip())
+        except OSError:  # another user's file, a directory in its place: held, by whom unknown
+            pids.append("?")
+    return f"process ids {', '.join(pids)}, locks in {files[0].parent}"
+
+
+def claim_gpu(
+    cards: list[str],
+    locks: Path | str | None = None,
+    *,
+    jobs: int = 1,
+    timeout: float | None = None,
+    poll: float = 2.0,
+) -> tuple[int, int]:
+    """(card index, slot) of a slot no other process holds: ``jobs`` slots a card, each a
+    lock file in ``locks`` (default :func:`lock_dir`), tried slot by slot over the cards
+    (the first jobs spread over the cards, one a card, before any card takes a second).
+    This process keeps its slot until it exits (its pid in the file), and asking again
+    returns it. A lock that cannot be opened counts as held. With every slot held (more GPU
+    jobs than slots were allowed: ``--resources gpu``), it waits, trying again every
+    ``poll`` seconds, up to ``timeout`` seconds (None: as long as it takes; 0: not at all),
+    then RuntimeError. The folder must be this user's own with mode 0700
+    (:func:`check_lock_dir`)."""
+    if _CLAIMED:
+        return next(iter(_CLAIMED.values()))[:2]
     locks = Path(locks) if locks else lock_dir()
     check_lock_dir(locks)
-    for i, card in enumerate(cards):
-        f = _try_lock(locks / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', card)}.lock")
-        if f is not None:
-            _CLAIMED.update(index=i, file=f)
-            return i
-    i = os.getpid() % len(cards)
-    logging.getLogger(__name__).warning(
-        "all %d GPUs are held by other moclip jobs: sharing card %d (limit GPU jobs with --resources gpu=%d)",
-        len(cards),
-        i,
-        len(cards),
-    )
-    _CLAIMED.update(index=i)
-    return i
+    log = logging.getLogger(__name__)
+    start, waiting = time.monotonic(), False
+    while True:
+        for slot in range(jobs):
+            for i, card in enumerate(cards):
+                f = _try_lock(slot_lock(locks, card, slot))
+                if f is not None:
+                    f.truncate(0)
+                    f.write(f"{os.getpid()}\n")
+                    f.flush()
+                    _CLAIMED[card] = (i, slot, f)
+                    log.info("GPU: card %d (%s), slot %d of %d", i, card, slot, jobs)
+                    return i, slot
+        held = [slot_lock(locks, card, slot) for slot in range(jobs) for card in cards]
+        what = f"all {len(cards) * jobs} GPU slots ({len(cards)} card(s) x {jobs} jobs a card, gpu.jobs_per_card)"
+        if timeout is not None and time.monotonic() - start >= timeout:
+            raise RuntimeError(
+                f"{what} are held by other moclip jobs ({_holders(held)}): let fewer GPU jobs run at once "
+                f"(--resources gpu=N) or more share a card (gpu.jobs_per_card)"
+            )
+        if not waiting:
+            log.warning("%s are held by other moclip jobs (%s): waiting for one to finish", what, _holders(held))
+            waiting = True
+        time.sleep(poll if timeout is None else max(0.0, min(poll, start + timeout - time.monotonic())))
 
 
 def native_bf16(device) -> bool:
@@ -243,6 +314,29 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def set_determinism(deterministic: bool) -> None:
+    """On a GPU: :func:`make_deterministic` (``True``), or cuDNN's fastest algorithms, chosen
+    by its benchmark search, and torch's deterministic mode off (``False``); the whole
+    process's setting, so that one process can time both."""
+    import torch
+
+    if deterministic:
+        make_deterministic()
+        return
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.deterministic = False
+    torch.use_deterministic_algorithms(False)
+
+
+def synchronize(device) -> None:
+    """Wait for the work queued on ``device``: a CUDA card's stream; nothing elsewhere (the
+    CPU computes as it is asked; the ``meta`` stand-in computes nothing)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def process_age() -> float:

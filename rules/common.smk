@@ -21,12 +21,12 @@ from moclip.experiments import (
     experiments,
     own_jobs,
 )
-from moclip.layout import SHARD_DIGITS, Layout
+from moclip.layout import SHARD_DIGITS, Layout, gpu_slots_line
 from moclip.methods import HEADS, head_inputs
 from moclip.prompts import prompt_files
 from moclip.provenance import code_digest as _code_digest
 from moclip.resources import Workloads, memory_mb, minutes
-from moclip.runtime import local_gpu
+from moclip.runtime import JOBS_PER_CARD, local_gpu, local_gpus
 from moclip.videos import SPLITS as ALL_SPLITS
 from moclip.videos import shard_rows
 
@@ -36,6 +36,9 @@ from moclip.videos import shard_rows
 # this machine's card counts only when the jobs run here.
 RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec)
 RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
+# GPU jobs a card runs at once, each in a slot of its own (moclip.runtime.claim_gpu): every
+# job's environment carries the setting, as the stages' scripts never see it.
+os.environ[JOBS_PER_CARD] = str(config["gpu"]["jobs_per_card"])
 # The run's experiments (moclip.experiments): each a whole config, and where each stage's
 # outputs live; a run without the key is one experiment, every output at the top level.
 EXPERIMENTS = experiments(config, EXPERIMENT_CONFIGS)
@@ -49,6 +52,11 @@ if workflow.is_main_process:
         raise WorkflowError(str(e)) from None
     for line in describe(EXPERIMENTS):
         print(f"moclip: {line}", file=sys.stderr)
+    if RUN.local_gpu and (RUN.on_gpu("clip") or RUN.on_gpu("mvnet")):  # each GPU job takes gpu=1 and a slot
+        gpu = workflow.global_resources.get("gpu").value if "gpu" in workflow.global_resources else None
+        line = gpu_slots_line(gpu, local_gpus(), config["gpu"]["jobs_per_card"])
+        if line:
+            print(f"moclip: {line}", file=sys.stderr)
 SHARDS = RUN.shards  # counted after the checks, which name a bad list's file and line
 # Each job's mem_mb and runtime from measured peaks and rates (moclip.resources), for the
 # experiment's config (device settings, and so the batching, are the run's).

@@ -97,6 +97,9 @@ def test_what_experiments_must_share_cannot_be_overridden(tmp_path):
     config, files, f = _run(tmp_path, "  a: {}\n  b:\n    dataset:\n      shards: 7\n")
     with pytest.raises(ConfigError, match=rf"^experiment 'b': {f}:5: dataset.shards cannot differ between experiments"):
         experiment_configs(config, SCHEMA, files)
+    config, files, f = _run(tmp_path, "  a: {}\n  b:\n    gpu:\n      jobs_per_card: 3\n")  # a machine setting
+    with pytest.raises(ConfigError, match=rf"^experiment 'b': {f}:4: gpu cannot differ between experiments"):
+        experiment_configs(config, SCHEMA, files)
 
 
 def test_an_experiment_name_must_be_a_directory_name(tmp_path):

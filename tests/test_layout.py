@@ -7,7 +7,7 @@ from conftest import DEFAULTS, merged
 
 from moclip.config import ConfigError
 from moclip.demo import DemoSpec
-from moclip.layout import CPU_THREADS, GPU_THREADS, Layout
+from moclip.layout import CPU_THREADS, GPU_THREADS, Layout, gpu_slots_line
 
 
 def test_the_demo_lives_under_the_results_in_its_formats_layout():
@@ -66,3 +66,17 @@ def test_the_manifest_reads_the_formats_lists_and_the_class_order(tmp_path):
     assert Layout(merged(DEFAULTS, {"dataset": ucf})).list_files == [
         str(tmp_path / "L" / name) for name in ("classInd.txt", "trainlist02.txt", "testlist02.txt")
     ]
+
+
+def test_the_gpu_limit_is_compared_with_the_cards_slots():
+    """Each GPU job declares gpu=1 and takes a slot of a card: a --resources gpu limit other
+    than cards x gpu.jobs_per_card leaves slots idle or starts jobs that wait; equal, no line."""
+    assert gpu_slots_line(3, 1, 3) is None and gpu_slots_line(2, 2, 1) is None
+    assert gpu_slots_line(1, 1, 3) == (
+        "1 card(s) x gpu.jobs_per_card 3 = 3 GPU slot(s), --resources gpu=1: 1 GPU job(s) at a time; "
+        "--resources gpu=3 fills the slots"
+    )
+    assert gpu_slots_line(4, 1, 3).endswith(
+        "--resources gpu=4: GPU jobs beyond the slots start and wait for a slot (--resources gpu=3)"
+    )
+    assert "no --resources gpu limit" in gpu_slots_line(None, 2, 1)

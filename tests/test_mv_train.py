@@ -151,11 +151,118 @@ def test_a_training_step_of_the_paper_recipe_runs_on_the_device():
     assert all(p.grad is not None and p.grad.device == META for p in model.parameters())
 
 
-def test_fit_mvnet_runs_on_its_device_up_to_reading_the_first_loss(tmp_path):
+def test_fit_mvnet_runs_a_whole_epoch_on_its_device_before_reading_a_value(tmp_path):
+    """No step reads a value back: the first epoch's every step runs on the stand-in device
+    (which has no values), and the run stops only at the epoch's one read of its losses."""
     items = synthetic_videos(tmp_path, 2, 0)
-    s = MVSettings(epochs=1, milestones=(1,), batch_size=4, input_size=16)
-    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
-        fit_mvnet(items, items[:2], 3, s, device="meta")
+    s = MVSettings(epochs=1, milestones=(1,), batch_size=2, input_size=16)
+    steps = []
+    real = mv_train.train_step
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(mv_train, "train_step", lambda *a, **k: steps.append(1) or real(*a, **k))
+        with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+            fit_mvnet(items, items[:2], 3, s, device="meta")
+    assert len(steps) == 3  # 6 videos at 2 a batch: the whole epoch ran
+
+
+class HostSyncs(torch.overrides.TorchFunctionMode):
+    """Records what would make the host wait for a card: a value read from a device tensor
+    (``item``, ``cpu``, ``float``...) or a copy between the CPU and a device that is not
+    ``non_blocking`` (torch then waits for the whole stream). The meta device stands in."""
+
+    READS = {"item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        src = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if name in self.READS and src is not None and src.device.type != "cpu":
+            self.seen.append(f"{name} of a {src.device.type} tensor")
+        out = func(*args, **kwargs)
+        if name in ("to", "cuda", "copy_") and src is not None:
+            dst = out.device if isinstance(out, torch.Tensor) else src.device
+            if (src.device.type == "cpu") != (dst.type == "cpu"):
+                blocking = not (kwargs.get("non_blocking") or (len(args) > 3 and args[3] is True))
+                if blocking:
+                    self.seen.append(f"blocking {name} {src.device.type} -> {dst.type} {tuple(src.shape)}")
+        return out
+
+
+def test_no_training_step_waits_for_the_device(tmp_path):
+    """The paper recipe's steps (augmentation draws from a CPU generator, EfficientNet-B0,
+    the authors' optimiser groups) queue their work without a host sync: no value read
+    back, every copy to the device non-blocking; the losses stay on the device."""
+    items = synthetic_videos(tmp_path, 2, 0)
+    s = MVSettings(
+        arch="efficientnet_b0", input_size=32, input_bn=True, augment_scales=(1.0, 0.875), augment_unit="video"
+    )
+    t = mv_train.Training.build(s, 3, META)
+    loader = mv_train.mv_loader(mv_train.MVClips(items, s, s.segments, s.seed), 3, 0, mv_train.EpochOrder(6, 0))
+    with HostSyncs() as syncs:
+        losses, _ = mv_train.train_epoch(t, loader, s, epoch=1)
+    assert syncs.seen == []
+    assert losses.device == META and losses.shape == (2,)
+    with HostSyncs() as syncs:  # the checker sees what it looks for
+        torch.zeros(2).to(META)
+        mv_augment.crop_flip(torch.zeros(2, 2, 8, 8), torch.ones(2, 2), torch.zeros(2, 2), torch.ones(2) > 0)
+    assert syncs.seen == ["blocking to cpu -> meta (2,)"]
+
+
+def test_the_optimiser_is_fused_on_a_card_only():
+    """torch's fused step (one kernel, its step counts on the card) where the model is on a
+    CUDA card, for each optimiser; the CPU keeps the per-parameter step of earlier runs."""
+    assert mv_train.fuses("cuda") and mv_train.fuses(torch.device("cuda", 1))
+    assert not mv_train.fuses("cpu") and not mv_train.fuses(META)
+    for name in ("adam", "adamw", "sgd"):
+        s = MVSettings(optimizer=name)
+        assert not make_optimizer(MVNet("tiny", 3), s).defaults.get("fused")
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(mv_train, "fuses", lambda d: d.type == "meta")  # meta stands in for the card
+            assert make_optimizer(MVNet("tiny", 3).to(META), s).defaults["fused"] is True, name
+
+
+def test_a_timm_backbone_gets_its_input_channels_last_on_a_device_only():
+    """Off the CPU the maps enter the channels-last backbone channels-last; on the CPU they
+    stay as they are (its results stay those of earlier runs); the tiny net is left alone."""
+    seen = []
+    for arch, dev, want in [("efficientnet_b0", META, True), ("efficientnet_b0", "cpu", False), ("tiny", META, False)]:
+        model = MVNet(arch, 3).to(dev).eval()
+        hook = model.backbone.register_forward_pre_hook(
+            lambda _, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last))
+        )
+        with torch.no_grad():
+            model.features(torch.randn(2, 2, 32, 32).to(dev))
+        hook.remove()
+        assert seen[-1] is want, (arch, dev)
+
+
+def test_the_bare_ceilings_run_the_real_step_on_synthetic_maps_on_the_device():
+    """train_ceiling times train_step itself on one batch of maps already on the device (a
+    UCF101 frame's cell grid, or its pixels when accumulated); feature_ceiling the test's
+    view_features; both run on the stand-in device and give a rate on the CPU."""
+    s = MVSettings(arch="tiny", input_size=16, batch_size=2, segments=3, eval_segments=2, eval_crops=10)
+    calls = []
+    real = mv_train.train_step
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(
+            mv_train,
+            "train_step",
+            lambda model, opt, sc, x, y, *a: calls.append((x, y)) or real(model, opt, sc, x, y, *a),
+        )
+        assert mv_train.train_ceiling(s, device="meta", n_classes=5, steps=3, warmup=2) > 0
+        assert mv_train.train_ceiling(
+            MVSettings(**{**s.__dict__, "accumulate": True}), device="meta", steps=1, warmup=0
+        )
+    assert len(calls) == 6
+    assert {(x.device, x.shape, y.shape) for x, y in calls[:5]} == {(META, (2, 3, 2, 32, 42), (2,))}
+    assert calls[5][0].shape == (2, 3, 2, 256, 340)
+    assert mv_train.train_ceiling(s, device="cpu", steps=2, warmup=1) > 0
+    assert mv_train.feature_ceiling(s, device="meta", steps=1, warmup=0) > 0
+    assert mv_train.feature_ceiling(s, device="cpu", steps=1, warmup=1, frame=(64, 64)) > 0
 
 
 def test_ten_crop_views_and_features_run_on_the_device():
@@ -203,3 +310,18 @@ def test_fit_mvnet_traces_the_paper_motion_on_its_device(tmp_path):
     s = MVSettings(epochs=1, milestones=(1,), batch_size=2, input_size=16, accumulate=True, per_frame=False)
     with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta"):
         fit_mvnet(items, items[:2], 3, s, device="meta")
+
+
+def test_compile_is_opt_in_and_trains_the_same_network(tmp_path):
+    """mvnet.compile: the training forward compiled in place (its compile time paid in the
+    first epoch), the state dict's keys those of the eager network, the losses the eager
+    ones up to the compiled kernels' rounding; off by default."""
+    items = synthetic_videos(tmp_path, 2, 0)
+    s = MVSettings(epochs=2, milestones=(2,), batch_size=3, input_size=16)
+    on = MVSettings(**{**s.__dict__, "compile": True})
+    assert not s.compile and mv_train.Training.build(s, 3, torch.device("cpu")).model._compiled_call_impl is None
+    assert mv_train.Training.build(on, 3, torch.device("cpu")).model._compiled_call_impl is not None
+    torch.set_num_threads(1)
+    eager, compiled = fit_mvnet(items, items[:3], 3, s), fit_mvnet(items, items[:3], 3, on)
+    assert list(compiled.state_dict) == list(eager.state_dict)
+    np.testing.assert_allclose([h["loss"] for h in compiled.history], [h["loss"] for h in eager.history], rtol=1e-5)

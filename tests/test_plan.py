@@ -26,6 +26,9 @@ def test_tags_change_with_what_shapes_the_outputs_and_not_the_device():
     mv = plan.mv_tag(DEFAULTS)
     assert mv.startswith("tiny-") and mv == plan.mv_tag(merged(DEFAULTS, {"mvnet": {"device": "cuda"}}))
     assert mv != plan.mv_tag(merged(DEFAULTS, {"mvnet": {"lr": 0.01}}))
+    for arithmetic in ({"compile": True}, {"deterministic": False}):  # they change a GPU run's rounding
+        assert plan.mv_settings(merged(DEFAULTS, {"mvnet": arithmetic})).items() >= arithmetic.items()
+        assert mv != plan.mv_tag(merged(DEFAULTS, {"mvnet": arithmetic})), arithmetic
     assert plan.clip_tag(DEFAULTS) == f"{DEFAULTS['clip']['model']}_random-seed0"
     assert plan.clip_tag(merged(DEFAULTS, {"clip": {"interpolation": "bilinear"}})).endswith("_bilinear")
     assert plan.clip_tag(merged(DEFAULTS, {"clip": {"model": "ViT-B-32", "pretrained": "openai"}})) == (

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,8 +74,12 @@ CARDS = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]  # the cards' ids (UUIDs), as card_
 
 
 def _claim_in_subprocess(cards: list[str], locks) -> subprocess.CompletedProcess:
-    code = f"from moclip.runtime import claim_gpu; print(claim_gpu({cards!r}, {str(locks)!r}))"
+    code = f"from moclip.runtime import claim_gpu; print(claim_gpu({cards!r}, {str(locks)!r})[0])"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
+def _slot0(locks: Path, card: str) -> Path:
+    return locks / f"gpu-{card}.slot0.lock"
 
 
 def test_gpu_jobs_take_the_first_card_no_other_job_holds(tmp_path, monkeypatch):
@@ -81,24 +87,24 @@ def test_gpu_jobs_take_the_first_card_no_other_job_holds(tmp_path, monkeypatch):
     the first card whose lock another process does not hold, and keeps it."""
     monkeypatch.setattr(runtime, "_CLAIMED", {})
     other = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(tmp_path / "gpu-GPU-aaaa.lock")], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLD, str(_slot0(tmp_path, "GPU-aaaa"))], stdout=subprocess.PIPE, text=True
     )
     try:
         assert other.stdout.readline() == "held\n"
-        assert runtime.claim_gpu(CARDS, tmp_path) == 1  # card 0 is another job's
-        assert runtime.claim_gpu(CARDS, tmp_path) == 1  # asked again: the same card
+        assert runtime.claim_gpu(CARDS, tmp_path) == (1, 0)  # card 0 is another job's
+        assert runtime.claim_gpu(CARDS, tmp_path) == (1, 0)  # asked again: the same card
     finally:
         other.kill()
         other.wait()
-    held = dict(runtime._CLAIMED)  # card 1 stays held by this process
-    assert _claim_in_subprocess(CARDS, tmp_path).stdout.strip() == "0" and held["index"] == 1  # card 0 freed
+    assert _claim_in_subprocess(CARDS, tmp_path).stdout.strip() == "0"  # card 0 freed; card 1 still this one's
+    assert runtime._CLAIMED["GPU-bbbb"][:2] == (1, 0)
 
 
 def test_locks_follow_the_card_not_its_visible_index(tmp_path, monkeypatch):
     """Two jobs that see the cards in another order (CUDA_VISIBLE_DEVICES) still exclude
     each other: the lock is named by the card's id."""
     monkeypatch.setattr(runtime, "_CLAIMED", {})
-    assert runtime.claim_gpu(CARDS, tmp_path) == 0  # this process holds GPU-aaaa
+    assert runtime.claim_gpu(CARDS, tmp_path) == (0, 0)  # this process holds GPU-aaaa
     assert _claim_in_subprocess(CARDS[::-1], tmp_path).stdout.strip() == "0"  # GPU-cccc, first in its order
     assert _claim_in_subprocess(["GPU-aaaa", "GPU-bbbb"], tmp_path).stdout.strip() == "1"
 
@@ -108,8 +114,8 @@ def test_a_lock_that_cannot_be_opened_counts_as_held(tmp_path, monkeypatch):
     the job takes the next card instead of dying. A directory in the lock's place fails
     to open for root too, so it stands in for the other user's file here."""
     monkeypatch.setattr(runtime, "_CLAIMED", {})
-    (tmp_path / "gpu-GPU-aaaa.lock").mkdir()
-    assert runtime.claim_gpu(CARDS, tmp_path) == 1
+    _slot0(tmp_path, "GPU-aaaa").mkdir()
+    assert runtime.claim_gpu(CARDS, tmp_path) == (1, 0)
 
 
 def test_the_lock_directory_is_this_users_and_ignores_tmpdir(tmp_path, monkeypatch):
@@ -152,14 +158,122 @@ def test_a_lock_folder_not_this_users_own_0700_is_refused_before_use(tmp_path, m
     with pytest.raises(PermissionError, match="GPU lock folder"):
         runtime.claim_gpu(CARDS)  # the default folder is checked alike
     monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path / "fresh"))
-    assert runtime.claim_gpu(CARDS) == 0 and oct((tmp_path / "fresh").stat().st_mode & 0o777) == "0o700"
+    assert runtime.claim_gpu(CARDS) == (0, 0) and oct((tmp_path / "fresh").stat().st_mode & 0o777) == "0o700"
 
 
-def test_every_card_held_means_sharing_with_a_warning(tmp_path, monkeypatch):
+# A GPU job elsewhere: claims a slot (claim_gpu's keywords as JSON), prints it, holds it until killed.
+_JOB = """
+import json, sys, time
+from moclip.runtime import claim_gpu
+print(json.dumps(claim_gpu(**json.loads(sys.argv[1]))), flush=True)
+time.sleep(120)
+"""
+
+
+class Jobs:
+    """Other GPU jobs, each holding the slot it claimed: started one after the other."""
+
+    def __init__(self, locks: Path):
+        self.locks, self.procs = locks, []
+
+    def start(self, **kw) -> subprocess.Popen:
+        args = json.dumps({"locks": str(self.locks), **kw})
+        p = subprocess.Popen(
+            [sys.executable, "-c", _JOB, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.procs.append(p)
+        return p
+
+    def claim(self, **kw) -> tuple[int, int]:
+        """A job that claims a slot: the slot it got, once it has it."""
+        p = self.start(**kw)
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+        return tuple(json.loads(line))
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def jobs(tmp_path):
+    j = Jobs(tmp_path)
+    yield j
+    j.close()
+
+
+def test_one_card_runs_jobs_per_card_jobs_and_the_next_waits_for_a_slot(tmp_path, monkeypatch, jobs):
+    """gpu.jobs_per_card 3 on a one-card machine: three jobs get cuda:0's slots 0, 1 and 2
+    (the third here, through resolve_device on stand-in cards); a fourth is refused when it
+    may not wait, and with waiting takes the slot a finished job leaves."""
+    import torch
+
     monkeypatch.setattr(runtime, "_CLAIMED", {})
-    assert runtime.claim_gpu(CARDS[:1], tmp_path) == 0
-    probe = _claim_in_subprocess(CARDS[:1], tmp_path)
-    assert probe.stdout.strip() == "0" and "all 1 GPUs are held" in probe.stderr
+    monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCLIP_JOBS_PER_CARD", "3")
+    current = _fake_cards(monkeypatch, (9, 0), count=1)
+    one = ["GPU-0"]
+    assert jobs.claim(cards=one, jobs=3) == (0, 0) and jobs.claim(cards=one, jobs=3) == (0, 1)
+    assert runtime.resolve_device("cuda") == torch.device("cuda", 0) and current == [torch.device("cuda", 0)]
+    assert runtime._CLAIMED["GPU-0"][:2] == (0, 2)
+    refused = jobs.start(cards=one, jobs=3, timeout=0)
+    holders = ", ".join(str(pid) for pid in (jobs.procs[0].pid, jobs.procs[1].pid, os.getpid()))
+    assert refused.wait(60) == 1 and "RuntimeError: all 3 GPU slots (1 card(s) x 3 jobs a card" in (
+        err := refused.stderr.read()
+    )
+    assert f"held by other moclip jobs (process ids {holders}, locks in {tmp_path})" in err
+    waiting = jobs.start(cards=one, jobs=3, poll=0.05)
+    time.sleep(1.0)
+    assert waiting.poll() is None  # still waiting: every slot held
+    jobs.procs[1].kill()  # the job on slot 1 ends
+    assert json.loads(waiting.stdout.readline()) == [0, 1]
+
+
+def test_two_cards_spread_the_jobs_before_doubling_up(tmp_path, monkeypatch, jobs):
+    """With two cards and 3 jobs a card the first jobs take slot 0 of each card, then slot 1;
+    one job a card (the default) never shares: the third job of two cards waits. A named
+    card (cuda:0) is used as asked, without a slot."""
+    import torch
+
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("MOCLIP_JOBS_PER_CARD", "3")
+    _fake_cards(monkeypatch, (9, 0), count=2)
+    two = ["GPU-0", "GPU-1"]
+    assert [jobs.claim(cards=two, jobs=3) for _ in range(3)] == [(0, 0), (1, 0), (0, 1)]
+    assert runtime.resolve_device("cuda") == torch.device("cuda", 1) and runtime._CLAIMED["GPU-1"][:2] == (1, 1)
+    assert jobs.claim(cards=two, jobs=3) == (0, 2)
+    assert jobs.start(cards=two, jobs=1, timeout=0).wait(60) == 1  # one a card: both cards' slot 0 are held
+    claimed = dict(runtime._CLAIMED)
+    monkeypatch.setattr(runtime, "_CLAIMED", {})
+    assert runtime.resolve_device("cuda:0") == torch.device("cuda", 0) and runtime._CLAIMED == {}
+    with pytest.raises(ValueError, match=r"device 'cuda:2': this process sees 2 CUDA card"):
+        runtime.resolve_device("cuda:2")
+    assert list(claimed) == ["GPU-1"]
+
+
+def test_jobs_per_card_is_a_whole_number_from_the_setting_or_the_environment(monkeypatch):
+    monkeypatch.delenv("MOCLIP_JOBS_PER_CARD", raising=False)
+    assert runtime.jobs_per_card() == 1
+    monkeypatch.setenv("MOCLIP_JOBS_PER_CARD", "3")
+    assert runtime.jobs_per_card() == 3 and runtime.jobs_per_card(2) == 2
+    for bad in ("0", "x", "2.5", ""):
+        monkeypatch.setenv("MOCLIP_JOBS_PER_CARD", bad)
+        with pytest.raises(ValueError, match=r"^\$MOCLIP_JOBS_PER_CARD: .* is not a whole number"):
+            runtime.jobs_per_card()
+    with pytest.raises(ValueError, match="^jobs_per_card: True"):
+        runtime.jobs_per_card(True)
+
+
+def test_the_cards_the_jobs_see_without_torch(monkeypatch):
+    monkeypatch.setattr(runtime.glob, "glob", lambda pat: [f"/dev/nvidia{i}" for i in range(4)] if "dev" in pat else [])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert runtime.local_gpus() == 4
+    for visible, n in [("0,1", 2), ("", 0), ("-1", 0), ("2,-1,3", 1), ("0,1,2,3,4,5", 4), ("GPU-abc", 1)]:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert runtime.local_gpus() == n, visible
 
 
 def _fake_cards(monkeypatch, capability: tuple[int, int], count: int = 1) -> list:
@@ -199,7 +313,7 @@ def test_a_cuda_device_becomes_the_current_one(tmp_path, monkeypatch):
     monkeypatch.setenv("MOCLIP_LOCK_DIR", str(tmp_path))
     monkeypatch.setattr(runtime, "_CLAIMED", {})
     current = _fake_cards(monkeypatch, (9, 0), count=3)
-    (tmp_path / "gpu-GPU-0.lock").mkdir()  # card 0 cannot be had
+    _slot0(tmp_path, "GPU-0").mkdir()  # card 0 cannot be had
     assert runtime.resolve_device("auto") == torch.device("cuda", 1) and current == [torch.device("cuda", 1)]
     assert runtime.resolve_device("cuda:2") == torch.device("cuda", 2) and current[-1] == torch.device("cuda", 2)
     assert runtime.resolve_device("cpu") == torch.device("cpu") and len(current) == 2
@@ -248,3 +362,31 @@ def test_pool_workers_leave_ctrl_c_to_the_jobs_process():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process is untouched
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_determinism_is_a_switch_both_ways(monkeypatch):
+    """mvnet.deterministic on a GPU: cuDNN's deterministic algorithms and torch's
+    deterministic mode (warnings), or cuDNN's benchmark search with both off; one process
+    can switch back and forth (the GPU check times both)."""
+    import torch
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cudnn = torch.backends.cudnn
+    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    try:
+        runtime.set_determinism(True)
+        assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (
+            False,
+            True,
+            True,
+        )
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        runtime.set_determinism(False)
+        assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (
+            True,
+            False,
+            False,
+        )
+    finally:
+        cudnn.benchmark, cudnn.deterministic = before[:2]
+        torch.use_deterministic_algorithms(before[2])
