@@ -8,9 +8,11 @@ video, so pooling is a later choice and never a recomputation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import time
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -374,10 +376,9 @@ def collate_frames(items: list[tuple[int, torch.Tensor | StoredFrames | None]]) 
 
 
 def videos_tensor(group: torch.Tensor | list[StoredFrames], device: torch.device) -> torch.Tensor:
-    """A FrameBatch group as uint8 [n, K, H, W, 3] on ``device``: JPEG decoded there."""
-    if torch.is_tensor(group):
-        return group.to(device, non_blocking=True)
-    return torch.stack(decode_frames(group, device))
+    """A FrameBatch group as uint8 [n, K, H, W, 3] on ``device``: JPEG decoded there
+    (one call: :func:`to_device`)."""
+    return to_device(group, device, card_streams(device))
 
 
 def preprocess_batch(frames: list[torch.Tensor], clip: Clip, device: torch.device) -> torch.Tensor:
@@ -418,6 +419,76 @@ class FrameShard:
     out: Path
 
 
+class CardStreams:
+    """The ordering of the card's JPEG decode against the encoder (the stream that reads
+    what it decodes). torchvision's CUDA ``decode_jpeg`` allocates its outputs on the
+    current stream, then writes them from a stream of its own without waiting for any
+    (pytorch/vision#9606): a block freed on the current stream while kernels queued there
+    still read it can be overwritten. So the decode runs with a stream of ours current
+    (``decode``), whose only readers are the stacking of the decoded images: it is
+    synchronised before each decode (the previous decode's stacking done; the encoder's
+    stream not waited for, so the decode of group k+1 overlaps the encoding of group k).
+    The stacked frames are handed to the encoder's stream (``main``) without a host sync:
+    it waits for ``decode``'s work, and the allocator keeps their block until ``main``'s
+    work queued before their release is done (``record_stream``). On the CPU, no streams."""
+
+    def __init__(self, device: torch.device):
+        cuda = device.type == "cuda"
+        self.main = torch.cuda.current_stream(device) if cuda else None
+        self.decode = torch.cuda.Stream(device) if cuda else None
+
+    def decoding(self):
+        """Context: the decode and the stacking of its images run on ``decode``."""
+        return torch.cuda.stream(self.decode) if self.decode is not None else contextlib.nullcontext()
+
+    def before_decode(self) -> None:
+        """Host wait for ``decode``'s earlier work (the only reader of the blocks a decode is handed)."""
+        if self.decode is not None:
+            self.decode.synchronize()
+
+    def hand_over(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``, made on ``decode``, for kernels on ``main``: ordered on the card, no host sync."""
+        if self.decode is not None:
+            self.main.wait_stream(self.decode)
+            x.record_stream(self.main)
+        return x
+
+
+def card_streams(device: torch.device) -> CardStreams:
+    return CardStreams(device)
+
+
+def to_device(group: torch.Tensor | list[StoredFrames], device: torch.device, streams: CardStreams) -> torch.Tensor:
+    """A FrameBatch group as uint8 [n, K, H, W, 3] on ``device``, for the encoder's stream:
+    raw frames copied there, JPEG ones decoded there in one call (:class:`CardStreams`)."""
+    if torch.is_tensor(group):
+        return group.to(device, non_blocking=True)
+    streams.before_decode()
+    with streams.decoding():
+        x = torch.stack(decode_frames(group, device))
+    return streams.hand_over(x)
+
+
+def to_host(z: torch.Tensor) -> torch.Tensor:
+    """Embeddings to the host without waiting for them: a pinned buffer filled by an
+    asynchronous copy on a GPU (read it after an event recorded later is done); a plain
+    copy from any other device (``z`` itself on the CPU)."""
+    if z.device.type != "cuda":
+        return z.cpu()
+    out = torch.empty(z.shape, dtype=z.dtype, pin_memory=True)
+    return out.copy_(z, non_blocking=True)
+
+
+def _event(device: torch.device):
+    """An event recorded now on the device's current stream (None on the CPU): the copies
+    queued before it are done once it is."""
+    if device.type != "cuda":
+        return None
+    e = torch.cuda.Event()
+    e.record()
+    return e
+
+
 @torch.no_grad()
 def embed_shards(
     clip: Clip,
@@ -428,41 +499,73 @@ def embed_shards(
     dtype: str = "float16",
     precision: str = "auto",
     recorded: ClipSettings | None = None,
+    stats: dict | None = None,
 ) -> list[np.ndarray]:
     """Embed every cached frame of ``shards`` with one model on ``device`` and one loader
-    over all their videos (a GPU job's fixed costs paid once), writing each shard's file
-    as soon as its last video is done; return each shard's valid mask.
+    over all their videos (a GPU job's fixed costs paid once, its workers alive for the
+    whole stage), writing each shard's file once its last video's embeddings are back on
+    the host; return each shard's valid mask. On a GPU the workers only read JPEG bytes,
+    which are decoded on the card a group at a time (:func:`to_device`), and nothing waits
+    for the card per batch: embeddings come back by asynchronous copies into pinned
+    memory, a shard's file written when they have landed.
 
     A shard file holds ``video_id`` [N], ``features`` [N, K, D] (unnormalised; NaN rows for
     failed videos), ``valid`` bool [N], and attrs naming the model, the weights' digest and
     the arithmetic (``precision``: see :func:`moclip.runtime.autocast_dtype`), and the
-    ``recorded`` settings that made them (the workflow's).
+    ``recorded`` settings that made them (the workflow's). ``stats``, when given, gets the
+    stage's timings: ``first_batch_s`` and ``seconds`` (wall, from the call), ``images`` and
+    ``images_after_first`` (for the steady-state rate).
     """
+    t0 = time.perf_counter()
     dev = resolve_device(device)
     clip.model.to(dev)
     amp = autocast_dtype(dev, precision)
     ds = _FrameCaches([f for sh in shards for f in sh.files], decode=dev.type == "cpu")
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=batch_videos, num_workers=workers, collate_fn=collate_frames, pin_memory=dev.type == "cuda"
+        ds,
+        batch_size=batch_videos,
+        num_workers=workers,
+        collate_fn=collate_frames,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=workers > 0,
     )
+    streams = card_streams(dev)
     ends = np.cumsum([len(sh.files) for sh in shards])
-    feats: list[np.ndarray | None] = [None] * len(ds)
+    feats: list[torch.Tensor | None] = [None] * len(ds)  # a video's embeddings on the host (or landing there)
     masks: list[np.ndarray] = []
+    pending: list[tuple[int, object]] = []  # shards whose copies are queued: (shard, event)
     progress = Progress("videos", len(ds), log)
+    images = first = 0
+
+    def write(k: int) -> None:
+        rows = feats[ends[k] - len(shards[k].files) : ends[k]]
+        masks.append(_write_clip_shard(clip, shards[k], rows, dtype, dev, amp, recorded))
+        feats[ends[k] - len(shards[k].files) : ends[k]] = [None] * len(rows)
+
     for batch in loader:
         for idx, group in batch.groups:
-            z = encode_videos(clip, videos_tensor(group, dev), dev, amp).cpu().numpy()
+            z = to_host(encode_videos(clip, to_device(group, dev, streams), dev, amp))
+            images += z.shape[0] * z.shape[1]
             for i, zi in zip(idx, z):
                 feats[i] = zi
         log_startup(log)
+        if stats is not None and not first:
+            first = images or -1
+            stats["first_batch_s"] = time.perf_counter() - t0
         progress.update(sum(len(i) for i, _ in batch.groups) + len(batch.failed))
-        while len(masks) < len(shards) and progress.done >= ends[len(masks)]:  # shards finish in order
-            k = len(masks)
-            rows = feats[ends[k] - len(shards[k].files) : ends[k]]
-            masks.append(_write_clip_shard(clip, shards[k], rows, dtype, dev, amp, recorded))
+        while len(masks) + len(pending) < len(shards) and progress.done >= ends[len(masks) + len(pending)]:
+            pending.append((len(masks) + len(pending), _event(dev)))  # shards finish in order
+        while pending and (pending[0][1] is None or pending[0][1].query()):
+            write(pending.pop(0)[0])
+    for k, event in pending:
+        if event is not None:
+            event.synchronize()
+        write(k)
     progress.close()
     while len(masks) < len(shards):  # empty shards
         masks.append(_write_clip_shard(clip, shards[len(masks)], [], dtype, dev, amp, recorded))
+    if stats is not None:
+        stats.update(seconds=time.perf_counter() - t0, images=images, images_after_first=images - max(first, 0))
     return masks
 
 
@@ -470,11 +573,11 @@ def _write_clip_shard(
     clip: Clip, shard: FrameShard, rows: list, dtype: str, dev: torch.device, amp, recorded: ClipSettings | None
 ) -> np.ndarray:
     valid = np.array([f is not None for f in rows], bool)
-    shape = next(f for f in rows if f is not None).shape if valid.any() else (0, clip.model.visual.output_dim)
+    shape = tuple(next(f for f in rows if f is not None).shape) if valid.any() else (0, clip.model.visual.output_dim)
     arr = np.full((len(rows), *shape), np.nan, dtype=dtype)
     for i, f in enumerate(rows):
         if f is not None:
-            arr[i] = f
+            arr[i] = f.numpy()
     write_shard(
         shard.out,
         shard.video_ids,
@@ -499,6 +602,43 @@ def embed_frame_caches(
 ) -> np.ndarray:
     """:func:`embed_shards` for one shard (``frame_files`` -> ``out``); its valid mask."""
     return embed_shards(clip, [FrameShard(list(video_ids), list(frame_files), Path(out))], *args, **kwargs)[0]
+
+
+@torch.no_grad()
+def decoder_agreement(
+    clip: Clip, videos: list[StoredFrames], device: str, batch_videos: int = 64, precision: str = "auto"
+) -> dict:
+    """``device``'s JPEG decode (nvJPEG on CUDA, as the stage runs it: :func:`to_device`)
+    against the CPU decoder's on the same frames (the JPEG ones of ``videos``): the mean
+    and the largest absolute difference in grey levels (0-255, every channel of every
+    pixel), and the cosine of each frame's CLIP embedding of the two decodes (both encoded
+    on ``device``): mean and smallest."""
+    dev = resolve_device(device)
+    clip.model.to(dev)
+    amp = autocast_dtype(dev, precision)
+    streams = card_streams(dev)
+    total, count, worst, cos = 0.0, 0, 0, []
+    jpeg = [v for v in videos if v.encoding == "jpeg"]
+    for start in range(0, len(jpeg), batch_videos):
+        for _, group in collate_frames(list(enumerate(jpeg[start : start + batch_videos]))).groups:
+            ours = to_device(group, dev, streams)
+            cpu = torch.stack(decode_frames(group, "cpu")).to(dev)
+            d = (ours.to(torch.int16) - cpu.to(torch.int16)).abs()
+            total += float(d.sum(dtype=torch.float64))
+            count += d.numel()
+            worst = max(worst, int(d.max()))
+            za, zb = encode_videos(clip, ours, dev, amp), encode_videos(clip, cpu, dev, amp)
+            cos.append(F.cosine_similarity(za.flatten(0, 1), zb.flatten(0, 1), dim=-1).cpu())
+    c = torch.cat(cos) if cos else torch.zeros(0)
+    return {
+        "device": dev.type,
+        "videos": len(jpeg),
+        "frames": len(c),
+        "mean_abs_grey": total / count if count else None,
+        "max_abs_grey": worst if count else None,
+        "cosine_mean": float(c.mean()) if len(c) else None,
+        "cosine_min": float(c.min()) if len(c) else None,
+    }
 
 
 # --------------------------------------------------------------------------- stage entry points

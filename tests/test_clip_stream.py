@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import h5py
 import numpy as np
 import open_clip
@@ -476,3 +478,124 @@ def test_the_parse_names_the_line_of_a_file_whose_activation_is_unsaid(checkpoin
     with pytest.raises(ConfigError, match=r"my-weights.yaml:3: clip.pretrained: the checkpoint file .* say which"):
         check_models(config, [user])
     check_models(merged(config, {"clip": {"quick_gelu": True}}), [user])
+
+
+# --------------------------------------------------------------------------- the stage in steady state
+
+
+def _embed_as_before(clip, files, batch_videos, dtype):
+    """The stage's loop as it was before the card's pipeline: a loader decoding on the CPU,
+    each group encoded and read back at once."""
+    from moclip.clip_stream import _FrameCaches
+
+    loader = torch.utils.data.DataLoader(_FrameCaches(files), batch_size=batch_videos, collate_fn=collate_frames)
+    rows = [None] * len(files)
+    with torch.no_grad():
+        for batch in loader:
+            for idx, group in batch.groups:
+                for i, z in zip(idx, encode_videos(clip, group, torch.device("cpu")).cpu().numpy()):
+                    rows[i] = z
+    out = np.full((len(files), *next(r for r in rows if r is not None).shape), np.nan, dtype=dtype)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_the_cpu_path_writes_the_same_bytes_as_before(frame_caches, tmp_path, dtype):
+    """The card's pipeline (decode on the device, copies back deferred to a shard's end)
+    leaves the CPU path as it was: every shard's embeddings byte for byte, failed rows too."""
+    root, ids = frame_caches
+    clip = load_clip(TINY, "none")
+    files = [root / "frames" / f"{v}.h5" for v in ids]
+    shards = [FrameShard(ids[:4], files[:4], tmp_path / "a.h5"), FrameShard(ids[4:], files[4:], tmp_path / "b.h5")]
+    stats = {}
+    embed_shards(clip, shards, batch_videos=3, workers=1, dtype=dtype, stats=stats)
+    got = np.concatenate([_stored_features(tmp_path / "a.h5"), _stored_features(tmp_path / "b.h5")])
+    want = _embed_as_before(clip, files, 3, dtype)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert stats["images"] == 5 * 4 and 0 < stats["first_batch_s"] <= stats["seconds"]
+    assert stats["images_after_first"] == 5 * 4 - 2 * 4  # the first batch: 3 videos, one of them failed
+
+
+def _stored_features(path):
+    with h5py.File(path) as f:
+        return f["features"][()]
+
+
+class _LoggedStreams:
+    """A stand-in for the card's streams that logs what the stage asks of them."""
+
+    def __init__(self, log):
+        self.log, self.inside = log, False
+
+    @contextlib.contextmanager
+    def decoding(self):
+        self.log.append("enter decode stream")
+        self.inside = True
+        yield
+        self.inside = False
+        self.log.append("leave decode stream")
+
+    def before_decode(self):
+        self.log.append("sync decode stream")
+
+    def hand_over(self, x):
+        self.log.append("hand over")
+        return x
+
+
+def test_each_decode_waits_for_the_previous_ones_readers_and_hands_its_frames_over(frame_caches, monkeypatch):
+    """pytorch/vision#9606: the card's decode writes without waiting for any stream, so the
+    stage synchronises the decode stream (whose only readers are the previous decode's
+    stacking) before each decode, decodes and stacks with that stream current, and hands the
+    frames to the encoder's stream before it reads them; it records one event a shard, none
+    a batch (no host sync per batch). Logged with stand-in streams, JPEG decoded in the
+    stage as on a card; the embeddings equal the CPU path's."""
+    import moclip.clip_stream as cs
+
+    root, ids = frame_caches
+    log = []
+    streams = _LoggedStreams(log)
+    real_decode = cs.decode_frames
+
+    def decode(videos, device):
+        if streams.inside:
+            log.append("decode")
+        return real_decode(videos, device)
+
+    monkeypatch.setattr(cs, "card_streams", lambda dev: streams)
+    monkeypatch.setattr(cs, "decode_frames", decode)
+    reader = cs._FrameCaches
+    monkeypatch.setattr(cs, "_FrameCaches", lambda files, decode: reader(files, decode=False))  # bytes, as on a card
+    monkeypatch.setattr(cs, "_event", lambda dev: log.append("event"))
+    clip = load_clip(TINY, "none")
+    encode = clip.model.encode_image
+    clip.model.encode_image = lambda x: (log.append("encode"), encode(x))[1]
+    files = [root / "frames" / f"{v}.h5" for v in ids]
+    shards = [FrameShard(ids[:2], files[:2], root / "o1.h5"), FrameShard(ids[2:], files[2:], root / "o2.h5")]
+    embed_shards(clip, shards, batch_videos=2, workers=0, dtype="float32")
+    group = ["sync decode stream", "enter decode stream", "decode", "leave decode stream", "hand over", "encode"]
+    # 6 videos, one failed, 2 a batch: groups of 2, 1 and 2; an event when each shard is complete
+    assert log == [*group, "event", *group, *group, "event"]
+    got = np.concatenate([_stored_features(root / "o1.h5"), _stored_features(root / "o2.h5")])
+    monkeypatch.undo()
+    assert got.tobytes() == _embed_as_before(clip, files, 2, "float32").tobytes()
+
+
+def test_the_decoder_agreement_measures_grey_levels_and_cosines(frame_caches, monkeypatch):
+    """decoder_agreement: the device's decode against the CPU's; the CPU against itself is
+    exact, and frames two grey levels off are measured as such."""
+    import moclip.clip_stream as cs
+
+    root, ids = frame_caches
+    clip = load_clip(TINY, "none")
+    videos = [_stored(root / "frames" / f"{v}.h5") for v in ids if v != "v_Bad_g01_c01"]
+    same = cs.decoder_agreement(clip, videos, "cpu", batch_videos=2)
+    assert same["videos"] == 5 and same["frames"] == 20
+    assert same["mean_abs_grey"] == 0 and same["max_abs_grey"] == 0 and same["cosine_min"] == pytest.approx(1, abs=1e-6)
+    real = cs.to_device
+    monkeypatch.setattr(cs, "to_device", lambda g, d, s: (real(g, d, s).to(torch.int16) + 2).clamp(0, 255).byte())
+    off = cs.decoder_agreement(clip, videos, "cpu", batch_videos=2)
+    assert 1.5 < off["mean_abs_grey"] <= 2 and off["max_abs_grey"] == 2 and off["cosine_min"] < 1
