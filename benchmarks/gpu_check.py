@@ -22,6 +22,7 @@ skipped, so that the whole fits twice in 15 minutes of a lent card with its star
 - ``full_heads``: each head's epoch at split 1's size (on the CPU, as the workflow).
 - ``concurrent``: three trainings on the card at once against one: aggregate segments/s.
 - ``deterministic``: the bare step with the deterministic settings on and off.
+- ``compile``: the library's bare step eager and under ``torch.compile``, compile time beside.
 
 Then ``full_projection``: UCF101's three splits for config/ucf101.yaml and the paper preset
 from these rates alone, every stage counted (printed and in the JSON with the goals).
@@ -689,6 +690,7 @@ class FullSizes:
             "bare_mv": 40,
             "deterministic": 50,
             "concurrent": 110,
+            "compile": 120,
         }
     )
 
@@ -727,6 +729,7 @@ FULL_PARTS = (  # most telling first: a run cut short keeps them
     "full_heads",
     "concurrent",
     "deterministic",
+    "compile",
 )
 
 
@@ -1055,7 +1058,33 @@ def bare_mv_ceilings(s, n_classes: int, dev: torch.device, steps: int) -> dict:
 
 
 def part_bare_mv(fs: FullSizes, dev: torch.device) -> dict:
-    return bare_mv_ceilings(_paper_mv(fs), fs.classes, dev, fs.bare_steps)
+    """The bare step timed two ways: this script's (no augmentation, the input already at
+    the network's size) and the library's ceilings, which time what the stage runs (resize
+    from the frame's maps, augmentation, the step; the feature pass with its views), eager
+    and, for the training step, under ``torch.compile`` with its compile time beside."""
+    from moclip.mv_train import feature_ceiling, train_ceiling
+
+    s = _paper_mv(fs)
+    out = bare_mv_ceilings(s, fs.classes, dev, fs.bare_steps)
+    out["stage_step_segments_per_s"] = train_ceiling(s, device=str(dev), n_classes=fs.classes, steps=fs.bare_steps)
+    out["stage_feature_inputs_per_s"] = feature_ceiling(s, device=str(dev), n_classes=fs.classes)
+    return out
+
+
+def part_compile(fs: FullSizes, dev: torch.device) -> dict:
+    """``mvnet.compile``: the library's bare step eager and under ``torch.compile``, and the
+    compiled call's seconds with its compile (paid in the warm-up steps) included."""
+    from moclip.mv_train import train_ceiling
+
+    eager = train_ceiling(_paper_mv(fs), device=str(dev), n_classes=fs.classes, steps=fs.bare_steps)
+    t0 = time.perf_counter()
+    compiled = train_ceiling(_paper_mv(fs, compile=True), device=str(dev), n_classes=fs.classes, steps=fs.bare_steps)
+    return {
+        "eager_step_segments_per_s": eager,
+        "compiled_step_segments_per_s": compiled,
+        "compiled_call_s": time.perf_counter() - t0,
+        "compile_gain": compiled / eager,
+    }
 
 
 def set_deterministic(on: bool) -> None:
@@ -1074,10 +1103,16 @@ def set_deterministic(on: bool) -> None:
 def part_deterministic(fs: FullSizes, dev: torch.device) -> dict:
     """The bare training step with the deterministic settings off, then on (train_mvnet's
     default): their cost. The process is left deterministic, as train_mvnet leaves it."""
+    from moclip.mv_train import train_ceiling
+
     rows = {}
     for on in (False, True):
         set_deterministic(on)
         rows["on" if on else "off"] = bare_mv_ceilings(_paper_mv(fs), fs.classes, dev, fs.bare_steps)
+        # the library's step under mvnet.deterministic, set as fit_mvnet sets it
+        rows["on" if on else "off"]["stage_step_segments_per_s"] = train_ceiling(
+            _paper_mv(fs, deterministic=on), device=str(dev), n_classes=fs.classes, steps=fs.bare_steps
+        )
     on, off = rows["on"]["train_segments_per_s"], rows["off"]["train_segments_per_s"]
     cost = 1 - on / off
     return {
@@ -1285,7 +1320,11 @@ def part_concurrent(fs: FullSizes, dev: torch.device, info: dict, tmp: Path) -> 
         "device": "cuda" if dev.type == "cuda" else "cpu",
         "threads": threads,
     }
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "MOCLIP_JOBS_PER_CARD": str(fs.concurrent),  # gpu.jobs_per_card: each claims a slot of the card
+    }
     seg = len(items) * s.segments
 
     def run(n: int) -> list[dict]:
@@ -1703,6 +1742,7 @@ def main() -> int:
         "full_mv_train": lambda: part_full_mv_train(fs, dev, got["full_set"]),
         "bare_mv": lambda: part_bare_mv(fs, dev),
         "deterministic": lambda: part_deterministic(fs, dev),
+        "compile": lambda: part_compile(fs, dev),
         "full_mv_features": lambda: part_full_mv_features(fs, dev, got["full_set"], tmp),
         "concurrent": lambda: part_concurrent(fs, dev, got["full_set"], tmp),
         "full_heads": lambda: part_full_heads(fs, got["full_set"]),

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from moclip.cache import open_cache, read_index, video_file
-from moclip.resources import KEPT_CARD_SHARE, KEPT_HOST_MB
+from moclip.mv_budgets import KEPT_CARD_SHARE, KEPT_HOST_MB
 from moclip.settings import FromConfig, default
 from moclip.videos import Video
 

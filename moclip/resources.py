@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moclip.manifest import VAL_SHARE  # validation's most of a training list (val_groups auto: 0.2)
+from moclip.mv_budgets import EVAL_IMAGES, KEPT_HOST_MB
 
 RATES = {
     "cache_frames": 3700,  # frames decoded and cached a second, a thread (bench_scale: 2.46 M frames, 329 s x 2)
@@ -39,7 +40,6 @@ TIME_MARGIN = 3
 # CoViAR's re-encode, 340x256 (UCF101's own 320x240 is smaller), GOP 12, 8-pixel cells.
 # Larger frames or longer GOPs with mvnet.accumulate take more: a retry doubles the request.
 FRAME, GOP, CELL = (256, 340), 12, 8
-EVAL_IMAGES = {"cpu": 192, "cuda": 1000}  # MV network inputs a forward pass at test and feature time
 PREFETCH = 2  # batches a loader worker holds ahead (torch's prefetch_factor), in shared memory
 
 
@@ -94,12 +94,6 @@ def unmeasured(arch: str) -> str | None:
 # (ViT-B-32, EfficientNet-B0 at 224 px, benchmarks/gpu).
 GPU_HOST_MB = 1800
 LOADER_WORKER_MB = 300  # a loader worker process (torch imported, a cache open), before its batches
-
-
-# Validation inputs read once a run and kept (moclip.mv_data.Kept): up to this share of a
-# GPU's memory on the card, up to this many MB in a CPU job's memory (counted in its mem_mb).
-KEPT_CARD_SHARE = 0.1
-KEPT_HOST_MB = 1024
 
 
 def retry(value: float, attempt: int) -> int:

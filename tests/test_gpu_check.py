@@ -79,6 +79,9 @@ def test_the_full_size_run_rehearses_every_part_on_the_cpu(tmp_path, gpu_check):
     assert parts["full_mv_features"]["ucf101-paper"]["draws"]["segments_per_s"] > 0
     assert parts["concurrent"]["trainings"] == 2 and len(parts["concurrent"]["each_segments_per_s"]) == 2
     assert {"on", "off"} <= set(parts["deterministic"]) and r["bare_mv_train_segments_per_s"] > 0
+    assert all(parts["deterministic"][k]["stage_step_segments_per_s"] > 0 for k in ("on", "off"))
+    assert parts["bare_mv"]["stage_step_segments_per_s"] > 0 and parts["bare_mv"]["stage_feature_inputs_per_s"] > 0
+    assert parts["compile"]["compiled_step_segments_per_s"] > 0 and parts["compile"]["compiled_call_s"] > 0
     for preset in ("ucf101", "ucf101-paper"):
         proj = r["full_projection"][preset]
         assert set(proj["hours"]) == {"train_mvnet", "mv_features", "mv_draws", "clip_embed", "startups", "heads_cpu"}
