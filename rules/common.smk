@@ -34,7 +34,7 @@ from moclip.videos import shard_rows
 
 # The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout);
 # this machine's card counts only when the jobs run here.
-RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec)
+RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec, tuple(CONFIG_FILES))
 RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
 # The run's experiments (moclip.experiments): each a whole config, and where each stage's
 # outputs live; a run without the key is one experiment, every output at the top level.
@@ -45,8 +45,8 @@ BY_ROOT = by_root(EXPERIMENTS)  # an output root ({exp} wildcard) -> its experim
 if workflow.is_main_process:
     try:
         check_experiments(config, EXPERIMENTS, CONFIG_FILES, RUN)
-    except ConfigError as e:
-        raise WorkflowError(str(e)) from None
+    except ConfigError as e:  # the user's file and line, without Snakemake's wrapper and traceback
+        sys.exit(str(e))
     for line in describe(EXPERIMENTS):
         print(f"moclip: {line}", file=sys.stderr)
 SHARDS = RUN.shards  # counted after the checks, which name a bad list's file and line
