@@ -4,9 +4,9 @@
 # -> heads (clip_linear, fusion) -> per-split reports and the summary.
 
 
-from snakemake.utils import min_version
+import sys
 
-from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
 
 from moclip.config import ConfigError, check_config, load_config, load_yaml, ordered_like
 from moclip.experiments import experiment_configs
@@ -41,8 +41,8 @@ try:
     load_config(CONFIG_FILES)  # Snakemake's reading takes a key given twice, NaN and infinity
     check_config(config, SCHEMA, CONFIG_FILES)
     EXPERIMENT_CONFIGS = experiment_configs(config, SCHEMA, CONFIG_FILES)
-except ConfigError as e:
-    raise WorkflowError(f"invalid configuration:\n{e}") from None
+except ConfigError as e:  # printed as it is, exit status 1: no Snakemake wrapper or traceback
+    sys.exit(str(e))
 
 
 report: "report/workflow.rst"

@@ -81,7 +81,7 @@ def _check_config(a: argparse.Namespace) -> int:
     config = load_config(files)
     check_config(config, a.schema, files)
     runs = experiments(config, experiment_configs(config, a.schema, files))
-    check_experiments(config, runs, files, Layout(config))  # the workflow's parse-time checks
+    check_experiments(config, runs, files, Layout(config, sources=tuple(files)))  # the workflow's parse-time checks
     print(f"ok: {', '.join(a.files)} merged over {a.defaults}: a valid configuration")
     for line in describe(runs):  # what each experiment shares and adds
         print(line)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from moclip import plan
-from moclip.config import ConfigError
+from moclip.config import ConfigError, where_set
 from moclip.datasets import FORMATS, count_videos, folder_videos, split_sizes
 from moclip.datasets import list_files as format_list_files
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
@@ -29,10 +29,16 @@ CPU_THREADS = 2
 @dataclass(frozen=True)
 class Layout:
     """A validated config's dataset and jobs; ``local_gpu``: this machine has a card and
-    the jobs run here (``device: auto`` uses it)."""
+    the jobs run here (``device: auto`` uses it); ``sources``: the config's files, in merge
+    order, so that a path that does not exist is named with the file and line that set it."""
 
     config: dict = field(repr=False)
     local_gpu: bool = False
+    sources: tuple = field(default=(), repr=False)
+
+    def _set_at(self, key: str) -> str:
+        """``file:line: `` of the file that set ``dataset.<key>``, or ``config: ``."""
+        return where_set(["dataset", key], self.sources) or "config: "
 
     @property
     def results(self) -> str:
@@ -77,14 +83,14 @@ class Layout:
             return self.demo_dirs["videos"], self.demo_dirs.get("lists")
         videos, lists = d["videos"], d["lists"]
         if not os.path.isdir(videos):
-            raise ConfigError(f"config: dataset.videos={videos!r} is not a directory")
+            raise ConfigError(f"{self._set_at('videos')}dataset.videos: {videos!r} is not a directory")
         if not self.labelled:
             return videos, None
-        if lists is None:
-            raise ConfigError(f"config: dataset.lists is required with dataset.format: {self.format}")
+        if lists is None:  # named where the dataset's videos were given, the lists' place
+            raise ConfigError(f"{self._set_at('videos')}dataset.lists is required with dataset.format: {self.format}")
         kind = FORMATS[self.format].lists
         if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
-            raise ConfigError(f"config: dataset.lists={lists!r} is not a {kind}")
+            raise ConfigError(f"{self._set_at('lists')}dataset.lists: {lists!r} is not a {kind}")
         return videos, lists
 
     @property

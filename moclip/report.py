@@ -171,7 +171,7 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
     failed = summary["failed_videos"]
     tags = summary["clip"].get("tags")
     if tags:
-        notes.append(f"From the tag directories: CLIP {tags['clip']}, MV network {tags['mv']} (README, Outputs).")
+        notes.append(f"From the tag directories: CLIP {tags['clip']}, MV network {tags['mv']} (docs/outputs.md).")
     notes.append(f"Failed videos ({len(failed)}): " + (", ".join(failed) if failed else "none"))
     reencoded = summary.get("reencoded_videos", [])
     if "reencode" in summary:  # dataset.reencode: every video, not worth naming one by one

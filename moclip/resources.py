@@ -4,7 +4,7 @@ Memory does not grow with the dataset (the caches are streamed; benchmarks/bench
 measures every rule at 1,332 and 13,320 videos) but for a CPU training's kept validation
 inputs (at most KEPT_HOST_MB), so mem_mb is a measured peak with a margin, plus the loader's
 batches as shipped. Time grows with a job's work (frames, images, samples, epochs) at the rates below,
-measured on this project's CPU cores (README, "Resources") and on an H200 (benchmarks/gpu).
+measured on a 2-core x86-64 server's CPU cores (docs/scale.md, "Resources") and on an H200 (benchmarks/gpu).
 Both double with each retry (--retries), so an estimate that falls short costs one
 resubmission, never the run. The workflow's rules read every figure from :class:`Workload`.
 """

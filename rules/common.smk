@@ -34,7 +34,7 @@ from moclip.videos import shard_rows
 
 # The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout);
 # this machine's card counts only when the jobs run here.
-RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec)
+RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec, tuple(CONFIG_FILES))
 RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
 # GPU jobs a card runs at once, each in a slot of its own (moclip.runtime.claim_gpu): every
 # job's environment carries the setting, as the stages' scripts never see it.
@@ -48,8 +48,8 @@ BY_ROOT = by_root(EXPERIMENTS)  # an output root ({exp} wildcard) -> its experim
 if workflow.is_main_process:
     try:
         check_experiments(config, EXPERIMENTS, CONFIG_FILES, RUN)
-    except ConfigError as e:
-        raise WorkflowError(str(e)) from None
+    except ConfigError as e:  # the user's file and line, without Snakemake's wrapper and traceback
+        sys.exit(str(e))
     for line in describe(EXPERIMENTS):
         print(f"moclip: {line}", file=sys.stderr)
     if RUN.local_gpu and (RUN.on_gpu("clip") or RUN.on_gpu("mvnet")):  # each GPU job takes gpu=1 and a slot

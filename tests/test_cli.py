@@ -175,7 +175,9 @@ def test_check_config_runs_the_dataset_checks_of_the_workflows_parse(tmp_path, t
     cfg = tmp_path / "paths.yaml"
     cfg.write_text(f"dataset:\n  videos: {tmp_path / 'none'}\n  lists: {tiny_demo[1]}\n")
     assert main(["check-config", str(cfg)]) == 2
-    assert f"dataset.videos='{tmp_path / 'none'}' is not a directory" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"moclip check-config: error: {cfg}:2: dataset.videos: '{tmp_path / 'none'}' is not a directory\n"
+    )
     cfg.write_text(f"dataset:\n  videos: {tiny_demo[0]}\n  lists: {tiny_demo[1]}\n")
     assert main(["check-config", str(cfg)]) == 0
     lists = tmp_path / "lists"

@@ -108,7 +108,7 @@ def test_mvs_with_b_frames_span_the_reference_distance(tmp_path, codec, v):
 
 
 # Whether a video has vectors is what its decode exports, whatever the codec's name (measured
-# with PyAV 18.1 / FFmpeg 8.1; the README's table). Each: (encoder, file, frame size, FFmpeg's
+# with PyAV 18.1 / FFmpeg 8.1; docs/motion-vectors.md's table). Each: (encoder, file, frame size, FFmpeg's
 # codec id, its decoder, a certain reference distance).
 EXPORTING = [
     ("mpeg4", "avi", (320, 240), "mpeg4", "mpeg4", True),  # MPEG-4 Part 2 (XviD, UCF101)

@@ -22,6 +22,7 @@ from conftest import (
 
 from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
+from moclip.cli import main
 from moclip.clip_stream import EMBEDDING_DTYPES, INTERPOLATIONS
 from moclip.codec import DecodeSettings
 from moclip.config import ConfigError, check_config, key_line, load_config, load_yaml, ordered_like
@@ -123,12 +124,12 @@ def test_unknown_model_names_are_named_with_their_file_and_line(tmp_path):
     ]
 
 
-def test_the_readme_tables_every_difference_between_the_ucf101_presets():
-    """The README's recipe table has one row a setting where config/ucf101-paper.yaml and
+def test_the_recipe_table_lists_every_difference_between_the_ucf101_presets():
+    """docs/ucf101.md's recipe table has one row a setting where config/ucf101-paper.yaml and
     config/ucf101.yaml differ: a difference added to a preset without a row fails here."""
     ours, paper = (load_config([REPO / "config.yaml", REPO / "config" / f]) for f in PRESETS)
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
+    doc = (REPO / "docs" / "ucf101.md").read_text()
+    table = doc.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
     rows = re.findall(r"^\| ((?:`[a-z_.]+`(?:, )?)+) \|", table, re.M)
     tabled = {k for row in rows for k in re.findall(r"`([a-z_.]+)`", row)}
     assert tabled == set(differences(ours, paper)) - {"results"}
@@ -150,6 +151,26 @@ def test_the_workflow_stops_at_parse_time_in_a_few_lines(tmp_path):
     said = out.stdout + out.stderr  # Snakemake prints its errors on stdout
     assert f"{cfg}:{key_line(cfg, ['mvnet', 'lrr'])}: unknown key 'mvnet.lrr' (did you mean 'lr'?)" in said
     assert len(said.splitlines()) < 10, said
+    assert "WorkflowError" not in said and 'File "' not in said, said  # no wrapper, no traceback
+
+
+@pytest.mark.workflow
+def test_a_missing_dataset_path_is_one_line_from_the_users_file_in_both_checks(tmp_path, capsys):
+    """A new UCF101 user's first error, as they would meet it: the recipe and a paths file
+    whose dataset.videos does not exist. `moclip check-config` and `snakemake -n` print the
+    same line, naming the paths file and its line, without Snakemake's WorkflowError wrapper
+    or a traceback into the project's code."""
+    paths = tmp_path / "my-paths.yaml"
+    paths.write_text(f"dataset:\n  videos: {tmp_path / 'UCF-101'}\n  lists: {tmp_path}\n")
+    line = f"{paths}:2: dataset.videos: '{tmp_path / 'UCF-101'}' is not a directory"
+    recipe = str(REPO / "config" / "ucf101.yaml")
+    assert main(["check-config", recipe, str(paths)]) == 2
+    assert capsys.readouterr().err == f"moclip check-config: error: {line}\n"
+    out = snakemake(tmp_path / "run", {}, "-n", "--configfile", recipe, str(paths), check=False)
+    said = out.stdout + out.stderr
+    assert out.returncode == 1 and line in said.splitlines(), said
+    assert "WorkflowError" not in said and 'File "' not in said and "Traceback" not in said, said
+    assert [x for x in said.splitlines() if "UCF-101" in x] == [line]  # printed once
 
 
 @pytest.mark.parametrize(

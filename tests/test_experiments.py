@@ -121,7 +121,7 @@ def test_the_schema_rejects_a_non_mapping_experiment(tmp_path):
 
 def test_the_ablation_switches_one_recipe_row_to_ours_each_and_then_every_row():
     """config/ucf101-ablation.yaml over the paper preset: the first experiment is the paper's
-    recipe, each other switches the keys of one row of the README's recipe table to ours
+    recipe, each other switches the keys of one row of docs/ucf101.md's recipe table to ours
     (config/ucf101.yaml's values), every row once, and the last is ours in full."""
     defaults, presets = REPO / "config.yaml", REPO / "config"
     paper = load_config([defaults, presets / "ucf101-paper.yaml"])
@@ -130,8 +130,8 @@ def test_the_ablation_switches_one_recipe_row_to_ours_each_and_then_every_row():
     config = load_config(files)
     configs = experiment_configs(config, SCHEMA, files)
     ignore = {"results", "experiments"}
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
+    doc = (REPO / "docs" / "ucf101.md").read_text()
+    table = doc.split("<!-- recipe-table")[1].split("<!-- /recipe-table -->")[0]
     rows = [
         frozenset(re.findall(r"`([a-z_.]+)`", line.split("|")[1]))
         for line in table.splitlines()[3:]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DEFAULTS, merged
+from conftest import DEFAULTS, REPO, merged
 
 from moclip.config import ConfigError
 from moclip.demo import DemoSpec
 from moclip.layout import CPU_THREADS, GPU_THREADS, Layout, gpu_slots_line
+
+DEFAULTS_FILE = REPO / "config.yaml"
 
 
 def test_the_demo_lives_under_the_results_in_its_formats_layout():
@@ -20,13 +22,34 @@ def test_the_demo_lives_under_the_results_in_its_formats_layout():
 
 
 def test_a_users_paths_are_checked_to_exist(tmp_path):
-    with pytest.raises(ConfigError, match=r"dataset.videos='.*none' is not a directory"):
+    with pytest.raises(ConfigError, match=r"^config: dataset.videos: '.*none' is not a directory$"):
         _ = Layout(merged(DEFAULTS, {"dataset": {"videos": str(tmp_path / "none")}})).paths
     csv = {"videos": str(tmp_path), "format": "csv", "lists": str(tmp_path)}
-    with pytest.raises(ConfigError, match=r"dataset.lists='.*' is not a file"):
+    with pytest.raises(ConfigError, match=r"^config: dataset.lists: '.*' is not a file$"):
         _ = Layout(merged(DEFAULTS, {"dataset": csv})).paths
-    with pytest.raises(ConfigError, match=r"dataset.lists is required with dataset.format: ucf101"):
+    with pytest.raises(ConfigError, match=r"^config: dataset.lists is required with dataset.format: ucf101$"):
         _ = Layout(merged(DEFAULTS, {"dataset": {"videos": str(tmp_path)}})).paths
+
+
+def test_a_missing_path_is_named_with_the_file_and_line_that_set_it(tmp_path):
+    """The last of the config's files that sets the key wins, as they merge."""
+    early, late = tmp_path / "early.yaml", tmp_path / "my-paths.yaml"
+    early.write_text("dataset:\n  videos: /elsewhere\n")
+    late.write_text(f"seed: 0\ndataset:\n  format: csv\n  videos: {tmp_path}\n  lists: {tmp_path / 'none.csv'}\n")
+    sources = (DEFAULTS_FILE, early, late)
+    config = merged(
+        DEFAULTS, {"dataset": {"format": "csv", "videos": str(tmp_path), "lists": str(tmp_path / "none.csv")}}
+    )
+    with pytest.raises(ConfigError) as e:
+        _ = Layout(config, sources=sources).paths
+    assert str(e.value) == f"{late}:5: dataset.lists: '{tmp_path / 'none.csv'}' is not a file"
+    gone = merged(config, {"dataset": {"videos": str(tmp_path / "gone")}})
+    with pytest.raises(ConfigError) as e:
+        _ = Layout(gone, sources=sources).paths
+    assert str(e.value) == f"{late}:4: dataset.videos: '{tmp_path / 'gone'}' is not a directory"
+    with pytest.raises(ConfigError) as e:
+        _ = Layout(merged(gone, {"dataset": {"format": "ucf101", "lists": None}}), sources=(DEFAULTS_FILE, early)).paths
+    assert str(e.value).startswith(f"{early}:2: dataset.videos: ")
 
 
 def test_a_folder_run_lists_its_videos_once_and_shards_them(tmp_path):
