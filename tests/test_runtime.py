@@ -248,3 +248,19 @@ def test_pool_workers_leave_ctrl_c_to_the_jobs_process():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process is untouched
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_torch_computes_with_the_configured_threads_even_past_the_cores(monkeypatch, caplog):
+    """The count is part of the arithmetic: never capped at the cores a job has (a 1-CPU
+    SLURM job must compute as a 2-core laptop does), only warned about."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            runtime.use_threads(3, "mvnet.cpu_threads")
+        assert torch.get_num_threads() == 3
+        assert "mvnet.cpu_threads: 3 threads on 1 cores: the same numbers, slower" in caplog.text
+    finally:
+        torch.set_num_threads(before)

@@ -567,6 +567,17 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
 
 
+def test_one_core_gives_the_bytes_two_cores_give(finished_run, tmp_path):
+    """--cores caps each job's threads; torch computes with the config's cpu_threads
+    whatever they are, and the loader workers they add change no batch: every cache,
+    feature file, checkpoint, metric, report and plot is the two-core run's."""
+    wd = tmp_path / "one core"
+    snakemake(wd, TINY_CONFIG, cores="1")
+    one, two = result_files(wd), result_files(finished_run)
+    assert sorted(one) == sorted(two)
+    assert [k for k in one if one[k] != two[k]] == []
+
+
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
     console = (finished_run / "console.txt").read_text()
     assert "Shell command: None" not in console  # script rules have none to print
