@@ -519,7 +519,7 @@ def clip_embed(
     one shard a job on the CPU, every shard in one job on a GPU (one start-up); torch
     computes with ``settings.cpu_threads`` threads and ``threads - 1`` processes (the job's
     other cores) read the caches: neither changes a number."""
-    use_threads(settings.cpu_threads, "clip.cpu_threads")
+    use_threads(settings.cpu_threads, "clip.cpu_threads", threads)
     s = settings
     clip = s.load()
     shards = []

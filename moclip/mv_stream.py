@@ -182,7 +182,7 @@ def train_mvnet(
     ``test`` once (the 'MV only' result), on ``device``. ``mv[k]`` and ``index[k]`` are
     shard k's MV cache directory and index; torch computes with ``settings.cpu_threads``
     threads and ``threads - 1`` processes read the caches (neither changes a number)."""
-    use_threads(settings.cpu_threads, "mvnet.cpu_threads")
+    use_threads(settings.cpu_threads, "mvnet.cpu_threads", threads)
     workers = max(0, threads - 1)
     s = settings
     rows = read_manifest(manifest)
@@ -261,7 +261,7 @@ def mv_features(
         shards.append((items, np.array([r.status == "ok" for r in records], bool)))
     for i, model_file in enumerate(models):
         net, settings, meta = load_checkpoint(model_file)
-        use_threads(settings.cpu_threads, "mvnet.cpu_threads")
+        use_threads(settings.cpu_threads, "mvnet.cpu_threads", threads)
         trained = {r.video_id for r in rows if r.split(meta["split"]) == "train"}
         outs = out[i * len(mv) : (i + 1) * len(mv)]
         work = [
