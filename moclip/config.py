@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +19,41 @@ from moclip.settings import did_you_mean
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line a problem."""
+
+
+# Snakemake's wildcard syntax (snakemake_interface_storage_plugins.io.WILDCARD_REGEX, copied:
+# moclip never imports Snakemake): ``{name}`` or ``{name,constraint}`` anywhere in a path is
+# filled in from a job's wildcards, and no escape exists (``{{x}}`` reads as ``{x}`` too).
+# Other braces (``{``, ``{}``, ``{a-b}``) and the other characters tried (``[]*?$%;',\``)
+# pass through Snakemake's inputs, params and outputs untouched; but the output paths also
+# go through ``expand()`` (str.format), where any brace is a field: the results folder may
+# hold none.
+SNAKEMAKE_WILDCARD = re.compile(r"\{(?=(\s*[.\w]+(\s*,\s*([^{}]+|\{\d+(,\d+)?\})*)?\s*))\1\}")
+ANY_BRACE = re.compile(r"\{[^{}]*\}|[{}]")
+# The settings that name a file or folder Snakemake sees as a path (inputs and params), and
+# the one every output path starts with.
+PATH_KEYS = (
+    ("dataset", "videos"),
+    ("dataset", "lists"),
+    ("dataset", "classes"),
+    ("clip", "prompts"),
+    ("features", "mv_model"),
+)
+OUTPUT_KEY = ("results",)
+
+
+def wildcard_in(path: str, outputs: bool = False) -> str | None:
+    """The first part of ``path`` Snakemake would read as a wildcard (``{name}``; in an
+    output path, any brace), or None."""
+    m = (ANY_BRACE if outputs else SNAKEMAKE_WILDCARD).search(str(path))
+    return m.group(0) if m else None
+
+
+def braced(what: str, found: str) -> str:
+    """The end of the one-line refusal of a path holding a Snakemake wildcard."""
+    return (
+        f"{what} holds {found}, which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
+    )
 
 
 _FLOAT = "tag:yaml.org,2002:float"
@@ -193,8 +229,21 @@ def check_config(
         for keys, v in _non_finite(config)
     ]
     if not lines:
-        return
-    raise ConfigError("\n".join(lines))
+        lines = _braced_paths(config, sources, list(under))
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+def _braced_paths(config: dict, sources: list[Path], under: list[str]) -> list[str]:
+    """One line a path setting (of a valid config) holding a Snakemake wildcard."""
+    lines = []
+    for keys in (OUTPUT_KEY, *PATH_KEYS):
+        value = config
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if isinstance(value, str) and (found := wildcard_in(value, outputs=keys == OUTPUT_KEY)):
+            lines.append(f"{where_set(keys, sources, under)}{'.'.join(keys)}: {braced(repr(value), found)}")
+    return lines
 
 
 def _non_finite(value, keys: tuple = ()):

@@ -40,6 +40,7 @@ from conftest import (
 import moclip
 from moclip import plan
 from moclip.clip_stream import ClipSettings, load_clip
+from moclip.config import key_line
 from moclip.demo import make_demo_dataset
 from moclip.encode import encode_video
 from moclip.io import read_tsv
@@ -236,6 +237,46 @@ def test_missing_dataset_directory_is_a_clear_error(tmp_path):
     cfg = {"dataset": {"videos": str(tmp_path / "nope"), "lists": str(tmp_path)}}
     out = snakemake(tmp_path, cfg, "-n", check=False)
     assert out.returncode != 0 and "dataset.videos" in out.stdout + out.stderr
+
+
+WILDCARD_END = "which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
+
+
+def test_braces_snakemake_reads_as_a_wildcard_stop_at_parse_time_naming_the_key_or_file(tiny_demo, tmp_path):
+    """``{name}`` in the results folder, the dataset root or a video's name ended the run
+    with Snakemake's WildcardError naming neither; now one line names the key (and the file
+    and line that set it) or the video. Braces Snakemake leaves alone, and other characters
+    a shell would mind, plan a whole run."""
+    videos, lists = tiny_demo
+    cfg = tmp_path / "run" / "test-config.yaml"
+    out = snakemake(tmp_path / "run", merged(TINY_CONFIG, {"results": "res {wild}"}), "-n", check=False)
+    said = out.stdout + out.stderr
+    assert (
+        out.returncode != 0 and f"{cfg}:{key_line(cfg, ['results'])}: results: 'res {{wild}}' holds {{wild}}, " in said
+    )
+    assert WILDCARD_END in said and "WildcardError" not in said and len(said.splitlines()) < 10, said
+    root = tmp_path / "data {root}" / "UCF-101"
+    shutil.copytree(videos, root)
+    out = snakemake(
+        tmp_path / "run",
+        merged(TINY_CONFIG, {"dataset": {"videos": str(root), "lists": str(lists)}}),
+        "-n",
+        check=False,
+    )
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and f": dataset.videos: {str(root)!r} holds {{root}}, {WILDCARD_END}" in said, said
+    folder = tmp_path / "folder {} [x]"  # braces that are no wildcard are kept in inputs
+    shutil.copytree(videos, folder)
+    odd = next(folder.rglob("*.avi"))
+    odd = odd.rename(odd.with_name("brace {wild}.avi"))
+    config = merged(TINY_CONFIG, {"dataset": {"videos": str(folder), "format": "folder"}})
+    out = snakemake(tmp_path / "run", config, "-n", check=False)
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and f"{str(odd)!r}: the name holds {{wild}}, {WILDCARD_END}" in said, said
+    assert not (tmp_path / "run" / "results").exists()
+    odd.rename(odd.with_name("brace {} {a-b} [x] $HOME %s;'.avi"))
+    out = snakemake(tmp_path / "run", merged(config, {"results": "res [x] $HOME %s;'"}), "-n", check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 @pytest.fixture
