@@ -463,3 +463,53 @@ def test_a_prompt_file_naming_a_braced_file_is_refused_naming_the_prompt_file(tm
         f"{user}:2: clip.prompts: {prompts}: {str(tmp_path / 'tmpl {wild}.yaml')!r} holds {{wild}}, which Snakemake "
         "reads as a wildcard in a path (braces have no escape there): rename it"
     )
+
+
+def _command_line(*entries: str):
+    """--config values exactly as Snakemake parses them."""
+    from snakemake.cli import parse_config
+
+    from moclip.config import CommandLine
+
+    return CommandLine(parse_config(list(entries)))
+
+
+def test_a_nested_config_override_is_merged_into_its_block_with_yaml_types(tmp_path):
+    """Snakemake reads ``heads='{"lr": 0.01}'`` with YAML's base loader (every leaf a string)
+    and merges it into the block: the check refused '0.01'. Typed, it is a number, the
+    block's other keys stay the files', and a leaf meant as text stays text."""
+    user = tmp_path / "mine.yaml"
+    user.write_text("heads:\n  epochs: 7\n")
+    over = _command_line(
+        'heads={"lr": 0.01, "seeds": [3, 4], "frame_norm": false}',
+        "clip={templates: ['photo: {}', 'a {}'], prompts: phrases}",
+        "seed=5",
+    )
+    assert over["heads"]["lr"] == "0.01"  # what Snakemake gives
+    files = [REPO / "config.yaml", user, over]
+    config = load_config(files)
+    check_config(config, SCHEMA, files)
+    assert config["heads"] == {**DEFAULTS["heads"], "epochs": 7, "lr": 0.01, "seeds": [3, 4], "frame_norm": False}
+    assert config["clip"]["templates"] == ["photo: {}", "a {}"] and config["clip"]["prompts"] == "phrases"
+    assert config["seed"] == 5 and _command_line("mvnet={lr: 1e-3}")["mvnet"]["lr"] == "1e-3"
+    assert load_config([REPO / "config.yaml", _command_line("mvnet={lr: 1e-3}")])["mvnet"]["lr"] == 0.001
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("seed=abc", "--config: seed: 'abc' is not of type 'integer'"),
+        ('heads={"epochs": 0}', "--config: heads.epochs: 0 is less than the minimum of 1"),
+        ('heads={"lrr": 0.1}', "--config: unknown key 'heads.lrr' (did you mean 'lr'?); valid keys here: hidden, "),
+        ("mvnet={lr: .inf}", "--config: mvnet.lr: inf is not a number a setting can take (NaN or infinity)"),
+        ("results=out {x}", "--config: results: 'out {x}' holds {x}, which Snakemake reads as a wildcard"),
+        ('heads={"lr": 0.01', "--config: heads: '{\"lr\": 0.01' is not of type 'object'"),
+    ],
+)
+def test_errors_about_a_config_override_name_config_and_the_key_not_a_file(tmp_path, entry, problem):
+    """config.yaml sets every key: an error about a --config value pointed at its line."""
+    files = [REPO / "config.yaml", _command_line(entry)]
+    with pytest.raises(ConfigError) as e:
+        check_config(load_config(files), SCHEMA, files)
+    (line,) = str(e.value).splitlines()
+    assert line.startswith(problem) and "config.yaml" not in line

@@ -430,6 +430,20 @@ def test_a_setting_reruns_exactly_its_stage_and_after(finished_run, change, reru
     assert not untouched & set(jobs), jobs
 
 
+def test_a_nested_config_override_merges_into_its_block_as_snakemake_users_expect(finished_run):
+    """``--config heads='{"lr": 0.003}'`` plans what the same change in a file plans (it was
+    refused: Snakemake leaves the leaves strings); the tiny config's other heads keys stay;
+    the same value as the file's reruns nothing; an error names --config and the key."""
+    jobs = planned(finished_run, TINY_CONFIG, "--config", 'heads={"lr": 0.003}')
+    assert jobs == planned(finished_run, merged(TINY_CONFIG, {"heads": {"lr": 0.003}}))
+    assert jobs.get("train_head") == 6 and "train_mvnet" not in jobs, jobs
+    assert planned(finished_run, TINY_CONFIG, "--config", 'heads={"lr": 0.001, "epochs": 40}') == {}
+    out = snakemake(finished_run, TINY_CONFIG, "--config", "heads={epochs: 0}", "-n", check=False)
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and "--config: heads.epochs: 0 is less than the minimum of 1" in said, said
+    assert "config.yaml:" not in said
+
+
 @pytest.fixture(scope="module")
 def workflow_copy(finished_run, tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, list[str]]]:
     """The workflow and its library copied, so a test can edit a module of the copy; which
