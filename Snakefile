@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 
 from moclip.config import CommandLine, ConfigError, check_config, load_config, load_yaml, ordered_like
 from moclip.experiments import experiment_configs
+from moclip.io import RunLockedError, hold_run_lock
 
 min_version("9.0")
 
@@ -86,6 +87,16 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# One run writes a results folder at a time, whatever its working directory (Snakemake's
+# lock is per working directory): this process holds a flock in the folder until it ends.
+# Only a run that executes jobs takes it (onstart: no dry run, nothing-to-do or --summary).
+onstart:
+    try:
+        hold_run_lock(RESULTS)
+    except RunLockedError as e:
+        raise WorkflowError(str(e)) from None
 
 
 onsuccess:

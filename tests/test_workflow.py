@@ -242,6 +242,42 @@ def test_missing_dataset_directory_is_a_clear_error(tmp_path):
 WILDCARD_END = "which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
 
 
+def _lock_holder(results: Path) -> subprocess.Popen:
+    """A process holding the results folder's run lock as a run's Snakemake process does."""
+    code = "import sys, time; from moclip.io import hold_run_lock; hold_run_lock(sys.argv[1]); print(1, flush=True)"
+    code += "; time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(results)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert holder.stdout.readline() == "1\n"
+    return holder
+
+
+def test_a_second_run_into_one_results_folder_is_refused_until_the_first_dies(tmp_path):
+    """Snakemake locks a working directory, not a results folder: two runs from two
+    directories both wrote one folder. The run's process holds a flock in the folder; a
+    second run is refused in one line naming the holder; the kernel drops the lock with its
+    process, so a run killed with SIGKILL leaves nothing to clear."""
+    results = tmp_path / "shared results"
+    config = merged(TINY_CONFIG, {"results": str(results)})
+    holder = _lock_holder(results)
+    try:
+        out = snakemake(tmp_path / "second", config, str(results / "manifest.tsv"), check=False)
+        said = out.stdout + out.stderr
+        assert out.returncode != 0, said
+        assert (
+            f"{results}: another run is writing this results folder (pid {holder.pid}, working directory {REPO}): "
+            "wait for it to end, or give this run another results folder"
+        ) in said
+        assert not (results / "manifest.tsv").exists()
+        assert snakemake(tmp_path / "second", config, "-n", check=False).returncode == 0  # a dry run writes nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    snakemake(tmp_path / "second", config, str(results / "manifest.tsv"))  # the killed holder's lock is gone
+    lock = (results / "logs" / "run.lock").read_text()
+    assert lock.startswith("pid ") and lock.endswith(f"working directory {tmp_path / 'second'}\n")  # Snakemake's
+    assert (results / "manifest.tsv").exists()
+
+
 def test_braces_snakemake_reads_as_a_wildcard_stop_at_parse_time_naming_the_key_or_file(tiny_demo, tmp_path):
     """``{name}`` in the results folder, the dataset root or a video's name ended the run
     with Snakemake's WildcardError naming neither; now one line names the key (and the file
