@@ -8,8 +8,9 @@ import sys
 
 from snakemake.utils import min_version
 
-from moclip.config import ConfigError, check_config, load_config, load_yaml, ordered_like
+from moclip.config import CommandLine, ConfigError, check_config, load_config, load_yaml, ordered_like
 from moclip.experiments import experiment_configs
+from moclip.io import RunLockedError, hold_run_lock
 
 min_version("9.0")
 
@@ -23,13 +24,19 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.en
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# Then the --config values, typed as YAML inside a nested value (heads='{"lr": 0.01}': Snakemake
+# merges it into the block with every leaf a string) and named "--config" in errors.
 CONFIG_FILES = [
     os.path.join(workflow.basedir, "config.yaml"),
     *workflow.overwrite_configfiles,
+    CommandLine(workflow.config_settings.config or {}),
 ]
 # Keys in config.yaml's order whatever order a user's file sets them in: params built from
 # a section do not change (and rerun nothing) when a file's keys are reordered.
-_ordered = ordered_like(config, load_yaml(CONFIG_FILES[0]))
+try:
+    _ordered = ordered_like(load_config(CONFIG_FILES), load_yaml(CONFIG_FILES[0]))
+except ConfigError as e:
+    raise WorkflowError(f"invalid configuration:\n{e}") from None
 config.clear()
 config.update(_ordered)
 
@@ -38,7 +45,6 @@ config.update(_ordered)
 # then each experiment's config (the run's with its overrides), checked as a whole.
 SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
-    load_config(CONFIG_FILES)  # Snakemake's reading takes a key given twice, NaN and infinity
     check_config(config, SCHEMA, CONFIG_FILES)
     EXPERIMENT_CONFIGS = experiment_configs(config, SCHEMA, CONFIG_FILES)
 except ConfigError as e:  # printed as it is, exit status 1: no Snakemake wrapper or traceback
@@ -81,6 +87,16 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# One run writes a results folder at a time, whatever its working directory (Snakemake's
+# lock is per working directory): this process holds a flock in the folder until it ends.
+# Only a run that executes jobs takes it (onstart: no dry run, nothing-to-do or --summary).
+onstart:
+    try:
+        hold_run_lock(RESULTS)
+    except RunLockedError as e:
+        raise WorkflowError(str(e)) from None
 
 
 onsuccess:

@@ -75,6 +75,7 @@ GPU_RULES = ("clip_embed", "train_mvnet", "mv_features")
 MIN_CLIP_COSINE = 0.99  # every frame embedding of every valid video
 MIN_FUSION_AGREEMENT = 0.95  # the fusion head's top class, every split
 MAX_TOP1_GAP = 0.10  # every method's mean top-1 over splits
+CPU_THREADED = ("clip", "mvnet", "heads")  # the sections whose cpu_threads fix torch's threads
 
 
 @dataclass(frozen=True)
@@ -254,14 +255,19 @@ def job_table(results: Path) -> dict[str, dict]:
 
 def part_demo(sizes: Sizes, dev: torch.device, tmp: Path, cores: int) -> dict:
     on = "cuda" if dev.type == "cuda" else "auto"
-    base = merge(sizes.demo, {"clip": {"device": on}, "mvnet": {"device": on}})
+    half = max(1, cores // 2)
+    # The two runs share the cores side by side: torch's threads a job (the config's, fixed
+    # whatever --cores) must fit each run's share, or OpenMP threads spinning on too few
+    # cores slow every job many-fold (two 2-thread trainings on 2 cores: an hour, not minutes).
+    defaults = yaml.safe_load((REPO / "config.yaml").read_text())
+    fit = {s: {"cpu_threads": min(defaults[s]["cpu_threads"], half, cores - half or 1)} for s in CPU_THREADED}
+    base = merge(merge(fit, sizes.demo), {"clip": {"device": on}, "mvnet": {"device": on}})
     gpu_wd, cpu_wd = tmp / "demo-gpu", tmp / "demo-cpu"
     t0 = time.perf_counter()
     wait_ok(run_snakemake(gpu_wd, base, "caches", cores=cores, log=tmp / "caches.log"), tmp / "caches.log", "caches")
     t_caches = time.perf_counter() - t0
     shutil.copytree(gpu_wd, cpu_wd, symlinks=True)  # the same demo and caches: only the device differs
     cpu_config = merge(base, {"clip": {"device": "cpu"}, "mvnet": {"device": "cpu"}})
-    half = max(1, cores // 2)
     t0 = time.perf_counter()
     procs = {
         "gpu": run_snakemake(gpu_wd, base, cores=half, log=tmp / "demo-gpu.log"),

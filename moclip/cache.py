@@ -142,6 +142,7 @@ def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str
             width=0,
             height=0,
             fps=0.0,
+            measured_fps=0.0,
             codec="",
             n_frames=0,
             mv_cell=cell,
@@ -154,7 +155,8 @@ def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str
         error="",
         width=dec.width,
         height=dec.height,
-        fps=dec.fps,
+        fps=dec.fps,  # the container's nominal rate
+        measured_fps=dec.measured_fps,  # from the frames' timestamps (the MV cache's ``timestamps``)
         codec=dec.codec,
         n_frames=dec.n_frames,
         mv_cell=cell,
@@ -178,6 +180,7 @@ def _write_failed(mv_out: Path, frames_out: Path, video_id: str, cell: int, erro
         f.create_dataset("mv", shape=(0, 0, 0, 2), dtype=np.float16)
         f.create_dataset("frame_type", shape=(0,), dtype=np.uint8)
         f.create_dataset("ref_distance", shape=(0,), dtype=np.int16)
+        f.create_dataset("timestamps", shape=(0,), dtype=np.float64)
         _set_attrs(f, attrs)
     with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:
         stored = write_frames(f, np.zeros((0, 0, 0, 3), np.uint8), storage)
@@ -251,6 +254,7 @@ def cache_video(
             maps.close()
             f.create_dataset("frame_type", data=dec.frame_type, **_checked(dec.frame_type))
             f.create_dataset("ref_distance", data=dec.ref_distance, **_checked(dec.ref_distance))
+            f.create_dataset("timestamps", data=dec.timestamps, **_checked(dec.timestamps))
             attrs = _common_attrs(video_id, dec, settings.mv_cell, "")
             _set_attrs(f, {**attrs, "n_mv_frames": dec.n_mv_frames})
         with atomic_path(frames_out) as tmp, h5py.File(tmp, "w") as f:

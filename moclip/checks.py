@@ -12,11 +12,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moclip.config import ConfigError, uses_registries, where_set
+from moclip.config import ConfigError, braced, uses_registries, where_set, wildcard_in
 from moclip.datasets import FORMATS
 from moclip.datasets import folder_videos as list_folder
 from moclip.manifest import build_manifest
-from moclip.prompts import PromptFileError, prompt_set
+from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.resources import backbone, unmeasured
 from moclip.videos import ManifestError, name_problems
 
@@ -59,6 +59,10 @@ def check_run(
         prompt_set(config["clip"]["prompts"], config["clip"]["templates"])
     except PromptFileError as e:
         raise ConfigError(f"{where_set(['clip', 'prompts'], sources, under)}clip.prompts: {e}") from None
+    for f in prompt_files(config["clip"]["prompts"])[1:]:  # the files a prompt file names: inputs too
+        if found := wildcard_in(str(f)):
+            where = where_set(["clip", "prompts"], sources, under)
+            raise ConfigError(f"{where}clip.prompts: {config['clip']['prompts']}: {braced(repr(str(f)), found)}")
     if uses_registries(config):
         check_models(config, sources, under)
         check_weights(config, sources, under=under)

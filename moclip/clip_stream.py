@@ -73,6 +73,7 @@ class ClipSettings(FromConfig):
     interpolation: str = default("clip", "interpolation")
     precision: str = default("clip", "precision")
     batch_videos: int = default("clip", "batch_videos")
+    cpu_threads: int = default("clip", "cpu_threads")
     dtype: str = default("clip", "dtype")
     seed: int = 0  # random weights' seed
 
@@ -655,9 +656,10 @@ def clip_embed(
 ) -> list[np.ndarray]:
     """Rule ``clip_embed``: every cached frame of each shard (its ``frames[k]`` directory and
     ``index[k]``) embedded with the frozen image encoder into the shard file ``out[k]``:
-    one shard a job on the CPU, every shard in one job on a GPU (one start-up);
-    ``threads - 1`` processes read the caches."""
-    use_threads(threads)
+    one shard a job on the CPU, every shard in one job on a GPU (one start-up); torch
+    computes with ``settings.cpu_threads`` threads and ``threads - 1`` processes (the job's
+    other cores) read the caches: neither changes a number."""
+    use_threads(settings.cpu_threads, "clip.cpu_threads", threads)
     s = settings
     clip = s.load()
     shards = []

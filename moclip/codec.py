@@ -89,6 +89,17 @@ class DecodedVideo:
     n_mv_frames: int  # frames that carried at least one vector
     second_pass: bool = False  # True when the container's frame count was wrong and frames were re-read
     notes: list[str] = field(default_factory=list)
+    # float64 [T]: each decoded frame's presentation time, seconds from the first (NaN: no pts)
+    timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    measured_fps: float = 0.0  # (T - 1) / the span of the timestamps: the real rate of a VFR video
+
+
+def measured_rate(timestamps: np.ndarray, nominal: float) -> float:
+    """Frames a second over the decoded frames' timestamps ((n - 1) / span of the valid
+    ones); ``nominal`` where fewer than two frames carry a time or they span none."""
+    t = timestamps[np.isfinite(timestamps)]
+    span = float(t.max() - t.min()) if len(t) > 1 else 0.0
+    return (len(t) - 1) / span if span > 0 else nominal
 
 
 def segment_centres(n_frames: int, k: int) -> np.ndarray:
@@ -383,6 +394,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         pending_n: list[int] = []
         mv_dtype = None
         chunk_start, n_mv, truncated = 0, 0, False
+        pts: list[float] = []  # each frame's presentation time in the stream's time base (NaN: none)
         mv_type = av.sidedata.sidedata.Type.MOTION_VECTORS
         pict = _PICT
 
@@ -404,6 +416,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
                 if frame.width != width or frame.height != height:
                     raise DecodeError(f"frame {i} is {frame.width}x{frame.height}, stream is {width}x{height}")
                 types.append(pict.get(frame.pict_type, UNKNOWN_TYPE))
+                pts.append(np.nan if frame.pts is None else frame.pts)
                 sd = frame.side_data.get(mv_type)
                 if sd is not None and sd.buffer_size:
                     if mv_dtype is None:
@@ -429,7 +442,16 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     if n_mv == 0 and n_frames > 1:
         raise DecodeError(_no_vectors(codec, codec_id, frame_type))
 
+    tb = float(stream.time_base) if stream.time_base else 0.0
+    stamps = (
+        (np.asarray(pts, np.float64) - np.nanmin(pts)) * tb
+        if tb and np.isfinite(pts).any()
+        else np.full(n_frames, np.nan)
+    )
+    measured = measured_rate(stamps, fps)
     notes = []
+    if fps and abs(measured - fps) > 0.05 * fps:
+        notes.append(f"variable or mislabelled frame rate: {measured:.2f} fps measured, {fps:g} nominal")
     if truncated:
         notes.append(f"read the first {limit} frames only (decode.max_frames)")
     index = segment_centres(n_frames, settings.frame_count)
@@ -454,6 +476,8 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         n_mv_frames=n_mv,
         second_pass=second,
         notes=notes,
+        timestamps=stamps,
+        measured_fps=measured,
     )
 
 

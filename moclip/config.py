@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +19,85 @@ from moclip.settings import did_you_mean
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line a problem."""
+
+
+class CommandLine(dict):
+    """The ``--config`` values as Snakemake parsed them (``workflow.config_settings
+    .overwrite_config``), a source of settings after the files: :func:`where_set` names it
+    ``--config``, and :func:`load_config` merges it typed (:func:`typed`)."""
+
+    def sets(self, keys: Iterable[str]) -> bool:
+        node = self
+        for k in keys:
+            if not isinstance(node, dict) or k not in node:
+                return False
+            node = node[k]
+        return True
+
+
+def typed(value):
+    """A ``--config`` value with each string inside a mapping or list read as a YAML scalar:
+    Snakemake reads a nested value (``heads='{"lr": 0.01}'``) with YAML's base loader, which
+    leaves every leaf a string (``'0.01'``), and merges it into the nested block; a leaf YAML
+    reads as a mapping or list (``'photo: {}'``) stays the string it was; numbers are read
+    as Snakemake reads a top-level value (``1e-3`` too)."""
+
+    def leaf(v):
+        if isinstance(v, dict):
+            return {k: leaf(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [leaf(x) for x in v]
+        if not isinstance(v, str):
+            return v
+        for number in (int, float):  # as Snakemake reads a top-level value: 1e-3 is a number
+            try:
+                return number(v)
+            except ValueError:
+                pass
+        try:
+            read = yaml.safe_load(v)
+        except yaml.YAMLError:
+            return v
+        return read if read is None or isinstance(read, (bool, int, float, str)) else v
+
+    if isinstance(value, dict):
+        return {k: leaf(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
+    return value
+
+
+# Snakemake's wildcard syntax (snakemake_interface_storage_plugins.io.WILDCARD_REGEX, copied:
+# moclip never imports Snakemake): ``{name}`` or ``{name,constraint}`` anywhere in a path is
+# filled in from a job's wildcards, and no escape exists (``{{x}}`` reads as ``{x}`` too).
+# Other braces (``{``, ``{}``, ``{a-b}``) and the other characters tried (``[]*?$%;',\``)
+# pass through Snakemake's inputs, params and outputs untouched; but the output paths also
+# go through ``expand()`` (str.format), where any brace is a field: the results folder may
+# hold none.
+SNAKEMAKE_WILDCARD = re.compile(r"\{(?=(\s*[.\w]+(\s*,\s*([^{}]+|\{\d+(,\d+)?\})*)?\s*))\1\}")
+ANY_BRACE = re.compile(r"\{[^{}]*\}|[{}]")
+# The settings that name a file or folder Snakemake sees as a path (inputs and params), and
+# the one every output path starts with.
+PATH_KEYS = (
+    ("dataset", "videos"),
+    ("dataset", "lists"),
+    ("dataset", "classes"),
+    ("clip", "prompts"),
+    ("features", "mv_model"),
+)
+OUTPUT_KEY = ("results",)
+
+
+def wildcard_in(path: str, outputs: bool = False) -> str | None:
+    """The first part of ``path`` Snakemake would read as a wildcard (``{name}``; in an
+    output path, any brace), or None."""
+    m = (ANY_BRACE if outputs else SNAKEMAKE_WILDCARD).search(str(path))
+    return m.group(0) if m else None
+
+
+def braced(what: str, found: str) -> str:
+    """The end of the one-line refusal of a path holding a Snakemake wildcard."""
+    return (
+        f"{what} holds {found}, which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
+    )
 
 
 _FLOAT = "tag:yaml.org,2002:float"
@@ -127,6 +207,10 @@ def where_set(keys: Iterable[str], sources: Iterable[Path | str], under: Iterabl
     keys, sources, under = list(keys), list(sources), list(under)
     for path in [[*under, *keys], keys] if under else [keys]:
         for src in reversed(sources):
+            if isinstance(src, CommandLine):
+                if src.sets(path):
+                    return "--config: "
+                continue
             line = key_line(src, path)
             if line is not None:
                 return f"{src}:{line}: "
@@ -186,15 +270,28 @@ def check_config(
     the key: under the key path ``under`` where it is set there (an experiment's overrides)."""
     schema = schema if isinstance(schema, dict) else load_yaml(schema)
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    sources = [Path(s) for s in sources]
+    sources = [s if isinstance(s, CommandLine) else Path(s) for s in sources]
     lines = sorted({_message(e, sources, list(under)) for e in errors})
     lines += [  # the schema's number type takes NaN and infinity (from a --config override)
         f"{where_set(keys, sources, under)}{'.'.join(keys)}: {v} is not a number a setting can take (NaN or infinity)"
         for keys, v in _non_finite(config)
     ]
     if not lines:
-        return
-    raise ConfigError("\n".join(lines))
+        lines = _braced_paths(config, sources, list(under))
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+def _braced_paths(config: dict, sources: list[Path], under: list[str]) -> list[str]:
+    """One line a path setting (of a valid config) holding a Snakemake wildcard."""
+    lines = []
+    for keys in (OUTPUT_KEY, *PATH_KEYS):
+        value = config
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if isinstance(value, str) and (found := wildcard_in(value, outputs=keys == OUTPUT_KEY)):
+            lines.append(f"{where_set(keys, sources, under)}{'.'.join(keys)}: {braced(repr(value), found)}")
+    return lines
 
 
 def _non_finite(value, keys: tuple = ()):
@@ -218,11 +315,12 @@ def uses_registries(config: dict) -> bool:
     return not (own.is_file() and config["clip"]["pretrained"] == "none" and own_mv and not mv["pretrained"])
 
 
-def load_config(files: Iterable[Path | str]) -> dict:
-    """The files merged key by key in order, as Snakemake merges --configfile files."""
+def load_config(files: Iterable[Path | str | CommandLine]) -> dict:
+    """The files merged key by key in order, as Snakemake merges --configfile files, then
+    the ``--config`` values (a :class:`CommandLine`) typed and merged the same way."""
     out: dict = {}
     for f in files:
-        out = merge_config(out, load_yaml(f))
+        out = merge_config(out, typed(f) if isinstance(f, CommandLine) else load_yaml(f))
     return out
 
 

@@ -47,6 +47,7 @@ class HeadSettings(FromConfig):
     weight_decay: float = default("heads", "weight_decay")
     epochs: int = default("heads", "epochs")
     batch_size: int = default("heads", "batch_size")
+    cpu_threads: int = default("heads", "cpu_threads")
     normalize: str = default("heads", "normalize")
     frame_norm: bool = default("heads", "frame_norm")
     mv_draws: int = default("heads", "mv_draws")
@@ -260,7 +261,6 @@ def train_head(
     predictions: Path | str,
     training: Path | str,
     metrics: Path | str,
-    threads: int = 1,
 ) -> dict:
     """Rule ``train_head``: train ``head`` on the split's train part once a seed, select on
     val, score test. ``clip`` and ``mv`` are the feature shards of the streams it reads.
@@ -268,7 +268,7 @@ def train_head(
     ``model`` and ``predictions`` are the first seed's; ``metrics`` holds the first seed's
     numbers plus the mean and spread over seeds; ``training`` every seed's history.
     """
-    use_threads(threads)
+    use_threads(settings.cpu_threads, "heads.cpu_threads")
     kind, s = head, settings
     rows = read_manifest(manifest)
     parts = split_rows(rows, split)

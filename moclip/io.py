@@ -166,3 +166,40 @@ def listed_ids(table: Path | str, videos: list[Path | str], root: Path | str) ->
             raise ValueError(f"{table}: no row for video {rel}")
         ids.append(by_path[rel])
     return ids
+
+
+RUN_LOCK = "logs/run.lock"  # in the results folder (beside the logs: it names a process): held by the run writing it
+_held: dict[str, object] = {}  # results folder -> its open lock file, for this process's life
+
+
+class RunLockedError(RuntimeError):
+    """Another live run writes the results folder; the message says which, in one line."""
+
+
+def hold_run_lock(results: Path | str) -> None:
+    """An exclusive ``flock`` on ``results``/RUN_LOCK, held until this process ends: the kernel
+    drops it with the process, however it ends (kill -9 too), so no lock outlives its run and
+    nothing is cleared by hand. Snakemake's own lock is per working directory; this one
+    refuses a second run writing the same results folder from anywhere (RunLockedError,
+    naming the pid and working directory the holder wrote). Holding it again is a no-op."""
+    import fcntl
+
+    folder = Path(results)
+    if str(folder.resolve()) in _held:
+        return
+    (folder / RUN_LOCK).parent.mkdir(parents=True, exist_ok=True)
+    f = open(folder / RUN_LOCK, "a+", encoding="utf-8")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "a process that wrote nothing yet"
+        f.close()
+        raise RunLockedError(
+            f"{folder}: another run is writing this results folder ({holder}): wait for it to end, "
+            "or give this run another results folder"
+        ) from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()}, working directory {os.getcwd()}\n")
+    f.flush()
+    _held[str(folder.resolve())] = f

@@ -150,9 +150,12 @@ class Layout:
         return self.local_gpu if device == "auto" else device != "cpu"
 
     def threads(self, section: str) -> int:
-        """The threads of a job of the stage of ``config[section]``: on a GPU, loader
-        workers beside the main process."""
-        return GPU_THREADS if self.on_gpu(section) else CPU_THREADS
+        """The threads of a job of the stage of ``config[section]`` (Snakemake's, capped by
+        --cores): on a GPU, loader workers beside the main process; on the CPU, at least
+        the threads torch computes with (``cpu_threads``, fixed whatever this gives)."""
+        if self.on_gpu(section):
+            return GPU_THREADS
+        return max(CPU_THREADS, self.config[section]["cpu_threads"])
 
     @property
     def clip_batched(self) -> bool:

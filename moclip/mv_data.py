@@ -56,6 +56,7 @@ class MVSettings(FromConfig):
     milestones: tuple[int, ...] = default("mvnet", "milestones")
     gamma: float = default("mvnet", "gamma")
     batch_size: int = default("mvnet", "batch_size")
+    cpu_threads: int = default("mvnet", "cpu_threads")
     augment: bool = default("mvnet", "augment")
     augment_scales: tuple[float, ...] | None = default("mvnet", "augment_scales")
     augment_unit: str = default("mvnet", "augment_unit")

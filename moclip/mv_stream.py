@@ -180,8 +180,9 @@ def train_mvnet(
 ) -> dict:
     """Rule ``train_mvnet``: train on the split's ``train`` part, select on ``val``, report
     ``test`` once (the 'MV only' result), on ``device``. ``mv[k]`` and ``index[k]`` are
-    shard k's MV cache directory and index; ``threads - 1`` processes read the caches."""
-    use_threads(threads)
+    shard k's MV cache directory and index; torch computes with ``settings.cpu_threads``
+    threads and ``threads - 1`` processes read the caches (neither changes a number)."""
+    use_threads(settings.cpu_threads, "mvnet.cpu_threads", threads)
     workers = max(0, threads - 1)
     s = settings
     rows = read_manifest(manifest)
@@ -243,10 +244,10 @@ def mv_features(
     """Rule ``mv_features``: frozen features of each shard (``mv[j]``, ``index[j]``) under
     each network (``models[i]``) into ``out[i * len(mv) + j]``, on ``device``: on the CPU
     one shard a job under every split's network, on a GPU every shard in a job a network
-    (one start-up); ``threads - 1`` processes read the caches. With ``draws``, each
+    (one start-up); torch computes with the network's ``cpu_threads`` (its checkpoint's
+    settings) and ``threads - 1`` processes read the caches. With ``draws``, each
     network's training videos (its split's, from ``manifest``) also get that many
     augmented draws (:func:`extract_draws`)."""
-    use_threads(threads)
     if draws and manifest is None:
         raise ValueError("mv_features: draws need the manifest (which videos each network trained on)")
     rows = read_manifest(manifest) if draws else []
@@ -260,6 +261,7 @@ def mv_features(
         shards.append((items, np.array([r.status == "ok" for r in records], bool)))
     for i, model_file in enumerate(models):
         net, settings, meta = load_checkpoint(model_file)
+        use_threads(settings.cpu_threads, "mvnet.cpu_threads", threads)
         trained = {r.video_id for r in rows if r.split(meta["split"]) == "train"}
         outs = out[i * len(mv) : (i + 1) * len(mv)]
         work = [

@@ -59,13 +59,31 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def use_threads(n: int) -> None:
-    """Cap torch's intra-op threads at the job's share of the cores, and never above the
-    cores there are: OpenMP threads spinning on fewer cores than threads slowed a job
-    100-fold here (5 threads and 4 loader workers on 2 cores)."""
+def use_threads(n: int, key: str = "cpu_threads", job_threads: int | None = None) -> None:
+    """Compute with exactly ``n`` torch intra-op threads (config ``key``), whatever the job's
+    share of the cores (``job_threads``, Snakemake's, capped by --cores): how a CPU reduction
+    is split among threads sets its rounding, so the count is part of the arithmetic. More
+    threads than the cores a job has is slower, never different (OpenMP threads spinning on
+    too few cores slowed a job 100-fold here): a warning says so."""
     import torch
 
-    torch.set_num_threads(max(1, min(int(n), cpu_count())))
+    torch.set_num_threads(int(n))
+    log = logging.getLogger(__name__)
+    if n > cpu_count():
+        log.warning(
+            "%s: %d threads on %d cores: the same numbers, slower (set %s to the cores a job has)",
+            key,
+            n,
+            cpu_count(),
+            key,
+        )
+    elif job_threads is not None and n > job_threads:
+        log.warning(
+            "%s: %d threads in a job given %d (--cores): the same numbers; other jobs on these cores slow it",
+            key,
+            n,
+            job_threads,
+        )
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # a network's arithmetic: see autocast_dtype

@@ -129,7 +129,10 @@ def check_cache_shard(
     if records is None:
         return c, None
     start = time.perf_counter()
-    for folder, arrays in ((mv, ("mv", "frame_type", "ref_distance")), (frames, ("frames", "frame_index"))):
+    for folder, arrays in (
+        (mv, ("mv", "frame_type", "ref_distance", "timestamps")),
+        (frames, ("frames", "frame_index")),
+    ):
         for rec in records:
             path = video_file(folder, rec.video_id)
             c.fail(path, c.read(path, lambda p: _cache_problem(p, rec, arrays), mv), mv)  # noqa: B023

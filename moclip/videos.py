@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from moclip.config import braced, wildcard_in
 from moclip.io import reading, whole_lines, write_tsv
 
 SPLITS = (1, 2, 3)
@@ -49,14 +50,20 @@ def shard_of(video_id: str, num_shards: int) -> int:
 
 
 def name_problems(videos: Path | str, paths) -> list[str]:
-    """One line a video path (relative to ``videos``) holding a tab or a line break: the
+    """One line a video path (relative to ``videos``) holding a tab or a line break (the
     manifest, the indexes and the failure lists are tab-separated lines, so such a name
-    cannot be written, and every such file is named at once, before any job."""
-    return [
-        f"{Path(videos) / p!r}: a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
-        for p in paths
-        if any(c in p for c in "\t\r\n")
-    ]
+    cannot be written) or a Snakemake wildcard (``{name}``: the file is a job's input, so
+    such a name stops the run), every such file named at once, before any job."""
+    out = []
+    for p in paths:
+        if any(c in p for c in "\t\r\n"):
+            out.append(
+                f"{str(Path(videos) / p)!r}: a tab or line break in the file's name "
+                "(the manifest is tab-separated lines): rename it"
+            )
+        elif found := wildcard_in(p):
+            out.append(f"{str(Path(videos) / p)!r}: {braced('the name', found)}")
+    return out
 
 
 def write_manifest(rows: list[Video], path: Path | str) -> None:

@@ -20,6 +20,7 @@ from moclip.io import write_json
 from moclip.metrics import summarize, write_predictions
 from moclip.prompts import PromptSet, missing_phrases, prompt_set
 from moclip.runtime import resolve_device, use_threads
+from moclip.settings import default
 from moclip.shards import pool_frames, read_shards
 from moclip.videos import Video, class_names, read_manifest
 
@@ -110,12 +111,12 @@ def zeroshot(
     metrics: Path | str,
     prompt_norm: bool = True,
     quick_gelu: bool | None = None,
-    threads: int = 1,
+    cpu_threads: int = default("clip", "cpu_threads"),
 ) -> dict:
     """Rule ``zeroshot``: one split's test videos classified from the CLIP shards by the
     ``prompts`` set (``clip-ucf101``, ``phrases`` or a prompt file; ``templates`` replace
     its templates; ``prompt_norm``: see :func:`text_classifier`)."""
-    use_threads(threads)
+    use_threads(cpu_threads, "clip.cpu_threads")
     clip = load_clip(model, pretrained, seed=seed, quick_gelu=quick_gelu)
     ids, labels, scores, names, m = evaluate_zeroshot(
         clip, read_manifest(manifest), shards, split, prompt_set(prompts, templates), None, device, prompt_norm

@@ -42,7 +42,7 @@ rule zeroshot:
         benchmarks("{exp}zeroshot/{clip}/split{split}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: 1
+    threads: config["clip"]["cpu_threads"]
     resources:
         mem_mb=memory_mb(2500),
         runtime=minutes(120),
@@ -55,6 +55,7 @@ rule zeroshot:
         templates=setting(lambda c: c["clip"]["templates"]),
         prompt_norm=setting(lambda c: c["clip"]["prompt_norm"]),
         seed=setting(lambda c: c["seed"]),
+        cpu_threads=setting(lambda c: c["clip"]["cpu_threads"]),
         code=code_digest("zeroshot"),
     script:
         "../workflow_scripts/zeroshot.py"

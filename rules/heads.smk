@@ -18,7 +18,7 @@ rule train_head:
         benchmarks("{exp}heads/{inputs}/split{split}/{head}.tsv")
     conda:
         "../envs/moclip.yaml"
-    threads: 1
+    threads: config["heads"]["cpu_threads"]
     resources:
         mem_mb=memory_mb(800),
         runtime=WORK.runtime("train_head_seconds"),

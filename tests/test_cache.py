@@ -348,3 +348,51 @@ def test_a_cache_written_before_checksums_still_reads(videos, tmp_path, monkeypa
         assert not any(f[k].fletcher32 for k in f) and not any(g[k].fletcher32 for k in g)
     assert read_mv(tmp_path / "mv.h5")[0].shape == (30, 30, 40, 2)
     assert read_frames(tmp_path / "fr.h5")[0].shape == (4, 240, 320, 3)
+
+
+def _vfr_video(path, intervals_ms, n: int = 30, size: int = 64) -> list[int]:
+    """MPEG-4 in Matroska, nominally 25 fps, whose frames' pts (ms) follow ``intervals_ms``
+    in turn: the container keeps the nominal rate whatever the real one is."""
+    import fractions
+
+    import av
+
+    tb = fractions.Fraction(1, 1000)
+    pts, t = [], 0
+    with av.open(str(path), "w", format="matroska") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = size, size, "yuv420p"
+        s.codec_context.time_base = s.time_base = tb
+        for i in range(n):
+            img = np.zeros((size, size, 3), np.uint8)
+            img[:, (2 * i) % size] = 255  # a bar moving right: P-frames carry vectors
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = t, tb
+            pts.append(t)
+            t += intervals_ms[i % len(intervals_ms)]
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return pts
+
+
+def test_a_variable_frame_rate_video_records_its_measured_rate_and_timestamps(tmp_path):
+    """Matroska says 25 fps for frames 93 ms and 40 ms apart in turn (about 15 a second):
+    the cache keeps the nominal rate, and beside it the frames' own times and the rate they
+    give; a constant-rate video's measured rate is its nominal one."""
+    pts = _vfr_video(tmp_path / "vfr.mkv", [93, 40])
+    rec = cache_video(tmp_path / "vfr.mkv", "vfr", tmp_path / "mv.h5", tmp_path / "fr.h5", DecodeSettings())
+    assert rec.status == "ok", rec.error
+    _, _, _, attrs = read_mv(tmp_path / "mv.h5")
+    with h5py.File(tmp_path / "mv.h5") as f:
+        stamps = f["timestamps"][()]
+    assert attrs["fps"] == 25.0 and stamps.tolist() == [p / 1000 for p in pts]
+    assert attrs["measured_fps"] == pytest.approx(29 / 1.955) and 14 < attrs["measured_fps"] < 16
+    assert "variable or mislabelled frame rate: 14.83 fps measured, 25 nominal" in attrs["notes"]
+    with h5py.File(tmp_path / "fr.h5") as f:
+        assert f.attrs["measured_fps"] == attrs["measured_fps"]
+    _vfr_video(tmp_path / "cfr.mkv", [40])
+    cache_video(tmp_path / "cfr.mkv", "cfr", tmp_path / "mv2.h5", tmp_path / "fr2.h5", DecodeSettings())
+    _, _, _, attrs = read_mv(tmp_path / "mv2.h5")
+    assert attrs["measured_fps"] == pytest.approx(25.0) and "frame rate" not in attrs["notes"]

@@ -104,6 +104,9 @@ def test_check_config_names_file_and_line_where_snakemake_cannot(tmp_path, capsy
     assert f"{bad}:2: unknown key 'heads.seed' (did you mean 'seeds'?)" in capsys.readouterr().err
     assert main(["check-config", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml: cannot read: No such file or directory" in capsys.readouterr().err
+    bad.write_text("seed: 1\nresults: 'out {wild}'\n")  # was called valid; Snakemake stopped on it
+    assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}:2: results: 'out {{wild}}' holds {{wild}}, which Snakemake reads" in capsys.readouterr().err
     good = tmp_path / "good.yaml"
     good.write_text("mvnet:\n  epochs: 3\n  milestones: [2]\n")
     assert main(["check-config", str(good)]) == 0

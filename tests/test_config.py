@@ -394,3 +394,143 @@ def test_a_merged_config_shares_nothing_with_its_parts():
     out["a"]["b"].append(2)
     out["d"]["e"] = 5
     assert base == {"a": {"b": [1], "c": 2}} and change == {"a": {"c": 3}, "d": {"e": 4}}
+
+
+BRACED = "res {wild}"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (f"results: '{BRACED}'\n", "results"),
+        ("results: 'res {}'\n", "results"),  # an output path also goes through expand(): no brace at all
+        ("results: 'res {'\n", "results"),
+        (f"dataset:\n  format: csv\n  videos: 'data/{BRACED}'\n", "dataset.videos"),
+        (f"dataset:\n  format: csv\n  lists: '{BRACED}.csv'\n", "dataset.lists"),
+        (f"dataset:\n  format: csv\n  classes: '{BRACED}.txt'\n", "dataset.classes"),
+        (f"clip:\n  prompts: '{BRACED}.json'\n", "clip.prompts"),
+        (f"features:\n  mv_model: '{BRACED}/model.pt'\n", "features.mv_model"),
+    ],
+)
+def test_a_path_snakemake_would_read_as_a_wildcard_is_refused_naming_file_line_and_key(tmp_path, text, key):
+    """Snakemake fills ``{name}`` in any path from a job's wildcards and has no escape for
+    it: such a path ended the run with a WildcardError naming neither file nor key."""
+    f = tmp_path / "my config.yaml"
+    (problem,) = _problems(tmp_path, text)
+    line = len(text.splitlines())
+    assert problem.startswith(f"{f}:{line}: {key}: ")
+    assert re.search(
+        r"holds (\{wild\}|\{\}|\{), which Snakemake reads as a wildcard in a path \(braces have no escape there\): "
+        "rename it$",
+        problem,
+    )
+
+
+def test_an_experiments_braced_path_is_refused_naming_the_experiment_file_and_line(tmp_path):
+    from moclip.experiments import experiment_configs
+
+    f = tmp_path / "my config.yaml"
+    f.write_text(f"experiments:\n  a:\n    clip:\n      prompts: '{BRACED}.yaml'\n")
+    files = [REPO / "config.yaml", f]
+    config = load_config(files)
+    check_config(config, SCHEMA, files)
+    with pytest.raises(ConfigError) as e:
+        experiment_configs(config, SCHEMA, files)
+    assert str(e.value).startswith(f"experiment 'a': {f}:4: clip.prompts: 'res {{wild}}.yaml' holds {{wild}}, ")
+
+
+def test_the_wildcard_test_is_snakemakes_own():
+    """moclip copies Snakemake's pattern (it never imports Snakemake): they agree on braces
+    that are a wildcard and on those Snakemake leaves alone, which stay allowed."""
+    from snakemake_interface_storage_plugins.io import WILDCARD_REGEX
+
+    from moclip.config import wildcard_in
+
+    samples = [
+        "a {x} b",
+        "{{x}}",
+        "{1}",
+        "{ x }",
+        "{x,y}",
+        "{x,a{3,5}}",
+        "{a.b}",
+        "{",
+        "}",
+        "{}",
+        "{a-b}",
+        "}{x",
+        "[x]*?$%;',\\",
+    ]
+    for s in samples:
+        m = WILDCARD_REGEX.search(s)
+        assert wildcard_in(s) == (m.group(0) if m else None), s
+    assert [s for s in samples if wildcard_in(s) is None] == ["{", "}", "{}", "{a-b}", "}{x", "[x]*?$%;',\\"]
+
+
+def test_a_prompt_file_naming_a_braced_file_is_refused_naming_the_prompt_file(tmp_path):
+    from moclip.checks import check_run
+
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("templates: 'tmpl {wild}.yaml'\n")
+    (tmp_path / "tmpl {wild}.yaml").write_text("['a photo of {}']\n")
+    user = tmp_path / "my config.yaml"
+    user.write_text(f"clip:\n  prompts: '{prompts}'\n")
+    files = [REPO / "config.yaml", user]
+    config = load_config(files)
+    check_config(config, SCHEMA, files)
+    with pytest.raises(ConfigError) as e:
+        check_run(config, files, None, None)
+    assert str(e.value) == (
+        f"{user}:2: clip.prompts: {prompts}: {str(tmp_path / 'tmpl {wild}.yaml')!r} holds {{wild}}, which Snakemake "
+        "reads as a wildcard in a path (braces have no escape there): rename it"
+    )
+
+
+def _command_line(*entries: str):
+    """--config values exactly as Snakemake parses them."""
+    from snakemake.cli import parse_config
+
+    from moclip.config import CommandLine
+
+    return CommandLine(parse_config(list(entries)))
+
+
+def test_a_nested_config_override_is_merged_into_its_block_with_yaml_types(tmp_path):
+    """Snakemake reads ``heads='{"lr": 0.01}'`` with YAML's base loader (every leaf a string)
+    and merges it into the block: the check refused '0.01'. Typed, it is a number, the
+    block's other keys stay the files', and a leaf meant as text stays text."""
+    user = tmp_path / "mine.yaml"
+    user.write_text("heads:\n  epochs: 7\n")
+    over = _command_line(
+        'heads={"lr": 0.01, "seeds": [3, 4], "frame_norm": false}',
+        "clip={templates: ['photo: {}', 'a {}'], prompts: phrases}",
+        "seed=5",
+    )
+    assert over["heads"]["lr"] == "0.01"  # what Snakemake gives
+    files = [REPO / "config.yaml", user, over]
+    config = load_config(files)
+    check_config(config, SCHEMA, files)
+    assert config["heads"] == {**DEFAULTS["heads"], "epochs": 7, "lr": 0.01, "seeds": [3, 4], "frame_norm": False}
+    assert config["clip"]["templates"] == ["photo: {}", "a {}"] and config["clip"]["prompts"] == "phrases"
+    assert config["seed"] == 5 and _command_line("mvnet={lr: 1e-3}")["mvnet"]["lr"] == "1e-3"
+    assert load_config([REPO / "config.yaml", _command_line("mvnet={lr: 1e-3}")])["mvnet"]["lr"] == 0.001
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("seed=abc", "--config: seed: 'abc' is not of type 'integer'"),
+        ('heads={"epochs": 0}', "--config: heads.epochs: 0 is less than the minimum of 1"),
+        ('heads={"lrr": 0.1}', "--config: unknown key 'heads.lrr' (did you mean 'lr'?); valid keys here: hidden, "),
+        ("mvnet={lr: .inf}", "--config: mvnet.lr: inf is not a number a setting can take (NaN or infinity)"),
+        ("results=out {x}", "--config: results: 'out {x}' holds {x}, which Snakemake reads as a wildcard"),
+        ('heads={"lr": 0.01', "--config: heads: '{\"lr\": 0.01' is not of type 'object'"),
+    ],
+)
+def test_errors_about_a_config_override_name_config_and_the_key_not_a_file(tmp_path, entry, problem):
+    """config.yaml sets every key: an error about a --config value pointed at its line."""
+    files = [REPO / "config.yaml", _command_line(entry)]
+    with pytest.raises(ConfigError) as e:
+        check_config(load_config(files), SCHEMA, files)
+    (line,) = str(e.value).splitlines()
+    assert line.startswith(problem) and "config.yaml" not in line

@@ -133,3 +133,30 @@ def test_a_broken_file_read_in_a_loader_worker_reaches_the_stage_as_itself(tmp_p
         next(iter(torch.utils.data.DataLoader(_Reads(path), num_workers=1)))
     assert str(e.value) == str(direct.value)  # the one line, not torch's "Caught ... in DataLoader worker"
     assert "Traceback" in e.value.details and "JSONDecodeError" in e.value.details  # for the log
+
+
+def test_the_run_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path):
+    """flock: held by one process at a time, and dropped by the kernel when that process
+    ends, SIGKILL included: no stale lock after kill -9."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from moclip.io import RUN_LOCK, RunLockedError, hold_run_lock
+
+    res = tmp_path / "res"
+    code = "import sys, time; from moclip.io import hold_run_lock; hold_run_lock(sys.argv[1]); print(1, flush=True)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code + "; time.sleep(600)", str(res)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "1\n"
+        with pytest.raises(RunLockedError, match=rf"another run is writing this results folder \(pid {holder.pid}, "):
+            hold_run_lock(res)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    hold_run_lock(res)  # the killed holder's lock went with it
+    hold_run_lock(res)  # held already by this process: a no-op
+    assert (res / RUN_LOCK).read_text().startswith(f"pid {os.getpid()}, working directory ")

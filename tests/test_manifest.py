@@ -257,7 +257,8 @@ def test_names_with_a_tab_or_a_line_break_are_refused_one_line_a_file(tmp_path):
         build_manifest(videos, None, format="folder")
     lines = str(e.value).splitlines()
     assert lines == [
-        f"{videos / 'a' / n!r}: a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+        f"{str(videos / 'a' / n)!r}: a tab or line break in the file's name (the manifest is tab-separated lines): "
+        "rename it"
         for n in ("two\nlines.avi", "with\ttab.avi")
     ]
     config = load_config([Path(__file__).resolve().parents[1] / "config.yaml"])
@@ -334,3 +335,30 @@ def test_validation_by_default_on_a_few_large_groups_holds_out_one_and_says_so(c
     assert (
         "every group holds more than 20% of the 27 training videos; validating on one group of 9 (33%)" in caplog.text
     )
+
+
+def test_a_video_name_snakemake_would_read_as_a_wildcard_is_refused_like_a_tab(tmp_path):
+    """A video is a job's input: ``{name}`` in its path ended the run with Snakemake's
+    WildcardError; now the parse-time check names each such file (in a class folder too),
+    and braces Snakemake leaves alone are kept."""
+    from moclip.checks import check_run
+    from moclip.config import ConfigError, load_config
+
+    videos = tmp_path / "videos"
+    (videos / "a").mkdir(parents=True)
+    (videos / "class {c}").mkdir()
+    for rel in ("a/ok.avi", "a/brace {wild}.avi", "a/fine {}.avi", "a/fine {a-b}.avi", "class {c}/v.avi"):
+        (videos / rel).write_bytes(b"")
+    end = "which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
+    want = [
+        f"{str(videos / 'a' / 'brace {wild}.avi')!r}: the name holds {{wild}}, {end}",
+        f"{str(videos / 'class {c}' / 'v.avi')!r}: the name holds {{c}}, {end}",
+    ]
+    with pytest.raises(ManifestError) as e:
+        build_manifest(videos, None, format="folder")
+    assert sorted(str(e.value).splitlines()) == want
+    config = load_config([Path(__file__).resolve().parents[1] / "config.yaml"])
+    config["dataset"].update(videos=str(videos), format="folder")
+    with pytest.raises(ConfigError) as e:
+        check_run(config, [], videos, None)
+    assert sorted(str(e.value).splitlines()) == want

@@ -262,3 +262,29 @@ def test_the_paper_motion_traced_on_the_device_trains_and_extracts_as_in_the_wor
     np.testing.assert_array_equal(fa, fb)
     np.testing.assert_array_equal(da[:4], db[:4])
     assert not np.isnan(da[:4]).any() and np.isnan(da[4:]).all()
+
+
+def test_a_jobs_threads_change_no_number_its_cpu_threads_set_the_arithmetic(demo_caches, tmp_path):
+    """Snakemake's threads (--cores caps them) only add loader workers: torch computes with
+    mvnet.cpu_threads whatever they are, so the checkpoint and metrics are byte-identical."""
+    _, root = demo_caches
+    s = MVSettings(epochs=2, milestones=(1,), input_size=32, cpu_threads=2)
+    out = {}
+    for threads in (1, 3):
+        d = tmp_path / f"threads{threads}"
+        d.mkdir()
+        train_mvnet(
+            manifest=root / "manifest.tsv",
+            mv=[root / "mv0", root / "mv1"],
+            index=[root / "index0.tsv", root / "index1.tsv"],
+            split=1,
+            settings=s,
+            model=d / "m.pt",
+            training=d / "log.json",
+            metrics=d / "met.json",
+            device="cpu",
+            threads=threads,
+        )
+        assert torch.get_num_threads() == 2
+        out[threads] = (d / "m.pt").read_bytes(), (d / "met.json").read_bytes()
+    assert out[1] == out[3]

@@ -390,3 +390,37 @@ def test_determinism_is_a_switch_both_ways(monkeypatch):
     finally:
         cudnn.benchmark, cudnn.deterministic = before[:2]
         torch.use_deterministic_algorithms(before[2])
+
+
+def test_torch_computes_with_the_configured_threads_even_past_the_cores(monkeypatch, caplog):
+    """The count is part of the arithmetic: never capped at the cores a job has (a 1-CPU
+    SLURM job must compute as a 2-core laptop does), only warned about."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            runtime.use_threads(3, "mvnet.cpu_threads")
+        assert torch.get_num_threads() == 3
+        assert "mvnet.cpu_threads: 3 threads on 1 cores: the same numbers, slower" in caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torch_threads_past_the_jobs_share_are_kept_and_warned(monkeypatch, caplog):
+    """--cores 1 gives a job one core; torch still computes with the config's count (the
+    arithmetic), and the job's log says why it may be slow."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 2)
+    try:
+        with caplog.at_level(logging.WARNING):
+            runtime.use_threads(2, "clip.cpu_threads", job_threads=2)
+            assert caplog.text == ""
+            runtime.use_threads(2, "clip.cpu_threads", job_threads=1)
+        assert torch.get_num_threads() == 2
+        assert "clip.cpu_threads: 2 threads in a job given 1 (--cores): the same numbers" in caplog.text
+    finally:
+        torch.set_num_threads(before)

@@ -40,6 +40,7 @@ from conftest import (
 import moclip
 from moclip import plan
 from moclip.clip_stream import ClipSettings, load_clip
+from moclip.config import key_line
 from moclip.demo import make_demo_dataset
 from moclip.encode import encode_video
 from moclip.io import read_tsv
@@ -242,6 +243,82 @@ def test_missing_dataset_directory_is_a_clear_error(tmp_path):
     assert out.returncode != 0 and "dataset.videos" in out.stdout + out.stderr
 
 
+WILDCARD_END = "which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
+
+
+def _lock_holder(results: Path) -> subprocess.Popen:
+    """A process holding the results folder's run lock as a run's Snakemake process does."""
+    code = "import sys, time; from moclip.io import hold_run_lock; hold_run_lock(sys.argv[1]); print(1, flush=True)"
+    code += "; time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(results)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert holder.stdout.readline() == "1\n"
+    return holder
+
+
+def test_a_second_run_into_one_results_folder_is_refused_until_the_first_dies(tmp_path):
+    """Snakemake locks a working directory, not a results folder: two runs from two
+    directories both wrote one folder. The run's process holds a flock in the folder; a
+    second run is refused in one line naming the holder; the kernel drops the lock with its
+    process, so a run killed with SIGKILL leaves nothing to clear."""
+    results = tmp_path / "shared results"
+    config = merged(TINY_CONFIG, {"results": str(results)})
+    holder = _lock_holder(results)
+    try:
+        out = snakemake(tmp_path / "second", config, str(results / "manifest.tsv"), check=False)
+        said = out.stdout + out.stderr
+        assert out.returncode != 0, said
+        assert (
+            f"{results}: another run is writing this results folder (pid {holder.pid}, working directory {REPO}): "
+            "wait for it to end, or give this run another results folder"
+        ) in said
+        assert not (results / "manifest.tsv").exists()
+        assert snakemake(tmp_path / "second", config, "-n", check=False).returncode == 0  # a dry run writes nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    snakemake(tmp_path / "second", config, str(results / "manifest.tsv"))  # the killed holder's lock is gone
+    lock = (results / "logs" / "run.lock").read_text()
+    assert lock.startswith("pid ") and lock.endswith(f"working directory {tmp_path / 'second'}\n")  # Snakemake's
+    assert (results / "manifest.tsv").exists()
+
+
+def test_braces_snakemake_reads_as_a_wildcard_stop_at_parse_time_naming_the_key_or_file(tiny_demo, tmp_path):
+    """``{name}`` in the results folder, the dataset root or a video's name ended the run
+    with Snakemake's WildcardError naming neither; now one line names the key (and the file
+    and line that set it) or the video. Braces Snakemake leaves alone, and other characters
+    a shell would mind, plan a whole run."""
+    videos, lists = tiny_demo
+    cfg = tmp_path / "run" / "test-config.yaml"
+    out = snakemake(tmp_path / "run", merged(TINY_CONFIG, {"results": "res {wild}"}), "-n", check=False)
+    said = out.stdout + out.stderr
+    assert (
+        out.returncode != 0 and f"{cfg}:{key_line(cfg, ['results'])}: results: 'res {{wild}}' holds {{wild}}, " in said
+    )
+    assert WILDCARD_END in said and "WildcardError" not in said and len(said.splitlines()) < 10, said
+    root = tmp_path / "data {root}" / "UCF-101"
+    shutil.copytree(videos, root)
+    out = snakemake(
+        tmp_path / "run",
+        merged(TINY_CONFIG, {"dataset": {"videos": str(root), "lists": str(lists)}}),
+        "-n",
+        check=False,
+    )
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and f": dataset.videos: {str(root)!r} holds {{root}}, {WILDCARD_END}" in said, said
+    folder = tmp_path / "folder {} [x]"  # braces that are no wildcard are kept in inputs
+    shutil.copytree(videos, folder)
+    odd = next(folder.rglob("*.avi"))
+    odd = odd.rename(odd.with_name("brace {wild}.avi"))
+    config = merged(TINY_CONFIG, {"dataset": {"videos": str(folder), "format": "folder"}})
+    out = snakemake(tmp_path / "run", config, "-n", check=False)
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and f"{str(odd)!r}: the name holds {{wild}}, {WILDCARD_END}" in said, said
+    assert not (tmp_path / "run" / "results").exists()
+    odd.rename(odd.with_name("brace {} {a-b} [x] $HOME %s;'.avi"))
+    out = snakemake(tmp_path / "run", merged(config, {"results": "res [x] $HOME %s;'"}), "-n", check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 @pytest.fixture
 def real_layout(tiny_demo, tmp_path):
     """A copy of the tiny demo used as a user's own dataset (dataset.videos set)."""
@@ -391,6 +468,20 @@ def test_a_setting_reruns_exactly_its_stage_and_after(finished_run, change, reru
     for rule, n in reruns.items():
         assert jobs.get(rule) == n, jobs
     assert not untouched & set(jobs), jobs
+
+
+def test_a_nested_config_override_merges_into_its_block_as_snakemake_users_expect(finished_run):
+    """``--config heads='{"lr": 0.003}'`` plans what the same change in a file plans (it was
+    refused: Snakemake leaves the leaves strings); the tiny config's other heads keys stay;
+    the same value as the file's reruns nothing; an error names --config and the key."""
+    jobs = planned(finished_run, TINY_CONFIG, "--config", 'heads={"lr": 0.003}')
+    assert jobs == planned(finished_run, merged(TINY_CONFIG, {"heads": {"lr": 0.003}}))
+    assert jobs.get("train_head") == 6 and "train_mvnet" not in jobs, jobs
+    assert planned(finished_run, TINY_CONFIG, "--config", 'heads={"lr": 0.001, "epochs": 40}') == {}
+    out = snakemake(finished_run, TINY_CONFIG, "--config", "heads={epochs: 0}", "-n", check=False)
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and "--config: heads.epochs: 0 is less than the minimum of 1" in said, said
+    assert "config.yaml:" not in said
 
 
 @pytest.fixture(scope="module")
@@ -583,6 +674,17 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
     rebuilt, reference = result_files(demo_run), result_files(finished_run)
     assert sorted(rebuilt) == sorted(reference)
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
+
+
+def test_one_core_gives_the_bytes_two_cores_give(finished_run, tmp_path):
+    """--cores caps each job's threads; torch computes with the config's cpu_threads
+    whatever they are, and the loader workers they add change no batch: every cache,
+    feature file, checkpoint, metric, report and plot is the two-core run's."""
+    wd = tmp_path / "one core"
+    snakemake(wd, TINY_CONFIG, cores="1")
+    one, two = result_files(wd), result_files(finished_run)
+    assert sorted(one) == sorted(two)
+    assert [k for k in one if one[k] != two[k]] == []
 
 
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):

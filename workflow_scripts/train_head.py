@@ -16,5 +16,4 @@ train_head(
     mv=inp.get("mv", []),
     settings=HeadSettings.from_config(p.settings),
     seeds=list(p.seeds),
-    threads=snakemake.threads,
 )

@@ -20,5 +20,5 @@ zeroshot(
     templates=p.templates,
     prompt_norm=p.prompt_norm,
     seed=p.seed,
-    threads=snakemake.threads,
+    cpu_threads=p.cpu_threads,
 )
