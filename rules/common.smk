@@ -32,9 +32,39 @@ from moclip.videos import shard_rows
 
 # --------------------------------------------------------------------------- the run
 
-# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout);
-# this machine's card counts only when the jobs run here.
-RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec)
+
+def cluster_executor():
+    """Whether the run's jobs go to a cluster: the executor its command line or profile names
+    (``executor: slurm``) runs jobs elsewhere. Snakemake attaches the executor to the workflow
+    only after reading this file, so it is read from the command line as Snakemake's CLI
+    parsed it (profiles included; a dry run keeps the executor it plans for). Through the
+    Python API there is no command line: the run counts as local."""
+    frame = sys._getframe()
+    while frame is not None:
+        args = frame.f_locals.get("args")
+        if frame.f_code.co_name == "args_to_api" and hasattr(args, "executor"):
+            from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+            return not ExecutorPluginRegistry().get_plugin(args.executor or "local").common_settings.local_exec
+        frame = frame.f_back
+    return False
+
+
+# What ``device: auto`` means for the run, decided once by the main process and read by its
+# jobs (each parses this file again, on its node, and must plan the same DAG): a GPU when
+# this machine shows a card and the jobs run here, or when they go to a cluster (a GPU job
+# gets its card from the scheduler, sbatch --gpus; a cluster without GPUs sets device: cpu).
+AUTO_GPU = "MOCLIP_AUTO_GPU"
+if workflow.is_main_process:
+    os.environ[AUTO_GPU] = "1" if cluster_executor() or local_gpu() else "0"
+
+
+envvars:
+    AUTO_GPU,  # through the executor to every job (SLURM's sbatch exports it anyway)
+
+
+# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout).
+RUN = Layout(config, os.environ[AUTO_GPU] == "1")
 RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
 # The run's experiments (moclip.experiments): each a whole config, and where each stage's
 # outputs live; a run without the key is one experiment, every output at the top level.

@@ -693,6 +693,53 @@ def test_jobs_that_run_a_network_on_the_card_ask_for_it(demo_run):
     assert jobs["auto"] == jobs["cpu"] == {"clip_embed": 3, "mv_features": 3}  # a job a shard
 
 
+def _ucf101_tree(root: Path, classes: int = 101, groups: int = 25) -> tuple[Path, Path]:
+    """UCF101's layout of empty files, a clip a class and group: its lists (split K tests
+    groups 7K-6..7K), enough for the manifest and a dry run (no video is read)."""
+    videos, lists = root / "UCF-101", root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    entries = [(c, f"v_Class{c:03d}_g{g:02d}_c01.avi", g) for c in range(1, classes + 1) for g in range(1, groups + 1)]
+    (lists / "classInd.txt").write_text("".join(f"{c} Class{c:03d}\r\n" for c in range(1, classes + 1)))
+    for c, name, _ in entries:
+        (videos / f"Class{c:03d}").mkdir(parents=True, exist_ok=True)
+        (videos / f"Class{c:03d}" / name).write_bytes(b"")
+    for k in (1, 2, 3):
+        test = set(range(7 * k - 6, 7 * k + 1))
+        (lists / f"trainlist0{k}.txt").write_text(
+            "".join(f"Class{c:03d}/{n} {c}\r\n" for c, n, g in entries if g not in test)
+        )
+        (lists / f"testlist0{k}.txt").write_text("".join(f"Class{c:03d}/{n}\r\n" for c, n, g in entries if g in test))
+    return videos, lists
+
+
+GPU_RULES = ("clip_embed", "zeroshot", "train_mvnet", "mv_features")  # every rule that runs a network but the heads
+
+
+def test_the_readme_slurm_command_plans_every_gpu_rule_on_a_gpu(hub_stub, tmp_path):
+    """The README's command ("On a SLURM cluster": the SLURM profile, config/ucf101.yaml and a
+    file of the user's paths, device auto) as a dry run from a login node without a GPU, on a
+    UCF101-shaped tree: every GPU rule asks for a card, with the runtime of a GPU plan (that
+    of device cuda), never the CPU's (days of MV training)."""
+    videos, lists = _ucf101_tree(tmp_path / "data")
+    paths = {"dataset": {"videos": str(videos), "lists": str(lists)}}  # my-paths.yaml
+    preset = str(REPO / "config" / "ucf101.yaml")
+    work = tmp_path / "run"
+    configs = ("--configfile", preset, str(work / "test-config.yaml"))  # the helper writes it
+    snakemake(work, paths, "results-ucf101/manifest.tsv", *configs, env=hub_stub)  # the checkpoint, locally
+    readme = ("--workflow-profile", str(REPO / "profiles" / "slurm"), *configs)
+    readme += ("--default-resources", "slurm_account=abc123", "slurm_partition=cpu")
+    out = snakemake(work, paths, "-n", *readme, cores=None, env=hub_stub).stdout
+    on_slurm = {rule: _resources(out, rule) for rule in GPU_RULES}
+    cuda = merged(paths, {"clip": {"device": "cuda"}, "mvnet": {"device": "cuda"}})
+    local = snakemake(work, cuda, "-n", *configs, env=hub_stub).stdout
+    for rule in GPU_RULES:
+        assert on_slurm[rule] and all(job["gpu"] == "1" for job in on_slurm[rule]), (rule, on_slurm[rule])
+        want = sorted(j["runtime"] for j in _resources(local, rule))  # memory: the profile's threads
+        assert sorted(j["runtime"] for j in on_slurm[rule]) == want, rule
+    assert len(on_slurm["clip_embed"]) == 1 and len(on_slurm["mv_features"]) == 3  # a GPU job takes every shard
+    assert all(int(j["runtime"]) < 24 * 60 for j in on_slurm["train_mvnet"]), on_slurm["train_mvnet"]
+
+
 def test_a_gpu_run_takes_every_shard_in_one_job_and_its_outputs_are_the_same_files(demo_run):
     """On a GPU a clip_embed job takes every shard and a mv_features job every shard of its
     split, writing the same shard files (same names) downstream reads. A finished CPU run
