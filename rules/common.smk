@@ -3,10 +3,15 @@
 # runs again in every cluster job: it stays cheap (no walk over the dataset but a folder's
 # listing; the manifest is read only on demand; the code digests parse the library's modules).
 
+import contextlib
 import functools
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
+
+from snakemake_interface_logger_plugins.common import LogEvent
 
 import moclip
 from moclip import plan
@@ -352,10 +357,51 @@ def final_targets():
     return sorted(set(files))
 
 
+# Ctrl-C (SIGINT) seen by the main process, so that the run's last line says it was
+# interrupted, not that a job failed; the signal then goes on as before (Snakemake stops).
+INTERRUPTED = []
+if workflow.is_main_process:
+    _sigint = signal.getsignal(signal.SIGINT)
+
+    def _note_sigint(signum, frame):
+        INTERRUPTED.append(signum)
+        if callable(_sigint):
+            _sigint(signum, frame)
+        elif _sigint == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (the Python API's caller's)
+        if _sigint != signal.SIG_IGN:
+            signal.signal(signal.SIGINT, _note_sigint)
+
+    def _not_after_sigint(record):
+        """After Ctrl-C, Snakemake reports the jobs it stopped as failed ("Error in rule") and
+        the run as a WorkflowError ("At least one job did not complete"): the run's last line
+        says it was interrupted instead (each job's log keeps its own account)."""
+        event = getattr(record, "event", None)
+        stopped = event == LogEvent.JOB_ERROR or getattr(record, "exception", None) == "WorkflowError"
+        return not (INTERRUPTED and stopped)
+
+    logging.getLogger("snakemake.logging").addFilter(_not_after_sigint)
+
+    def _short_file_lists(record, first=3):
+        """A job's input and output lists on the console (and Snakemake's log) as their first
+        few files and a count: a shard's videos or every shard's caches ran to 11,695
+        characters on one line. The jobs' own logs and --summary still name every file."""
+        for item in ("input", "output"):
+            files = getattr(record, item, None)
+            if isinstance(files, list) and len(files) > first + 1:
+                setattr(record, item, [*files[:first], f"... {len(files) - first} more ({len(files)} files)"])
+        return True
+
+    logging.getLogger("snakemake.logging").addFilter(_short_file_lists)
+
+
 def run_end(ok):
     """The run's last line: where the results are, or how to resume."""
     table = None  # a folder run's product is its features
     if LABELLED:
         last = rules.compare_experiments if EXPERIMENTS[0].name else rules.summary
         table = expand(last.output.md, exp="")[0]
-    return plan.run_end_line(ok, sys.argv, RESULTS, table, built=table is None or Path(table).exists())
+    built = table is None or Path(table).exists()
+    return plan.run_end_line(ok, sys.argv, RESULTS, table, built=built, interrupted=bool(INTERRUPTED))

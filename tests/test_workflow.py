@@ -31,6 +31,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_DEMO,
     imported_modules,
+    job_counts,
     merged,
     planned,
     result_files,
@@ -42,7 +43,7 @@ from moclip import plan
 from moclip.clip_stream import ClipSettings, load_clip
 from moclip.demo import make_demo_dataset
 from moclip.encode import encode_video
-from moclip.io import read_tsv
+from moclip.io import read_tsv, snakemake_program
 from moclip.shards import read_shard
 from moclip.videos import read_manifest, shard_of
 
@@ -570,17 +571,24 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
     console = (finished_run / "console.txt").read_text()
     assert "Shell command: None" not in console  # script rules have none to print
+    # a job's long file lists as their first files and a count (a shard's videos, about 15 here)
+    lists = [ln for ln in console.splitlines() if ln.lstrip().startswith(("input:", "output:"))]
+    assert lists and max(map(len, lists)) < 600, max(lists, key=len)
+    assert any(re.search(r", \.\.\. \d+ more \(\d{2,} files\)$", ln) for ln in lists), lists
     last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
-    assert last.startswith("moclip: done. The table: results/summary.md (and .html); the report: snakemake ")
+    assert last.startswith(
+        f"moclip: done. The table: results/summary.md (and .html); the report: {snakemake_program(SNAKEMAKE)} "
+    )
     report = shlex.split(last.partition("the report: ")[2])
     assert report[-2:] == ["--report", "report.html"] and "--cores" not in report
     assert report[report.index("--configfile") + 1] == str(finished_run / "test-config.yaml")
 
 
 def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path):
-    """A user's Ctrl-C (SIGINT to the whole foreground group) while a job runs: no Python
-    traceback from the jobs on the console, a last line naming the command, and that
-    command (run again as printed) finishes the run."""
+    """A user's Ctrl-C (SIGINT to the whole foreground group) while a job of a forced run
+    (--forceall) runs: no Python traceback from the jobs on the console, a last line saying
+    the run was interrupted and naming the command, and that command (run again as printed)
+    runs only the job left: --forceall is not repeated."""
     wd = tmp_path / "ctrl-c"
     wd.mkdir()
     cfg = wd / "test-config.yaml"
@@ -592,7 +600,7 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     mv = f"mvnet/{plan.mv_tag(merged(DEFAULTS, slow))}/split1"
     model, log = wd / "results" / mv / "model.pt", wd / "results" / "logs" / f"{mv}.log"
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg)]
-    cmd += ["--cores", "2", f"results/{mv}/model.pt"]
+    cmd += ["--cores", "2", "--forceall", f"results/{mv}/model.pt"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     with open(wd / "console.txt", "w") as f:
         # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
@@ -615,12 +623,14 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     console = (wd / "console.txt").read_text()
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console
     last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
-    assert "to resume, run it again: snakemake " in last and last.endswith("/model.pt"), console
-    again = shlex.split(last.partition("run it again: ")[2])
-    assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again
+    assert last.startswith("moclip: the run was interrupted.") and last.endswith("/model.pt"), console
+    assert "Error in rule" not in console and "WorkflowError" not in console, console
+    again = shlex.split(last.partition("to resume: ")[2])
+    assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again and "--forceall" not in again
     out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert model.exists() and "up to the targets asked for" in out.stdout + out.stderr
+    assert job_counts(out.stdout + "\n" + out.stderr) == {"train_mvnet": 1}, out.stderr  # the rest was done
 
 
 def test_bad_split_lists_stop_before_any_job(real_layout):
