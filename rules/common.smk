@@ -307,6 +307,17 @@ def summary_inputs(wildcards):
     }
 
 
+def split_result(name):
+    """The report's labels of one result of a split's page: which result it is, and the
+    experiment where the run has several (a page's rows must differ, or it shows one)."""
+
+    def labels(wildcards):
+        e = experiment(wildcards)
+        return {"result": name, **({"experiment": e.name} if e.name else {})}  # experiments: a toggle
+
+    return labels
+
+
 # --------------------------------------------------------------------------- targets
 
 
