@@ -56,7 +56,8 @@ def test_a_damaged_frame_cache_stops_the_clip_stage_with_its_name_and_rebuild_fi
     assert out.returncode != 0
     lines = out.stderr.splitlines()
     job_error = next(line for line in lines if line.startswith("error: "))  # the job's one line
-    rebuild = f"{snakemake_program()} --forcerun results/cache/frames/shard-00001"
+    # a job's shell starts in the run's directory: the venv's snakemake by its whole path
+    rebuild = f"{Path(sys.executable).parent / 'snakemake'} --forcerun results/cache/frames/shard-00001"
     why = "Unable to synchronously open file (truncated file: eof = 5000" if fault == "cut" else "Can't"
     assert job_error.startswith(f"error: {cache}: OSError: {why}"), job_error
     assert job_error.endswith(f"; rebuild it with: {rebuild}")
