@@ -21,7 +21,7 @@ from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.experiments import describe, experiment_configs, experiments
-from moclip.io import BrokenFileError
+from moclip.io import BrokenFileError, snakemake_program
 from moclip.layout import Layout
 from moclip.manifest import build_manifest
 from moclip.videos import write_manifest
@@ -155,11 +155,13 @@ def _verify(a: argparse.Namespace) -> int:
         return 0
     print("\n".join(table(checks)))
     if not a.clear:
-        print(f"to rebuild them and what depends on them: moclip verify --clear {a.results}, then snakemake")
+        print(
+            f"to rebuild them and what depends on them: moclip verify --clear {a.results}, then {snakemake_program()}"
+        )
         return 1
     deleted = clear(checks)
     print("".join(f"deleted {p}\n" for p in deleted), end="")
-    print(f"deleted {len(deleted)} outputs: the next snakemake rebuilds them, and only them")
+    print(f"deleted {len(deleted)} outputs: the next {snakemake_program()} rebuilds them, and only them")
     return 0
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from moclip.resources import BACKBONES
 from moclip.settings import did_you_mean
 
 
@@ -309,6 +308,8 @@ def _non_finite(value, keys: tuple = ()):
 def uses_registries(config: dict) -> bool:
     """Whether checking the model names needs open_clip's and timm's registries (and so
     torch): not for the project's own small models with random weights (demo, tests)."""
+    from moclip.resources import BACKBONES  # here: resources -> manifest -> videos import this module
+
     own = Path(__file__).parent / "model_configs" / f"{config['clip']['model']}.json"
     mv = config["mvnet"]
     own_mv = mv["arch"] in BACKBONES and not BACKBONES[mv["arch"]].timm

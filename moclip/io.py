@@ -17,6 +17,7 @@ import os
 import pickle
 import secrets
 import shlex
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,10 +53,31 @@ class BrokenFileError(Exception):
 READ_ERRORS = (OSError, EOFError, KeyError, ValueError, RuntimeError, csv.Error, pickle.UnpicklingError)
 
 
+VENV_SNAKEMAKE = ".venv/bin/snakemake"  # the README's convention: the venv's, from the repository
+
+
+def snakemake_program(argv0: str | None = None) -> str:
+    """The snakemake a user can paste into their shell: ``argv0`` (the running command's, as
+    typed), else the one beside this Python (a job's: the venv's), shown relative to the
+    shell's directory ($PWD) when it lies under it; else the README's ``.venv/bin/snakemake``."""
+    shell = Path(os.environ.get("PWD") or os.getcwd())
+    for path in (argv0, Path(sys.executable).parent / "snakemake"):
+        if path is None or Path(path).name != "snakemake":
+            continue
+        path = shell / path  # an absolute path stays itself
+        if path.is_file():
+            try:
+                rel = path.relative_to(shell)
+            except ValueError:
+                return shlex.quote(str(path))
+            return shlex.quote(str(rel) if len(rel.parts) > 1 else f"./{rel}")
+    return VENV_SNAKEMAKE
+
+
 def rebuild(output: Path | str) -> str:
     """The command that rebuilds workflow output ``output`` (a file, or a rule's output
     directory) and what depends on it, the run's other options added."""
-    return f"snakemake --forcerun {shlex.quote(os.path.normpath(output))}"
+    return f"{snakemake_program()} --forcerun {shlex.quote(os.path.normpath(output))}"
 
 
 def problem(error: BaseException, limit: int = 300) -> str:

@@ -28,12 +28,13 @@ CPU_THREADS = 2
 
 @dataclass(frozen=True)
 class Layout:
-    """A validated config's dataset and jobs; ``local_gpu``: this machine has a card and
-    the jobs run here (``device: auto`` uses it); ``sources``: the config's files, in merge
-    order, so that a path that does not exist is named with the file and line that set it."""
+    """A validated config's dataset and jobs; ``auto_gpu``: ``device: auto`` means a GPU (this
+    machine has a card and the jobs run here, or the jobs go to a cluster); ``sources``: the
+    config's files, in merge order, so that a path that does not exist is named with the file
+    and line that set it."""
 
     config: dict = field(repr=False)
-    local_gpu: bool = False
+    auto_gpu: bool = False
     sources: tuple = field(default=(), repr=False)
 
     def _set_at(self, key: str) -> str:
@@ -143,11 +144,10 @@ class Layout:
 
     def on_gpu(self, section: str) -> bool:
         """Whether the stage of ``config[section]`` runs on a GPU: ``cuda`` (any card)
-        always; ``auto`` when ``local_gpu``. A cluster's ``auto`` cannot know the nodes (and
-        each job, parsing again on its node, must plan the same DAG): the CPU; ``cuda`` asks
-        for the cluster's GPUs."""
+        always; ``auto`` when ``auto_gpu``. Every job of a run must plan the same DAG, so
+        ``auto`` is decided once for the run, not on each job's node."""
         device = self.config[section]["device"]
-        return self.local_gpu if device == "auto" else device != "cpu"
+        return self.auto_gpu if device == "auto" else device != "cpu"
 
     def threads(self, section: str) -> int:
         """The threads of a job of the stage of ``config[section]`` (Snakemake's, capped by

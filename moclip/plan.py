@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 from moclip.datasets import FORMATS
+from moclip.io import snakemake_program
 from moclip.methods import shapes
 
 MACHINE_SETTINGS = {"clip": ("device",), "mvnet": ("device",)}  # read by the scripts, never params
@@ -146,27 +147,39 @@ def mv_tag(config: dict) -> str:
 # --------------------------------------------------------------------------- the end of a run
 
 
+# Options that redo finished work: a resume without them runs only the jobs left (and --report
+# writes the report instead of running). --until, --omit-from and targets still bound the run.
+ONE_SHOT = ("--report", "--forceall", "-F", "--forcerun", "-R", "--force", "-f")
+FLAGS = ("--forceall", "-F", "--force", "-f")  # Snakemake's options among them that take no value
+
+
 def again(argv: list[str], *extra: str, drop: tuple[str, ...] = ("--report",)) -> str:
     """The snakemake command ``argv`` again with ``extra`` arguments, without the options in
-    ``drop`` (and their values): the config arguments kept, so the command sees the same run."""
+    ``drop`` (and their values; a flag's next word is a target, kept): the config arguments
+    kept, so the command sees the same run."""
     args, keep = [], True
     for a in argv[1:]:
         if a.startswith("-"):
-            keep = a.split("=")[0] not in drop
+            name = a.split("=")[0]
+            keep = name not in drop
+            if name in FLAGS and not keep:
+                keep = True  # the words after a flag are not its values
+                continue
         if keep:
             args.append(a)
-    return shlex.join(["snakemake", *args, *extra])
+    return " ".join([snakemake_program(argv[0]), shlex.join([*args, *extra])]).strip()
 
 
-def run_end_line(ok: bool, argv: list[str], results: str, table: str | None, built: bool = True) -> str:
+def run_end_line(
+    ok: bool, argv: list[str], results: str, table: str | None, built: bool = True, interrupted: bool = False
+) -> str:
     """The run's last line: the table of results (``table``: the summary or the experiments'
     comparison; None for a folder run, whose product is its features; ``built``: False when
-    the run's targets stopped short of it) and how to build the report, or how to resume."""
+    the run's targets stopped short of it) and how to build the report, or how to resume
+    (``interrupted``: by Ctrl-C, else a job failed)."""
     if not ok:
-        return (
-            "moclip: the run stopped (interrupted, or a job failed: see above). Finished jobs are "
-            f"kept; to resume, run it again: {again(argv)}"
-        )
+        how = "was interrupted" if interrupted else "stopped: a job failed (see above)"
+        return f"moclip: the run {how}. Finished jobs are kept; to resume: {again(argv, drop=ONE_SHOT)}"
     if table is None:
         return f"moclip: done. Features: {results}/embeddings/; videos that failed: {results}/cache/failures.tsv"
     report = again(argv, "--report", "report.html", drop=("--report", "--cores", "-c", "--jobs", "-j"))

@@ -3,10 +3,15 @@
 # runs again in every cluster job: it stays cheap (no walk over the dataset but a folder's
 # listing; the manifest is read only on demand; the code digests parse the library's modules).
 
+import contextlib
 import functools
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
+
+from snakemake_interface_logger_plugins.common import LogEvent
 
 import moclip
 from moclip import plan
@@ -32,9 +37,39 @@ from moclip.videos import shard_rows
 
 # --------------------------------------------------------------------------- the run
 
-# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout);
-# this machine's card counts only when the jobs run here.
-RUN = Layout(config, local_gpu() and workflow.local_exec and not workflow.remote_exec, tuple(CONFIG_FILES))
+
+def cluster_executor():
+    """Whether the run's jobs go to a cluster: the executor its command line or profile names
+    (``executor: slurm``) runs jobs elsewhere. Snakemake attaches the executor to the workflow
+    only after reading this file, so it is read from the command line as Snakemake's CLI
+    parsed it (profiles included; a dry run keeps the executor it plans for). Through the
+    Python API there is no command line: the run counts as local."""
+    frame = sys._getframe()
+    while frame is not None:
+        args = frame.f_locals.get("args")
+        if frame.f_code.co_name == "args_to_api" and hasattr(args, "executor"):
+            from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+            return not ExecutorPluginRegistry().get_plugin(args.executor or "local").common_settings.local_exec
+        frame = frame.f_back
+    return False
+
+
+# What ``device: auto`` means for the run, decided once by the main process and read by its
+# jobs (each parses this file again, on its node, and must plan the same DAG): a GPU when
+# this machine shows a card and the jobs run here, or when they go to a cluster (a GPU job
+# gets its card from the scheduler, sbatch --gpus; a cluster without GPUs sets device: cpu).
+AUTO_GPU = "MOCLIP_AUTO_GPU"
+if workflow.is_main_process:
+    os.environ[AUTO_GPU] = "1" if cluster_executor() or local_gpu() else "0"
+
+
+envvars:
+    AUTO_GPU,  # through the executor to every job (SLURM's sbatch exports it anyway)
+
+
+# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout).
+RUN = Layout(config, os.environ[AUTO_GPU] == "1", tuple(CONFIG_FILES))
 RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
 # GPU jobs a card runs at once, each in a slot of its own (moclip.runtime.claim_gpu): every
 # job's environment carries the setting, as the stages' scripts never see it.
@@ -52,7 +87,7 @@ if workflow.is_main_process:
         sys.exit(str(e))
     for line in describe(EXPERIMENTS):
         print(f"moclip: {line}", file=sys.stderr)
-    if RUN.local_gpu and (RUN.on_gpu("clip") or RUN.on_gpu("mvnet")):  # each GPU job takes gpu=1 and a slot
+    if local_gpu() and not cluster_executor() and (RUN.on_gpu("clip") or RUN.on_gpu("mvnet")):  # gpu=1: a slot
         gpu = workflow.global_resources.get("gpu").value if "gpu" in workflow.global_resources else None
         line = gpu_slots_line(gpu, local_gpus(), config["gpu"]["jobs_per_card"])
         if line:
@@ -287,6 +322,17 @@ def summary_inputs(wildcards):
     }
 
 
+def split_result(name):
+    """The report's labels of one result of a split's page: which result it is, and the
+    experiment where the run has several (a page's rows must differ, or it shows one)."""
+
+    def labels(wildcards):
+        e = experiment(wildcards)
+        return {"result": name, **({"experiment": e.name} if e.name else {})}  # experiments: a toggle
+
+    return labels
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -337,10 +383,51 @@ def final_targets():
     return sorted(set(files))
 
 
+# Ctrl-C (SIGINT) seen by the main process, so that the run's last line says it was
+# interrupted, not that a job failed; the signal then goes on as before (Snakemake stops).
+INTERRUPTED = []
+if workflow.is_main_process:
+    _sigint = signal.getsignal(signal.SIGINT)
+
+    def _note_sigint(signum, frame):
+        INTERRUPTED.append(signum)
+        if callable(_sigint):
+            _sigint(signum, frame)
+        elif _sigint == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (the Python API's caller's)
+        if _sigint != signal.SIG_IGN:
+            signal.signal(signal.SIGINT, _note_sigint)
+
+    def _not_after_sigint(record):
+        """After Ctrl-C, Snakemake reports the jobs it stopped as failed ("Error in rule") and
+        the run as a WorkflowError ("At least one job did not complete"): the run's last line
+        says it was interrupted instead (each job's log keeps its own account)."""
+        event = getattr(record, "event", None)
+        stopped = event == LogEvent.JOB_ERROR or getattr(record, "exception", None) == "WorkflowError"
+        return not (INTERRUPTED and stopped)
+
+    logging.getLogger("snakemake.logging").addFilter(_not_after_sigint)
+
+    def _short_file_lists(record, first=3):
+        """A job's input and output lists on the console (and Snakemake's log) as their first
+        few files and a count: a shard's videos or every shard's caches ran to 11,695
+        characters on one line. The jobs' own logs and --summary still name every file."""
+        for item in ("input", "output"):
+            files = getattr(record, item, None)
+            if isinstance(files, list) and len(files) > first + 1:
+                setattr(record, item, [*files[:first], f"... {len(files) - first} more ({len(files)} files)"])
+        return True
+
+    logging.getLogger("snakemake.logging").addFilter(_short_file_lists)
+
+
 def run_end(ok):
     """The run's last line: where the results are, or how to resume."""
     table = None  # a folder run's product is its features
     if LABELLED:
         last = rules.compare_experiments if EXPERIMENTS[0].name else rules.summary
         table = expand(last.output.md, exp="")[0]
-    return plan.run_end_line(ok, sys.argv, RESULTS, table, built=table is None or Path(table).exists())
+    built = table is None or Path(table).exists()
+    return plan.run_end_line(ok, sys.argv, RESULTS, table, built=built, interrupted=bool(INTERRUPTED))

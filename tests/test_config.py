@@ -296,7 +296,7 @@ def test_results_root_keeps_runs_apart(tmp_path):
     preset's own root coexist in one working directory."""
     out = snakemake(tmp_path, merged(TINY_CONFIG, {"results": "results-other"}), "-n")
     paths = re.findall(r"^\s+(?:output|log|benchmark): (.+)$", out.stdout, re.M)
-    files = [f for line in paths for f in line.split(", ")]
+    files = [f for line in paths for f in line.split(", ") if not f.startswith("... ")]  # a long list's count
     assert len(files) > 30 and all(f.startswith("results-other/") for f in files), files
     assert yaml.safe_load((REPO / "config" / "ucf101.yaml").read_text())["results"] != DEFAULTS["results"]
 

@@ -184,5 +184,5 @@ def test_fusion_on_mv_draws_sees_draw_e_mod_n_in_epoch_e(feature_run, monkeypatc
     assert fixed_val[0].max() < 3  # val: the fixed features (around the class's 2), not draws (>= 10)
     with h5py.File(d / "mv.h5", "a") as h:
         del h[DRAWS]
-    with pytest.raises(BrokenFileError, match=r"mv.h5: no train_draws .*; rebuild it with: snakemake --forcerun "):
+    with pytest.raises(BrokenFileError, match=r"mv.h5: no train_draws .*; rebuild it with: \S*snakemake --forcerun "):
         run_head(d, HeadSettings(hidden=8, epochs=1, mv_draws=2), [0], "none")

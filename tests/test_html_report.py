@@ -82,6 +82,48 @@ def test_report_landing_page_reads_from_its_top_on_a_laptop_and_a_desktop(finish
     assert probe["warn"] == "rgb(255, 244, 214)" and probe["code"] >= 1, probe  # a warning box; names as code
 
 
+# A split's page of the report (its category in the menu), as a reader opens it: the rows
+# of its results table (not the summary's, table.moclip), each with its label and the
+# buttons that open the file.
+SPLIT_PAGE = """<!doctype html><html><body>
+<iframe id="f" src="report.html" width="1400" height="900"></iframe>
+<script>
+setTimeout(function () {{
+  var w = document.getElementById("f").contentWindow;
+  w.eval("app").showCategory("Split {k}");  // the menu's entry (app: the report's own global)
+  setTimeout(function () {{
+    var rows = Array.from(w.document.querySelectorAll("table:not(.moclip) tbody tr")).map(function (r) {{
+      return {{text: r.innerText.trim(), open: r.querySelectorAll("a, button, img").length}};
+    }});
+    document.body.setAttribute("data-probe", JSON.stringify(rows));
+  }}, 3000);
+}}, 8000);
+</script></body></html>"""
+SPLIT_RESULTS = {  # every result file of a split's report (rules/report.smk) and its label
+    "table.html": "table: every method's top-1 and top-5",
+    "confusion_fusion.png": "confusion matrix (fusion)",
+    "per_class_top1.png": "per-class top-1",
+    "training_curves.png": "training curves",
+}
+
+
+@needs_browser
+def test_each_split_page_lists_every_result_of_the_split_by_name(finished_run, tmp_path):
+    """Each "Split K" page of the report has a row a result file of the split, labelled
+    with what it is and with a control that opens it (one unlabelled row hid all but one)."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, symlinks=True)
+    snakemake(run, TINY_CONFIG, "--report", "report.html")
+    files = {p.name for p in (run / "results" / "reports" / "split1").iterdir() if p.suffix in (".html", ".png")}
+    assert files == set(SPLIT_RESULTS)  # a new result file needs its label here
+    for k in (1, 2, 3):
+        (run / "probe.html").write_text(SPLIT_PAGE.format(k=k))
+        dom = _browser("--allow-file-access-from-files", "--dump-dom", (run / "probe.html").as_uri()).stdout
+        rows = json.loads(html.unescape(re.search(r'data-probe="([^"]*)"', dom).group(1)))
+        assert sorted(r["text"] for r in rows) == sorted(SPLIT_RESULTS.values()), rows
+        assert all(r["open"] >= 1 for r in rows), rows
+
+
 def test_each_split_has_its_table_beside_its_plots(finished_run):
     for k in (1, 2, 3):
         table = (finished_run / "results" / "reports" / f"split{k}" / "table.html").read_text()

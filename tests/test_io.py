@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from moclip.io import (
     read_tsv,
     reading,
     relative_to,
+    snakemake_program,
     write_json,
     write_tsv,
 )
@@ -89,7 +91,7 @@ def test_a_broken_file_is_one_line_naming_it_what_is_wrong_and_the_rebuild(tmp_p
     metrics = tmp_path / "res ults" / "metrics.json"
     with pytest.raises(BrokenFileError) as e:
         read_json(metrics)
-    assert str(e.value) == f"{metrics}: missing; rebuild it with: snakemake --forcerun '{metrics}'"
+    assert str(e.value) == f"{metrics}: missing; rebuild it with: {snakemake_program()} --forcerun '{metrics}'"
     metrics.parent.mkdir()
     metrics.write_text('{"top1": 0.5, "ids": [')  # cut short
     with pytest.raises(BrokenFileError) as e:
@@ -98,14 +100,14 @@ def test_a_broken_file_is_one_line_naming_it_what_is_wrong_and_the_rebuild(tmp_p
     assert "\n" not in str(e.value) and isinstance(e.value.__cause__, json.JSONDecodeError)
     table = tmp_path / "t.tsv"
     table.write_bytes(b"video_id\n\xff\xfe\n")
-    inner = r"t.tsv: UnicodeDecodeError: .*; rebuild it with: snakemake --forcerun"
+    inner = r"t.tsv: UnicodeDecodeError: .*; rebuild it with: \S*snakemake --forcerun"
     with pytest.raises(BrokenFileError, match=inner) as e, reading(table, "the outer remedy"):
         read_tsv(table)  # the innermost reader's error passes through the outer as it is
     table.write_text("video_id\tpath\tn\nv1\tA/v1.avi\t3\nv2\tA/v2.avi\t1")  # cut inside its last field
     with pytest.raises(BrokenFileError, match=r"t.tsv: ValueError: cut short: no line break at its end; rebuild"):
         read_tsv(table)
     copy = pickle.loads(pickle.dumps(e.value))  # through a process pool
-    assert str(copy) == str(e.value) and copy.remedy == e.value.remedy == f"snakemake --forcerun {table}"
+    assert str(copy) == str(e.value) and copy.remedy == e.value.remedy == f"{snakemake_program()} --forcerun {table}"
 
 
 def test_a_bug_inside_a_read_is_not_called_a_broken_file(tmp_path):
@@ -160,3 +162,20 @@ def test_the_run_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path
     hold_run_lock(res)  # the killed holder's lock went with it
     hold_run_lock(res)  # held already by this process: a no-op
     assert (res / RUN_LOCK).read_text().startswith(f"pid {os.getpid()}, working directory ")
+
+
+def test_printed_commands_name_the_snakemake_a_user_can_paste(tmp_path, monkeypatch):
+    """The running snakemake, relative to the shell's directory when under it (the README's
+    .venv/bin/snakemake from the repository), else absolute; unknown: the README's."""
+    exe = tmp_path / "repo" / ".venv" / "bin" / "snakemake"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("")
+    monkeypatch.setenv("PWD", str(tmp_path / "repo"))
+    assert snakemake_program(str(exe)) == ".venv/bin/snakemake"
+    assert snakemake_program(".venv/bin/snakemake") == ".venv/bin/snakemake"  # as typed
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert snakemake_program(str(exe)) == "repo/.venv/bin/snakemake"
+    monkeypatch.setenv("PWD", str(tmp_path / "elsewhere"))
+    assert snakemake_program(str(exe)) == str(exe)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # no snakemake beside it
+    assert snakemake_program("-c") == snakemake_program(str(tmp_path / "none" / "snakemake")) == ".venv/bin/snakemake"

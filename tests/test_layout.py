@@ -70,13 +70,13 @@ def test_shards_auto_follow_the_videos_a_shard():
     assert len(many.shards) == 52
 
 
-def test_a_stage_runs_on_a_gpu_when_asked_or_auto_finds_one_here():
+def test_a_stage_runs_on_a_gpu_when_asked_or_auto_means_one():
     config = merged(DEFAULTS, {"clip": {"device": "auto"}, "mvnet": {"device": "cuda"}})
-    here, cluster = Layout(config, local_gpu=True), Layout(config, local_gpu=False)
-    assert here.clip_batched and not cluster.clip_batched
-    assert here.mv_batched and cluster.mv_batched  # cuda: a cluster's GPUs
-    assert here.threads("clip") == GPU_THREADS and cluster.threads("clip") == CPU_THREADS
-    assert not Layout(merged(config, {"clip": {"device": "cpu"}}), local_gpu=True).on_gpu("clip")
+    gpu, cpu = Layout(config, auto_gpu=True), Layout(config, auto_gpu=False)
+    assert gpu.clip_batched and not cpu.clip_batched
+    assert gpu.mv_batched and cpu.mv_batched  # cuda: a GPU whatever auto means
+    assert gpu.threads("clip") == GPU_THREADS and cpu.threads("clip") == CPU_THREADS
+    assert not Layout(merged(config, {"clip": {"device": "cpu"}}), auto_gpu=True).on_gpu("clip")
 
 
 def test_the_manifest_reads_the_formats_lists_and_the_class_order(tmp_path):

@@ -221,7 +221,7 @@ def test_corrupt_manifest_names_line(tmp_path):
     p = tmp_path / "m.tsv"
     p.write_text("\t".join(COLUMNS) + "\n" + "a\tb\n")
     with pytest.raises(
-        BrokenFileError, match=r"m.tsv: ManifestError: .*m.tsv:2: .*; rebuild it with: snakemake --forcerun"
+        BrokenFileError, match=r"m.tsv: ManifestError: .*m.tsv:2: .*; rebuild it with: \S*snakemake --forcerun"
     ):
         read_manifest(p)
     p.write_text(p.read_text()[:-1])  # cut short, even at the end of a whole row

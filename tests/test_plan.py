@@ -45,4 +45,9 @@ def test_the_last_line_names_the_table_only_when_the_run_built_it():
     assert "The table" not in short and "up to the targets asked for" in short
     assert "Features: results/embeddings/" in plan.run_end_line(True, argv, "results", None)
     stopped = plan.run_end_line(False, argv, "results", "results/summary.md")
-    assert stopped.endswith("to resume, run it again: snakemake --cores 2 --configfile c.yaml caches")
+    assert stopped.startswith("moclip: the run stopped: a job failed")
+    assert stopped.endswith("to resume: .venv/bin/snakemake --cores 2 --configfile c.yaml caches")  # /x: unknown
+    forced = ["/x/snakemake", "-F", "caches", "--forcerun", "train_mvnet", "zeroshot", "--until", "x", "-f", "y"]
+    interrupted = plan.run_end_line(False, forced, "results", "results/summary.md", interrupted=True)
+    assert interrupted.startswith("moclip: the run was interrupted.")
+    assert interrupted.endswith("to resume: .venv/bin/snakemake caches --until x y")  # targets and bounds kept

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from moclip import runtime
+from moclip.io import snakemake_program
 from moclip.runtime import Progress, process_pool
 
 
@@ -333,7 +334,8 @@ def test_a_broken_file_ending_a_stage_is_one_line_on_stderr_and_its_traceback_in
     )
     out = subprocess.run([sys.executable, "-c", code, "results/m.json"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1
-    assert out.stderr == "error: results/m.json: missing; rebuild it with: snakemake --forcerun results/m.json\n"
+    rebuild = f"{snakemake_program()} --forcerun results/m.json"
+    assert out.stderr == f"error: results/m.json: missing; rebuild it with: {rebuild}\n"
     assert "Traceback" in log.read_text() and "FileNotFoundError" in log.read_text()
     other = subprocess.run(
         [sys.executable, "-c", f"from moclip.runtime import log_to; log_to({str(log)!r}); 1 / 0"],

@@ -295,9 +295,12 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
             "--slurm-no-account",  # no accounts here (the plugin would ask sacct for one)
             "--default-resources",
             f"slurm_partition={PARTITION}",
+            # device auto on a cluster plans the GPU jobs (one clip_embed job for every shard);
+            # this node has no card, so they ask for none and run on its CPU
             "--set-resources",
             "clip_embed:gpu=0",
-            "train_mvnet:gpu=0",  # no GPU on this node: the CPU
+            "train_mvnet:gpu=0",
+            "mv_features:gpu=0",
             cluster=slurm_cluster,
         )
         slurm_seconds = time.monotonic() - t0

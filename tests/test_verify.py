@@ -13,6 +13,7 @@ import h5py
 import pytest
 from conftest import TINY_CONFIG, flip_byte, planned, result_files, snakemake
 
+from moclip.io import snakemake_program
 from moclip.verify import clear, verify
 
 pytestmark = pytest.mark.workflow
@@ -55,7 +56,8 @@ def test_a_damaged_frame_cache_stops_the_clip_stage_with_its_name_and_rebuild_fi
     assert out.returncode != 0
     lines = out.stderr.splitlines()
     job_error = next(line for line in lines if line.startswith("error: "))  # the job's one line
-    rebuild = "snakemake --forcerun results/cache/frames/shard-00001"
+    # a job's shell starts in the run's directory: the venv's snakemake by its whole path
+    rebuild = f"{Path(sys.executable).parent / 'snakemake'} --forcerun results/cache/frames/shard-00001"
     why = "Unable to synchronously open file (truncated file: eof = 5000" if fault == "cut" else "Can't"
     assert job_error.startswith(f"error: {cache}: OSError: {why}"), job_error
     assert job_error.endswith(f"; rebuild it with: {rebuild}")
@@ -216,4 +218,4 @@ def test_predict_with_a_cut_model_says_which_in_one_line(demo_run):
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     fusion = model.relative_to(demo_run).as_posix()  # the report names it as ../../heads/...
     assert out.stderr.startswith(f"moclip predict: error: {fusion}: "), out.stderr
-    assert out.stderr.endswith(f"; rebuild it with: snakemake --forcerun {fusion}\n")
+    assert out.stderr.endswith(f"; rebuild it with: {snakemake_program()} --forcerun {fusion}\n")

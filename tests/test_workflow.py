@@ -31,6 +31,7 @@ from conftest import (
     TINY_CONFIG,
     TINY_DEMO,
     imported_modules,
+    job_counts,
     merged,
     planned,
     result_files,
@@ -43,7 +44,7 @@ from moclip.clip_stream import ClipSettings, load_clip
 from moclip.config import key_line
 from moclip.demo import make_demo_dataset
 from moclip.encode import encode_video
-from moclip.io import read_tsv
+from moclip.io import read_tsv, snakemake_program
 from moclip.shards import read_shard
 from moclip.videos import read_manifest, shard_of
 
@@ -690,17 +691,24 @@ def test_one_core_gives_the_bytes_two_cores_give(finished_run, tmp_path):
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
     console = (finished_run / "console.txt").read_text()
     assert "Shell command: None" not in console  # script rules have none to print
+    # a job's long file lists as their first files and a count (a shard's videos, about 15 here)
+    lists = [ln for ln in console.splitlines() if ln.lstrip().startswith(("input:", "output:"))]
+    assert lists and max(map(len, lists)) < 600, max(lists, key=len)
+    assert any(re.search(r", \.\.\. \d+ more \(\d{2,} files\)$", ln) for ln in lists), lists
     last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
-    assert last.startswith("moclip: done. The table: results/summary.md (and .html); the report: snakemake ")
+    assert last.startswith(
+        f"moclip: done. The table: results/summary.md (and .html); the report: {snakemake_program(SNAKEMAKE)} "
+    )
     report = shlex.split(last.partition("the report: ")[2])
     assert report[-2:] == ["--report", "report.html"] and "--cores" not in report
     assert report[report.index("--configfile") + 1] == str(finished_run / "test-config.yaml")
 
 
 def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path):
-    """A user's Ctrl-C (SIGINT to the whole foreground group) while a job runs: no Python
-    traceback from the jobs on the console, a last line naming the command, and that
-    command (run again as printed) finishes the run."""
+    """A user's Ctrl-C (SIGINT to the whole foreground group) while a job of a forced run
+    (--forceall) runs: no Python traceback from the jobs on the console, a last line saying
+    the run was interrupted and naming the command, and that command (run again as printed)
+    runs only the job left: --forceall is not repeated."""
     wd = tmp_path / "ctrl-c"
     wd.mkdir()
     cfg = wd / "test-config.yaml"
@@ -712,7 +720,7 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     mv = f"mvnet/{plan.mv_tag(merged(DEFAULTS, slow))}/split1"
     model, log = wd / "results" / mv / "model.pt", wd / "results" / "logs" / f"{mv}.log"
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg)]
-    cmd += ["--cores", "2", f"results/{mv}/model.pt"]
+    cmd += ["--cores", "2", "--forceall", f"results/{mv}/model.pt"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     with open(wd / "console.txt", "w") as f:
         # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
@@ -735,12 +743,14 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     console = (wd / "console.txt").read_text()
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console
     last = [ln for ln in console.splitlines() if ln.startswith("moclip:")][-1]
-    assert "to resume, run it again: snakemake " in last and last.endswith("/model.pt"), console
-    again = shlex.split(last.partition("run it again: ")[2])
-    assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again
+    assert last.startswith("moclip: the run was interrupted.") and last.endswith("/model.pt"), console
+    assert "Error in rule" not in console and "WorkflowError" not in console, console
+    again = shlex.split(last.partition("to resume: ")[2])
+    assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again and "--forceall" not in again
     out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert model.exists() and "up to the targets asked for" in out.stdout + out.stderr
+    assert job_counts(out.stdout + "\n" + out.stderr) == {"train_mvnet": 1}, out.stderr  # the rest was done
 
 
 def test_bad_split_lists_stop_before_any_job(real_layout):
@@ -811,6 +821,53 @@ def test_jobs_that_run_a_network_on_the_card_ask_for_it(demo_run):
     assert jobs["cuda"] == {"clip_embed": 1, "mv_features": 3}  # 3 shards, 3 splits
     assert gpu["auto"] == gpu["cpu"] and all(g == {"0"} for g in gpu["cpu"].values()), gpu
     assert jobs["auto"] == jobs["cpu"] == {"clip_embed": 3, "mv_features": 3}  # a job a shard
+
+
+def _ucf101_tree(root: Path, classes: int = 101, groups: int = 25) -> tuple[Path, Path]:
+    """UCF101's layout of empty files, a clip a class and group: its lists (split K tests
+    groups 7K-6..7K), enough for the manifest and a dry run (no video is read)."""
+    videos, lists = root / "UCF-101", root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    entries = [(c, f"v_Class{c:03d}_g{g:02d}_c01.avi", g) for c in range(1, classes + 1) for g in range(1, groups + 1)]
+    (lists / "classInd.txt").write_text("".join(f"{c} Class{c:03d}\r\n" for c in range(1, classes + 1)))
+    for c, name, _ in entries:
+        (videos / f"Class{c:03d}").mkdir(parents=True, exist_ok=True)
+        (videos / f"Class{c:03d}" / name).write_bytes(b"")
+    for k in (1, 2, 3):
+        test = set(range(7 * k - 6, 7 * k + 1))
+        (lists / f"trainlist0{k}.txt").write_text(
+            "".join(f"Class{c:03d}/{n} {c}\r\n" for c, n, g in entries if g not in test)
+        )
+        (lists / f"testlist0{k}.txt").write_text("".join(f"Class{c:03d}/{n}\r\n" for c, n, g in entries if g in test))
+    return videos, lists
+
+
+GPU_RULES = ("clip_embed", "zeroshot", "train_mvnet", "mv_features")  # every rule that runs a network but the heads
+
+
+def test_the_readme_slurm_command_plans_every_gpu_rule_on_a_gpu(hub_stub, tmp_path):
+    """The README's command ("On a SLURM cluster": the SLURM profile, config/ucf101.yaml and a
+    file of the user's paths, device auto) as a dry run from a login node without a GPU, on a
+    UCF101-shaped tree: every GPU rule asks for a card, with the runtime of a GPU plan (that
+    of device cuda), never the CPU's (days of MV training)."""
+    videos, lists = _ucf101_tree(tmp_path / "data")
+    paths = {"dataset": {"videos": str(videos), "lists": str(lists)}}  # my-paths.yaml
+    preset = str(REPO / "config" / "ucf101.yaml")
+    work = tmp_path / "run"
+    configs = ("--configfile", preset, str(work / "test-config.yaml"))  # the helper writes it
+    snakemake(work, paths, "results-ucf101/manifest.tsv", *configs, env=hub_stub)  # the checkpoint, locally
+    readme = ("--workflow-profile", str(REPO / "profiles" / "slurm"), *configs)
+    readme += ("--default-resources", "slurm_account=abc123", "slurm_partition=cpu")
+    out = snakemake(work, paths, "-n", *readme, cores=None, env=hub_stub).stdout
+    on_slurm = {rule: _resources(out, rule) for rule in GPU_RULES}
+    cuda = merged(paths, {"clip": {"device": "cuda"}, "mvnet": {"device": "cuda"}})
+    local = snakemake(work, cuda, "-n", *configs, env=hub_stub).stdout
+    for rule in GPU_RULES:
+        assert on_slurm[rule] and all(job["gpu"] == "1" for job in on_slurm[rule]), (rule, on_slurm[rule])
+        want = sorted(j["runtime"] for j in _resources(local, rule))  # memory: the profile's threads
+        assert sorted(j["runtime"] for j in on_slurm[rule]) == want, rule
+    assert len(on_slurm["clip_embed"]) == 1 and len(on_slurm["mv_features"]) == 3  # a GPU job takes every shard
+    assert all(int(j["runtime"]) < 24 * 60 for j in on_slurm["train_mvnet"]), on_slurm["train_mvnet"]
 
 
 def test_a_gpu_run_takes_every_shard_in_one_job_and_its_outputs_are_the_same_files(demo_run):
