@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moclip.config import ConfigError, braced, uses_registries, where_set, wildcard_in
+from moclip.config import ConfigError, uses_registries, where_set
 from moclip.datasets import FORMATS
 from moclip.datasets import folder_videos as list_folder
+from moclip.io import braced, wildcard_in
 from moclip.manifest import build_manifest
 from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.resources import backbone, unmeasured

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from moclip.io import braced, wildcard_in
+from moclip.resources import BACKBONES
 from moclip.settings import did_you_mean
 
 
@@ -64,15 +65,6 @@ def typed(value):
     return value
 
 
-# Snakemake's wildcard syntax (snakemake_interface_storage_plugins.io.WILDCARD_REGEX, copied:
-# moclip never imports Snakemake): ``{name}`` or ``{name,constraint}`` anywhere in a path is
-# filled in from a job's wildcards, and no escape exists (``{{x}}`` reads as ``{x}`` too).
-# Other braces (``{``, ``{}``, ``{a-b}``) and the other characters tried (``[]*?$%;',\``)
-# pass through Snakemake's inputs, params and outputs untouched; but the output paths also
-# go through ``expand()`` (str.format), where any brace is a field: the results folder may
-# hold none.
-SNAKEMAKE_WILDCARD = re.compile(r"\{(?=(\s*[.\w]+(\s*,\s*([^{}]+|\{\d+(,\d+)?\})*)?\s*))\1\}")
-ANY_BRACE = re.compile(r"\{[^{}]*\}|[{}]")
 # The settings that name a file or folder Snakemake sees as a path (inputs and params), and
 # the one every output path starts with.
 PATH_KEYS = (
@@ -83,20 +75,6 @@ PATH_KEYS = (
     ("features", "mv_model"),
 )
 OUTPUT_KEY = ("results",)
-
-
-def wildcard_in(path: str, outputs: bool = False) -> str | None:
-    """The first part of ``path`` Snakemake would read as a wildcard (``{name}``; in an
-    output path, any brace), or None."""
-    m = (ANY_BRACE if outputs else SNAKEMAKE_WILDCARD).search(str(path))
-    return m.group(0) if m else None
-
-
-def braced(what: str, found: str) -> str:
-    """The end of the one-line refusal of a path holding a Snakemake wildcard."""
-    return (
-        f"{what} holds {found}, which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
-    )
 
 
 _FLOAT = "tag:yaml.org,2002:float"
@@ -308,8 +286,6 @@ def _non_finite(value, keys: tuple = ()):
 def uses_registries(config: dict) -> bool:
     """Whether checking the model names needs open_clip's and timm's registries (and so
     torch): not for the project's own small models with random weights (demo, tests)."""
-    from moclip.resources import BACKBONES  # here: resources -> manifest -> videos import this module
-
     own = Path(__file__).parent / "model_configs" / f"{config['clip']['model']}.json"
     mv = config["mvnet"]
     own_mv = mv["arch"] in BACKBONES and not BACKBONES[mv["arch"]].timm

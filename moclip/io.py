@@ -15,12 +15,37 @@ import functools
 import json
 import os
 import pickle
+import re
 import secrets
 import shlex
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+# Snakemake's wildcard syntax (snakemake_interface_storage_plugins.io.WILDCARD_REGEX, copied:
+# moclip never imports Snakemake): ``{name}`` or ``{name,constraint}`` anywhere in a path is
+# filled in from a job's wildcards, and no escape exists (``{{x}}`` reads as ``{x}`` too).
+# Other braces (``{``, ``{}``, ``{a-b}``) and the other characters tried (``[]*?$%;',\``)
+# pass through Snakemake's inputs, params and outputs untouched; but the output paths also
+# go through ``expand()`` (str.format), where any brace is a field: the results folder may
+# hold none.
+SNAKEMAKE_WILDCARD = re.compile(r"\{(?=(\s*[.\w]+(\s*,\s*([^{}]+|\{\d+(,\d+)?\})*)?\s*))\1\}")
+ANY_BRACE = re.compile(r"\{[^{}]*\}|[{}]")
+
+
+def wildcard_in(path: str, outputs: bool = False) -> str | None:
+    """The first part of ``path`` Snakemake would read as a wildcard (``{name}``; in an
+    output path, any brace), or None."""
+    m = (ANY_BRACE if outputs else SNAKEMAKE_WILDCARD).search(str(path))
+    return m.group(0) if m else None
+
+
+def braced(what: str, found: str) -> str:
+    """The end of the one-line refusal of a path holding a Snakemake wildcard."""
+    return (
+        f"{what} holds {found}, which Snakemake reads as a wildcard in a path (braces have no escape there): rename it"
+    )
 
 
 class BrokenFileError(Exception):

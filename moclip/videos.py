@@ -14,8 +14,7 @@ import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from moclip.config import braced, wildcard_in
-from moclip.io import reading, whole_lines, write_tsv
+from moclip.io import braced, reading, whole_lines, wildcard_in, write_tsv
 
 SPLITS = (1, 2, 3)
 COLUMNS = ("video_id", "path", "class_name", "label", "group", "clip", "shard") + tuple(f"split{k}" for k in SPLITS)

@@ -444,7 +444,7 @@ def test_the_wildcard_test_is_snakemakes_own():
     that are a wildcard and on those Snakemake leaves alone, which stay allowed."""
     from snakemake_interface_storage_plugins.io import WILDCARD_REGEX
 
-    from moclip.config import wildcard_in
+    from moclip.io import wildcard_in
 
     samples = [
         "a {x} b",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from conftest import DEFAULTS, merged
 
 from moclip import plan
@@ -36,7 +38,8 @@ def test_tags_change_with_what_shapes_the_outputs_and_not_the_device():
     )
 
 
-def test_the_last_line_names_the_table_only_when_the_run_built_it():
+def test_the_last_line_names_the_table_only_when_the_run_built_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # no snakemake beside it: the README's
     argv = ["/x/snakemake", "--cores", "2", "--configfile", "c.yaml", "caches"]
     done = plan.run_end_line(True, argv, "results", "results/summary.md")
     assert done.startswith("moclip: done. The table: results/summary.md")
