@@ -89,6 +89,7 @@ class DecodedVideo:
     n_mv_frames: int  # frames that carried at least one vector
     second_pass: bool = False  # True when the container's frame count was wrong and frames were re-read
     notes: list[str] = field(default_factory=list)
+    frames_left_out: int = 0  # frames after the first max_frames, not read (truncated): the stream's packets
 
 
 def segment_centres(n_frames: int, k: int) -> np.ndarray:
@@ -297,6 +298,14 @@ def _read_frames(path: Path, wanted: set[int]) -> dict[int, av.VideoFrame]:
     return out
 
 
+def count_packets(path: Path) -> int:
+    """The video stream's packets that carry data, demuxed and not decoded (one a frame, in
+    AVI, MP4 and Matroska alike): the frames of a video read only in part, at a fraction of a decode."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
 def _codec_id(stream) -> str:
     """FFmpeg's name of the stream's codec (``msmpeg4v3``), not its decoder's (``msmpeg4``)."""
     return stream.codec_context.codec.canonical_name
@@ -429,9 +438,10 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
     if n_mv == 0 and n_frames > 1:
         raise DecodeError(_no_vectors(codec, codec_id, frame_type))
 
-    notes = []
-    if truncated:
-        notes.append(f"read the first {limit} frames only (decode.max_frames)")
+    notes, left_out = [], 0
+    if truncated:  # at least the frame past the limit, decoded and dropped
+        left_out = max(1, count_packets(path) - n_frames)
+        notes.append(f"read the first {limit} frames only (decode.max_frames): {left_out} frames left out")
     index = segment_centres(n_frames, settings.frame_count)
     missing = set(index.tolist()) - kept.keys()
     second = bool(missing)
@@ -454,6 +464,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         n_mv_frames=n_mv,
         second_pass=second,
         notes=notes,
+        frames_left_out=left_out,
     )
 
 

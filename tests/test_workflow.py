@@ -272,6 +272,34 @@ def test_user_dataset_failed_video_is_listed_and_adding_a_video_reruns_one_shard
     assert "demo_data" not in out.stderr
 
 
+def test_a_video_cut_at_max_frames_is_listed_with_its_frames_left_out_in_cut_tsv_and_the_reports(real_layout):
+    """The issue's case: decode.max_frames cut a long video without a word. One 40-frame
+    video among the demo's 24-frame ones, max_frames 30: rule cache_failures' cut.tsv, each
+    split's table and the summary (Markdown and the report's HTML) name it with the 10
+    frames left out, and moclip verify finds the run consistent."""
+    wd, videos, _, cfg = real_layout
+    long = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
+    with av.open(str(long)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    encode_video(long, frames + frames[::-1][: 40 - len(frames)])  # there and back: 40 frames
+    cut = merged(cfg, {"decode": {"max_frames": 30}})
+    snakemake(wd, cut)
+    res = wd / "results"
+    assert read_tsv(res / "cache" / "cut.tsv") == [
+        {"video_id": long.stem, "path": f"BoxFall/{long.name}", "n_frames": "30", "frames_left_out": "10"}
+    ]
+    assert read_tsv(res / "cache" / "failures.tsv") == []
+    line = f"Cut videos (1), read only up to decode.max_frames (frames left out of the video's): {long.stem} (10 of 40)"
+    assert line in (res / "summary.md").read_text() and line in (res / "summary.html").read_text()
+    for k in (1, 2, 3):
+        assert line in (res / "reports" / f"split{k}" / "table.html").read_text()
+    found = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "verify", "results"], capture_output=True, text=True, cwd=wd
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert planned(wd, cut) == {}
+
+
 def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(real_layout):
     """dataset.reencode: coviar re-encodes each shard's videos and caches those files; a video
     that cannot be re-encoded is a failed video named by its original path. Back to none,
