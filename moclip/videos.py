@@ -48,12 +48,15 @@ def shard_of(video_id: str, num_shards: int) -> int:
     return zlib.crc32(video_id.encode("utf-8")) % num_shards
 
 
-def name_problems(videos: Path | str, paths) -> list[str]:
+def name_problems(videos: Path | str, paths, where: dict[str, str] | None = None) -> list[str]:
     """One line a video path (relative to ``videos``) holding a tab or a line break: the
     manifest, the indexes and the failure lists are tab-separated lines, so such a name
-    cannot be written, and every such file is named at once, before any job."""
+    cannot be written, and every such file is named at once, before any job, after the
+    list's file and line that names it where ``where`` (path -> ``file:line``) says."""
+    where = where or {}
     return [
-        f"{Path(videos) / p!r}: a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+        f"{where[p] + ': ' if p in where else ''}{Path(videos) / p!r}: a tab or line break in the file's name "
+        "(the manifest is tab-separated lines): rename it"
         for p in paths
         if any(c in p for c in "\t\r\n")
     ]

@@ -662,6 +662,30 @@ def test_bad_split_lists_stop_before_any_job(real_layout):
     assert not (wd / "results").exists()
 
 
+def test_names_with_a_tab_or_a_line_break_stop_a_dry_run_and_check_config_naming_each(tiny_demo, tmp_path):
+    """The issue's case: such a name stopped the whole run at the manifest job with a
+    traceback naming the first. A name is vetted where the rest of a listing is (a listed
+    file that does not exist, a path out of the root): at parse time, before any job, in
+    the workflow and check-config alike, one line a file, every such file at once."""
+    videos = tmp_path / "videos"
+    (videos / "a").mkdir(parents=True)
+    demo = sorted(tiny_demo[0].rglob("*.avi"))
+    for src, name in zip(demo, ("ok.avi", "with\ttab.avi", "two\nlines.avi", "also fine.avi")):
+        shutil.copy(src, videos / "a" / name)
+    cfg = merged(TINY_CONFIG, {"dataset": {"videos": str(videos), "format": "folder"}})
+    why = "a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+    lines = [f"{videos / 'a' / n!r}: {why}" for n in ("two\nlines.avi", "with\ttab.avi")]
+    wd = tmp_path / "run"
+    out = snakemake(wd, cfg, "-n", check=False)
+    console = out.stdout + out.stderr
+    assert out.returncode != 0 and all(line in console.splitlines() for line in lines), console
+    assert "Traceback" not in console and not (wd / "results").exists()
+    checked = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "check-config", "test-config.yaml"], capture_output=True, text=True, cwd=wd
+    )
+    assert checked.returncode == 2 and all(line in checked.stderr for line in lines), checked.stderr
+
+
 def test_default_profile_runs_gpu_jobs_one_at_a_time(tmp_path):
     """The repository's default profile limits the ``gpu`` resource: three GPU jobs given
     three cores still run one after another on the one card."""
