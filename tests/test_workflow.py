@@ -595,6 +595,25 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
 
 
+def test_a_job_killed_in_a_first_run_is_rebuilt_by_the_next_plain_run(finished_run, tmp_path):
+    """kill -9 of a train_mvnet job's process (not Snakemake's) in a first run: the run
+    fails, Snakemake deletes that job's outputs; the next plain run (no --rerun-incomplete)
+    builds what is missing and leaves every file that survived the kill as it was, and
+    the results are the untouched run's, byte for byte."""
+    wd = tmp_path / "first run"
+    wd.mkdir()
+    console = _kill_a_job(wd, TINY_CONFIG, "train_mvnet")
+    assert "Error in rule train_mvnet" in console, console
+    survived = {wd / rel: (wd / rel).stat().st_mtime_ns for rel in result_files(wd)}
+    assert len(survived) < len(result_files(finished_run))  # the run stopped short
+    snakemake(wd, TINY_CONFIG)
+    assert planned(wd, TINY_CONFIG) == {}  # done
+    assert {p: p.stat().st_mtime_ns for p in survived} == survived  # nothing that survived ran again
+    rebuilt, reference = result_files(wd), result_files(finished_run)
+    assert sorted(rebuilt) == sorted(reference)
+    assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
+
+
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
     console = (finished_run / "console.txt").read_text()
     assert "Shell command: None" not in console  # script rules have none to print
