@@ -37,9 +37,10 @@ from moclip.runtime import Progress, process_pool
 from moclip.settings import FromConfig, default, did_you_mean
 
 log = logging.getLogger(__name__)
-INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error", "reencoded")
+INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error", "reencoded", "frames_left_out")
 FAILURE_COLUMNS = ("video_id", "path", "error")
 REENCODED_COLUMNS = ("video_id", "path", "status", "error")
+CUT_COLUMNS = ("video_id", "path", "n_frames", "frames_left_out")  # read only up to decode.max_frames
 _CHUNK_BYTES = 512 * 1024  # HDF5 chunk of the MV maps: a few hundred KB reads and compresses well
 _HOLD_BYTES = 64 << 20  # MV maps of one video held in memory before streaming to the file
 # HDF5 filter of the MV maps (config cache.compression). The maps are mostly zeros and
@@ -131,6 +132,7 @@ class CacheRecord:
     n_frames: int
     error: str
     reencoded: bool = False  # the cache was made from the video's re-encode (rule reencode_shard)
+    frames_left_out: int = 0  # frames after decode.max_frames, not read (n_frames were)
 
 
 def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str) -> dict:
@@ -147,6 +149,7 @@ def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str
             n_frames=0,
             mv_cell=cell,
             truncated=False,
+            frames_left_out=0,
             notes="",
         )
     return dict(
@@ -161,6 +164,7 @@ def _common_attrs(video_id: str, dec: DecodedVideo | None, cell: int, error: str
         n_frames=dec.n_frames,
         mv_cell=cell,
         truncated=dec.truncated,
+        frames_left_out=dec.frames_left_out,
         notes="; ".join(dec.notes),
     )
 
@@ -267,7 +271,7 @@ def cache_video(
         return CacheRecord(video_id, str(video), "failed", 0, msg)
     except Exception as e:  # a bug, not a bad video: stop, naming the video
         raise RuntimeError(f"{video_id} ({video}): unexpected {type(e).__name__}: {e}") from e
-    return CacheRecord(video_id, str(video), "ok", dec.n_frames, "")
+    return CacheRecord(video_id, str(video), "ok", dec.n_frames, "", frames_left_out=dec.frames_left_out)
 
 
 def _cache_one(args: tuple) -> CacheRecord:
@@ -284,8 +288,10 @@ def write_index(records: list[CacheRecord], path: Path | str, columns: tuple[str
 
 
 def read_index(path: Path | str) -> list[CacheRecord]:
-    """Records of a shard index, or of failures.tsv (whose rows are all failed); a row with
-    more or fewer fields than the header is an error."""
+    """Records of a shard index, of failures.tsv (whose rows are all failed) or of cut.tsv;
+    a row with more or fewer fields than the header is an error. An index written before
+    ``frames_left_out`` reads as 0 there: such a cache was cut only if its attrs say
+    ``truncated``."""
     with reading(path):
         rows = read_tsv(path)
         if any(None in r or None in r.values() for r in rows):
@@ -294,10 +300,11 @@ def read_index(path: Path | str) -> list[CacheRecord]:
             CacheRecord(
                 r["video_id"],
                 r["path"],
-                r.get("status", "failed"),
+                r.get("status", "failed" if "error" in r else "ok"),
                 int(r.get("n_frames", 0)),
-                r["error"],
+                r.get("error", ""),
                 r.get("reencoded") == "True",
+                int(r.get("frames_left_out", 0)),
             )
             for r in rows
         ]
@@ -374,6 +381,8 @@ def cache_shard(
             records.append(rec)
             if rec.status != "ok":
                 log.warning("failed video %s (%s): %s", rec.video_id, rec.path, rec.error)
+            if rec.frames_left_out:
+                log.warning("cut video %s (%s): %s", rec.video_id, rec.path, cut_note(rec))
             n_frames += rec.n_frames
             progress.update(note=f"{n_frames} frames decoded")
     progress.close()
@@ -381,17 +390,35 @@ def cache_shard(
     return records
 
 
+def cut_note(rec: CacheRecord) -> str:
+    """What a cut video's cache leaves out, in words (the logs and the reports)."""
+    return (
+        f"read up to decode.max_frames: its first {rec.n_frames} frames cached, "
+        f"{rec.frames_left_out} left out of {rec.n_frames + rec.frames_left_out}"
+    )
+
+
 def cache_failures(
-    *, indexes: Iterable[Path | str], out: Path | str, reencoded: Path | str | None = None
+    *,
+    indexes: Iterable[Path | str],
+    out: Path | str,
+    reencoded: Path | str | None = None,
+    cut: Path | str | None = None,
 ) -> list[CacheRecord]:
     """Rule ``cache_failures``: the failed videos of every shard index in one table ``out``,
-    and the videos cached from a re-encode in another, ``reencoded`` (each header only when
-    there are none)."""
+    the videos cached from a re-encode in another, ``reencoded``, and the videos read only
+    up to ``decode.max_frames`` in a third, ``cut``, with the frames each leaves out (each
+    header only when there are none)."""
     records = [r for p in indexes for r in read_index(p)]
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
         log.warning("failed video %s (%s): %s", r.video_id, r.path, r.error)
     write_index(failed, out, FAILURE_COLUMNS)
+    if cut is not None:
+        short = [r for r in records if r.frames_left_out]
+        for r in short:
+            log.warning("cut video %s (%s): %s", r.video_id, r.path, cut_note(r))
+        write_index(short, cut, CUT_COLUMNS)
     if reencoded is not None:
         redone = [r for r in records if r.reencoded]
         log.info("%d videos cached from their re-encode", len(redone))
@@ -401,12 +428,14 @@ def cache_failures(
 
 __all__ = [
     "COMPRESSION",
+    "CUT_COLUMNS",
     "ENCODINGS",
     "CacheRecord",
     "FrameStorage",
     "cache_failures",
     "cache_shard",
     "cache_video",
+    "cut_note",
     "open_cache",
     "read_index",
     "read_mv",

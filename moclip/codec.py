@@ -92,6 +92,7 @@ class DecodedVideo:
     # float64 [T]: each decoded frame's presentation time, seconds from the first (NaN: no pts)
     timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     measured_fps: float = 0.0  # (T - 1) / the span of the timestamps: the real rate of a VFR video
+    frames_left_out: int = 0  # frames after the first max_frames, not read (truncated): the stream's packets
 
 
 def measured_rate(timestamps: np.ndarray, nominal: float) -> float:
@@ -308,6 +309,14 @@ def _read_frames(path: Path, wanted: set[int]) -> dict[int, av.VideoFrame]:
     return out
 
 
+def count_packets(path: Path) -> int:
+    """The video stream's packets that carry data, demuxed and not decoded (one a frame, in
+    AVI, MP4 and Matroska alike): the frames of a video read only in part, at a fraction of a decode."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
 def _codec_id(stream) -> str:
     """FFmpeg's name of the stream's codec (``msmpeg4v3``), not its decoder's (``msmpeg4``)."""
     return stream.codec_context.codec.canonical_name
@@ -449,11 +458,12 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         else np.full(n_frames, np.nan)
     )
     measured = measured_rate(stamps, fps)
-    notes = []
+    notes, left_out = [], 0
     if fps and abs(measured - fps) > 0.05 * fps:
         notes.append(f"variable or mislabelled frame rate: {measured:.2f} fps measured, {fps:g} nominal")
-    if truncated:
-        notes.append(f"read the first {limit} frames only (decode.max_frames)")
+    if truncated:  # at least the frame past the limit, decoded and dropped
+        left_out = max(1, count_packets(path) - n_frames)
+        notes.append(f"read the first {limit} frames only (decode.max_frames): {left_out} frames left out")
     index = segment_centres(n_frames, settings.frame_count)
     missing = set(index.tolist()) - kept.keys()
     second = bool(missing)
@@ -478,6 +488,7 @@ def decode_video(path: Path | str, settings: DecodeSettings, on_mv: Callable[[np
         notes=notes,
         timestamps=stamps,
         measured_fps=measured,
+        frames_left_out=left_out,
     )
 
 

@@ -116,7 +116,8 @@ def build_manifest(
     if num_shards < 1:
         raise ManifestError(f"dataset.shards must be >= 1, got {num_shards}")
     listing = read_listing(format, videos, lists, splits, seed, classes)
-    if bad := name_problems(videos, [e.rel for e in listing.entries.values()]):
+    entries = listing.entries.values()
+    if bad := name_problems(videos, [e.rel for e in entries], {e.rel: e.where for e in entries if e.where != e.rel}):
         raise ManifestError("\n".join(bad))
     return manifest_rows(listing, splits, val_groups, num_shards, seed)
 

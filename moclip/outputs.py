@@ -71,8 +71,10 @@ class Run:
         return self.results / "manifest.tsv", self.results / "dataset.json"
 
     @property
-    def failures(self) -> tuple[Path, Path]:
-        return self.results / "cache" / "failures.tsv", self.results / "cache" / "reencoded.tsv"
+    def failures(self) -> tuple[Path, Path, Path]:
+        """Rule cache_failures' outputs: the failed, the re-encoded and the cut videos."""
+        c = self.results / "cache"
+        return c / "failures.tsv", c / "reencoded.tsv", c / "cut.tsv"
 
     @property
     def summary(self) -> tuple[Path, ...]:

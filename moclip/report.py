@@ -35,11 +35,14 @@ def split_metrics(
     failures_tsv: Path | str,
     settings: dict,
     reencoded_tsv: Path | str | None = None,
+    cut_tsv: Path | str | None = None,
 ) -> dict:
     """One split's metrics.json: each method present, the failed videos, the videos cached
-    from a re-encode (``reencoded_tsv``: rule cache_failures'), the settings."""
+    from a re-encode (``reencoded_tsv``: rule cache_failures'), those read only up to
+    decode.max_frames with the frames each leaves out (``cut_tsv``, the same rule's), the settings."""
     failed = [r.video_id for r in read_index(failures_tsv)]
     reencoded = [r.video_id for r in read_index(reencoded_tsv)] if reencoded_tsv else []
+    cut = [cut_entry(r) for r in read_index(cut_tsv)] if cut_tsv else []
     methods = {}
     for name, path in method_files.items():
         m = read_json(path)
@@ -66,8 +69,24 @@ def split_metrics(
         "methods": methods,
         "failed_videos": failed,
         "reencoded_videos": reencoded,
+        "cut_videos": cut,
         "settings": settings,
     }
+
+
+def cut_entry(rec) -> dict:
+    """A cut video as the reports hold it: its id, the frames cached and the frames left out."""
+    return {"video_id": rec.video_id, "n_frames": rec.n_frames, "frames_left_out": rec.frames_left_out}
+
+
+def cut_line(cut: list[dict]) -> str:
+    """The reports' note on the videos read only up to decode.max_frames ("" when none)."""
+    if not cut:
+        return ""
+    each = ", ".join(
+        f"{c['video_id']} ({c['frames_left_out']:,} of {c['n_frames'] + c['frames_left_out']:,})" for c in cut
+    )
+    return f"Cut videos ({len(cut)}), read only up to decode.max_frames (frames left out of the video's): {each}"
 
 
 def split_value(m: dict) -> dict:
@@ -106,11 +125,15 @@ def summarize_splits(reports: list[dict], costs: dict, clip_info: dict, mv_info:
         }
     failed = sorted({v for r in reports for v in r["failed_videos"]})
     reencoded = sorted({v for r in reports for v in r.get("reencoded_videos", [])})
+    cut = sorted(
+        {c["video_id"]: c for r in reports for c in r.get("cut_videos", [])}.values(), key=lambda c: c["video_id"]
+    )
     out = {
         "methods": table,
         "clip": clip_info,
         "failed_videos": failed,
         "reencoded_videos": reencoded,
+        "cut_videos": cut,
         "splits": [r["split"] for r in reports],
     }
     recipes = {r.get("settings", {}).get("dataset", {}).get("reencode", "none") for r in reports} - {"none"}
@@ -180,6 +203,8 @@ def summary_table(summary: dict) -> tuple[list[str], list[list[str]], list[str]]
         notes.append(
             f"Re-encoded videos ({len(reencoded)}, no motion vectors in the original): " + ", ".join(reencoded)
         )
+    if line := cut_line(summary.get("cut_videos", [])):
+        notes.append(line)
     return header, rows, notes
 
 
@@ -240,7 +265,8 @@ def split_html(rep: dict) -> str:
         )
     note = "With more than one seed: the mean over seeds (± their sample sd for top-1); epoch kept: the first seed's."
     about = [dataset_line(rep.get("dataset")).replace("`", "")] if rep.get("dataset") else []
-    return html_table(header, rows, [*about, note], caption=f"split {rep['split']}, test videos")
+    cut = [line] if (line := cut_line(rep.get("cut_videos", []))) else []
+    return html_table(header, rows, [*about, note, *cut], caption=f"split {rep['split']}, test videos")
 
 
 def write_summary(summary: dict, json_out: Path | str, md_out: Path | str, html_out: Path | str) -> None:
@@ -257,6 +283,7 @@ def report_split(
     manifest: Path | str,
     settings: dict,
     reencoded: Path | str | None = None,
+    cut: Path | str | None = None,
     dataset: Path | str | None = None,
     fusion_predictions: Path | str,
     mv_training: Path | str,
@@ -269,12 +296,12 @@ def report_split(
     table: Path | str,
 ) -> dict:
     """Rule ``report_split``: one split's ``metrics`` (every method's metrics.json in
-    ``methods``, the failed and the ``reencoded`` videos, the settings, the ``dataset``
+    ``methods``, the failed, the ``reencoded`` and the ``cut`` videos, the settings, the ``dataset``
     summary, and the ``artefacts`` that ``moclip predict`` loads, named relative to the
     report's own directory so a moved run still resolves), its ``table`` (HTML) and its
     three plots."""
     classes = class_names(read_manifest(manifest))
-    rep = split_metrics(split, methods, failures, settings, reencoded)
+    rep = split_metrics(split, methods, failures, settings, reencoded, cut)
     if dataset:
         rep["dataset"] = read_json(dataset)
     rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}

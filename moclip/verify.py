@@ -3,7 +3,7 @@ so that the next ``snakemake`` rebuilds exactly their jobs and the jobs made fro
 
 Each file is opened with the reader its stage uses (a failure is that reader's
 :class:`~moclip.io.BrokenFileError`) and compared with the index that names it: a shard
-index with the manifest, a cache with its index line (video id, status, frames), an
+index with the manifest, a cache with its index line (video id, status, frames, frames left out), an
 embedding shard with its cache index (ids in order, valid rows, NaN rows), predictions with
 the split's test videos, checkpoints by their zip checksums and a load, plots by their ends.
 Clearing deletes the outputs of the broken files' jobs and of every job that reads them
@@ -102,14 +102,15 @@ def _cache_problem(path: Path, rec: CacheRecord, arrays: tuple[str, ...]) -> str
     """What is wrong with one MV or frame cache given its index line, or None."""
     with open_cache(path) as f:
         a = f.attrs
-        got = (str(a["video_id"]), str(a["status"]), int(a["n_frames"]))
+        got = (str(a["video_id"]), str(a["status"]), int(a["n_frames"]), int(a.get("frames_left_out", 0)))
         if a.get("encoding") == "jpeg":  # a frame cache of JPEG frames: one end a frame
             arrays = tuple(ENDS_DATASET if k == "frames" else k for k in arrays)
         shapes = {k: f[k].shape for k in arrays}
         for k in f:  # every byte read: HDF5 checks each array's checksum (a mismatch: BrokenFileError)
             f[k][()]
-    if got != (rec.video_id, rec.status, rec.n_frames):
-        return f"holds {got} (video id, status, frames) where its index says {(rec.video_id, rec.status, rec.n_frames)}"
+    said = (rec.video_id, rec.status, rec.n_frames, rec.frames_left_out)
+    if got != said:
+        return f"holds {got} (video id, status, frames, frames left out) where its index says {said}"
     lengths = {s[0] for s in shapes.values()}
     if len(lengths) > 1 or ("mv" in shapes and lengths != {rec.n_frames}):
         return f"array lengths {shapes} disagree with each other or with its {rec.n_frames} frames"
@@ -295,7 +296,8 @@ def verify(results: Path | str, threads: int = 1) -> Checks:
         if not any(p.exists() for p in run.failures):
             return
         every = None if None in records.values() else [r for n in run.shards for r in records[n]]
-        for path, chosen in zip(run.failures, (lambda r: r.status != "ok", lambda r: r.reencoded)):
+        chosen_by = (lambda r: r.status != "ok", lambda r: r.reencoded, lambda r: r.frames_left_out > 0)
+        for path, chosen in zip(run.failures, chosen_by):
             listed = c.read(path, read_index)
             if listed is not None and every is not None:
                 want = sorted(r.video_id for r in every if chosen(r))

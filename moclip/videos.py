@@ -48,20 +48,23 @@ def shard_of(video_id: str, num_shards: int) -> int:
     return zlib.crc32(video_id.encode("utf-8")) % num_shards
 
 
-def name_problems(videos: Path | str, paths) -> list[str]:
+def name_problems(videos: Path | str, paths, where: dict[str, str] | None = None) -> list[str]:
     """One line a video path (relative to ``videos``) holding a tab or a line break (the
     manifest, the indexes and the failure lists are tab-separated lines, so such a name
     cannot be written) or a Snakemake wildcard (``{name}``: the file is a job's input, so
-    such a name stops the run), every such file named at once, before any job."""
+    such a name stops the run), every such file named at once, before any job, after the
+    list's file and line that names it where ``where`` (path -> ``file:line``) says."""
+    where = where or {}
     out = []
     for p in paths:
+        at = f"{where[p]}: " if p in where else ""
         if any(c in p for c in "\t\r\n"):
             out.append(
-                f"{str(Path(videos) / p)!r}: a tab or line break in the file's name "
+                f"{at}{str(Path(videos) / p)!r}: a tab or line break in the file's name "
                 "(the manifest is tab-separated lines): rename it"
             )
         elif found := wildcard_in(p):
-            out.append(f"{str(Path(videos) / p)!r}: {braced('the name', found)}")
+            out.append(f"{at}{str(Path(videos) / p)!r}: {braced('the name', found)}")
     return out
 
 

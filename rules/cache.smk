@@ -65,6 +65,8 @@ rule cache_failures:
     output:
         out=results("{exp}cache/failures.tsv"),
         reencoded=results("{exp}cache/reencoded.tsv"),
+        # the videos read only up to decode.max_frames, and the frames each leaves out
+        cut=results("{exp}cache/cut.tsv"),
     log:
         logs("{exp}cache/failures.log"),
     benchmark:

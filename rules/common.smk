@@ -302,6 +302,7 @@ def report_inputs(wildcards):
         **{f"{h}_training": head_output(e, "training", k, h) for h in HEADS},
         "failures": output_of("cache_failures", "out", e, "cache")[0],
         "reencoded": output_of("cache_failures", "reencoded", e, "cache")[0],
+        "cut": output_of("cache_failures", "cut", e, "cache")[0],
         "mv_training": mvnet_file(e, "training", k),
         "clip_shard": clip_shards(e)[0],
         "mv_model": mvnet_file(e, "model", k),

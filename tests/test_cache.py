@@ -119,6 +119,41 @@ def test_shard_index_and_failures(videos, tmp_path, threads):
     assert lines[0] == "video_id\tpath\terror" and len(lines) == 3 and "empty file" in "".join(lines)
 
 
+def test_a_video_cut_at_max_frames_is_listed_with_the_frames_it_leaves_out(videos, tmp_path, caplog):
+    """decode.max_frames cuts a long video: its cache's attrs, its index line, the log and
+    rule cache_failures' cut.tsv say so, with how many frames were left out; the others are
+    not listed, and a failed video is a failure, not a cut one."""
+    items = sorted(videos.iterdir())  # 30-frame v_down.mp4 (B-frames) and v_right.avi, two bad files
+    kw = dict(videos=items, videos_root=videos.parent, compression="lz4", mv=tmp_path / "mv", frames=tmp_path / "fr")
+    recs = cache_shard(**kw, settings=DecodeSettings(frame_count=4, max_frames=24), index=tmp_path / "index.tsv")
+    assert {r.video_id: r.frames_left_out for r in recs} == {"v_down": 6, "v_empty": 0, "v_right": 6, "v_text": 0}
+    assert read_index(tmp_path / "index.tsv") == recs
+    _, _, _, attrs = read_mv(tmp_path / "mv" / "v_right.h5")
+    assert (attrs["n_frames"], attrs["truncated"], attrs["frames_left_out"]) == (24, True, 6)
+    assert attrs["notes"] == "read the first 24 frames only (decode.max_frames): 6 frames left out"
+    short = f"{videos.name}/v_right.avi"
+    assert (
+        f"cut video v_right ({short}): read up to decode.max_frames: its first 24 frames cached, 6 left out of 30"
+        in (caplog.text)
+    )
+    index = tmp_path / "index.tsv"
+    cache_failures(indexes=[index], out=tmp_path / "f.tsv", reencoded=tmp_path / "r.tsv", cut=tmp_path / "cut.tsv")
+    assert (tmp_path / "cut.tsv").read_text().splitlines() == [
+        "video_id\tpath\tn_frames\tframes_left_out",
+        f"v_down\t{videos.name}/v_down.mp4\t24\t6",
+        f"v_right\t{short}\t24\t6",
+    ]
+    assert [(r.video_id, r.n_frames, r.frames_left_out) for r in read_index(tmp_path / "cut.tsv")] == [
+        ("v_down", 24, 6),
+        ("v_right", 24, 6),
+    ]
+    assert [r.video_id for r in read_index(tmp_path / "f.tsv")] == ["v_empty", "v_text"]
+    # Read whole (max_frames at the videos' length): nothing cut, a header only.
+    cache_shard(**kw, settings=DecodeSettings(frame_count=4, max_frames=30), index=index)
+    cache_failures(indexes=[index], out=tmp_path / "f.tsv", cut=tmp_path / "cut.tsv")
+    assert (tmp_path / "cut.tsv").read_text() == "video_id\tpath\tn_frames\tframes_left_out\n"
+
+
 def test_parallel_shard_equals_serial(videos, tmp_path):
     items = sorted(videos.iterdir())
     for t in (1, 2):

@@ -305,7 +305,21 @@ def test_long_video_and_max_frames(tmp_path):
     assert dec.n_frames == 3000 and sum(len(c) for c in chunks) == 3000 and max(len(c) for c in chunks) == 64
     mv, dec = decode(path, max_frames=1000)
     assert dec.n_frames == 1000 and dec.truncated and mv.shape[0] == 1000
-    assert dec.frame_index.max() < 1000 and any("max_frames" in n for n in dec.notes)
+    assert dec.frame_index.max() < 1000 and dec.frames_left_out == 2000
+    assert "read the first 1000 frames only (decode.max_frames): 2000 frames left out" in dec.notes
+    assert decode(path, max_frames=3000)[1].frames_left_out == 0  # read whole: nothing left out
+
+
+@pytest.mark.parametrize(
+    "name, encode",
+    [("mpeg4.avi", {}), ("h264.mp4", {"codec": "libx264", "bframes": 2}), ("h264.mkv", {"codec": "libx264"})],
+)
+def test_frames_left_out_are_counted_whether_or_not_the_container_declares_them(tmp_path, name, encode):
+    """Matroska declares no frame count (the stream's packets are counted, not decoded), and
+    with B-frames the decoder holds frames past the limit: 50 frames cut at 20 leave 30 out."""
+    moving_object_video(tmp_path / name, 2, 1, n=50, **encode)
+    _, dec = decode(tmp_path / name, max_frames=20)
+    assert (dec.n_frames, dec.truncated, dec.frames_left_out) == (20, True, 30)
 
 
 def test_real_camera_video_and_its_ucf101_reencode(tmp_path):

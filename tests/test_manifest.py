@@ -268,6 +268,22 @@ def test_names_with_a_tab_or_a_line_break_are_refused_one_line_a_file(tmp_path):
     assert str(e.value).splitlines() == lines
 
 
+def test_a_tab_or_a_line_break_in_a_csv_tables_path_is_named_with_its_line(tmp_path):
+    """A CSV field may quote a tab or a line break: such a file is named after the table's
+    line that lists it (the line the row ends on, as the csv module counts)."""
+    videos = tmp_path / "videos"
+    (videos / "run").mkdir(parents=True)
+    for name in ("a.avi", "b\tc.avi", "d\ne.avi"):
+        (videos / "run" / name).write_bytes(b"")
+    table = tmp_path / "t.csv"
+    table.write_text('path,label\nrun/a.avi,run\n"run/b\tc.avi",run\n"run/d\ne.avi",run\n')
+    with pytest.raises(ManifestError) as e:
+        build_manifest(videos, table, [1], format="csv")
+    why = "a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+    tab, lines = videos / "run" / "b\tc.avi", videos / "run" / "d\ne.avi"
+    assert str(e.value).splitlines() == [f"{table}:3: {tab!r}: {why}", f"{table}:5: {lines!r}: {why}"]
+
+
 # --------------------------------------------------------------------------- validation by the format's rule
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from moclip.report import split_metrics, summarize_splits, summary_html, summary_markdown
+from moclip.report import split_html, split_metrics, summarize_splits, summary_html, summary_markdown
 
 
 def _report(split, top1s):
@@ -87,6 +87,37 @@ def test_reencoded_videos_are_listed_in_split_reports_and_the_summary(tmp_path):
     # Nothing re-encoded: no line (old reports have no list at all).
     del r["reencoded_videos"]
     assert "Re-encoded" not in summary_markdown(summarize_splits([{**r, "settings": {}}], {}, clip))
+
+
+def test_cut_videos_are_listed_with_the_frames_left_out_in_split_reports_and_the_summary(tmp_path):
+    """decode.max_frames: the videos cache_failures lists in cut.tsv are named in each
+    split's metrics and table and in the summary's Markdown and HTML, with the frames each
+    leaves out of its own; none cut, no line."""
+    (tmp_path / "f.tsv").write_text("video_id\tpath\terror\n")
+    (tmp_path / "r.tsv").write_text("video_id\tpath\tstatus\terror\n")
+    (tmp_path / "c.tsv").write_text(
+        "video_id\tpath\tn_frames\tframes_left_out\nv_long\tA/v_long.avi\t10000\t5000\nv_x\tB/v_x.mkv\t10000\t3\n"
+    )
+    (tmp_path / "m.json").write_text(json.dumps({"top1": 0.5, "top5": 1.0, "per_class_top1": [0.5], "n_test": 2}))
+    args = 1, {"fusion": str(tmp_path / "m.json")}, tmp_path / "f.tsv", {}, tmp_path / "r.tsv"
+    r = split_metrics(*args, tmp_path / "c.tsv")
+    assert r["cut_videos"] == [
+        {"video_id": "v_long", "n_frames": 10000, "frames_left_out": 5000},
+        {"video_id": "v_x", "n_frames": 10000, "frames_left_out": 3},
+    ]
+    line = (
+        "Cut videos (2), read only up to decode.max_frames (frames left out of the video's): "
+        "v_long (5,000 of 15,000), v_x (3 of 10,003)"
+    )
+    assert line in split_html(r)
+    clip = {"model": "m", "pretrained": "x", "weights_digest": "ab" * 8}
+    s = summarize_splits([r, {**r, "split": 2}], {}, clip)  # each split lists the run's cut videos: named once
+    assert s["cut_videos"] == r["cut_videos"]
+    assert line in summary_markdown(s) and line in summary_html(s)
+    (tmp_path / "c.tsv").write_text("video_id\tpath\tn_frames\tframes_left_out\n")
+    none = split_metrics(*args, tmp_path / "c.tsv")
+    assert none["cut_videos"] == [] and "Cut videos" not in split_html(none)
+    assert "Cut videos" not in summary_markdown(summarize_splits([none], {}, clip))
 
 
 def test_the_summary_names_the_dataset_and_the_views_it_charged():

@@ -354,6 +354,34 @@ def test_user_dataset_failed_video_is_listed_and_adding_a_video_reruns_one_shard
     assert "demo_data" not in out.stderr
 
 
+def test_a_video_cut_at_max_frames_is_listed_with_its_frames_left_out_in_cut_tsv_and_the_reports(real_layout):
+    """The issue's case: decode.max_frames cut a long video without a word. One 40-frame
+    video among the demo's 24-frame ones, max_frames 30: rule cache_failures' cut.tsv, each
+    split's table and the summary (Markdown and the report's HTML) name it with the 10
+    frames left out, and moclip verify finds the run consistent."""
+    wd, videos, _, cfg = real_layout
+    long = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
+    with av.open(str(long)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    encode_video(long, frames + frames[::-1][: 40 - len(frames)])  # there and back: 40 frames
+    cut = merged(cfg, {"decode": {"max_frames": 30}})
+    snakemake(wd, cut)
+    res = wd / "results"
+    assert read_tsv(res / "cache" / "cut.tsv") == [
+        {"video_id": long.stem, "path": f"BoxFall/{long.name}", "n_frames": "30", "frames_left_out": "10"}
+    ]
+    assert read_tsv(res / "cache" / "failures.tsv") == []
+    line = f"Cut videos (1), read only up to decode.max_frames (frames left out of the video's): {long.stem} (10 of 40)"
+    assert line in (res / "summary.md").read_text() and line in (res / "summary.html").read_text()
+    for k in (1, 2, 3):
+        assert line in (res / "reports" / f"split{k}" / "table.html").read_text()
+    found = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "verify", "results"], capture_output=True, text=True, cwd=wd
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert planned(wd, cut) == {}
+
+
 def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(real_layout):
     """dataset.reencode: coviar re-encodes each shard's videos and caches those files; a video
     that cannot be re-encoded is a failed video named by its original path. Back to none,
@@ -688,6 +716,25 @@ def test_one_core_gives_the_bytes_two_cores_give(finished_run, tmp_path):
     assert [k for k in one if one[k] != two[k]] == []
 
 
+def test_a_job_killed_in_a_first_run_is_rebuilt_by_the_next_plain_run(finished_run, tmp_path):
+    """kill -9 of a train_mvnet job's process (not Snakemake's) in a first run: the run
+    fails, Snakemake deletes that job's outputs; the next plain run (no --rerun-incomplete)
+    builds what is missing and leaves every file that survived the kill as it was, and
+    the results are the untouched run's, byte for byte."""
+    wd = tmp_path / "first run"
+    wd.mkdir()
+    console = _kill_a_job(wd, TINY_CONFIG, "train_mvnet")
+    assert "Error in rule train_mvnet" in console, console
+    survived = {wd / rel: (wd / rel).stat().st_mtime_ns for rel in result_files(wd)}
+    assert len(survived) < len(result_files(finished_run))  # the run stopped short
+    snakemake(wd, TINY_CONFIG)
+    assert planned(wd, TINY_CONFIG) == {}  # done
+    assert {p: p.stat().st_mtime_ns for p in survived} == survived  # nothing that survived ran again
+    rebuilt, reference = result_files(wd), result_files(finished_run)
+    assert sorted(rebuilt) == sorted(reference)
+    assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
+
+
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
     console = (finished_run / "console.txt").read_text()
     assert "Shell command: None" not in console  # script rules have none to print
@@ -762,6 +809,30 @@ def test_bad_split_lists_stop_before_any_job(real_layout):
     out = snakemake(wd, cfg, "-n", check=False)
     assert out.returncode != 0 and "testlist02.txt:1" in out.stdout + out.stderr
     assert not (wd / "results").exists()
+
+
+def test_names_with_a_tab_or_a_line_break_stop_a_dry_run_and_check_config_naming_each(tiny_demo, tmp_path):
+    """The issue's case: such a name stopped the whole run at the manifest job with a
+    traceback naming the first. A name is vetted where the rest of a listing is (a listed
+    file that does not exist, a path out of the root): at parse time, before any job, in
+    the workflow and check-config alike, one line a file, every such file at once."""
+    videos = tmp_path / "videos"
+    (videos / "a").mkdir(parents=True)
+    demo = sorted(tiny_demo[0].rglob("*.avi"))
+    for src, name in zip(demo, ("ok.avi", "with\ttab.avi", "two\nlines.avi", "also fine.avi")):
+        shutil.copy(src, videos / "a" / name)
+    cfg = merged(TINY_CONFIG, {"dataset": {"videos": str(videos), "format": "folder"}})
+    why = "a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
+    lines = [f"{videos / 'a' / n!r}: {why}" for n in ("two\nlines.avi", "with\ttab.avi")]
+    wd = tmp_path / "run"
+    out = snakemake(wd, cfg, "-n", check=False)
+    console = out.stdout + out.stderr
+    assert out.returncode != 0 and all(line in console.splitlines() for line in lines), console
+    assert "Traceback" not in console and not (wd / "results").exists()
+    checked = subprocess.run(
+        [sys.executable, "-m", "moclip.cli", "check-config", "test-config.yaml"], capture_output=True, text=True, cwd=wd
+    )
+    assert checked.returncode == 2 and all(line in checked.stderr for line in lines), checked.stderr
 
 
 def test_default_profile_runs_gpu_jobs_one_at_a_time(tmp_path):

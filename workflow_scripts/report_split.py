@@ -14,6 +14,7 @@ report_split(
     methods={m: inp[m] for m in p.methods},
     failures=inp.failures,
     reencoded=inp.reencoded,
+    cut=inp.cut,
     manifest=inp.manifest,
     dataset=inp.dataset,
     settings=p.settings,
