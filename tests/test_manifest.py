@@ -281,7 +281,7 @@ def test_a_tab_or_a_line_break_in_a_csv_tables_path_is_named_with_its_line(tmp_p
         build_manifest(videos, table, [1], format="csv")
     why = "a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
     tab, lines = videos / "run" / "b\tc.avi", videos / "run" / "d\ne.avi"
-    assert str(e.value).splitlines() == [f"{table}:3: {tab!r}: {why}", f"{table}:5: {lines!r}: {why}"]
+    assert str(e.value).splitlines() == [f"{table}:3: {str(tab)!r}: {why}", f"{table}:5: {str(lines)!r}: {why}"]
 
 
 # --------------------------------------------------------------------------- validation by the format's rule

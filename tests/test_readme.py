@@ -18,8 +18,9 @@ NUMBER = re.compile(r"\d+\.\d+")
 # Training runs in floating point, and torch picks its CPU kernels by the processor's
 # instruction set: another x86-64 model trains the MV network on another trajectory (the
 # demo's MV-only top-1 moved by up to 0.037 between an AVX-512 Xeon and an AMD EPYC, each
-# bit-identical on its own machine). Three test videos of a demo split's 54 allow for it.
-TOP1_TOLERANCE = 0.06
+# bit-identical on its own machine, and by up to 0.056 on one EPYC with torch held to its
+# AVX2 kernels or to one thread). Four test videos of a demo split's 54 allow for it.
+TOP1_TOLERANCE = 0.08
 ACCURACY_COLUMNS = 4  # after the method: three splits' top-1 / top-5, then the mean ± sd
 
 
