@@ -29,7 +29,17 @@ import moclip.cache  # noqa: F401  registers the HDF5 filters the MV caches are 
 
 pytestmark = pytest.mark.workflow
 # The workflow tests' tiny run with shorter training; the default target (the whole workflow).
-SLURM_CONFIG = merged(TINY_CONFIG, {"mvnet": {"epochs": 3, "milestones": [2]}, "heads": {"epochs": 20, "seeds": [0]}})
+# torch's threads a job are 1 (cpu_threads): the local run (two 1-thread jobs at once) and the
+# SLURM jobs beside it share 2 cores, and oversubscribed torch threads slow every job many-fold.
+ONE_THREAD = {"cpu_threads": 1}
+SLURM_CONFIG = merged(
+    TINY_CONFIG,
+    {
+        "clip": ONE_THREAD,
+        "mvnet": {"epochs": 3, "milestones": [2], **ONE_THREAD},
+        "heads": {"epochs": 20, "seeds": [0], **ONE_THREAD},
+    },
+)
 # Two experiments: every cluster job parses the run again and must find the same roots.
 EXPERIMENTS = {"base": {}, "slower-heads": {"heads": {"lr": 0.0005}}}
 SLURM_CONFIG["experiments"] = EXPERIMENTS
@@ -274,7 +284,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     local.mkdir()
     # The local reference run goes on beside the SLURM one, which mostly waits on squeue polls.
     with ThreadPoolExecutor(1) as pool:
-        # One thread a job on both sides: torch's reductions then give identical weights.
+        # One thread a job on both sides (the torch threads are the config's: identical weights).
         local_run = pool.submit(run_snakemake, local, "--cores", "2", "--max-threads", "1")
         t0 = time.monotonic()
         out = run_snakemake(
