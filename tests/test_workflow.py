@@ -823,7 +823,7 @@ def test_names_with_a_tab_or_a_line_break_stop_a_dry_run_and_check_config_naming
         shutil.copy(src, videos / "a" / name)
     cfg = merged(TINY_CONFIG, {"dataset": {"videos": str(videos), "format": "folder"}})
     why = "a tab or line break in the file's name (the manifest is tab-separated lines): rename it"
-    lines = [f"{videos / 'a' / n!r}: {why}" for n in ("two\nlines.avi", "with\ttab.avi")]
+    lines = [f"{str(videos / 'a' / n)!r}: {why}" for n in ("two\nlines.avi", "with\ttab.avi")]
     wd = tmp_path / "run"
     out = snakemake(wd, cfg, "-n", check=False)
     console = out.stdout + out.stderr
