@@ -11,6 +11,7 @@ from snakemake.utils import min_version
 from moclip.config import CommandLine, ConfigError, check_config, load_config, load_yaml, ordered_like
 from moclip.experiments import experiment_configs
 from moclip.io import RunLockedError, hold_run_lock
+from moclip.runtime import watch_run
 
 min_version("9.0")
 
@@ -97,6 +98,7 @@ onstart:
         hold_run_lock(RESULTS)
     except RunLockedError as e:
         raise WorkflowError(str(e)) from None
+    watch_run(running_jobs)  # the console hears of a running job at least every ~20 s
 
 
 onsuccess:

@@ -6,13 +6,16 @@ module without paying for torch's start-up.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import multiprocessing
 import os
 import re
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
 
 from moclip.io import BrokenFileError
@@ -20,7 +23,10 @@ from moclip.io import BrokenFileError
 
 def log_to(path: Path | str | None, level: int = logging.INFO) -> None:
     """Send this process's ``logging`` (and warnings) to ``path``, or to stderr when None; a
-    broken file that ends the process is one line on stderr, its traceback in the log."""
+    broken file that ends the process is one line on stderr, its traceback in the log. With
+    a log file, a line on stderr (the run's console) every :func:`progress_every` seconds
+    says where the job stands (:class:`Heartbeat`)."""
+    every = progress_every() if path else 0.0  # first: a bad value stops the job before it starts
     handler = logging.FileHandler(path, mode="w") if path else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -28,6 +34,139 @@ def log_to(path: Path | str | None, level: int = logging.INFO) -> None:
     root.setLevel(level)
     logging.captureWarnings(True)
     sys.excepthook = _report_broken_file
+    if every > 0:
+        last = _LastLine(level)
+        root.addHandler(last)
+        Heartbeat(job_name(path), every, last).start()
+
+
+# Seconds between a job's progress lines on the console (0: none); a process-wide setting of
+# the console, not of any output, so an environment variable and not the config.
+PROGRESS_EVERY = "MOCLIP_PROGRESS_EVERY"
+DEFAULT_PROGRESS_EVERY = 15.0
+
+
+def progress_every() -> float:
+    """$MOCLIP_PROGRESS_EVERY, seconds (default 15; 0 turns the console lines off); anything
+    but a number of 0 or more stops the process with one line naming the variable."""
+    raw = os.environ.get(PROGRESS_EVERY, "").strip()
+    if not raw:
+        return DEFAULT_PROGRESS_EVERY
+    try:
+        every = float(raw)
+    except ValueError:
+        every = -1.0
+    if not 0 <= every < float("inf"):
+        raise SystemExit(f"error: {PROGRESS_EVERY}={raw!r}: seconds between a job's progress lines (0: none)")
+    return every
+
+
+def job_name(log: Path | str) -> str:
+    """A job's name on the console: its log's path under the logs folder, without ``.log``
+    (``results/logs/mvnet/tiny/split1.log`` -> ``mvnet/tiny/split1``), which also says
+    where its whole log is."""
+    parts = Path(log).with_suffix("").parts
+    below = [i for i, part in enumerate(parts) if part == "logs"]
+    return "/".join(parts[below[-1] + 1 :]) if below and below[-1] + 1 < len(parts) else parts[-1]
+
+
+class _LastLine(logging.Handler):
+    """Keeps the message of the last record logged (what a job is doing before it counts)."""
+
+    def __init__(self, level: int):
+        super().__init__(level)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # arguments that do not format: the file handler says so
+            self.message = (record.getMessage().splitlines() or [""])[0]
+
+
+class Heartbeat(threading.Thread):
+    """A job's progress on the run's console: every ``every`` seconds one line on stderr,
+    ``[HH:MM:SS] job: ...`` with the counts still running in this process (:class:`Progress`,
+    outer first) or, before any, its age and last log message. Written with one ``write``
+    to the file descriptor: no lock a forked worker could inherit held, and parallel jobs'
+    lines never interleave. A job shorter than ``every`` prints nothing."""
+
+    def __init__(self, job: str, every: float, last: _LastLine, fd: int = 2):
+        super().__init__(name="moclip-progress", daemon=True)
+        self.job, self.every, self.last, self.fd = job, every, last, fd
+
+    def run(self) -> None:
+        stop = threading.Event()  # never set: the thread ends with the process
+        stamp = os.environ.get(CONSOLE_STAMP)
+        while not stop.wait(self.every):
+            try:
+                os.write(self.fd, (self.text() + "\n").encode("utf-8", "replace"))
+            except OSError:  # the console has gone (a closed pipe): nothing more to say
+                return
+            if stamp:
+                with contextlib.suppress(OSError):  # a job on another machine: not the run's console
+                    os.utime(stamp)
+
+    def text(self) -> str:
+        counts = running_counts()  # an inner count's note only: one line, not a paragraph
+        counts = [p.line(p.clock(), p.note if p is counts[-1] else "") for p in counts]
+        what = "; ".join(counts) or (
+            f"running {_clock(process_age())}" + (f", {m}" if (m := self.last.message) else "")
+        )
+        return f"[{time.strftime('%H:%M:%S')}] {self.job}: {what}"
+
+
+# A file the jobs' heartbeats touch after each line: when the run's console last heard of a job.
+CONSOLE_STAMP = "MOCLIP_CONSOLE_STAMP"
+
+
+class RunWatch(threading.Thread):
+    """The run's own line on its console, ``[HH:MM:SS] running: job (wildcards), ...``, when
+    no job has printed one for ``every`` seconds while jobs run: a job still starting (its
+    Python and imports, minutes on a loaded machine) or one on a cluster node says nothing
+    itself. Started by the Snakefile's onstart with ``running``, the names of the jobs
+    running now; sets $MOCLIP_CONSOLE_STAMP for the jobs it starts."""
+
+    def __init__(self, running, every: float, fd: int = 2):
+        import tempfile
+
+        super().__init__(name="moclip-run-watch", daemon=True)
+        self.running, self.every, self.fd = running, every, fd
+        self.stamp = tempfile.NamedTemporaryFile(prefix="moclip-console-")  # noqa: SIM115 (the run's, removed at its end)
+        os.environ[CONSOLE_STAMP] = self.stamp.name
+
+    def run(self) -> None:
+        stop = threading.Event()  # never set: the thread ends with the process
+        while not stop.wait(self.every / 3):  # a line at most 4/3 of ``every`` after the last
+            try:
+                quiet = time.time() - os.stat(self.stamp.name).st_mtime >= self.every
+                jobs = list(self.running()) if quiet else []
+            except (OSError, RuntimeError):  # the stamp gone (the run ends), the job set changing under us
+                continue
+            if jobs:
+                more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+                line = f"[{time.strftime('%H:%M:%S')}] running: {', '.join(jobs[:3])}{more}\n"
+                try:
+                    os.write(self.fd, line.encode("utf-8", "replace"))
+                    os.utime(self.stamp.name)
+                except OSError:
+                    return
+
+
+def watch_run(running) -> RunWatch | None:
+    """Start :class:`RunWatch` at the :func:`progress_every` pace (none at 0)."""
+    every = progress_every()
+    if every <= 0:
+        return None
+    watch = RunWatch(running, every)
+    watch.start()
+    return watch
+
+
+_COUNTS: list[weakref.ref] = []  # every Progress of this process, oldest first
+
+
+def running_counts() -> list[Progress]:
+    """This process's counts not yet done (nor closed, nor dropped), oldest first."""
+    return [p for r in list(_COUNTS) if (p := r()) is not None and not p.closed and p.done < p.total]
 
 
 def _report_broken_file(kind, error, tb) -> None:
@@ -414,16 +553,20 @@ def _clock(seconds: float) -> str:
 class Progress:
     """tqdm-style progress for a job's log file: done of total, rate, elapsed time and ETA,
     one line at most every ``every`` seconds (and always the last), so ``tail -f`` on a
-    long job's log shows where it stands without flooding it."""
+    long job's log shows where it stands without flooding it; the console's
+    :class:`Heartbeat` shows the same line while the count runs."""
 
     def __init__(self, unit: str, total: int, log: logging.Logger, every: float = 5.0, clock=time.monotonic):
         self.unit, self.total, self.log, self.every, self.clock = unit, total, log, every, clock
-        self.done, self.logged = 0, 0
+        self.done, self.logged, self.note, self.closed = 0, 0, "", False
         self.start = self.last = clock()
+        _COUNTS[:] = [r for r in _COUNTS if r() is not None]  # here, not in the heartbeat's thread
+        _COUNTS.append(weakref.ref(self))
 
     def update(self, n: int = 1, note: str = "") -> None:
         """Count ``n`` more done; log a line if ``every`` seconds passed (``note`` appended)."""
         self.done += n
+        self.note = note or self.note
         now = self.clock()
         if now - self.last >= self.every or self.done >= self.total:
             self.last, self.logged = now, self.done
@@ -435,13 +578,14 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         pct = 100 * self.done / self.total if self.total else 100.0
         one = self.unit.removesuffix("s")
-        speed = f"{rate:.3g} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.3g} s per {one}"
-        text = f"{self.unit} {self.done}/{self.total} ({pct:.0f}%), {speed}, elapsed {_clock(elapsed)}"
+        speed = f"{rate:.3g} {self.unit}/s, " if rate >= 1 else f"{1 / rate:.3g} s per {one}, " if rate else ""
+        text = f"{self.unit} {self.done}/{self.total} ({pct:.0f}%), {speed}elapsed {_clock(elapsed)}"
         text += f", eta {_clock(eta)}" if eta == eta else ""
         return f"{text}{', ' + note if note else ''}"
 
     def close(self) -> None:
         """Log the final count unless the last line already showed it."""
+        self.closed = True
         if self.logged != self.done:
             self.logged = self.done
             self.log.info("%s", self.line(self.clock()))

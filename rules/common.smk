@@ -432,3 +432,13 @@ def run_end(ok):
         table = expand(last.output.md, exp="")[0]
     built = table is None or Path(table).exists()
     return plan.run_end_line(ok, sys.argv, RESULTS, table, built=built, interrupted=bool(INTERRUPTED))
+
+
+def running_jobs():
+    """The jobs this run is running now, as its console names them: rule (wildcards)."""
+    out = []
+    for job in list(workflow.scheduler.running):
+        wildcards = getattr(job, "wildcards_dict", None) or {}
+        named = ", ".join(f"{k}={v}" for k, v in wildcards.items() if v != "")
+        out.append(f"{job.name} ({named})" if named else str(job.name))
+    return sorted(out)

@@ -220,7 +220,7 @@ def finished_run(tmp_path_factory) -> Path:
     """The tiny demo run to the end, once a session. Read it, never change it: a test that
     runs the workflow again in it takes ``demo_run`` (its own copy) instead."""
     wd = tmp_path_factory.mktemp("wf demo ü")  # spaces and unicode in the path
-    out = snakemake(wd, TINY_CONFIG)
+    out = snakemake(wd, TINY_CONFIG, env={"MOCLIP_PROGRESS_EVERY": "1"})  # the jobs' progress every second
     (wd / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
     return wd
 

@@ -1,4 +1,4 @@
-"""The job runtime: progress lines a long job writes to its log."""
+"""The job runtime: progress lines a long job writes to its log and the console."""
 
 from __future__ import annotations
 
@@ -62,6 +62,72 @@ def test_slow_units_read_as_seconds_each(caplog):
         clock.t = 102.9
         p.update(note="epoch 0: loss 4.63")
     assert caplog.messages == ["epochs 1/200 (0%), 103 s per epoch, elapsed 0:01:43, eta 5:41:17, epoch 0: loss 4.63"]
+
+
+# A job as a workflow script runs it: its log, a minute of start-up (here 1 s), then a count.
+_COUNTING = """
+import logging, sys, time
+from moclip.runtime import Progress, log_to
+log_to(sys.argv[1])
+log = logging.getLogger("stage")
+log.info("loading the model")
+time.sleep(1.0)
+p = Progress("videos", 8, log, every=60)
+for _ in range(8):
+    time.sleep(0.25)
+    p.update(note="12 frames decoded")
+time.sleep(0.6)
+"""
+
+
+def _counting_job(tmp_path, every: str) -> tuple[subprocess.CompletedProcess, float, Path]:
+    log = tmp_path / "results" / "logs" / "cache" / "shard-00001.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, runtime.PROGRESS_EVERY: every}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", _COUNTING, str(log)], capture_output=True, text=True, env=env)
+    return out, time.monotonic() - t0, log
+
+
+def test_a_jobs_progress_reaches_the_console_at_the_pace_asked(tmp_path):
+    """A job with a log file says on stderr (Snakemake's console) where it stands: a line
+    every MOCLIP_PROGRESS_EVERY seconds, stamped and named after its log, with its running
+    count, or before one its age and last log message; never more often than asked."""
+    out, wall, log = _counting_job(tmp_path, "0.2")
+    lines = out.stderr.splitlines()
+    assert out.returncode == 0 and lines, out.stderr
+    assert all(re.fullmatch(r"\[\d\d:\d\d:\d\d\] cache/shard-00001: \S.*", ln) for ln in lines), lines
+    counting = [i for i, ln in enumerate(lines) if re.search(r": videos \d/8 \(\d+%\), ", ln)]
+    assert counting, lines
+    assert all(re.search(r": videos [0-7]/8 ", lines[i]) for i in counting)  # a count done is no longer shown
+    assert any("videos/s" in lines[i] and lines[i].endswith(", 12 frames decoded") for i in counting), lines
+    before = lines[: counting[0]]  # start-up: the age and what the job logged last
+    assert before and re.search(r": running 0:00:0\d, loading the model$", before[-1]), lines
+    after = lines[counting[-1] + 1 :]  # the count done: its last line, as logged
+    assert after and re.search(r": running 0:00:0\d, videos 8/8 \(100%\)", after[-1]), lines
+    assert len(lines) <= wall / 0.2 + 1, (len(lines), wall)
+    assert "cache/shard-00001:" not in log.read_text()  # the log keeps its own lines
+    assert "videos 8/8 (100%)" in log.read_text()
+
+
+def test_progress_on_the_console_is_off_with_zero_and_a_bad_pace_is_one_line(tmp_path):
+    off, _, log = _counting_job(tmp_path, "0")
+    assert off.returncode == 0 and off.stderr == "" and "videos 8/8" in log.read_text()
+    for bad in ("soon", "-1", "inf"):
+        out = subprocess.run(
+            [sys.executable, "-c", _COUNTING, str(log)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, runtime.PROGRESS_EVERY: bad},
+        )
+        assert out.returncode == 1
+        assert out.stderr == f"error: MOCLIP_PROGRESS_EVERY={bad!r}: seconds between a job's progress lines (0: none)\n"
+
+
+def test_a_jobs_console_name_is_its_log_under_the_logs_folder():
+    assert runtime.job_name("results/logs/mvnet/tiny/split1.log") == "mvnet/tiny/split1"
+    assert runtime.job_name("/r/logs/experiments/a/heads/x/split1/fusion.log") == "experiments/a/heads/x/split1/fusion"
+    assert runtime.job_name("elsewhere/job.log") == "job"
 
 
 _HOLD = """

@@ -735,6 +735,34 @@ def test_a_job_killed_in_a_first_run_is_rebuilt_by_the_next_plain_run(finished_r
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
 
 
+# A console line's time: Snakemake's ("[Mon Dec  7 13:00:25 2026]") or moclip's ("[13:00:26] job: ...").
+CONSOLE_TIME = re.compile(r"\[(?:\w{3} \w{3} +\d+ )?(\d\d):(\d\d):(\d\d)(?: \d{4})?\]")
+
+
+@pytest.mark.fast
+def test_a_runs_console_hears_of_its_jobs_at_least_every_30_seconds(finished_run):
+    """The console of a run (its jobs' progress every second here, MOCLIP_PROGRESS_EVERY=1;
+    15 s by default) never goes 30 s without a line while jobs run: each job's own lines,
+    named after its log, with its count, rate and ETA once it counts, and the run's
+    "running:" line while a job is still starting; never two of one job in a second."""
+    console = (finished_run / "console.txt").read_text().splitlines()
+    times, ours = [], {}
+    for line in console:
+        if m := CONSOLE_TIME.match(line):
+            h, mi, s = map(int, m.groups())
+            times.append(h * 3600 + mi * 60 + s)
+            if own := re.match(r"\[\d\d:\d\d:\d\d\] ([^:\s]+): \S", line):
+                ours.setdefault(own.group(1), []).append((times[-1], line))
+    gaps = [(b - a) % 86400 for a, b in zip(times, times[1:])]
+    print(f"{len(times)} stamped console lines, longest gap {max(gaps)} s, jobs' lines: {len(ours)} names")
+    assert max(gaps) <= 30, [g for g in gaps if g > 30]
+    assert any(name.startswith("mvnet/") for name in ours) and "demo_data" in ours, sorted(ours)
+    counting = r"\] \S+: [\w ]+ \d+/\d+ \(\d+%\), [\d.e+]+ (\w+/s|s per \w+), elapsed \d:\d\d:\d\d, eta \d:\d\d:\d\d"
+    assert any(re.search(counting, line) for lines in ours.values() for _, line in lines), ours
+    for lines in ours.values():  # one line a second at most, whatever the job does
+        assert all((b - a) % 86400 >= 1 for (a, _), (b, _) in zip(lines, lines[1:])), lines
+
+
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
     console = (finished_run / "console.txt").read_text()
     assert "Shell command: None" not in console  # script rules have none to print
