@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +68,7 @@ def check_run(
             where = where_set(["clip", "prompts"], sources, under)
             raise ConfigError(f"{where}clip.prompts: {config['clip']['prompts']}: {braced(repr(str(f)), found)}")
     if uses_registries(config):
+        start_hub_probe(config)  # the network's answer comes while the registries load
         check_models(config, sources, under)
         check_weights(config, sources, under=under)
 
@@ -117,16 +121,103 @@ def _hub_file(repo: str, names: Iterable[str]) -> tuple[str, str | None]:
     return names[0], None
 
 
+# How long the check waits for the Hugging Face hub's host (or the proxy) to take a
+# connection: a machine without network is known in this time, once a process, instead of
+# in the HTTP client's timeout for every file (10 s each, and DNS retries before that).
+CONNECT_TIMEOUT = 2.0
+OFFLINE_HINT = "on a machine without network, HF_HUB_OFFLINE=1 skips this wait"
+
+
+def start_hub_probe(config: dict) -> None:
+    """Start :func:`hub_probe` where the check may ask the hub: a pretrained setting names a
+    tag (not a file, none or random weights) and HF_HUB_OFFLINE is not set."""
+    from huggingface_hub import constants
+
+    tags = [config["clip"]["pretrained"], config["mvnet"]["pretrained"]]
+    if not constants.HF_HUB_OFFLINE and any(
+        t not in (None, False, "", "none") and (t is True or not Path(str(t)).is_file()) for t in tags
+    ):
+        hub_probe()
+
+
+def hub_address() -> tuple[str, int]:
+    """(host, port) the hub's client connects to first: the proxy's where one is set for
+    the hub's endpoint ($HF_ENDPOINT, https://huggingface.co by default), else the hub's."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    proxies = urllib.request.getproxies()
+    proxy = None if urllib.request.proxy_bypass(url.hostname or "") else proxies.get(url.scheme, proxies.get("all"))
+    target = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else url
+    return target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+
+
+class _Probe(threading.Thread):
+    """One TCP connection to ``address`` (name lookup included), in the background: its
+    error once done, or still running."""
+
+    def __init__(self, address: tuple[str, int], timeout: float):
+        super().__init__(name="moclip-hub-probe", daemon=True)
+        self.address, self.timeout, self.error, self.started = address, timeout, None, time.monotonic()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            socket.create_connection(self.address, timeout=self.timeout).close()
+        except TimeoutError:
+            self.error = "timeout"
+        except OSError as e:
+            self.error = f"{type(e).__name__}: {e}"
+
+
+_PROBES: dict[tuple[str, int], _Probe] = {}
+_VERDICTS: dict[tuple[str, int], str | None] = {}  # address -> why it is unreachable, or None: once a process
+
+
+def hub_probe(timeout: float = CONNECT_TIMEOUT) -> _Probe:
+    """Start (once a process) the connection to the hub's address; :func:`hub_unreachable`
+    reads its answer."""
+    address = hub_address()
+    if address not in _PROBES:
+        _PROBES[address] = _Probe(address, timeout)
+    return _PROBES[address]
+
+
+def hub_unreachable(timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """None when the hub's host (or proxy) takes a connection within ``timeout`` seconds of
+    the probe's start; else why not. Decided once a process, whatever the files asked."""
+    probe = hub_probe(timeout)
+    if probe.address not in _VERDICTS:
+        probe.join(max(0.0, probe.started + timeout - time.monotonic()))
+        host, port = probe.address
+        if probe.is_alive() or probe.error == "timeout":  # a name lookup that hangs, or packets dropped
+            _VERDICTS[probe.address] = f"no connection to {host}:{port} within {timeout:g} s; {OFFLINE_HINT}"
+        else:
+            _VERDICTS[probe.address] = probe.error and f"{host}:{port}: {probe.error}; {OFFLINE_HINT}"
+    return _VERDICTS[probe.address]
+
+
 def _fetchable(repo: str, name: str, timeout: float) -> str | None:
-    """None when the hub answers for ``repo``'s file ``name``; else why it cannot be fetched."""
+    """None when the hub answers for ``repo``'s file ``name``; else why it cannot be fetched:
+    HF_HUB_OFFLINE at once, no network within :data:`CONNECT_TIMEOUT` (once), then the hub's
+    answer for the file, a network failure remembered for the next files."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
+    if why := hub_unreachable():
+        return why
     try:
         get_hf_file_metadata(hf_hub_url(repo, name), timeout=timeout)
-    except Exception as e:  # no network, a proxy, a gated or moved repository
+    except HfHubHTTPError as e:  # the hub answered: a gated, moved or missing file (this file's own answer)
         return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    except Exception as e:  # connected, then no answer (a proxy, a firewall): the same for every file
+        _VERDICTS[hub_address()] = why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        return why
     return None
 
 
