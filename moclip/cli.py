@@ -98,12 +98,50 @@ def _inspect(a: argparse.Namespace) -> int:
         print(f"moclip inspect: error: {a.file}: not a readable HDF5 file ({type(e).__name__})", file=sys.stderr)
         return 2
     with f:
-        info = {
-            "datasets": {k: {"shape": list(d.shape), "dtype": str(d.dtype)} for k, d in f.items()},
-            "attrs": {k: v.item() if hasattr(v, "item") else v for k, v in f.attrs.items()},
+        datasets = {}
+        f.visititems(lambda name, d: datasets.update({name: d}) if isinstance(d, h5py.Dataset) else None)
+        shapes = {
+            k: {"shape": list(d.shape), "dtype": str(d.dtype), "bytes": d.id.get_storage_size()}
+            for k, d in datasets.items()
         }
-    print(json.dumps(info, indent=2, default=str))
+        attrs = {k: v.item() if hasattr(v, "item") and getattr(v, "size", 1) == 1 else v for k, v in f.attrs.items()}
+    if a.json:  # as before: the datasets' shapes and dtypes (in a group: by their path), the attributes
+        info = {"datasets": {k: {"shape": v["shape"], "dtype": v["dtype"]} for k, v in shapes.items()}, "attrs": attrs}
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    for line in _described(a.file, shapes, attrs):
+        print(line)
     return 0
+
+
+def _described(path: str, datasets: dict[str, dict], attrs: dict) -> list[str]:
+    """``moclip inspect`` for a person: a heading, then aligned columns of the datasets
+    (shape, dtype, bytes stored) and the attributes (long values cut: --json has them whole)."""
+    out = [f"{path}: {len(datasets)} datasets, {len(attrs)} attributes"]
+    if datasets:
+        out.append("datasets:")
+        width = max(map(len, datasets))
+        dims = {k: " x ".join(map(str, v["shape"])) or "scalar" for k, v in datasets.items()}
+        dim_width = max(map(len, dims.values()))
+        for k, v in datasets.items():
+            out.append(f"  {k:<{width}}  {dims[k]:<{dim_width}}  {v['dtype']:<8}  {_size(v['bytes'])} stored")
+    if attrs:
+        out.append("attributes:")
+        width = max(map(len, attrs))
+        for k, v in attrs.items():
+            text = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            shown = '""' if text == "" else (text.splitlines() or [""])[0][:80]
+            cut = f" ... ({len(text)} characters; --json shows it all)" if shown not in ('""', text) else ""
+            out.append(f"  {k:<{width}}  {shown}{cut}")
+    return out
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
 
 
 def _predict(a: argparse.Namespace) -> int:
@@ -111,6 +149,8 @@ def _predict(a: argparse.Namespace) -> int:
 
     predictor = Predictor(a.run, a.split, a.device, a.precision)
     results, failed = [], 0
+    if not a.json:  # a header naming the columns; each top-k cell reads "class probability"
+        print("\t".join(["video", *(f"top {k}" for k in range(1, min(a.top, len(predictor.classes)) + 1))]))
     for v in a.videos:
         r = predictor(v, a.top)
         results.append(r)
@@ -288,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_verify)
 
     i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file", formatter_class=fmt)
-    i.add_argument("file", help="an MV or frame cache (.h5)")
+    i.add_argument("file", help="an MV or frame cache (.h5), or any HDF5 file of a run")
+    i.add_argument("--json", action="store_true", help="one JSON object: datasets (shape, dtype) and attrs")
     i.set_defaults(func=_inspect)
     return p
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -42,19 +44,48 @@ def test_cache_names_each_bad_path_and_still_caches_the_good_ones(tmp_path):
 
 
 def test_cache_stores_jpeg_frames_unless_asked_and_inspect_says_how(tmp_path):
-    import json
-
     good = tmp_path / "good.avi"
     moving_object_video(good, 2, 0)
     for args, enc, quality in (([], "jpeg", 95), (["--frame-encoding", "raw"], "raw", 0)):
         assert run("cache", str(good), "--out", str(tmp_path / enc), *args).returncode == 0
-        out = run("inspect", str(tmp_path / enc / "frames" / "good.h5"))
+        out = run("inspect", str(tmp_path / enc / "frames" / "good.h5"), "--json")
         info = json.loads(out.stdout)
         assert (info["attrs"]["encoding"], info["attrs"]["jpeg_quality"]) == (enc, quality)
         assert (info["attrs"]["frame_height"], info["attrs"]["frame_width"]) == (240, 320)
         assert {"jpeg": "frames_jpeg", "raw": "frames"}[enc] in info["datasets"]
+        lines = run("inspect", str(tmp_path / enc / "frames" / "good.h5")).stdout.splitlines()  # for a person
+        assert re.fullmatch(r"  encoding +" + enc, next(ln for ln in lines if "encoding" in ln))
     err = run("cache", str(good), "--out", str(tmp_path / "x"), "--frame-encoding", "png").stderr
     assert "invalid choice: 'png'" in err
+
+
+def test_inspect_reads_as_a_table_and_as_json_for_machines(tmp_path):
+    """By default a heading, the datasets (shape, dtype, bytes stored; in a group by their
+    path) and the attributes in aligned columns, long values cut; --json as before."""
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mv", data=np.zeros((24, 30, 40, 2), np.float16))
+        f.create_dataset("extra/ids", data=np.arange(5, dtype=np.int32))
+        f.attrs.update(status="ok", n_frames=24, error="", settings="x" * 200, truncated=False)
+    lines = run("inspect", str(path)).stdout.splitlines()
+    assert lines[:4] == [
+        f"{path}: 2 datasets, 5 attributes",
+        "datasets:",
+        "  extra/ids  5                 int32     20 bytes stored",
+        "  mv         24 x 30 x 40 x 2  float16   115.2 KB stored",
+    ], lines
+    assert lines[4] == "attributes:" and '  error      ""' in lines and "  n_frames   24" in lines, lines
+    assert "  status     ok" in lines and "  truncated  False" in lines, lines
+    assert "  settings   " + "x" * 80 + " ... (200 characters; --json shows it all)" in lines, lines
+    info = json.loads(run("inspect", str(path), "--json").stdout)
+    assert info["datasets"] == {
+        "extra/ids": {"shape": [5], "dtype": "int32"},
+        "mv": {"shape": [24, 30, 40, 2], "dtype": "float16"},
+    }
+    assert info["attrs"] == {"error": "", "n_frames": 24, "settings": "x" * 200, "status": "ok", "truncated": False}
 
 
 @pytest.mark.parametrize("what", ["directory", "text file", "missing"])

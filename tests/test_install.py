@@ -224,3 +224,26 @@ def test_the_path_check_catches_the_old_relative_entries(tmp_path, entry, monkey
     monkeypatch.setattr(sys.modules[__name__], "ENV_FILE", old)
     with pytest.raises(AssertionError, match="does not resolve"):
         test_env_file_has_no_path_that_breaks_in_snakemakes_copy(tmp_path / "t")
+
+
+def test_the_editable_install_prints_no_warning_box(tmp_path):
+    """`pip install -e .` (make's last step) builds setuptools' editable wheel: with the
+    repository root as the package dir it is a plain .pth, and setuptools prints none of
+    its ``****`` warning boxes (one warned on every fresh install before: folders named
+    like the package may shadow it)."""
+    import zipfile
+
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "moclip", src / "moclip", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "schemas", src / "schemas")
+    for name in ("pyproject.toml", "README.md", "config.yaml"):
+        shutil.copy(REPO / name, src / name)
+    code = "import sys; from setuptools import build_meta; print(build_meta.build_editable(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=src, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "****" not in out.stdout + out.stderr, out.stdout + out.stderr
+    with zipfile.ZipFile(tmp_path / out.stdout.split()[-1]) as wheel:
+        names = wheel.namelist()
+        pth = [n for n in names if n.endswith(".pth")]
+        assert len(pth) == 1 and not [n for n in names if n.endswith("_finder.py")], names
+        assert wheel.read(pth[0]).decode().strip() == str(src)

@@ -155,7 +155,10 @@ def test_predict_uses_the_runs_models_from_a_moved_results_directory(finished_ru
     )
     assert human.returncode == 1 and "Traceback" not in human.stderr, human.stderr
     assert human.stderr.strip() == f"{missing}: error: cannot read: No such file or directory"
-    assert human.stdout.startswith(videos[0] + "\t") and len(human.stdout.splitlines()) == 1
+    header, line = human.stdout.splitlines()  # a header naming the columns, a line a classified video
+    assert header == "video\ttop 1\ttop 2\ttop 3\ttop 4\ttop 5", header
+    assert line.startswith(videos[0] + "\t") and len(line.split("\t")) == 6
+    assert all(re.fullmatch(r"\S.* [01]\.\d{3}", cell) for cell in line.split("\t")[1:]), line
     cmd = [sys.executable, "-m", "moclip.cli", "predict", *videos, str(bad)]
     out = subprocess.run(
         [*cmd, "--run", str(moved), "--split", "1", "--top", "3", "--json"], capture_output=True, text=True
