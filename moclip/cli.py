@@ -21,6 +21,7 @@ from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
 from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.experiments import describe, experiment_configs, experiments
+from moclip.features import LAYOUTS, READERS, export_npy, export_table, load_features
 from moclip.io import BrokenFileError, snakemake_program
 from moclip.layout import Layout
 from moclip.manifest import build_manifest
@@ -205,6 +206,22 @@ def _verify(a: argparse.Namespace) -> int:
     return 0
 
 
+def _export(a: argparse.Namespace) -> int:
+    if a.tag is not None and len(a.stream) > 1:
+        raise ValueError("--tag names one stream's configuration: export one --stream with it")
+    feats = [load_features(a.results, s, a.split, a.experiment, tag=a.tag) for s in a.stream]
+    if a.layout == "npy":
+        written = export_npy(feats, a.out, pooled=a.pooled)
+    else:
+        written = export_table(feats, a.out)
+    videos = len({v for f in feats for v in f.ids})
+    print(f"wrote {len(written)} files ({', '.join(a.stream)} of {videos} videos) to {a.out}")
+    for f in feats:
+        if f.failed:
+            print(f"{f.stream}: {len(f.failed)} videos without features (failed): {', '.join(f.failed)}")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -327,6 +344,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=_positive, default=1, help="processes that read the caches")
     v.set_defaults(func=_verify)
 
+    x = sub.add_parser(
+        "export",
+        help="write a run's features as files other code reads: one .npy a video and stream with video_features' "
+        "names (npy), or one .npz table a stream of video, time, label, vector (table)",
+        formatter_class=fmt,
+    )
+    x.add_argument("results", nargs="?", default="results", help="the run's results directory")
+    x.add_argument("--out", required=True, help="the folder to write")
+    x.add_argument("--stream", nargs="+", default=["clip"], choices=sorted(READERS), help="the streams to export")
+    x.add_argument("--split", type=int, choices=[1, 2, 3], help="that split's videos (mv: its network's features)")
+    x.add_argument("--experiment", help="an experiment's features, as its reports name them")
+    x.add_argument("--tag", help="which configuration's, where the results hold several (default: the reports')")
+    x.add_argument("--layout", choices=LAYOUTS, default="npy", help="<video>_<stream>.npy files, or <stream>.npz")
+    x.add_argument("--pooled", action="store_true", help="npy: a video's pooled vector [D], not its frames [K, D]")
+    x.set_defaults(func=_export)
+
     i = sub.add_parser("inspect", help="print the datasets and attributes of a cache file", formatter_class=fmt)
     i.add_argument("file", help="an MV or frame cache (.h5), or any HDF5 file of a run")
     i.add_argument("--json", action="store_true", help="one JSON object: datasets (shape, dtype) and attrs")
@@ -338,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, BrokenFileError) as e:  # ManifestError is a ValueError
+    except (ValueError, FileNotFoundError, BrokenFileError, NotImplementedError) as e:  # ManifestError: a ValueError
         print(f"moclip {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `moclip predict ... | head`: the reader has gone, as a shell tool exits

@@ -128,7 +128,7 @@ def _splits(folder: Path, known: set[int]) -> list[int]:
     return sorted(known | _numbers(_dirs(folder), r"split(\d+)"))
 
 
-def _current_tags(reports: dict[int, Path], results: Path) -> tuple[str | None, str | None]:
+def current_tags(reports: dict[int, Path], results: Path) -> tuple[str | None, str | None]:
     """The CLIP and MV tags the reports were made from (their artefacts: the fusion head,
     ``heads/<clip>/<mv>/...``), or None where no report says."""
     for folder in reports.values():
@@ -160,7 +160,7 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
     run.splits = set() if rows is None else {k for k in SPLITS if any(r.split(k) for r in rows)}
     if (results / "reports").is_dir():
         run.reports = {k: results / "reports" / f"split{k}" for k in _splits(results / "reports", run.splits)}
-    now_clip, now_mv = _current_tags(run.reports, results)
+    now_clip, now_mv = current_tags(run.reports, results)
     jobs = run.jobs
 
     def job(*outputs: Path) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import av
 import h5py
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -70,14 +71,10 @@ def test_demo_run_builds_manifest_and_caches(finished_run):
 @pytest.mark.fast
 def test_clip_shards_hold_every_video_once(finished_run):
     rows = read_manifest(finished_run / "results" / "manifest.tsv")
-    shards = sorted((finished_run / "results" / "embeddings" / "clip" / "moclip-tiny_random-seed0").glob("shard-*.h5"))
-    assert len(shards) == 3
-    seen = []
-    for p in shards:
-        ids, feats, valid, attrs = read_shard(p)
-        assert valid.all() and feats.shape[1:] == (8, 64) and attrs["random_weights"]
-        seen += ids
-    assert sorted(seen) == sorted(r.video_id for r in rows)
+    clip = moclip.load_features(finished_run / "results", "clip")
+    assert [p.parent.name for p in clip.files] == ["moclip-tiny_random-seed0"] * 3 and clip.failed == []
+    assert clip.ids == [r.video_id for r in rows] and clip.labels.tolist() == [r.label for r in rows]
+    assert clip.unpooled.shape == (45, 8, 64) and clip.attrs["random_weights"]
     # Random weights: no zero-shot numbers are produced.
     assert not (finished_run / "results" / "zeroshot").exists()
 
@@ -121,6 +118,31 @@ def test_reports_hold_every_method_and_split(finished_run):
             assert m["n_test"] == sum(r.split(k) == "test" for r in rows) and len(m["per_class_top1"]) == 9
         for png in ("confusion_fusion", "per_class_top1", "training_curves"):
             assert (finished_run / "results" / "reports" / f"split{k}" / f"{png}.png").stat().st_size > 1000
+
+
+@pytest.mark.fast
+def test_export_writes_files_numpy_opens_with_the_values_load_features_reads(finished_run, tmp_path):
+    res = finished_run / "results"
+    for layout in ("npy", "table"):
+        cmd = ["export", str(res), "--stream", "clip", "mv", "--split", "1", "--layout", layout]
+        out = subprocess.run(
+            [sys.executable, "-m", "moclip.cli", *cmd, "--out", str(tmp_path / layout)], capture_output=True, text=True
+        )
+        assert out.returncode == 0 and out.stdout.startswith("wrote "), out.stderr
+    rows = read_manifest(res / "manifest.tsv")
+    for stream in ("clip", "mv"):
+        f = moclip.load_features(res, stream, split=1)
+        assert f.ids == [r.video_id for r in rows] and f.parts == [r.split1 for r in rows]
+        for i, v in enumerate(f.ids):
+            np.testing.assert_array_equal(np.load(tmp_path / "npy" / f"{v}_{stream}.npy"), f.unpooled[i])
+        t = np.load(tmp_path / "table" / f"{stream}.npz")
+        assert t["video_id"].tolist() == f.ids and t["label"].tolist() == [r.label for r in rows]
+        np.testing.assert_array_equal(t["vector"], f.vectors)
+    assert len(list((tmp_path / "npy").iterdir())) == 2 * len(rows)
+    # the MV features are the split's network's: another split's differ
+    assert not np.array_equal(
+        moclip.load_features(res, "mv", split=2).vectors, moclip.load_features(res, "mv", split=1).vectors
+    )
 
 
 def test_reports_name_other_files_relative_to_themselves(finished_run):
@@ -1063,9 +1085,7 @@ def test_a_folder_run_extracts_features_of_every_video_and_trains_nothing(finish
     assert len(rows) == TINY_DEMO.n_videos() == len({r.video_id for r in rows})
     assert all(r.label == -1 and " " in r.path for r in rows)
     for stream in ("clip", "mv"):
-        shards = sorted((res / "embeddings" / stream).glob("*/shard-*.h5"))
-        assert len(shards) == 3, stream
-        ids = [v for s in shards for v in read_shard(s)[0]]
-        assert sorted(ids) == sorted(r.video_id for r in rows), stream
+        f = moclip.load_features(res, stream)  # a folder run: one network, no split
+        assert len(f.files) == 3 and f.ids == [r.video_id for r in rows] and f.labels is None, stream
     assert not (res / "heads").exists() and not (res / "reports").exists() and not (res / "mvnet").exists()
     assert planned(tmp_path, config) == {}

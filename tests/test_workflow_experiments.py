@@ -8,8 +8,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import TINY_CONFIG, job_counts, merged, snakemake
+
+import moclip
 
 pytestmark = pytest.mark.workflow
 
@@ -56,6 +59,14 @@ def test_experiments_share_what_they_agree_on_and_a_new_one_adds_only_its_own(tm
     lr = json.loads(next(res.glob("experiments/head-lr/heads/*/*/split1/fusion/metrics.json")).read_text())
     assert lr["settings"]["lr"] == 0.003
     assert (res / "experiments" / "bilinear" / "embeddings" / "clip").is_dir()
+    # Each experiment's features as its reports name them: bilinear's own CLIP embeddings,
+    # the others' shared ones at the top level, and one set of MV features for all.
+    clip = {e: moclip.load_features(res, "clip", experiment=e) for e in EXPERIMENTS}
+    assert clip["bilinear"].attrs["interpolation"] == "bilinear" and clip["head-lr"].files == clip["base"].files
+    assert clip["base"].files[0].parent.parent == res / "embeddings" / "clip"
+    assert not np.array_equal(clip["bilinear"].unpooled, clip["base"].unpooled)
+    mv = {e: moclip.load_features(res, "mv", split=2, experiment=e).files for e in EXPERIMENTS}
+    assert mv["bilinear"] == mv["head-lr"] == mv["base"] and mv["base"][0].parents[2] == res / "embeddings" / "mv"
     assert not (res / "summary.json").exists()  # every summary is an experiment's
     assert "moclip: done. The table: results/experiments.md" in out.stderr
     # moclip verify checks what the experiments share and says what it leaves unchecked.
