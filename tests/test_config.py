@@ -20,6 +20,7 @@ from conftest import (
     snakemake,
 )
 
+from moclip import plan
 from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
 from moclip.cli import main
@@ -321,6 +322,12 @@ def test_a_settings_class_built_without_arguments_is_the_workflows(section):
         if key in built:
             assert built[key] == (tuple(value) if isinstance(value, list) else value), f"{section}.{key}"
     assert dataclasses.asdict(cls.from_config({k: v for k, v in DEFAULTS[section].items() if k in built})) == built
+
+
+def test_decode_settings_built_without_arguments_are_the_workflows_caches():
+    """The cache's frame settings come from config.yaml's ``frames`` (as the workflow's params
+    pass them, moclip.plan.decode_settings): ``DecodeSettings()`` writes the workflow's cache."""
+    assert DecodeSettings.from_config(plan.decode_settings(DEFAULTS)) == DecodeSettings()
 
 
 def test_every_choice_the_schema_allows_is_the_librarys_own_list():
