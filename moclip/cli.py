@@ -24,6 +24,7 @@ from moclip.experiments import describe, experiment_configs, experiments
 from moclip.io import BrokenFileError, snakemake_program
 from moclip.layout import Layout
 from moclip.manifest import build_manifest
+from moclip.settings import default
 from moclip.videos import write_manifest
 
 
@@ -57,7 +58,9 @@ def _demo_data(a: argparse.Namespace) -> int:
 
 def _manifest(a: argparse.Namespace) -> int:
     with _in_flags("dataset"):
-        rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes)
+        rows = build_manifest(
+            a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes, a.videos_per_shard
+        )
     write_manifest(rows, a.out)
     print(f"wrote {len(rows)} videos to {a.out}")
     return 0
@@ -172,13 +175,18 @@ def _positive(text: str) -> int:
     return value
 
 
-def _val_groups(text: str) -> int | str:
-    if text == "auto":
-        return text
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be auto or 0 or more, got {value}")
-    return value
+def _auto_or(least: int):
+    """A flag's type: ``auto``, or a whole number of at least ``least``."""
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be auto or {least} or more, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,11 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="splits to build")
     m.add_argument(
         "--val-groups",
-        type=_val_groups,
-        default="auto",
+        type=_auto_or(0),
+        default=default("dataset", "val_groups"),
         help="whole training groups held out for validation: a number, or auto (the format's rule)",
     )
-    m.add_argument("--shards", type=_positive, default=1, help="work units (a video's is a hash of its id)")
+    m.add_argument(
+        "--shards",
+        type=_auto_or(1),
+        default=default("dataset", "shards"),
+        help="work units (a video's is a hash of its id): a number, or auto (as the workflow: about "
+        "--videos-per-shard videos a shard, counted from the lists)",
+    )
+    m.add_argument(
+        "--videos-per-shard", type=_positive, default=default("dataset", "videos_per_shard"), help="with --shards auto"
+    )
     m.add_argument("--seed", type=int, default=0, help="fixes the validation groups")
     m.set_defaults(func=_manifest)
 

@@ -15,7 +15,7 @@ from moclip.config import ConfigError, where_set
 from moclip.datasets import FORMATS, count_videos, folder_videos, split_sizes
 from moclip.datasets import list_files as format_list_files
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
-from moclip.manifest import shard_count
+from moclip.manifest import resolve_shards
 
 SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint and the shard list
 # A GPU job's start-up (Python, torch, the CUDA context, the model: 10.6-14.8 s for
@@ -137,9 +137,8 @@ class Layout:
     def shards(self) -> list[str]:
         """The shards' names, known before the manifest checkpoint runs: dataset.shards, or
         with auto about dataset.videos_per_shard videos a shard."""
-        n = self.config["dataset"]["shards"]
-        if n == "auto":
-            n = shard_count(self.n_videos, self.config["dataset"]["videos_per_shard"])
+        d = self.config["dataset"]
+        n = resolve_shards(d["shards"], d["videos_per_shard"], lambda: self.n_videos)
         return [f"{s:0{SHARD_DIGITS}d}" for s in range(n)]
 
     def on_gpu(self, section: str) -> bool:
