@@ -78,7 +78,8 @@ class Layout:
     @cached_property
     def paths(self) -> tuple[str, str | None]:
         """The videos' root and the lists (a folder, a CSV file, or None for a folder run):
-        the user's, checked to exist (else one ConfigError line), or the generated demo's."""
+        the user's, checked to exist with dataset.classes (else one ConfigError line naming the
+        file and line that set it), or the generated demo's."""
         d = self.config["dataset"]
         if self.demo:
             return self.demo_dirs["videos"], self.demo_dirs.get("lists")
@@ -92,6 +93,8 @@ class Layout:
         kind = FORMATS[self.format].lists
         if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
             raise ConfigError(f"{self._set_at('lists')}dataset.lists: {lists!r} is not a {kind}")
+        if d["classes"] is not None and not os.path.isfile(d["classes"]):
+            raise ConfigError(f"{self._set_at('classes')}dataset.classes: {d['classes']!r} is not a file")
         return videos, lists
 
     @property
