@@ -24,6 +24,7 @@ from moclip.experiments import describe, experiment_configs, experiments
 from moclip.io import BrokenFileError, snakemake_program
 from moclip.layout import Layout
 from moclip.manifest import build_manifest
+from moclip.methods import PRODUCT
 from moclip.runtime import PRECISIONS
 from moclip.settings import default, workflow_defaults
 from moclip.videos import SPLITS, write_manifest
@@ -289,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cache)
 
     pr = sub.add_parser(
-        "predict", help="classify videos with a finished run's models (fusion head, first seed)", formatter_class=fmt
+        "predict",
+        help=f"classify videos with a finished run's models ({PRODUCT} head, first seed)",
+        formatter_class=fmt,
     )
     pr.add_argument("videos", nargs="+", help="video files; one that fails gets a line naming it, the rest go on")
     pr.add_argument("--run", default="results", help="the run's results directory")
