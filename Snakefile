@@ -36,8 +36,8 @@ CONFIG_FILES = [
 # a section do not change (and rerun nothing) when a file's keys are reordered.
 try:
     _ordered = ordered_like(load_config(CONFIG_FILES), load_yaml(CONFIG_FILES[0]))
-except ConfigError as e:
-    raise WorkflowError(f"invalid configuration:\n{e}") from None
+except ConfigError as e:  # the user's file and line, without Snakemake's wrapper and traceback
+    sys.exit(str(e))
 config.clear()
 config.update(_ordered)
 

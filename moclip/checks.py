@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from moclip.layout import Layout
 
 log = logging.getLogger(__name__)
+AT_LINE = re.compile(r"^[^\n]+?:\d+: ")  # an error that already names a file and its line
 
 
 def check_run(
@@ -47,18 +49,28 @@ def check_run(
     False: all but the dataset's entries (an experiment of a run whose dataset is checked);
     ``under``: the key path of the experiment's overrides, where its keys are found first."""
     d, sources = config["dataset"], list(sources)
+
+    def at(section: str, key: str) -> str:
+        return where_set([section, key], sources, under)
+
     if dataset and d["videos"] is not None:
         if not FORMATS[d["format"]].labelled:
             listed = folder_videos if folder_videos is not None else list_folder(videos)
             if not listed:
-                raise ConfigError(f"{videos}: no video files (dataset.format: {d['format']})")
+                raise ConfigError(
+                    f"{at('dataset', 'videos')}dataset.videos: {videos}: no video files (dataset.format: folder)"
+                )
             if bad := name_problems(videos, listed):
                 raise ConfigError("\n".join(bad))
         else:
             try:
                 build_manifest(videos, lists, d["splits"], format=d["format"], classes=d["classes"])
-            except ManifestError as e:
-                raise ConfigError(str(e)) from None
+            except ManifestError as e:  # a list's own file:line, else the setting that named the lists
+                where = "" if AT_LINE.match(str(e)) else f"{at('dataset', 'lists')}dataset.lists: "
+                raise ConfigError(f"{where}{e}") from None
+    model = config["features"]["mv_model"]
+    if not FORMATS[d["format"]].labelled and model and not os.path.isfile(model):
+        raise ConfigError(f"{at('features', 'mv_model')}features.mv_model: {model!r} is not a file")
     try:
         prompt_set(config["clip"]["prompts"], config["clip"]["templates"])
     except PromptFileError as e:

@@ -25,7 +25,12 @@ from moclip.features import LAYOUTS, READERS, export_npy, export_table, load_fea
 from moclip.io import BrokenFileError, snakemake_program
 from moclip.layout import Layout
 from moclip.manifest import build_manifest
-from moclip.videos import write_manifest
+from moclip.methods import PRODUCT
+from moclip.runtime import PRECISIONS
+from moclip.settings import default, workflow_defaults
+from moclip.videos import SPLITS, write_manifest
+
+SEED = workflow_defaults()["seed"]  # every default below is the workflow's (config.yaml, the settings classes)
 
 
 @contextlib.contextmanager
@@ -58,14 +63,21 @@ def _demo_data(a: argparse.Namespace) -> int:
 
 def _manifest(a: argparse.Namespace) -> int:
     with _in_flags("dataset"):
-        rows = build_manifest(a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes)
+        rows = build_manifest(
+            a.videos, a.lists, a.splits, a.val_groups, a.shards, a.seed, a.format, a.classes, a.videos_per_shard
+        )
     write_manifest(rows, a.out)
     print(f"wrote {len(rows)} videos to {a.out}")
     return 0
 
 
+def decode_settings(a: argparse.Namespace) -> DecodeSettings:
+    """``moclip cache``'s flags as the settings of a cache."""
+    return DecodeSettings(mv_cell=a.mv_cell, frame_count=a.frames, short_side=a.short_side, max_frames=a.max_frames)
+
+
 def _cache(a: argparse.Namespace) -> int:
-    settings = DecodeSettings(mv_cell=a.mv_cell, frame_count=a.frames, short_side=a.short_side, max_frames=a.max_frames)
+    settings = decode_settings(a)
     storage = FrameStorage(a.frame_encoding, a.jpeg_quality)
     failed = 0
     for v in a.videos:
@@ -229,13 +241,18 @@ def _positive(text: str) -> int:
     return value
 
 
-def _val_groups(text: str) -> int | str:
-    if text == "auto":
-        return text
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be auto or 0 or more, got {value}")
-    return value
+def _auto_or(least: int):
+    """A flag's type: ``auto``, or a whole number of at least ``least``."""
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be auto or {least} or more, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,55 +283,82 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--groups", type=_positive, default=DemoSpec.groups, help="groups a class (UCF101: 25)")
     d.add_argument("--clips", type=_positive, default=DemoSpec.clips, help="clips a group")
     d.add_argument("--frames", type=_positive, default=DemoSpec.frames, help="frames a clip (25 fps)")
-    d.add_argument("--seed", type=int, default=0, help="fixes every random choice")
+    d.add_argument("--seed", type=int, default=SEED, help="fixes every random choice")
     d.add_argument("--threads", type=_positive, default=1, help="clips rendered in parallel")
     d.add_argument(
         "--format",
-        default="ucf101",
+        default=default("dataset", "format"),
         choices=list(DOWNLOAD_NAMES),
         help="layout: UCF101's, HMDB51's, one CSV of labels and splits, or bare folders without labels",
     )
     d.set_defaults(func=_demo_data)
 
     m = sub.add_parser("manifest", help="read a dataset's listing into a manifest TSV", formatter_class=fmt)
-    m.add_argument("--format", default="ucf101", choices=FORMATS, help="how the dataset lists its videos")
+    m.add_argument(
+        "--format", default=default("dataset", "format"), choices=FORMATS, help="how the dataset lists its videos"
+    )
     m.add_argument("--videos", required=True, help="the videos' root, e.g. UCF-101/")
     m.add_argument("--lists", help="the split lists: a directory (ucf101, hmdb51) or the CSV file; none for folder")
     m.add_argument("--classes", help="csv: a file of class names, one a line, for the label order")
     m.add_argument("--out", required=True, help="the manifest TSV to write")
-    m.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3], help="splits to build")
+    m.add_argument(
+        "--splits",
+        type=int,
+        nargs="+",
+        default=list(default("dataset", "splits")),
+        choices=SPLITS,
+        help="splits to build",
+    )
     m.add_argument(
         "--val-groups",
-        type=_val_groups,
-        default="auto",
+        type=_auto_or(0),
+        default=default("dataset", "val_groups"),
         help="whole training groups held out for validation: a number, or auto (the format's rule)",
     )
-    m.add_argument("--shards", type=_positive, default=1, help="work units (a video's is a hash of its id)")
-    m.add_argument("--seed", type=int, default=0, help="fixes the validation groups")
+    m.add_argument(
+        "--shards",
+        type=_auto_or(1),
+        default=default("dataset", "shards"),
+        help="work units (a video's is a hash of its id): a number, or auto (as the workflow: about "
+        "--videos-per-shard videos a shard, counted from the lists)",
+    )
+    m.add_argument(
+        "--videos-per-shard", type=_positive, default=default("dataset", "videos_per_shard"), help="with --shards auto"
+    )
+    m.add_argument("--seed", type=int, default=SEED, help="fixes the validation groups")
     m.set_defaults(func=_manifest)
 
     c = sub.add_parser("cache", help="decode videos into MV and frame caches (OUT/mv, OUT/frames)", formatter_class=fmt)
     c.add_argument("videos", nargs="+", help="video files; one that fails gets a line naming it, the rest go on")
     c.add_argument("--out", required=True, help="output directory")
-    c.add_argument("--mv-cell", type=_positive, default=8, help="pixels a motion-vector grid cell")
-    c.add_argument("--frames", type=_positive, default=8, help="RGB frames kept a video")
-    c.add_argument("--short-side", type=_positive, default=256, help="shorter side of the kept frames, at most")
-    c.add_argument("--max-frames", type=_positive, default=10_000, help="longer videos are read up to this")
+    c.add_argument("--mv-cell", type=_positive, default=DecodeSettings.mv_cell, help="pixels a motion-vector grid cell")
+    c.add_argument("--frames", type=_positive, default=DecodeSettings.frame_count, help="RGB frames kept a video")
+    c.add_argument(
+        "--short-side",
+        type=_positive,
+        default=DecodeSettings.short_side,
+        help="shorter side of the kept frames, at most",
+    )
+    c.add_argument(
+        "--max-frames", type=_positive, default=DecodeSettings.max_frames, help="longer videos are read up to this"
+    )
     c.add_argument("--frame-encoding", choices=ENCODINGS, default=FrameStorage.encoding, help="how frames are stored")
     c.add_argument("--jpeg-quality", type=_positive, default=FrameStorage.jpeg_quality, help="1-100, JPEG frames")
     c.set_defaults(func=_cache)
 
     pr = sub.add_parser(
-        "predict", help="classify videos with a finished run's models (fusion head, first seed)", formatter_class=fmt
+        "predict",
+        help=f"classify videos with a finished run's models ({PRODUCT} head, first seed)",
+        formatter_class=fmt,
     )
     pr.add_argument("videos", nargs="+", help="video files; one that fails gets a line naming it, the rest go on")
     pr.add_argument("--run", default="results", help="the run's results directory")
-    pr.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="whose models to use")
+    pr.add_argument("--split", type=int, default=SPLITS[0], choices=SPLITS, help="whose models to use")
     pr.add_argument("--top", type=_positive, default=5, help="classes printed a video")
     pr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (a GPU when there is one)")
     pr.add_argument(
         "--precision",
-        choices=["auto", "float32", "bfloat16", "float16"],
+        choices=PRECISIONS,
         help="the networks' arithmetic (default: the run's; auto = mixed precision on a GPU, float32 on a CPU)",
     )
     pr.add_argument("--json", action="store_true", help="one JSON record a video (with 'error' where it failed)")

@@ -63,11 +63,11 @@ def ffmpeg_message(e: av.error.FFmpegError) -> str:
 @dataclass(frozen=True)
 class DecodeSettings(FromConfig):
     """Everything that shapes a cache: each field reaches the workflow as a param (defaults:
-    config.yaml's ``decode``; the frames' fields are set from its ``frames``)."""
+    config.yaml's ``decode``, and its ``frames`` for the frames' fields)."""
 
     mv_cell: int = default("decode", "mv_cell")
-    frame_count: int = 8
-    short_side: int = 256
+    frame_count: int = default("frames", "count")
+    short_side: int = default("frames", "short_side")
     max_frames: int = default("decode", "max_frames")
     chunk: int = 256  # frames rasterised and handed on at a time (fewer on large frames): bounds memory
 

@@ -15,7 +15,7 @@ from moclip.config import ConfigError, where_set
 from moclip.datasets import FORMATS, count_videos, folder_videos, split_sizes
 from moclip.datasets import list_files as format_list_files
 from moclip.demo import DOWNLOAD_NAMES, DemoSpec
-from moclip.manifest import shard_count
+from moclip.manifest import resolve_shards
 
 SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint and the shard list
 # A GPU job's start-up (Python, torch, the CUDA context, the model: 10.6-14.8 s for
@@ -78,7 +78,8 @@ class Layout:
     @cached_property
     def paths(self) -> tuple[str, str | None]:
         """The videos' root and the lists (a folder, a CSV file, or None for a folder run):
-        the user's, checked to exist (else one ConfigError line), or the generated demo's."""
+        the user's, checked to exist with dataset.classes (else one ConfigError line naming the
+        file and line that set it), or the generated demo's."""
         d = self.config["dataset"]
         if self.demo:
             return self.demo_dirs["videos"], self.demo_dirs.get("lists")
@@ -92,6 +93,8 @@ class Layout:
         kind = FORMATS[self.format].lists
         if not (os.path.isfile(lists) if kind == "file" else os.path.isdir(lists)):
             raise ConfigError(f"{self._set_at('lists')}dataset.lists: {lists!r} is not a {kind}")
+        if d["classes"] is not None and not os.path.isfile(d["classes"]):
+            raise ConfigError(f"{self._set_at('classes')}dataset.classes: {d['classes']!r} is not a file")
         return videos, lists
 
     @property
@@ -137,9 +140,8 @@ class Layout:
     def shards(self) -> list[str]:
         """The shards' names, known before the manifest checkpoint runs: dataset.shards, or
         with auto about dataset.videos_per_shard videos a shard."""
-        n = self.config["dataset"]["shards"]
-        if n == "auto":
-            n = shard_count(self.n_videos, self.config["dataset"]["videos_per_shard"])
+        d = self.config["dataset"]
+        n = resolve_shards(d["shards"], d["videos_per_shard"], lambda: self.n_videos)
         return [f"{s:0{SHARD_DIGITS}d}" for s in range(n)]
 
     def on_gpu(self, section: str) -> bool:

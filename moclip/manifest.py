@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-from moclip.datasets import Listing, read_listing
+from moclip.datasets import Listing, count_videos, read_listing
 from moclip.io import write_json
 from moclip.videos import SPLITS, ManifestError, Video, name_problems, shard_of, split_rows, write_manifest
 
@@ -106,16 +107,19 @@ def build_manifest(
     lists: Path | str | None,
     splits: list[int] | tuple[int, ...] = SPLITS,
     val_groups: ValGroups = 0,
-    num_shards: int = 1,
+    num_shards: int | str = 1,
     seed: int = 0,
     format: str = "ucf101",
     classes: Path | str | None = None,
+    videos_per_shard: int | None = None,
 ) -> list[Video]:
     """Read a dataset in ``format`` (see :func:`moclip.datasets.read_listing`) into manifest
-    rows (see :func:`manifest_rows`)."""
-    if num_shards < 1:
+    rows (see :func:`manifest_rows`); ``num_shards`` ``auto``: as the workflow counts them,
+    about ``videos_per_shard`` videos a shard (:func:`resolve_shards`)."""
+    if num_shards != "auto" and num_shards < 1:
         raise ManifestError(f"dataset.shards must be >= 1, got {num_shards}")
     listing = read_listing(format, videos, lists, splits, seed, classes)
+    num_shards = resolve_shards(num_shards, videos_per_shard, lambda: count_videos(format, videos, lists, splits))
     entries = listing.entries.values()
     if bad := name_problems(videos, [e.rel for e in entries], {e.rel: e.where for e in entries if e.where != e.rel}):
         raise ManifestError("\n".join(bad))
@@ -181,6 +185,17 @@ def shard_count(n_videos: int, videos_per_shard: int) -> int:
     few videos added to a dataset leave it as it is, and each new video changes one shard.
     """
     return max(1, (n_videos + videos_per_shard // 2) // videos_per_shard)
+
+
+def resolve_shards(shards: int | str, videos_per_shard: int | None, count: Callable[[], int]) -> int:
+    """``dataset.shards`` as a number: itself, or with ``auto`` the :func:`shard_count` of the
+    videos ``count()`` gives (called only then): the workflow's parse and ``moclip manifest``
+    alike, so both give a dataset the same shards."""
+    if shards != "auto":
+        return shards
+    if videos_per_shard is None:
+        raise ValueError("dataset.shards: auto needs dataset.videos_per_shard")
+    return shard_count(count(), videos_per_shard)
 
 
 # --------------------------------------------------------------------------- stage entry point

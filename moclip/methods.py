@@ -27,6 +27,12 @@ HEADS = {
     "fusion": Head(("clip", "mv"), "mlp"),
 }
 METHODS = ("zeroshot", "mv_only", *HEADS)  # the order of every table
+TRAINED = ("mv_only", *HEADS)  # the methods trained on the labels: the per-class plot's bars
+# The head a run delivers: the report's confusion matrix, and the model `moclip predict`
+# classifies with (named in each split report's artefacts by PRODUCT_MODEL).
+PRODUCT = "fusion"
+PRODUCT_MODEL = f"{PRODUCT}_model"
+CONFUSION_PLOT = f"confusion_{PRODUCT}.png"  # a split report's confusion matrix, of the product's predictions
 NOT_READ = {"clip": "no-clip", "mv": "no-mv"}  # a head's directory in place of a stream's tag it does not read
 
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moclip.io import BrokenFileError, read_json
-from moclip.methods import HEADS, STREAMS, head_inputs, lives_in
+from moclip.methods import CONFUSION_PLOT, HEADS, PRODUCT_MODEL, STREAMS, head_inputs, lives_in
 from moclip.videos import SPLITS, Video
 
-REPORT_FILES = ("metrics.json", "table.html", "confusion_fusion.png", "per_class_top1.png", "training_curves.png")
+REPORT_FILES = ("metrics.json", "table.html", CONFUSION_PLOT, "per_class_top1.png", "training_curves.png")
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.html")
 COMPARISON_FILES = ("json", "md", "html", "png")  # experiments.<ext>: rule compare_experiments
 TRAINED_FILES = {  # a trained job's outputs, by method
@@ -129,14 +129,14 @@ def _splits(folder: Path, known: set[int]) -> list[int]:
 
 
 def current_tags(reports: dict[int, Path], results: Path) -> tuple[str | None, str | None]:
-    """The CLIP and MV tags the reports were made from (their artefacts: the fusion head,
+    """The CLIP and MV tags the reports were made from (their artefacts: the product head,
     ``heads/<clip>/<mv>/...``), or None where no report says."""
     for folder in reports.values():
         try:
-            fusion = read_json(folder / "metrics.json")["artefacts"]["fusion_model"]
+            product = read_json(folder / "metrics.json")["artefacts"][PRODUCT_MODEL]
         except (BrokenFileError, KeyError, TypeError):
             continue
-        parts = (folder / fusion).resolve().relative_to(results.resolve()).parts
+        parts = (folder / product).resolve().relative_to(results.resolve()).parts
         if len(parts) > 3 and parts[0] == "heads":
             return parts[1], parts[2]
     return None, None

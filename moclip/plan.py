@@ -77,6 +77,14 @@ def clip_settings(config: dict) -> dict:
     return {**{k: v for k, v in config["clip"].items() if k not in other}, "seed": config["seed"]}
 
 
+def zeroshot_settings(config: dict) -> dict:
+    """The settings of moclip.zeroshot.zeroshot (rule zeroshot): the model as clip_embed
+    builds it, the prompts, the seed and the threads (not clip.device, a machine setting)."""
+    c = config["clip"]
+    model = {k: c[k] for k in ("model", "pretrained", "quick_gelu", "cpu_threads")}
+    return {**model, **{k: c[k] for k in ZEROSHOT_SETTINGS}, "seed": config["seed"]}
+
+
 def head_settings(config: dict, head: str | None = None) -> dict:
     """Fields of moclip.heads.HeadSettings; for one ``head``, only those that shape it (a
     change to the fusion MLP's width or to the MV draws retrains no CLIP probe)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from moclip.io import atomic_path, read_json, read_tsv
+from moclip.methods import TRAINED
 
 
 def _plt():
@@ -47,7 +48,7 @@ WORST_CLASSES = 30
 MAX_FIGURE_INCHES = 16
 
 
-PER_CLASS_METHODS = ("mv_only", "clip_linear", "fusion")  # the streams, then their fusion
+PER_CLASS_METHODS = TRAINED  # the streams alone, then the heads (moclip.methods)
 
 
 FAILED_COLUMN = "(failed)"

@@ -16,6 +16,7 @@ from moclip.encode import EncodeSettings
 from moclip.frames import read_frames
 from moclip.heads import load_head
 from moclip.io import read_json
+from moclip.methods import HEADS, PRODUCT, PRODUCT_MODEL
 from moclip.mv_data import read_segments
 from moclip.mv_train import load_checkpoint, view_features
 from moclip.reencode import FAILED, REENCODED, reencode_plan, reencode_video
@@ -78,7 +79,7 @@ class Predictor:
         # Artefacts are named relative to the report's directory, so a moved run still loads.
         mvnet, ms, _ = load_checkpoint(report.parent / art["mv_model"])
         self.mvnet, self.mv_settings = mvnet.to(self.device), replace(ms, precision=precision or ms.precision)
-        self.head, meta = load_head(report.parent / art["fusion_model"])
+        self.head, meta = load_head(report.parent / art[PRODUCT_MODEL])
         self.classes, self.head_settings = meta["classes"], meta["settings"]
         self.clip_dtype = cs.dtype  # the workflow stores embeddings in this precision
         self.reencode = run_reencode_plan(s)
@@ -106,7 +107,8 @@ class Predictor:
         maps = maps.to(self.device)
         m = view_features(self.mvnet, maps, ms, ms.eval_crops).mean(2)[0].cpu().numpy()  # as the workflow's features
         clip_feature = pool_frames(z, normalize=self.head_settings.frame_norm)
-        feat = np.concatenate([clip_feature, pool_segments(m)])[None].astype(np.float32)
+        streams = {"clip": clip_feature, "mv": pool_segments(m)}  # the product head's, in its order
+        feat = np.concatenate([streams[s] for s in HEADS[PRODUCT].streams])[None].astype(np.float32)
         p = torch.softmax(self.head(torch.from_numpy(feat)), -1)[0].numpy()
         order = np.argsort(-p, kind="stable")[: min(top, len(p))]
         return Prediction(str(video), [(self.classes[i], float(p[i])) for i in order])

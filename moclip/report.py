@@ -13,7 +13,7 @@ from moclip.clip_stream import ClipSettings
 from moclip.costs import method_costs
 from moclip.heads import load_head
 from moclip.io import read_json, relative_to, write_json, write_text
-from moclip.methods import HEADS, METHODS
+from moclip.methods import HEADS, METHODS, PRODUCT
 from moclip.metrics import sample_sd
 from moclip.mv_train import load_checkpoint
 from moclip.plots import plot_confusion, plot_curves, plot_per_class
@@ -285,7 +285,7 @@ def report_split(
     reencoded: Path | str | None = None,
     cut: Path | str | None = None,
     dataset: Path | str | None = None,
-    fusion_predictions: Path | str,
+    product_predictions: Path | str,
     mv_training: Path | str,
     head_training: dict[str, Path | str],
     artefacts: dict[str, Path | str],
@@ -307,7 +307,7 @@ def report_split(
     rep["artefacts"] = {k: relative_to(v, Path(metrics).parent) for k, v in artefacts.items()}
     write_json(metrics, rep)
     write_text(table, split_html(rep))
-    plot_confusion(fusion_predictions, classes, confusion, f"fusion, split {split} (test)")
+    plot_confusion(product_predictions, classes, confusion, f"{PRODUCT}, split {split} (test)")
     plot_per_class(rep, classes, per_class, f"per-class top-1, split {split}")
     plot_curves(mv_training, head_training, curves, f"training, split {split}")
     for name, m in rep["methods"].items():

@@ -48,14 +48,7 @@ rule zeroshot:
         runtime=minutes(120),
         gpu=uses_gpu("clip"),
     params:
-        model=setting(lambda c: c["clip"]["model"]),
-        pretrained=setting(lambda c: c["clip"]["pretrained"]),
-        quick_gelu=setting(lambda c: c["clip"]["quick_gelu"]),
-        prompts=setting(lambda c: c["clip"]["prompts"]),
-        templates=setting(lambda c: c["clip"]["templates"]),
-        prompt_norm=setting(lambda c: c["clip"]["prompt_norm"]),
-        seed=setting(lambda c: c["seed"]),
-        cpu_threads=setting(lambda c: c["clip"]["cpu_threads"]),
+        settings=setting(plan.zeroshot_settings),
         code=code_digest("zeroshot"),
     script:
         "../workflow_scripts/zeroshot.py"

@@ -27,7 +27,7 @@ from moclip.experiments import (
     own_jobs,
 )
 from moclip.layout import SHARD_DIGITS, Layout, gpu_slots_line
-from moclip.methods import HEADS, head_inputs
+from moclip.methods import CONFUSION_PLOT, HEADS, PRODUCT, head_inputs
 from moclip.prompts import prompt_files
 from moclip.provenance import code_digest as _code_digest
 from moclip.resources import Workloads, memory_mb, minutes
@@ -306,8 +306,8 @@ def report_inputs(wildcards):
         "mv_training": mvnet_file(e, "training", k),
         "clip_shard": clip_shards(e)[0],
         "mv_model": mvnet_file(e, "model", k),
-        "fusion_model": head_output(e, "model", k, "fusion"),
-        "fusion_predictions": head_output(e, "predictions", k, "fusion"),
+        "product_model": head_output(e, "model", k, PRODUCT),
+        "product_predictions": head_output(e, "predictions", k, PRODUCT),
     }
 
 

@@ -16,10 +16,10 @@ rule report_split:
             labels=split_result("table: every method's top-1 and top-5"),
         ),
         confusion=report(
-            results("{exp}reports/split{split}/confusion_fusion.png"),
+            results(f"{{exp}}reports/split{{split}}/{CONFUSION_PLOT}"),
             caption="../report/confusion.rst",
             category="Split {split}",
-            labels=split_result("confusion matrix (fusion)"),
+            labels=split_result(f"confusion matrix ({PRODUCT})"),
         ),
         per_class=report(
             results("{exp}reports/split{split}/per_class_top1.png"),

@@ -32,6 +32,10 @@ def test_an_empty_folder_run_and_a_missing_prompt_file_are_one_line_each(tmp_pat
     folder = merged(DEFAULTS, {"dataset": {"format": "folder", "videos": str(tmp_path)}})
     with pytest.raises(ConfigError, match=r"no video files \(dataset.format: folder\)"):
         check_run(folder, [], str(tmp_path), None)
+    paths = tmp_path / "my-paths.yaml"
+    paths.write_text(f"dataset:\n  format: folder\n  videos: {tmp_path}\n")
+    with pytest.raises(ConfigError, match=rf"^{paths}:3: dataset.videos: {tmp_path}: no video files"):
+        check_run(folder, [paths], str(tmp_path), None)
     src = tmp_path / "mine.yaml"
     src.write_text("clip:\n  prompts: missing-prompts.yaml\n")
     config = merged(DEFAULTS, {"clip": {"prompts": "missing-prompts.yaml"}})

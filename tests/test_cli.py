@@ -9,14 +9,40 @@ import subprocess
 import sys
 
 import pytest
-from conftest import moving_object_video
+from conftest import DEFAULTS, moving_object_video
 
 import moclip
-from moclip.cli import build_parser, main
+from moclip.cli import build_parser, decode_settings, main
+from moclip.codec import DecodeSettings
+from moclip.runtime import PRECISIONS
+from moclip.videos import SPLITS
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "moclip.cli", *args], capture_output=True, text=True)
+
+
+def test_the_commands_defaults_are_the_workflows():
+    """Each flag's default and choices are the setting's own (config.yaml, the settings
+    classes, the library's lists), never a second copy: a copy that drifts fails here."""
+    p = build_parser()
+    cache = p.parse_args(["cache", "v.avi", "--out", "o"])
+    assert decode_settings(cache) == DecodeSettings()
+    m = p.parse_args(["manifest", "--videos", "v", "--out", "o"])
+    d = DEFAULTS["dataset"]
+    assert (m.format, m.splits, m.val_groups, m.shards, m.videos_per_shard, m.seed) == (
+        d["format"],
+        d["splits"],
+        d["val_groups"],
+        d["shards"],
+        d["videos_per_shard"],
+        DEFAULTS["seed"],
+    )
+    demo = p.parse_args(["demo-data", "dir"])
+    assert (demo.format, demo.seed) == (d["format"], DEFAULTS["seed"])
+    actions = {(name, a.dest): a for name, sub in p._subparsers._group_actions[0].choices.items() for a in sub._actions}
+    assert tuple(actions["manifest", "splits"].choices) == tuple(actions["predict", "split"].choices) == SPLITS
+    assert tuple(actions["predict", "precision"].choices) == PRECISIONS
 
 
 def test_version_and_help_show_defaults():

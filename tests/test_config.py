@@ -20,6 +20,7 @@ from conftest import (
     snakemake,
 )
 
+from moclip import plan
 from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
 from moclip.checks import check_models
 from moclip.cli import main
@@ -173,6 +174,40 @@ def test_a_missing_dataset_path_is_one_line_from_the_users_file_in_both_checks(t
     assert [x for x in said.splitlines() if "UCF-101" in x] == [line]  # printed once
 
 
+@pytest.mark.workflow
+@pytest.mark.parametrize("case", ["mv_model", "lists", "twice"])
+def test_other_path_errors_are_one_line_from_the_users_file_in_both_checks(tmp_path, case, capsys):
+    """The other settings a parse checks, as the missing dataset path: a folder run's given
+    MV network that is not a file, split lists without classInd.txt (the error names the list
+    file and the setting that named the folder) and a key given twice. Each is one line
+    naming the user's file and the setting's line, the same from `moclip check-config` and
+    `snakemake -n`, without a wrapper or a traceback."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.avi").touch()
+    (tmp_path / "lists").mkdir()
+    paths = tmp_path / "my-paths.yaml"
+    text, problem = {
+        "mv_model": (
+            f"dataset:\n  format: folder\n  videos: {tmp_path / 'videos'}\n"
+            f"features:\n  mv_model: {tmp_path / 'mv.pt'}\n",
+            f"5: features.mv_model: '{tmp_path / 'mv.pt'}' is not a file",
+        ),
+        "lists": (
+            f"dataset:\n  videos: {tmp_path / 'videos'}\n  lists: {tmp_path / 'lists'}\n",
+            f"3: dataset.lists: {tmp_path / 'lists' / 'classInd.txt'}: split list not found",
+        ),
+        "twice": ("seed: 1\nseed: 2\n", "2: seed: key given twice, at lines 1 and 2 (YAML keeps the last)"),
+    }[case]
+    paths.write_text(text)
+    line = f"{paths}:{problem}"
+    assert main(["check-config", str(paths)]) == 2
+    assert capsys.readouterr().err == f"moclip check-config: error: {line}\n"
+    out = snakemake(tmp_path / "run", {}, "-n", "--configfile", str(paths), check=False)
+    said = out.stdout + out.stderr
+    assert out.returncode == 1 and line in said.splitlines(), said
+    assert "WorkflowError" not in said and 'File "' not in said and "Traceback" not in said, said
+
+
 @pytest.mark.parametrize(
     ("text", "line", "key"),
     [
@@ -321,6 +356,12 @@ def test_a_settings_class_built_without_arguments_is_the_workflows(section):
         if key in built:
             assert built[key] == (tuple(value) if isinstance(value, list) else value), f"{section}.{key}"
     assert dataclasses.asdict(cls.from_config({k: v for k, v in DEFAULTS[section].items() if k in built})) == built
+
+
+def test_decode_settings_built_without_arguments_are_the_workflows_caches():
+    """The cache's frame settings come from config.yaml's ``frames`` (as the workflow's params
+    pass them, moclip.plan.decode_settings): ``DecodeSettings()`` writes the workflow's cache."""
+    assert DecodeSettings.from_config(plan.decode_settings(DEFAULTS)) == DecodeSettings()
 
 
 def test_every_choice_the_schema_allows_is_the_librarys_own_list():

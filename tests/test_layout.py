@@ -29,6 +29,10 @@ def test_a_users_paths_are_checked_to_exist(tmp_path):
         _ = Layout(merged(DEFAULTS, {"dataset": csv})).paths
     with pytest.raises(ConfigError, match=r"^config: dataset.lists is required with dataset.format: ucf101$"):
         _ = Layout(merged(DEFAULTS, {"dataset": {"videos": str(tmp_path)}})).paths
+    (tmp_path / "t.csv").touch()
+    classes = {**csv, "lists": str(tmp_path / "t.csv"), "classes": str(tmp_path / "none.txt")}
+    with pytest.raises(ConfigError, match=r"^config: dataset.classes: '.*none.txt' is not a file$"):
+        _ = Layout(merged(DEFAULTS, {"dataset": classes})).paths
 
 
 def test_a_missing_path_is_named_with_the_file_and_line_that_set_it(tmp_path):
@@ -82,8 +86,10 @@ def test_a_stage_runs_on_a_gpu_when_asked_or_auto_means_one():
 def test_the_manifest_reads_the_formats_lists_and_the_class_order(tmp_path):
     (tmp_path / "labels.csv").write_text("")
     csv = {"videos": str(tmp_path), "format": "csv", "lists": str(tmp_path / "labels.csv")}
-    run = Layout(merged(DEFAULTS, {"dataset": {**csv, "classes": "classes.txt", "splits": [1]}}))
-    assert run.list_files == [str(tmp_path / "labels.csv"), "classes.txt"]
+    (tmp_path / "classes.txt").write_text("")
+    classes = str(tmp_path / "classes.txt")
+    run = Layout(merged(DEFAULTS, {"dataset": {**csv, "classes": classes, "splits": [1]}}))
+    assert run.list_files == [str(tmp_path / "labels.csv"), classes]
     (tmp_path / "L").mkdir()
     ucf = {"videos": str(tmp_path), "lists": str(tmp_path / "L"), "splits": [2]}
     assert Layout(merged(DEFAULTS, {"dataset": ucf})).list_files == [

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULTS, merged
 
+from moclip.cli import main
 from moclip.datasets import count_videos, read_class_index
 from moclip.io import BrokenFileError
+from moclip.layout import Layout
 from moclip.manifest import build_manifest, shard_count, val_share_groups
 from moclip.videos import COLUMNS, ManifestError, read_manifest, shard_of, write_manifest
 
@@ -120,23 +123,47 @@ def test_shards_stable_when_a_video_is_added(tmp_path):
     assert after["v_JumpRope_g06_c03"] == shard_of("v_JumpRope_g06_c03", 4)
 
 
-def test_auto_shards_from_the_lists_of_a_ucf101_sized_dataset(tmp_path):
-    """101 classes x 25 groups x 5-6 clips = 13,320 list entries (no video files needed)."""
-    lists = tmp_path / "lists"
+def ucf101_sized_lists(root: Path) -> tuple[list[str], Path]:
+    """101 classes x 25 groups x 5-6 clips = 13,320 list entries, as UCF101's three splits."""
+    lists = root / "lists"
     lists.mkdir()
     classes = [f"Class{c:03d}" for c in range(101)]
     (lists / "classInd.txt").write_text("".join(f"{i} {c}\r\n" for i, c in enumerate(classes, 1)))
     names = [f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi" for c in classes for g in range(1, 26) for k in range(1, 6)]
     names += [f"{c}/v_{c}_g{g:02d}_c06.avi" for c in classes for g in range(1, 8)][:695]
     assert len(names) == 13320
-    for k in (1, 2, 3):  # every split lists every video once, in train or test
-        (lists / f"trainlist0{k}.txt").write_text("".join(f"{n} 1\r\n" for n in names[k * 100 :]))
-        (lists / f"testlist0{k}.txt").write_text("".join(f"{n}\r\n" for n in names[: k * 100]))
+    for k in (1, 2, 3):  # every split lists every video once, in train or test (its groups apart)
+        test = {n for n in names if int(n.split("_g")[1][:2]) in range(7 * k - 6, 7 * k + 1)}
+        (lists / f"trainlist0{k}.txt").write_text("".join(f"{n} {int(n[5:8]) + 1}\r\n" for n in names if n not in test))
+        (lists / f"testlist0{k}.txt").write_text("".join(f"{n}\r\n" for n in names if n in test))
+    return names, lists
+
+
+def test_auto_shards_from_the_lists_of_a_ucf101_sized_dataset(tmp_path):
+    """The count reads the lists alone (no video files needed)."""
+    _, lists = ucf101_sized_lists(tmp_path)
     n = count_videos("ucf101", tmp_path / "no-videos-needed", lists, [1, 2, 3])
     assert n == 13320 and shard_count(n, 256) == 52
     # A few more videos leave the count alone (up to 52.5 x 256 = 13,440), so each changes one shard only.
     assert shard_count(13439, 256) == 52 and shard_count(13440, 256) == 53
     assert shard_count(0, 256) == shard_count(100, 256) == 1
+
+
+def test_moclip_manifest_gives_a_ucf101_sized_tree_the_workflows_shards(tmp_path):
+    """``moclip manifest`` without --shards shards as the workflow does (config.yaml's
+    ``shards: auto``, about videos_per_shard a shard): the same count as the workflow's
+    parse (moclip.layout) on the same tree, 52 for UCF101's 13,320 videos."""
+    names, lists = ucf101_sized_lists(tmp_path)
+    videos = tmp_path / "UCF-101"  # empty files: the manifest checks they exist, opens none
+    for c in {n.split("/")[0] for n in names}:
+        (videos / c).mkdir(parents=True)
+    for n in names:
+        (videos / n).touch()
+    out = tmp_path / "manifest.tsv"
+    assert main(["manifest", "--videos", str(videos), "--lists", str(lists), "--out", str(out)]) == 0
+    rows = read_manifest(out)
+    workflow = Layout(merged(DEFAULTS, {"dataset": {"videos": str(videos), "lists": str(lists)}})).shards
+    assert len(rows) == 13320 and len({r.shard for r in rows}) == len(workflow) == 52
 
 
 def test_unicode_and_spaces_in_dataset_path(tmp_path):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+from pathlib import Path
 
+from conftest import REPO
 from test_heads import feature_run  # noqa: F401 (the fixture)
 
 import moclip.heads as heads
 from moclip.heads import HeadSettings, build_head, load_head
-from moclip.methods import HEADS, Head, head_inputs, lives_in, shapes
+from moclip.methods import HEADS, PRODUCT, TRAINED, Head, head_inputs, lives_in, shapes
 from moclip.plan import head_settings
+from moclip.plots import PER_CLASS_METHODS
 
 
 def test_a_head_lives_under_the_tags_of_the_streams_it_reads():
@@ -52,3 +57,41 @@ def test_a_new_head_is_one_registry_entry(feature_run, monkeypatch):  # noqa: F8
     assert m["method"] == "mv_linear" and m["top1"] >= 0.8  # the MV features carry the class
     assert load_head(d / "o" / "model.pt")[1]["dims"] == [5]
     assert json.loads((d / "o" / "metrics.json").read_text())["n_test"] == 6
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """The string literals of a Python file's code (its docstrings left out)."""
+    tree = ast.parse(path.read_text())
+    docs = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    ]
+
+
+def test_the_heads_roles_are_named_in_the_registry_alone():
+    """The report's confusion matrix, `moclip predict`'s model and the per-class plot's bars
+    come from moclip.methods (PRODUCT, TRAINED): no code names a head but the registry, so a
+    head renamed or a product changed there is changed everywhere."""
+    assert PRODUCT in HEADS and PER_CLASS_METHODS == TRAINED == ("mv_only", *HEADS)
+    names = re.compile(rf"(?<![A-Za-z])({'|'.join(HEADS)})(?![A-Za-z])")  # fusion_model too, not confusion
+    found = [
+        f"{p.relative_to(REPO)}:{line}: {text!r}"
+        for p in sorted([*(REPO / "moclip").glob("*.py"), *(REPO / "workflow_scripts").glob("*.py")])
+        if p.name != "methods.py"
+        for line, text in _code_strings(p)
+        if names.search(text)
+    ]
+    for p in [REPO / "Snakefile", *(REPO / "rules").glob("*.smk")]:  # quoted strings outside comments
+        for i, line in enumerate(p.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            found += [f"{p.relative_to(REPO)}:{i}: {s!r}" for s in re.findall(r"\"[^\"]*\"", code) if names.search(s)]
+    assert not found, found

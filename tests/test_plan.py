@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 from conftest import DEFAULTS, merged
@@ -22,6 +23,17 @@ def test_stage_settings_are_the_settings_classes_fields_without_machine_settings
     coviar = merged(DEFAULTS, {"dataset": {"reencode": "coviar"}})
     assert plan.reencoding(coviar) and plan.reencode_settings(coviar) == {"recipe": "coviar", "probe_frames": 0}
     assert not plan.reencoding(DEFAULTS)
+
+
+def test_the_zeroshot_rules_settings_are_its_functions_settings():
+    """plan.zeroshot_settings is every keyword of moclip.zeroshot.zeroshot but the job's files,
+    split and device: a setting added to the function and not to the plan fails here."""
+    from moclip.zeroshot import zeroshot
+
+    job = {"manifest", "shards", "split", "device", "predictions", "metrics"}
+    assert set(plan.zeroshot_settings(DEFAULTS)) == set(inspect.signature(zeroshot).parameters) - job
+    c = merged(DEFAULTS, {"clip": {"device": "cuda", "prompts": "phrases"}, "seed": 3})
+    assert plan.zeroshot_settings(c) == {**plan.zeroshot_settings(DEFAULTS), "prompts": "phrases", "seed": 3}
 
 
 def test_tags_change_with_what_shapes_the_outputs_and_not_the_device():

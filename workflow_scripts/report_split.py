@@ -4,7 +4,7 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.methods import HEADS
+from moclip.methods import HEADS, PRODUCT_MODEL
 from moclip.report import report_split
 
 inp, p = snakemake.input, snakemake.params
@@ -18,8 +18,8 @@ report_split(
     manifest=inp.manifest,
     dataset=inp.dataset,
     settings=p.settings,
-    fusion_predictions=inp.fusion_predictions,
+    product_predictions=inp.product_predictions,
     mv_training=inp.mv_training,
     head_training={h: inp[f"{h}_training"] for h in HEADS},
-    artefacts={"clip_embeddings": inp.clip_shard, "mv_model": inp.mv_model, "fusion_model": inp.fusion_model},
+    artefacts={"clip_embeddings": inp.clip_shard, "mv_model": inp.mv_model, PRODUCT_MODEL: inp.product_model},
 )
