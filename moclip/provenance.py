@@ -3,7 +3,8 @@
 Snakemake reruns a rule when its script changes, not when a library module the script
 imports does. :func:`code_digest` hashes the transitive closure of ``moclip`` modules that
 a script reaches through ``import`` statements (anywhere in a module, so function-level
-imports count too), plus the package data a module declares in ``__data__``. It is read
+imports count too) and the packages above each (their ``__init__`` runs first), plus the
+package data a module declares in ``__data__``. It is read
 from the source with :mod:`ast`, never by importing, so it is cheap at parse time, and it
 hashes what executes: the syntax tree without docstrings, so a comment, a docstring, blank
 lines or a formatter's pass rerun nothing.
@@ -103,12 +104,18 @@ def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
     while todo:
         path, name = todo.pop()
         package = name if name is None or path.name == "__init__.py" else name.rpartition(".")[0]
-        for m in _imports(_parsed(path)[1], package):
+        for m in _with_parents(_imports(_parsed(path)[1], package)):
             f = _module_file(package_dir, m)
             if f is not None and m not in seen:
                 seen.add(m)
                 todo.append((f, m))
     return sorted(seen)
+
+
+def _with_parents(names: set[str]) -> set[str]:
+    """``names`` and every package above each (``moclip.a.b`` -> ``moclip.a``): importing a
+    module executes its parents' ``__init__`` first, so they are reached too."""
+    return {".".join(n.split(".")[:k]) for n in names for k in range(2, n.count(".") + 2)}
 
 
 def code_digest(script: Path | str, package_dir: Path | str) -> str:

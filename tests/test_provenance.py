@@ -34,7 +34,8 @@ def test_every_library_module_is_reached_by_some_rule_or_is_a_tool(imported):
     tools = {"moclip.cli", "moclip.predict", "moclip.verify", "moclip.outputs"}
     tools |= {"moclip.config", "moclip.provenance", "moclip.checks", "moclip.plan", "moclip.resources"}
     tools |= {"moclip.experiments", "moclip.layout", "moclip.features"}  # and the user's code's (load_features)
-    modules = {f"moclip.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    files = (p.relative_to(PACKAGE.parent).with_suffix("") for p in PACKAGE.rglob("*.py"))
+    modules = {".".join(f.parts[:-1] if f.name == "__init__" else f.parts) for f in files} - {"moclip"}
     assert modules - tools == reached
 
 
@@ -61,10 +62,13 @@ def _package(tmp_path: Path) -> tuple[Path, Path]:
     (pkg / "data").mkdir()
     (pkg / "__init__.py").write_text('"""pkg"""\n__version__ = "1"\n')
     (pkg / "a.py").write_text("from . import b\nimport numpy\n")
-    (pkg / "b.py").write_text("def f():\n    from moclip.sub import c\n")
+    (pkg / "b.py").write_text("def f():\n    from moclip.sub import c\n    import moclip.deep.e\n")
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "c.py").write_text('__data__ = ("../data",)\nfrom ..d import x\n')
     (pkg / "d.py").write_text("x = 1\n")
+    (pkg / "deep").mkdir()
+    (pkg / "deep" / "__init__.py").write_text('"""A parent package: its __init__ runs before e."""\nflag = 1\n')
+    (pkg / "deep" / "e.py").write_text("z = 3\n")
     (pkg / "unused.py").write_text("y = 2\n")
     (pkg / "data" / "cfg.json").write_text("{}")
     script = tmp_path / "script.py"
@@ -74,7 +78,8 @@ def _package(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_closure_follows_every_kind_of_import(tmp_path):
     script, pkg = _package(tmp_path)
-    assert module_closure(script, pkg) == ["moclip.a", "moclip.b", "moclip.d", "moclip.sub", "moclip.sub.c"]
+    want = ["moclip.a", "moclip.b", "moclip.d", "moclip.deep", "moclip.deep.e", "moclip.sub", "moclip.sub.c"]
+    assert module_closure(script, pkg) == want
 
 
 @pytest.mark.parametrize(
@@ -84,6 +89,8 @@ def test_closure_follows_every_kind_of_import(tmp_path):
         ("b.py", True),
         ("sub/c.py", True),
         ("d.py", True),
+        ("deep/__init__.py", True),  # named by no import, run by `import moclip.deep.e`
+        ("deep/e.py", True),
         ("data/cfg.json", True),
         ("unused.py", False),
         ("__init__.py", False),
