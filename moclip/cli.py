@@ -19,7 +19,7 @@ from moclip.checks import check_experiments
 from moclip.codec import DecodeSettings
 from moclip.config import check_config, load_config
 from moclip.datasets import FORMATS
-from moclip.demo import APPEARANCES, DOWNLOAD_NAMES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
 from moclip.experiments import describe, experiment_configs, experiments
 from moclip.features import LAYOUTS, READERS, export_npy, export_table, load_features
 from moclip.io import BrokenFileError, snakemake_program
@@ -53,7 +53,7 @@ def _demo_data(a: argparse.Namespace) -> int:
         frames=a.frames,
         seed=a.seed,
     )
-    videos, lists = (Path(a.dir) / n if n else None for n in DOWNLOAD_NAMES[a.format])
+    videos, lists = (Path(a.dir) / n if n else None for n in FORMATS[a.format].names)
     with _in_flags("demo"):
         make_demo_dataset(videos, lists, spec, threads=a.threads, format=a.format)
     labels = f" and split lists to {lists}" if lists else " (no labels)"
@@ -264,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo-data", help="write the synthetic demo dataset in UCF101's (or another) layout", formatter_class=fmt
     )
-    layouts = "; ".join(f"{f}: {v}/" + (f" and {n}" if n else "") for f, (v, n) in DOWNLOAD_NAMES.items())
+    layouts = "; ".join(
+        f"{f}: {v}/" + (f" and {n}" if n else "") for f, (v, n) in ((f, fmt.names) for f, fmt in FORMATS.items())
+    )
     d.add_argument("dir", help=f"output directory (gets, by format, {layouts})")
     d.add_argument(
         "--appearances",
@@ -288,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--format",
         default=default("dataset", "format"),
-        choices=list(DOWNLOAD_NAMES),
+        choices=list(FORMATS),
         help="layout: UCF101's, HMDB51's, one CSV of labels and splits, or bare folders without labels",
     )
     d.set_defaults(func=_demo_data)

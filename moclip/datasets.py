@@ -63,12 +63,14 @@ class Listing:
 class Format:
     """A dataset format (``dataset.format``): what ``dataset.lists`` is (a ``directory``, a
     ``file`` or None: videos only, unlabelled) and its three readers: the listing, the files
-    it reads (the manifest's inputs) and the count of videos it lists (at parse time, cheap)."""
+    it reads (the manifest's inputs) and the count of videos it lists (at parse time, cheap);
+    and the names of its videos folder and lists in the dataset's own download."""
 
     lists: str | None
     read: Callable[..., Listing]  # (videos, lists, splits, seed, classes file or None)
     files: Callable[[Path, list[int]], list[Path]]  # (lists, splits)
     count: Callable[[Path, Path | None, list[int]], int]  # (videos, lists, splits)
+    names: tuple[str, str | None]  # the videos folder and the lists as the downloads name them (and the demo)
 
     @property
     def labelled(self) -> bool:
@@ -413,7 +415,7 @@ def _folder(videos: Path, *_) -> Listing:
 
 
 # --------------------------------------------------------------------------- the registry
-# A new format is one entry here (its readers above), one in moclip.demo.LAYOUTS (its demo,
+# A new format is one entry here (its readers above, its names), one in moclip.demo.LAYOUTS (its demo,
 # so every test and the scale benchmark can make one) and its tests.
 
 
@@ -446,8 +448,8 @@ def _folder_count(videos: Path, *_) -> int:
 
 
 FORMATS: dict[str, Format] = {
-    "ucf101": Format("directory", _ucf101, _ucf101_files, _ucf101_count),
-    "hmdb51": Format("directory", _hmdb51, _hmdb51_files, _hmdb51_count),
-    "csv": Format("file", _csv, lambda table, splits: [table], _csv_count),
-    "folder": Format(None, _folder, lambda *_: [], _folder_count),
+    "ucf101": Format("directory", _ucf101, _ucf101_files, _ucf101_count, ("UCF-101", "ucfTrainTestlist")),
+    "hmdb51": Format("directory", _hmdb51, _hmdb51_files, _hmdb51_count, ("hmdb51_org", "testTrainMulti_7030_splits")),
+    "csv": Format("file", _csv, lambda table, splits: [table], _csv_count, ("videos", "labels.csv")),
+    "folder": Format(None, _folder, lambda *_: [], _folder_count, ("videos", None)),
 }

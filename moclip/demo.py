@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moclip.encode import encode_video
+from moclip.datasets import FORMATS
 from moclip.runtime import Progress, process_pool
 from moclip.settings import FromConfig, default
 
@@ -156,6 +156,8 @@ def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: 
 
 def _write_clip(args: tuple) -> str:
     spec, appearance, motion, group, clip, path = args
+    from moclip.encode import encode_video  # PyAV, imported here: the workflow's parse reads DemoSpec
+
     encode_video(path, render_clip(spec, appearance, motion, group, clip), fps=FPS, codec="mpeg4", gop=12)
     return str(path)
 
@@ -218,7 +220,7 @@ def make_demo_dataset(
 def _check_format(format: str, lists: Path | str | None) -> None:
     if format not in LAYOUTS:
         raise ValueError(f"demo format {format!r}: choose from {list(LAYOUTS)}")
-    if (lists is None) != (LAYOUTS[format].lists is None):
+    if (lists is None) != (FORMATS[format].lists is None):
         need = "takes no lists (videos only)" if lists is not None else "needs a lists path"
         raise ValueError(f"demo format {format!r} {need}")
 
@@ -312,25 +314,20 @@ def _hmdb51_lists(lists: Path, spec: DemoSpec, rel: dict[ClipKey, str]) -> None:
 
 @dataclass(frozen=True)
 class Layout:
-    """A dataset format's demo (moclip.datasets.FORMATS names the same formats): the videos
-    folder and the lists (a folder, a file, or None: videos only) as the dataset's own
-    downloads name them, a clip's path under the videos, and the lists' writer."""
+    """A dataset format's demo (moclip.datasets.FORMATS names the same formats, and the
+    folders of their downloads): a clip's path under the videos, and the lists' writer
+    (None: videos only)."""
 
-    videos: str
-    lists: str | None
     path: Callable[[str, int, int], str]
     write_lists: Callable[[Path, DemoSpec, dict[ClipKey, str]], None] | None = None
 
 
 LAYOUTS: dict[str, Layout] = {
-    "ucf101": Layout("UCF-101", "ucfTrainTestlist", ucf101_path, _ucf101_lists),
-    "hmdb51": Layout(
-        "hmdb51_org", "testTrainMulti_7030_splits", hmdb51_path, lambda d, s, _: write_hmdb51_splits(d, s)
-    ),
-    "csv": Layout("videos", "labels.csv", ucf101_path, write_csv_labels),
-    "folder": Layout("videos", None, folder_path),
+    "ucf101": Layout(ucf101_path, _ucf101_lists),
+    "hmdb51": Layout(hmdb51_path, lambda d, s, _: write_hmdb51_splits(d, s)),
+    "csv": Layout(ucf101_path, write_csv_labels),
+    "folder": Layout(folder_path),
 }
-DOWNLOAD_NAMES = {f: (lay.videos, lay.lists) for f, lay in LAYOUTS.items()}  # (videos, lists) a format
 
 
 # --------------------------------------------------------------------------- UCF101-shaped sets for scale measurements

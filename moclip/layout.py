@@ -14,7 +14,7 @@ from moclip import plan
 from moclip.config import ConfigError, where_set
 from moclip.datasets import FORMATS, count_videos, folder_videos, split_sizes
 from moclip.datasets import list_files as format_list_files
-from moclip.demo import DOWNLOAD_NAMES, DemoSpec
+from moclip.demo import DemoSpec
 from moclip.manifest import resolve_shards
 
 SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint and the shard list
@@ -67,7 +67,7 @@ class Layout:
     def demo_dirs(self) -> dict[str, str]:
         """The generated demo's videos and lists, in the format's layout, named as the
         dataset's downloads."""
-        names = zip(("videos", "lists"), DOWNLOAD_NAMES[self.format])
+        names = zip(("videos", "lists"), FORMATS[self.format].names)
         return {k: f"{self.results}/demo/{name}" for k, name in names if name}
 
     @property

@@ -14,8 +14,8 @@ from conftest import TINY_DEMO
 
 from moclip.cache import cache_video, read_mv
 from moclip.codec import DecodeSettings
+from moclip.datasets import FORMATS
 from moclip.demo import (
-    DOWNLOAD_NAMES,
     LAYOUTS,
     DemoSpec,
     hmdb51_class,
@@ -140,7 +140,7 @@ def formats(tmp_path_factory) -> dict:
     """FORMAT_DEMO in every format: format -> (videos, lists or None)."""
     root = tmp_path_factory.mktemp("formats")
     out = {}
-    for f, (v, n) in DOWNLOAD_NAMES.items():
+    for f, (v, n) in ((f, fmt.names) for f, fmt in FORMATS.items()):
         out[f] = (root / f / v, root / f / n if n else None)
         make_demo_dataset(*out[f], FORMAT_DEMO, threads=2, format=f)
     return out
@@ -276,8 +276,6 @@ def test_scale_dataset_lengths_follow_ucf101():
 
 
 def test_the_demo_writes_every_format_the_workflow_reads():
-    from moclip.datasets import FORMATS
-
     assert list(LAYOUTS) == list(FORMATS)  # the two registries of a format, in step
     for name, layout in LAYOUTS.items():
-        assert (layout.lists is None) == (FORMATS[name].lists is None) == (layout.write_lists is None), name
+        assert (FORMATS[name].names[1] is None) == (FORMATS[name].lists is None) == (layout.write_lists is None), name
