@@ -86,9 +86,10 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
 
 # --------------------------------------------------------------------------- the library as the workflow runs it
 
-# Runs each script's import statements (not the script) in one fresh interpreter and reports
-# which moclip modules each one loaded: third-party modules stay loaded between scripts,
-# moclip's are dropped, so each script's set is its own.
+# Runs each script's import statements (not the script) in one fresh interpreter, and the
+# library's imports inside functions as if each ran, and reports which moclip modules each
+# one loaded: third-party modules stay loaded between scripts, moclip's are dropped, so each
+# script's set is its own.
 _IMPORTS_ORACLE = """
 import ast, json, sys
 out = {}
@@ -98,9 +99,29 @@ for path in sys.argv[1:]:
     tree = ast.parse(open(path).read())
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     exec(compile(ast.Module(imports, []), path, "exec"), {})
+    done = set()
+    while todo := [m for m in sys.modules if m.startswith("moclip.") and m not in done]:
+        for name in todo:  # and the library's imports inside functions, taken as if each function ran
+            done.add(name)
+            source = sys.modules[name].__file__
+            for node in ast.walk(ast.parse(open(source).read())):
+                if isinstance(node, ast.Import) and any(a.name.startswith("moclip") for a in node.names) or (
+                    isinstance(node, ast.ImportFrom) and str(node.module).startswith("moclip")
+                ):
+                    exec(compile(ast.Module([node], []), source, "exec"), {})
     out[path] = sorted(m for m in sys.modules if m.startswith("moclip."))
 print(json.dumps(out))
 """
+
+
+def library_modules() -> list[str]:
+    """Every module of the ``moclip`` package, dotted (``moclip.x.y``; a subpackage by its
+    ``__init__``), the top-level package itself left out."""
+    names = set()
+    for p in (REPO / "moclip").rglob("*.py"):
+        parts = p.relative_to(REPO).with_suffix("").parts
+        names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return sorted(names - {"moclip"})
 
 
 def imported_modules(scripts: list[Path]) -> dict[str, list[str]]:

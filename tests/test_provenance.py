@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import imported_modules
+from conftest import imported_modules, library_modules
 
 import moclip
 from moclip.provenance import code_digest, module_closure
@@ -34,8 +34,7 @@ def test_every_library_module_is_reached_by_some_rule_or_is_a_tool(imported):
     tools = {"moclip.cli", "moclip.predict", "moclip.verify", "moclip.outputs"}
     tools |= {"moclip.config", "moclip.provenance", "moclip.checks", "moclip.plan", "moclip.resources"}
     tools |= {"moclip.experiments", "moclip.layout", "moclip.features"}  # and the user's code's (load_features)
-    files = (p.relative_to(PACKAGE.parent).with_suffix("") for p in PACKAGE.rglob("*.py"))
-    modules = {".".join(f.parts[:-1] if f.name == "__init__" else f.parts) for f in files} - {"moclip"}
+    modules = set(library_modules())
     assert modules - tools == reached
 
 
