@@ -40,6 +40,7 @@ from conftest import (
     snakemake,
 )
 
+import moclip
 from moclip import plan
 from moclip.clip_stream import ClipSettings, load_clip
 from moclip.config import key_line
