@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("results", nargs="?", default="results", help="the run's results directory")
     x.add_argument("--out", required=True, help="the folder to write")
     x.add_argument("--stream", nargs="+", default=["clip"], choices=sorted(READERS), help="the streams to export")
-    x.add_argument("--split", type=int, choices=[1, 2, 3], help="that split's videos (mv: its network's features)")
+    x.add_argument("--split", type=int, choices=SPLITS, help="that split's videos (mv: its network's features)")
     x.add_argument("--experiment", help="an experiment's features, as its reports name them")
     x.add_argument("--tag", help="which configuration's, where the results hold several (default: the reports')")
     x.add_argument("--layout", choices=LAYOUTS, default="npy", help="<video>_<stream>.npy files, or <stream>.npz")

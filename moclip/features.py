@@ -114,15 +114,17 @@ def features_of(
     files: list[Path] | None = None,
     attrs: dict | None = None,
     where: Path | None = None,
+    rows: list[Video] | None = None,
 ) -> Features:
     """Rows read from a stream's files (``ids`` [N], a video's rows in time order) as
     :class:`Features`: in manifest order (stable, so a video's rows keep theirs), with the
     manifest's labels, and with ``split`` only that split's videos and their parts. A video
     of the manifest missing from the files (or one the manifest does not know) is an error
-    naming ``where``, the folder read: outputs of another manifest."""
+    naming ``where``, the folder read: outputs of another manifest. ``rows``: the manifest,
+    where the caller has read it already."""
     import numpy as np
 
-    rows = manifest_rows(results)
+    rows = manifest_rows(results) if rows is None else rows
     order = {r.video_id: i for i, r in enumerate(rows)}
     failed = sorted(failed or [], key=lambda v: order.get(v, len(order)))
     where = where or results
@@ -243,7 +245,8 @@ def _read_shards(results: Path, stream: str, folder: Path, rule: str, split: int
 
     from moclip.shards import read_shard
 
-    files = shard_files(folder, manifest_rows(results), rule)
+    rows = manifest_rows(results)
+    files = shard_files(folder, rows, rule)
     ids, feats, failed, attrs = [], [], [], {}
     for f in files:
         vids, x, valid, a = read_shard(f)
@@ -264,6 +267,7 @@ def _read_shards(results: Path, stream: str, folder: Path, rule: str, split: int
         files=files,
         attrs=attrs,
         where=folder,
+        rows=rows,
     )
 
 

@@ -94,9 +94,9 @@ class Heartbeat(threading.Thread):
         self.job, self.every, self.last, self.fd = job, every, last, fd
 
     def run(self) -> None:
-        stop = threading.Event()  # never set: the thread ends with the process
         stamp = os.environ.get(CONSOLE_STAMP)
-        while not stop.wait(self.every):
+        while True:  # a daemon: the thread ends with the process
+            time.sleep(self.every)
             try:
                 os.write(self.fd, (self.text() + "\n").encode("utf-8", "replace"))
             except OSError:  # the console has gone (a closed pipe): nothing more to say
@@ -134,8 +134,8 @@ class RunWatch(threading.Thread):
         os.environ[CONSOLE_STAMP] = self.stamp.name
 
     def run(self) -> None:
-        stop = threading.Event()  # never set: the thread ends with the process
-        while not stop.wait(self.every / 3):  # a line at most 4/3 of ``every`` after the last
+        while True:  # a daemon: the thread ends with the process
+            time.sleep(self.every / 3)  # a line at most 4/3 of ``every`` after the last
             try:
                 quiet = time.time() - os.stat(self.stamp.name).st_mtime >= self.every
                 jobs = list(self.running()) if quiet else []
