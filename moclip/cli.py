@@ -201,8 +201,8 @@ def _verify(a: argparse.Namespace) -> int:
     print(f"{a.results}: {len(checks.checked)} files checked in {took:.1f} s, {len(checks.broken)} broken")
     if (Path(a.results) / "experiments").is_dir():  # said, not skipped in silence
         print(
-            f"not checked: {Path(a.results) / 'experiments'}/ (each experiment's own outputs; the ones "
-            "the experiments share, at the top, are checked above)"
+            f"not checked: {Path(a.results) / 'experiments'}/ (the experiments' own outputs; the run's, "
+            "at the top level, are checked above)"
         )
     if not checks.broken:
         return 0

@@ -8,6 +8,7 @@ import csv
 import glob
 import logging
 import math
+import os
 from pathlib import Path
 
 from moclip.io import read_json, write_json, write_text
@@ -178,6 +179,10 @@ def compare(
     globs under ``benchmarks``)."""
     times = {name: job_times(benchmarks, patterns, gpu_dirs) for name, patterns in jobs.items()}
     comp = comparison({name: read_json(p) for name, p in summaries.items()}, times)
+    # where each experiment's own outputs live, relative to the results: "." is the run itself
+    top = os.path.abspath(Path(json).parent)
+    roots = {n: os.path.relpath(os.path.abspath(Path(p).parent), top) for n, p in summaries.items()}
+    comp["roots"] = {n: Path(r).as_posix() for n, r in roots.items()}
     write_json(json, comp)
     write_text(md, comparison_markdown(comp))
     tables = comparison_tables(comp)

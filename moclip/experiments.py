@@ -1,11 +1,15 @@
 """Experiments: named variants of one run, and which outputs they share.
 
-An experiment is the run's config with its ``experiments.<name>`` overrides merged in. A
-stage's outputs are computed once for every experiment whose settings of that stage (and of
-every stage it reads) agree, and live under the first such experiment's root: the run's top
-level for the first experiment, ``experiments/<name>/`` for a later one. Heads, reports and
-the summary are each experiment's own, under ``experiments/<name>/``. Without experiments
-the run is one unnamed experiment whose every output lives at the top level.
+An experiment is the run's config with its ``experiments.<name>`` overrides merged in. The
+run itself (its config without experiments) keeps its outputs at the top level, as a run
+without experiments does: an experiment whose settings of a stage (and of every stage it
+reads) equal the run's uses the top level's outputs of that stage, and one whose every
+setting equals the run's (``base: {}``) is the run, its heads, reports and summary
+included. Otherwise a stage's outputs are computed once for every experiment whose settings
+of it agree, under the first such experiment's ``experiments/<name>/``, and so are the heads,
+reports and summary of experiments whose whole configs agree. So adding experiments to a
+finished run computes only what is new. Without experiments the run is one unnamed
+experiment whose every output lives at the top level.
 """
 
 from __future__ import annotations
@@ -136,26 +140,51 @@ def experiment_configs(config: dict, schema: Path | str | dict, sources: Iterabl
     return out
 
 
+def _without_experiments(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "experiments"}
+
+
 def experiments(config: dict, configs: dict[str, dict] | None = None) -> list[Experiment]:
-    """The run's experiments with the root of each stage's outputs (see the module's
-    docstring); ``configs``: experiment_configs' result (none: a run without experiments)."""
+    """The run's experiments with the root of each stage's outputs and of their own (see the
+    module's docstring); ``configs``: experiment_configs' result (none: a run without
+    experiments)."""
     if not configs:
         return [Experiment("", config, dict.fromkeys(SHARED_STAGES, ""), "")]
-    names = list(configs)
-    keys = {n: stage_keys(c) for n, c in configs.items()}
+    donors = ["", *configs]  # the run itself first: its outputs are the top level's
+    whole = {"": _without_experiments(config), **{n: _without_experiments(c) for n, c in configs.items()}}
+    keys = {n: stage_keys(c) for n, c in whole.items()}
 
-    def root(name: str) -> str:
-        return "" if name == names[0] else f"experiments/{name}/"
+    def root(name: str, values: dict[str, Any]) -> str:
+        """The root of the first donor whose value (a stage's key, or the whole config) is
+        ``name``'s: the top level for the run's."""
+        donor = next(o for o in donors if values[o] == values[name])
+        return f"experiments/{donor}/" if donor else ""
 
     return [
         Experiment(
             name,
             configs[name],
-            {s: root(next(o for o in names if keys[o][s] == keys[name][s])) for s in SHARED_STAGES},
-            f"experiments/{name}/",
+            {s: root(name, {o: k[s] for o, k in keys.items()}) for s in SHARED_STAGES},
+            root(name, whole),
         )
-        for name in names
+        for name in configs
     ]
+
+
+def the_run(config: dict) -> Experiment:
+    """The run itself (its config without experiments) as an experiment: every output at the
+    top level."""
+    return Experiment("", {**_without_experiments(config), "experiments": {}}, dict.fromkeys(SHARED_STAGES, ""), "")
+
+
+def _first_users(exps: list[Experiment]) -> dict[tuple[str, str], Experiment]:
+    """(a shared stage or "own", an output root) -> the first experiment whose outputs of it
+    live there: the one a job there is counted to (it "adds" the outputs, later ones share)."""
+    first: dict[tuple[str, str], Experiment] = {}
+    for e in exps:
+        for what, where in (*e.roots.items(), ("own", e.own)):
+            first.setdefault((what, where), e)
+    return first
 
 
 def _runs(stage: str, config: dict) -> bool:
@@ -166,36 +195,53 @@ def _runs(stage: str, config: dict) -> bool:
 
 
 def describe(exps: list[Experiment]) -> list[str]:
-    """One line an experiment: the stages whose outputs it shares (with whom) and those it
-    adds (its own heads, reports and summary always)."""
+    """One line an experiment: the outputs it adds (those it is the first to use) and those it
+    shares (with whom); an experiment equal to the run says it is the run itself."""
     if len(exps) == 1 and not exps[0].name:
         return []
+    first = _first_users(exps)
     lines = []
     for e in exps:
         runs = [s for s in SHARED_STAGES if _runs(s, e.config)]
-        mine = "" if e is exps[0] else e.own
-        shared = [s for s in runs if e.roots[s] != mine]
-        added = [s for s in runs if s not in shared]
-        owner = {s: e.roots[s].removeprefix("experiments/").rstrip("/") or exps[0].name for s in shared}
-        line = f"experiment {e.name}: adds {', '.join([*added, 'heads', 'reports'])}"
+        owners = {s: first[s, e.roots[s]] for s in runs}
+        owners |= dict.fromkeys(("heads", "reports"), first["own", e.own])
+        added = [s for s, o in owners.items() if o is e]
+        shared = [f"{s} ({o.name})" for s, o in owners.items() if o is not e]
+        line = f"experiment {e.name}: "
+        if not e.own:
+            line += "the run itself (its outputs at the top level): "
+        line += f"adds {', '.join(added) or 'nothing'}"
         if shared:
-            line += "; shares " + ", ".join(f"{s} ({owner[s]})" for s in shared)
+            line += "; shares " + ", ".join(shared)
         lines.append(line)
     return lines
 
 
 def own_jobs(e: Experiment, exps: list[Experiment]) -> list[str]:
     """Globs (under the benchmarks directory) of the benchmark files of the jobs ``e`` added:
-    the stages whose outputs live under its root, and its heads, reports and summary."""
-    mine = "" if e is exps[0] else e.own
-    stages = [f"{mine}{STAGE_DIRS[s]}/**/*.tsv" for s in SHARED_STAGES if e.roots[s] == mine]
-    return [*stages, f"{e.own}heads/**/*.tsv", f"{e.own}reports/*.tsv", f"{e.own}summary.tsv"]
+    those of the outputs it is the first to use, at their roots and for its tags (a finished
+    run's top level may hold other settings' jobs too)."""
+    first = _first_users(exps)
+    tags = {"clip": e.clip_tag, "zeroshot": e.clip_tag, "mvnet": e.mv_tag, "mv_features": e.mv_tag}
+    globs = [
+        f"{e.roots[s]}{STAGE_DIRS[s]}/{tags[s] + '/' if s in tags else ''}**/*.tsv"
+        for s in SHARED_STAGES
+        if _runs(s, e.config) and first[s, e.roots[s]] is e
+    ]
+    if first["own", e.own] is e:
+        globs += [f"{e.own}heads/{head_inputs(h, e.clip_tag, e.mv_tag)}/split*/{h}.tsv" for h in HEADS]
+        globs += [f"{e.own}reports/*.tsv", f"{e.own}summary.tsv"]
+    return globs
 
 
-def by_root(exps: list[Experiment]) -> dict[str, Experiment]:
+def by_root(config: dict, exps: list[Experiment]) -> dict[str, Experiment]:
     """An output root (a job's ``exp`` wildcard: '' or ``experiments/<name>/``) -> the
-    experiment whose outputs it holds ('' the first's shared ones)."""
-    return {"": exps[0], **{e.own: e for e in exps}}
+    experiment whose config its jobs run with: the top level's, the run itself (an experiment
+    equal to it, for its name in the report); a name's, that experiment."""
+    run = next((e for e in exps if not e.own), None) or the_run(config)
+    named = {f"experiments/{e.name}/": e for e in exps}
+    used = {r for e in exps for r in (*e.roots.values(), e.own)} - {""}
+    return {"": run, **{r: named[r] for r in sorted(used)}}
 
 
 def experiment_wildcards(exps: list[Experiment]) -> dict[str, str]:
@@ -206,7 +252,7 @@ def experiment_wildcards(exps: list[Experiment]) -> dict[str, str]:
         return "(?:" + "|".join(re.escape(v) for v in sorted(set(values))) + ")"
 
     return {
-        "exp": one_of(by_root(exps)),
+        "exp": one_of({"", *(r for e in exps for r in (*e.roots.values(), e.own))}),
         "clip": one_of(e.clip_tag for e in exps),
         "mv": one_of(e.mv_tag for e in exps),
         "inputs": one_of(head_inputs(h, e.clip_tag, e.mv_tag) for e in exps for h in HEADS),

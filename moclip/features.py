@@ -167,14 +167,19 @@ def features_of(
 
 
 def experiment_root(results: Path, experiment: str | None) -> Path:
-    """Where an experiment's own outputs live (the top level for none)."""
+    """Where an experiment's own outputs live: the top level for none, and for one equal to
+    the run (the comparison records each experiment's root)."""
     if experiment is None:
         return results
+    comparison = results / "experiments.json"
+    roots = read_json(comparison).get("roots", {}) if comparison.is_file() else {}
+    if experiment in roots:
+        return Path(os.path.normpath(results / roots[experiment]))
     root = results / "experiments" / experiment
     if not root.is_dir():
         folder = results / "experiments"
-        have = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-        raise FileNotFoundError(f"{root}: no such experiment (the run's: {', '.join(have) or 'none'})")
+        have = set(roots) | ({p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set())
+        raise FileNotFoundError(f"{root}: no such experiment (the run's: {', '.join(sorted(have)) or 'none'})")
     return root
 
 

@@ -242,8 +242,9 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
     if reports or any(p.exists() for p in run.summary):
         reads(job(*run.summary), [manifest, *reports])
     if experiments := experiments_made(results):
-        # The experiments' heads, reports and summaries read what this top level holds, by
-        # roots this folder does not record: every job here counts them as readers, so a
+        # The experiments' heads, reports and summaries under experiments/, and the comparison,
+        # read what this top level holds (the run's own, an experiment equal to it included),
+        # by roots this folder does not record: every job here counts them as readers, so a
         # cleared file takes them along and the next run, which needs them, rebuilds it.
         key = job(*experiments)
         for other in list(jobs):
@@ -253,10 +254,12 @@ def read_run(results: Path | str, rows: list[Video] | None) -> Run:
 
 
 def experiments_made(results: Path) -> list[Path]:
-    """A run with experiments: each experiment's heads, reports and summary, and the
+    """A run with experiments: the heads, reports and summary of each experiment under
+    ``experiments/`` (one equal to the run has its own at the top level), and the
     comparison (none without experiments)."""
     folders = _dirs(results / "experiments")
-    if not folders:
+    comparison = [results / f"experiments.{ext}" for ext in COMPARISON_FILES]
+    if not folders and not any(p.exists() for p in comparison):
         return []
     own = [f / name for f in folders for name in ("heads", "reports", *SUMMARY_FILES)]
-    return [*own, *(results / f"experiments.{ext}" for ext in COMPARISON_FILES)]
+    return [*own, *comparison]

@@ -75,9 +75,10 @@ RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
 # job's environment carries the setting, as the stages' scripts never see it.
 os.environ[JOBS_PER_CARD] = str(config["gpu"]["jobs_per_card"])
 # The run's experiments (moclip.experiments): each a whole config, and where each stage's
-# outputs live; a run without the key is one experiment, every output at the top level.
+# outputs live (the top level's are the run's own settings'); a run without the key is one
+# experiment, every output at the top level.
 EXPERIMENTS = experiments(config, EXPERIMENT_CONFIGS)
-BY_ROOT = by_root(EXPERIMENTS)  # an output root ({exp} wildcard) -> its experiment
+BY_ROOT = by_root(config, EXPERIMENTS)  # an output root ({exp} wildcard) -> its experiment
 # Once, before any job (cluster jobs parse this file again and skip it): the dataset's
 # entries, the prompts, and with real models the registries and the weights' files.
 if workflow.is_main_process:
@@ -321,6 +322,11 @@ def summary_inputs(wildcards):
         "mv_model": mvnet_file(e, "model", SPLITS[0]),
         "clip_shard": clip_shards(e)[0],
     }
+
+
+def summary_labels(wildcards):
+    """The report's label of a summary: the experiment's name where the run has several."""
+    return {"experiment": experiment(wildcards).name}
 
 
 def split_result(name):

@@ -1,6 +1,6 @@
 # Heads on precomputed features (moclip.methods.HEADS), per split and seed set. A head's outputs
 # live under the tags of the features it reads: heads/<clip tag>/<mv tag or no-mv>/..., under
-# the experiment's root (experiments/<name>/) when the run has experiments.
+# the experiment's root (experiments/<name>/) for an experiment whose settings are not the run's.
 
 
 rule train_head:

@@ -62,7 +62,7 @@ rule summary:
             results("{exp}summary.html"),
             caption="../report/summary.rst",
             category="Summary",
-            labels={"experiment": "{exp}"},
+            labels=summary_labels,
         ),
     log:
         logs("{exp}summary.log"),

@@ -9,7 +9,16 @@ import yaml
 from conftest import REPO, differences, dotted
 
 from moclip.config import ConfigError, key_line, load_config
-from moclip.experiments import SHARED_STAGES, describe, experiment_configs, experiments, own_jobs
+from moclip.experiments import (
+    SHARED_STAGES,
+    by_root,
+    describe,
+    experiment_configs,
+    experiments,
+    own_jobs,
+    stage_keys,
+)
+from moclip.methods import HEADS, head_inputs
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
@@ -44,34 +53,89 @@ def test_experiments_share_each_stage_whose_settings_agree_and_own_the_rest(tmp_
         configs["head-lr"]["heads"]["lr"] == 0.003
         and configs["head-lr"]["heads"]["epochs"] == config["heads"]["epochs"]
     )
-    base, lr, bilinear, frames = experiments(config, configs)
-    assert set(base.roots.values()) == {""} and base.own == "experiments/base/"
+    exps = experiments(config, configs)
+    base, lr, bilinear, frames = exps
+    # base is the run itself: every output at the top level, as without experiments
+    assert set(base.roots.values()) == {""} and base.own == ""
     assert set(lr.roots.values()) == {""} and lr.own == "experiments/head-lr/"  # heads only
     assert bilinear.roots["clip"] == "experiments/bilinear/" and bilinear.roots["cache"] == ""
     assert bilinear.roots["mvnet"] == "" and bilinear.clip_tag != base.clip_tag
     # more frames: new caches and CLIP embeddings; the MV maps, and so the MV network, are the same
     assert frames.roots["cache"] == frames.roots["clip"] == "experiments/more-frames/"
     assert frames.roots["mvnet"] == frames.roots["mv_features"] == ""
-    lines = describe([base, lr, bilinear, frames])
+    lines = describe(exps)
+    assert lines[0] == (
+        "experiment base: the run itself (its outputs at the top level): "
+        "adds cache, clip, mvnet, mv_features, heads, reports"
+    )
     assert (
         lines[1]
         == "experiment head-lr: adds heads, reports; shares cache (base), clip (base), mvnet (base), mv_features (base)"
     )
     assert lines[2].startswith("experiment bilinear: adds clip, heads, reports; shares cache (base)")
-    # the jobs each added: the first's shared stages at the top level, a later one's under its root
-    assert own_jobs(lr, [base, lr]) == [
-        "experiments/head-lr/heads/**/*.tsv",
+    # the jobs each added: those of the outputs it is the first to use, at their roots, for its tags
+    inputs = {h: head_inputs(h, lr.clip_tag, lr.mv_tag) for h in HEADS}
+    assert own_jobs(lr, exps) == [
+        *(f"experiments/head-lr/heads/{inputs[h]}/split*/{h}.tsv" for h in HEADS),
         "experiments/head-lr/reports/*.tsv",
         "experiments/head-lr/summary.tsv",
     ]
-    assert "cache/**/*.tsv" in own_jobs(base, [base, lr])
-    assert "experiments/bilinear/clip/**/*.tsv" in own_jobs(bilinear, [base, bilinear])
+    assert own_jobs(base, exps)[:3] == [
+        "cache/**/*.tsv",
+        f"clip/{base.clip_tag}/**/*.tsv",
+        f"mvnet/{base.mv_tag}/**/*.tsv",
+    ]
+    assert "reports/*.tsv" in own_jobs(base, exps) and "summary.tsv" in own_jobs(base, exps)
+    assert own_jobs(bilinear, exps)[0] == f"experiments/bilinear/clip/{bilinear.clip_tag}/**/*.tsv"
+    # the jobs of an output root run with the config of the experiment whose outputs it holds
+    roots = by_root(config, exps)
+    assert roots == {
+        "": base,
+        "experiments/head-lr/": lr,
+        "experiments/bilinear/": bilinear,
+        "experiments/more-frames/": frames,
+    }
+
+
+def test_the_run_itself_is_the_first_donor_whatever_the_order_of_the_experiments(tmp_path):
+    """The top level holds the run's own settings' outputs: an experiment listed before the one
+    equal to the run computes what differs under its name, and without an experiment equal to
+    the run, the top level holds only the stages the experiments share with it."""
+    config, files, _ = _run(tmp_path, "  bilinear: {clip: {interpolation: bilinear}}\n  base: {}\n")
+    bilinear, base = exps = experiments(config, experiment_configs(config, SCHEMA, files))
+    assert bilinear.roots["clip"] == "experiments/bilinear/" and bilinear.roots["cache"] == ""
+    assert base.own == "" and set(base.roots.values()) == {""}
+    lines = describe(exps)
+    assert lines[0].startswith("experiment bilinear: adds cache, clip, mvnet, mv_features, heads, reports")
+    assert lines[1] == (
+        "experiment base: the run itself (its outputs at the top level): adds clip, heads, reports; "
+        "shares cache (bilinear), mvnet (bilinear), mv_features (bilinear)"
+    )
+    assert by_root(config, exps)[""] is base
+
+    config, files, _ = _run(tmp_path, "  a: {heads: {lr: 0.003}}\n  b: {clip: {interpolation: bilinear}}\n")
+    a, b = exps = experiments(config, experiment_configs(config, SCHEMA, files))
+    run = by_root(config, exps)[""]  # the run itself, though no experiment is it
+    assert run.name == "" and run.config["heads"]["lr"] == config["heads"]["lr"] != 0.003
+    assert stage_keys(run.config) == stage_keys(a.config)  # a's shared stages run with the run's settings
+    assert set(by_root(config, exps)) == {"", "experiments/a/", "experiments/b/"}
 
 
 def test_an_experiment_that_matches_an_earlier_one_shares_all_but_its_heads(tmp_path):
     config, files, _ = _run(tmp_path, "  a: {heads: {lr: 0.003}}\n  b: {heads: {epochs: 3}}\n")
     a, b = experiments(config, experiment_configs(config, SCHEMA, files))
     assert a.roots == b.roots == dict.fromkeys(SHARED_STAGES, "") and a.own != b.own
+
+
+def test_experiments_whose_whole_configs_agree_share_their_heads_and_reports(tmp_path):
+    config, files, _ = _run(tmp_path, "  a: {heads: {lr: 0.003}}\n  b: {heads: {lr: 0.003}}\n  c: {}\n")
+    a, b, c = exps = experiments(config, experiment_configs(config, SCHEMA, files))
+    assert a.own == b.own == "experiments/a/" and c.own == ""
+    assert describe(exps)[1] == (
+        "experiment b: adds nothing; shares cache (a), clip (a), mvnet (a), mv_features (a), heads (a), reports (a)"
+    )
+    assert own_jobs(b, exps) == [] and own_jobs(c, exps)[-1] == "summary.tsv"
+    assert set(by_root(config, exps)) == {"", "experiments/a/"}
 
 
 def test_a_bad_experiment_is_named_with_its_file_line_and_key(tmp_path):
