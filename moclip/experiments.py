@@ -33,6 +33,7 @@ FIXED = (
     ("dataset", "shards"),
     ("demo",),
     ("features",),
+    ("dense",),
     ("experiments",),
     ("clip", "device"),
     ("mvnet", "device"),
