@@ -327,10 +327,13 @@ class Workloads:
         return memory_mb(max(getattr(w, work)() for w in ws), per_thread=thread)
 
 
-# The dense stage (moclip.dense; benchmarks/bench_dense.py): a 320x240 MPEG-4 video streamed
-# through one decode pass, one-second windows, the tiny CLIP and MV networks, one thread.
-DENSE_MB = 1000  # peak RSS of a dense job, whatever the video's length (measured: docs/dense.md)
-DENSE_FRAMES_A_SECOND = 600  # video frames a second through the stage (decode, windows, both networks)
+# The dense stage (moclip.dense; benchmarks/bench_dense.py, docs/dense.md): 320x240 MPEG-4 at
+# 25 fps streamed through one decode pass, one-second windows. Peak RSS whatever the length:
+# 1,198 MB on a two-hour video with the tiny networks, 1,743 MB with ViT-B-32 (its weights).
+DENSE_MB = 1800
+# Video frames a second through the stage with ViT-B-32 on 2 CPU threads (63 measured: CLIP's
+# one image a window dominates; the tiny networks: 1,432 on one thread).
+DENSE_FRAMES_A_SECOND = 60
 
 
 def dense_seconds(input, threads: int) -> float:

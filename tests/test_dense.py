@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import DEFAULTS, TINY_CONFIG, merged, planned
+from conftest import DEFAULTS, TINY_CONFIG, merged, planned, snakemake
 
 from moclip.cache import FrameStorage, cache_shard, video_file
 from moclip.checks import check_dense
@@ -21,7 +21,7 @@ from moclip.mv_data import MVSettings, motion_map, sample_segments
 from moclip.mv_nets import MVNet
 from moclip.mv_train import TrainResult, load_checkpoint, save_checkpoint, view_features
 from moclip.shards import read_shard
-from moclip.untrimmed import Action, write_untrimmed
+from moclip.untrimmed import Action, make_untrimmed_videos, write_untrimmed
 
 ACTIONS = [Action(3.0, 6.0), Action(12.5, 15.0)]
 SCHEMA = "schemas/config.schema.yaml"
@@ -236,3 +236,32 @@ def test_the_default_config_plans_no_dense_job_and_dense_adds_one_a_shard(tmp_pa
         k: v for k, v in off.items() if k != "total"
     }
     assert on["dense"] == TINY_CONFIG["dataset"]["shards"]
+
+
+@pytest.mark.workflow
+def test_a_folder_run_writes_dense_features_of_its_long_videos_and_reruns_them_on_a_change(tmp_path, mv_checkpoint):
+    """The workflow on a folder of two long videos (one at a variable rate): the dense shard
+    has a row a window for each, timed as the videos' actions were generated; a finished run
+    has nothing to do, and a new window rate reruns the dense job alone."""
+    videos = make_untrimmed_videos(tmp_path / "videos", n_videos=2, seconds=8, actions=1, vfr_every=2)
+    config = merged(
+        TINY_CONFIG,
+        {
+            "dataset": {"videos": str(tmp_path / "videos"), "format": "folder", "shards": 1},
+            "features": {"mv_model": str(mv_checkpoint)},
+            "dense": {"every_s": 1.0},
+        },
+    )
+    target = "results/dense/shard-00000.h5"
+    snakemake(tmp_path / "run", config, target)
+    rows = {v.video_id: v for v in read_dense(tmp_path / "run" / target)}
+    assert sorted(rows) == ["long-0", "long-1"]
+    for name, (action,) in videos:
+        d = rows[name]
+        np.testing.assert_allclose(d.start, np.arange(8.0))
+        inside = (d.start >= action.start) & (d.end <= action.end)
+        clear = (d.end <= action.start) | (d.start >= action.end + 0.1)
+        assert inside.any() and clear.any()
+        assert (d.motion[inside] > 0.05).all() and (d.motion[clear] < 0.01).all()
+    assert planned(tmp_path / "run", config, target) == {}
+    assert planned(tmp_path / "run", merged(config, {"dense": {"every_s": 2.0}}), target) == {"dense": 1}
