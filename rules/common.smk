@@ -280,7 +280,8 @@ def dense_inputs(wildcards):
 
 
 def dense_targets():
-    return expand(DENSE_SHARD, shard=SHARDS) if plan.dense_on(config) else []
+    """Every shard's dense file and the timeline plot, with dense: on."""
+    return [*expand(DENSE_SHARD, shard=SHARDS), results("dense/timeline.png")] if plan.dense_on(config) else []
 
 
 def head_feature_inputs(wildcards):

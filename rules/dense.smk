@@ -27,3 +27,31 @@ rule dense:
         code=code_digest("dense"),
     script:
         "../workflow_scripts/dense.py"
+
+
+# The first videos' dense features along time, for the report (one job: it reads only the
+# first shards' files until it has enough videos).
+rule dense_plot:
+    input:
+        shards=expand(DENSE_SHARD, shard=SHARDS),
+    output:
+        png=report(
+            results("dense/timeline.png"),
+            caption="../report/dense.rst",
+            category="Dense features",
+            labels={"result": "motion and CLIP change along time"},
+        ),
+    log:
+        logs("dense/timeline.log"),
+    benchmark:
+        benchmarks("dense/timeline.tsv")
+    conda:
+        "../envs/moclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=memory_mb(900),
+        runtime=minutes(60),
+    params:
+        code=code_digest("dense_plot"),
+    script:
+        "../workflow_scripts/dense_plot.py"

@@ -15,7 +15,8 @@ from moclip.checks import check_dense
 from moclip.clip_stream import ClipSettings, embed_frame_caches
 from moclip.codec import DecodeSettings, decode_video
 from moclip.config import ConfigError, check_config
-from moclip.dense import DenseSettings, dense, dense_failures, read_dense, stream_windows, window_motion
+from moclip.dense import DenseSettings, DenseVideo, dense, dense_failures, read_dense, stream_windows, window_motion
+from moclip.dense_plots import clip_change, plot_dense_timeline
 from moclip.experiments import experiment_configs
 from moclip.mv_data import MVSettings, motion_map, sample_segments
 from moclip.mv_nets import MVNet
@@ -168,6 +169,18 @@ def test_a_video_that_cannot_be_read_is_named_and_has_no_rows(long_videos, mv_ch
     assert np.isfinite(videos[0].clip).all() and np.isfinite(videos[0].mv).all()
 
 
+def test_the_timeline_shows_each_videos_windows_and_the_clip_change(tmp_path):
+    """clip_change is 1 - cosine to the row before (0, then 1 for an orthogonal row, 0 for a
+    scaled copy); the figure is written for a few videos and for none."""
+    z = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 5.0]], np.float32)
+    np.testing.assert_allclose(clip_change(z), [0, 1, 0], atol=1e-6)
+    t = np.arange(5.0)
+    v = DenseVideo("a", t, t + 1, t + 0.5, np.arange(5), np.random.default_rng(0).random((5, 4)), np.zeros((5, 3)), t)
+    plot_dense_timeline([v, v], tmp_path / "two.png", actions={"a": [(1.0, 2.5)]})
+    plot_dense_timeline([], tmp_path / "none.png")
+    assert (tmp_path / "two.png").stat().st_size > 5000 and (tmp_path / "none.png").exists()
+
+
 # --------------------------------------------------------------------------- the config
 
 
@@ -227,15 +240,15 @@ def test_experiments_cannot_vary_the_dense_stage(tmp_path):
 
 def test_the_default_config_plans_no_dense_job_and_dense_adds_one_a_shard(tmp_path):
     """Off by default: the demo's dry-run job list is the one with dense.every_s null said
-    outright; dense on adds exactly one job a shard and changes no other rule's count."""
+    outright; dense on adds exactly one job a shard and the timeline plot, and changes no
+    other rule's count."""
     off = planned(tmp_path / "off", TINY_CONFIG)
     assert off == planned(tmp_path / "null", merged(TINY_CONFIG, {"dense": {"every_s": None}}))
     assert "dense" not in off
     on = planned(tmp_path / "on", merged(TINY_CONFIG, {"dense": {"every_s": 1.0}}))
-    assert {k: v for k, v in on.items() if k not in ("dense", "total")} == {
-        k: v for k, v in off.items() if k != "total"
-    }
-    assert on["dense"] == TINY_CONFIG["dataset"]["shards"]
+    new = ("dense", "dense_plot", "total")
+    assert {k: v for k, v in on.items() if k not in new} == {k: v for k, v in off.items() if k != "total"}
+    assert (on["dense"], on["dense_plot"]) == (TINY_CONFIG["dataset"]["shards"], 1)
 
 
 @pytest.mark.workflow
