@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mv.py
 	$(PY) benchmarks/bench_accumulate.py
 	$(PY) benchmarks/bench_heads.py
+	$(PY) benchmarks/bench_dense.py
 
 # The whole workflow on UCF101-shaped synthetic sets of 1,332 and 13,320 videos (25 min on
 # 2 cores, 26 GB of temporary disk, measured): a table a stage, the growth with size, a projection.

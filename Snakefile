@@ -67,6 +67,7 @@ include: "rules/manifest.smk"
 include: "rules/cache.smk"
 include: "rules/clip.smk"
 include: "rules/mv.smk"
+include: "rules/dense.smk"
 include: "rules/heads.smk"
 include: "rules/report.smk"
 

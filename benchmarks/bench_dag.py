@@ -2,7 +2,8 @@
 
 Placeholder (empty) video files in UCF101's exact layout and split sizes: 101 classes,
 25 groups of 4-7 clips, three splits. Measures the manifest job, then the dry run of the
-whole workflow (DAG build and job count). Goal: the dry run in under 60 s on 2 cores.
+whole workflow (DAG build and job count), without and with the dense stage (``dense:
+{every_s: 1.0}``, one more job a shard). Goal: each dry run in under 60 s on 2 cores.
 
 Usage: python benchmarks/bench_dag.py [--shards 52]
 """
@@ -80,11 +81,10 @@ def main() -> None:
         videos, lists = make_placeholder_ucf101(root / "data")
         print(f"# {N_VIDEOS} placeholder videos in UCF101's layout ({time.perf_counter() - t:.1f} s to make)")
         cfg = root / "config.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {"dataset": {"videos": str(videos), "lists": str(lists), "shards": a.shards, "val_groups": 3}}
-            )
-        )
+        dataset = {"dataset": {"videos": str(videos), "lists": str(lists), "shards": a.shards, "val_groups": 3}}
+        cfg.write_text(yaml.safe_dump(dataset))
+        cfg_dense = root / "config-dense.yaml"
+        cfg_dense.write_text(yaml.safe_dump({**dataset, "dense": {"every_s": 1.0}}))
         wd = root / "run"
         t_manifest, _ = snakemake(wd, cfg, "manifest", "--quiet", "all")
         t_dry, out = snakemake(wd, cfg, "-n", "--quiet", "rules")
@@ -94,6 +94,14 @@ def main() -> None:
         print(f"jobs in the DAG                        {total.group(1) if total else '?':>6}   ({a.shards} shards)")
         stats = out[out.find("Job stats:") :]
         print(stats[: stats.find("total")].strip())
+        t_dense, out = snakemake(wd, cfg_dense, "-n", "--quiet", "rules")
+        total = re.search(r"^total\s+(\d+)", out, re.M)
+        dense = re.search(r"^dense\s+(\d+)", out, re.M)
+        print(f"dry run with dense: {{every_s: 1.0}}     {t_dense:6.1f} s   (goal < 60 s)")
+        print(
+            f"jobs in the DAG with dense            {total.group(1) if total else '?':>6}   "
+            f"({dense.group(1) if dense else 0} dense jobs)"
+        )
         t_slurm, out = snakemake(
             wd, cfg, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"), "--jobs", "100", "--quiet", "rules"
         )

@@ -21,6 +21,7 @@ from moclip.datasets import FORMATS
 from moclip.datasets import folder_videos as list_folder
 from moclip.io import braced, wildcard_in
 from moclip.manifest import build_manifest
+from moclip.plan import dense_network, dense_on, labelled
 from moclip.prompts import PromptFileError, prompt_files, prompt_set
 from moclip.resources import backbone, unmeasured
 from moclip.videos import ManifestError, name_problems
@@ -79,10 +80,37 @@ def check_run(
         if found := wildcard_in(str(f)):
             where = where_set(["clip", "prompts"], sources, under)
             raise ConfigError(f"{where}clip.prompts: {config['clip']['prompts']}: {braced(repr(str(f)), found)}")
+    if dense_on(config):
+        check_dense(config, sources, under)
     if uses_registries(config):
         start_hub_probe(config)  # the network's answer comes while the registries load
         check_models(config, sources, under)
         check_weights(config, sources, under=under)
+
+
+def check_dense(config: dict, sources: Iterable[Path | str], under: Sequence[str] = ()) -> None:
+    """The dense stage's MV network exists for the run (a split it trains, or a file), and
+    it decodes the videos the caches decode (no dataset.reencode recipe)."""
+    where = where_set(["dense", "mvnet"], sources, under)
+    net, splits = dense_network(config), config["dataset"]["splits"]
+    if config["dataset"]["reencode"] != "none":
+        at = where_set(["dataset", "reencode"], sources, under)
+        raise ConfigError(
+            f"{at}dataset.reencode: {config['dataset']['reencode']}: the dense stage decodes the videos "
+            "themselves, not re-encoded copies; set dense.every_s: null or dataset.reencode: none"
+        )
+    if net is None:
+        raise ConfigError(
+            f"{where}dense.mvnet: a folder run trains no MV network: set dense.mvnet (or features.mv_model) "
+            "to a checkpoint file, a finished labelled run's mvnet/<tag>/splitK/model.pt"
+        )
+    if isinstance(net, int) and not labelled(config):
+        raise ConfigError(f"{where}dense.mvnet: {net}: a folder run trains no split's network: give a checkpoint file")
+    if isinstance(net, int) and net not in splits:
+        raise ConfigError(f"{where}dense.mvnet: split {net} is not one of dataset.splits {list(splits)}")
+    if isinstance(net, str) and not Path(net).is_file():
+        key = ["dense", "mvnet"] if config["dense"]["mvnet"] is not None else ["features", "mv_model"]
+        raise ConfigError(f"{where_set(key, sources, under)}{'.'.join(key)}: {net!r} is not a file")
 
 
 def check_experiments(

@@ -61,6 +61,16 @@ def _demo_data(a: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_long(a: argparse.Namespace) -> int:
+    from moclip.untrimmed import make_untrimmed_videos
+
+    videos = make_untrimmed_videos(a.dir, a.videos, a.seconds, a.actions, seed=a.seed)
+    print(
+        f"wrote {len(videos)} untrimmed videos of {a.seconds:g} s to {a.dir} (actions: {a.dir.rstrip('/')}-actions.csv)"
+    )
+    return 0
+
+
 def _manifest(a: argparse.Namespace) -> int:
     with _in_flags("dataset"):
         rows = build_manifest(
@@ -294,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="layout: UCF101's, HMDB51's, one CSV of labels and splits, or bare folders without labels",
     )
     d.set_defaults(func=_demo_data)
+
+    lg = sub.add_parser(
+        "demo-long",
+        help="write long untrimmed synthetic videos with actions at known times (a folder dataset, for dense:)",
+        formatter_class=fmt,
+    )
+    lg.add_argument("dir", help="output folder of the videos (the actions' table is written beside it)")
+    lg.add_argument("--videos", type=_positive, default=3, help="videos (every third at a variable frame rate)")
+    lg.add_argument("--seconds", type=float, default=120, help="length of each video")
+    lg.add_argument("--actions", type=_positive, default=4, help="actions a video")
+    lg.add_argument("--seed", type=int, default=0, help="fixes every random choice")
+    lg.set_defaults(func=_demo_long)
 
     m = sub.add_parser("manifest", help="read a dataset's listing into a manifest TSV", formatter_class=fmt)
     m.add_argument(

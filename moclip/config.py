@@ -73,6 +73,7 @@ PATH_KEYS = (
     ("dataset", "classes"),
     ("clip", "prompts"),
     ("features", "mv_model"),
+    ("dense", "mvnet"),
 )
 OUTPUT_KEY = ("results",)
 

@@ -37,6 +37,7 @@ FIXED = (
     ("dataset", "shards"),
     ("demo",),
     ("features",),
+    ("dense",),
     ("experiments",),
     ("clip", "device"),
     ("mvnet", "device"),

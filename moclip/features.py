@@ -310,14 +310,52 @@ def read_mv(results: Path, stream: str, *, split=None, experiment=None, tag=None
 
 @reader("dense_clip", "dense_mv")
 def read_dense(results: Path, stream: str, *, split=None, experiment=None, tag=None) -> Features:
-    """The dense stage's windows (per-window rows with ``times``). Its reader comes with the
-    stage (issue 36): until then a folder without its outputs says which rule makes them."""
-    folder = experiment_root(results, experiment) / "dense"
-    if not folder.is_dir() or not any(folder.iterdir()):
+    """The dense stage's windows, one row a window in time order within its video:
+    ``vectors`` the CLIP embedding of its centre frame as stored (dense_clip) or the MV
+    network's feature over its motion (dense_mv), ``times`` its start and end. The stage is
+    the run's (experiments cannot vary ``dense:``), so an experiment other than the run has
+    none; ``tag`` does not apply (the folder holds one configuration's)."""
+    import numpy as np
+
+    from moclip.dense import dense_failures
+    from moclip.dense import read_dense as read_file
+    from moclip.shards import shard_attrs
+
+    if tag is not None:
+        raise ValueError(f"tag={tag!r}: the dense stage's files have no tags (one configuration a run)")
+    if experiment is not None and experiment_root(results, experiment) != results:
+        raise ValueError(
+            f"experiment={experiment!r}: dense features are the run's own (experiments cannot vary dense:)"
+        )
+    folder = results / "dense"
+    if not folder.is_dir() or not any(folder.glob("shard-*.h5")):
         raise FileNotFoundError(
             f"{folder}: no dense features (rule dense: set dense: in the config and run the workflow)"
         )
-    raise NotImplementedError(f"{folder}: no reader of the dense stage's files is registered for {stream!r} yet")
+    rows = manifest_rows(results)
+    files = shard_files(folder, rows, "dense")
+    key = stream.removeprefix("dense_")
+    ids, vectors, times, failed = [], [], [], []
+    for f in files:
+        for v in read_file(f):
+            ids += [v.video_id] * len(v.start)
+            vectors.append(np.asarray(getattr(v, key), np.float32))
+            times.append(np.stack([v.start, v.end], axis=1))
+        failed += list(dense_failures(f))
+    width = vectors[0].shape[1] if vectors else 0
+    return features_of(
+        results,
+        stream,
+        ids,
+        np.concatenate(vectors) if vectors else np.zeros((0, width), np.float32),
+        times=np.concatenate(times) if times else np.zeros((0, 2)),
+        split=split,
+        failed=failed,
+        files=files,
+        attrs=shard_attrs(files[0]),
+        where=folder,
+        rows=rows,
+    )
 
 
 # --------------------------------------------------------------------------- export

@@ -85,6 +85,32 @@ def zeroshot_settings(config: dict) -> dict:
     return {**model, **{k: c[k] for k in ZEROSHOT_SETTINGS}, "seed": config["seed"]}
 
 
+def dense_on(config: dict) -> bool:
+    """Whether the run computes dense per-window features (dense.every_s set)."""
+    return config["dense"]["every_s"] is not None
+
+
+def dense_settings(config: dict) -> dict:
+    """Fields of moclip.dense.DenseSettings: the windows, and the grid and frame size the
+    caches use (so that the windows' inputs are the CLIP and MV stages' own)."""
+    d = config["dense"]
+    return {
+        "every_s": d["every_s"],
+        "window_s": d["window_s"],
+        "mv_cell": config["decode"]["mv_cell"],
+        "short_side": config["frames"]["short_side"],
+    }
+
+
+def dense_network(config: dict) -> int | str | None:
+    """The dense stage's MV network: a split's number (that split's trained network) or a
+    checkpoint file; dense.mvnet null: the first split's (a folder run: features.mv_model)."""
+    m = config["dense"]["mvnet"]
+    if m is not None:
+        return m
+    return config["dataset"]["splits"][0] if labelled(config) else config["features"]["mv_model"]
+
+
 def head_settings(config: dict, head: str | None = None) -> dict:
     """Fields of moclip.heads.HeadSettings; for one ``head``, only those that shape it (a
     change to the fusion MLP's width or to the MV draws retrains no CLIP probe)."""

@@ -12,6 +12,7 @@ resubmission, never the run. The workflow's rules read every figure from :class:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -324,3 +325,20 @@ class Workloads:
         ws = self.by_root.values()
         thread = per_thread if not isinstance(per_thread, str) else max(getattr(w, per_thread)() for w in ws)
         return memory_mb(max(getattr(w, work)() for w in ws), per_thread=thread)
+
+
+# The dense stage (moclip.dense; benchmarks/bench_dense.py, docs/dense.md): 320x240 MPEG-4 at
+# 25 fps streamed through one decode pass, one-second windows. Peak RSS whatever the length:
+# 1,198 MB on a two-hour video with the tiny networks, 1,743 MB with ViT-B-32 (its weights).
+DENSE_MB = 1800
+# Video frames a second through the stage with ViT-B-32 on 2 CPU threads (63 measured: CLIP's
+# one image a window dominates; the tiny networks: 1,432 on one thread).
+DENSE_FRAMES_A_SECOND = 60
+
+
+def dense_seconds(input, threads: int) -> float:
+    """A dense job's work in seconds: its videos' frames (their bytes at BYTES_A_FRAME, the
+    most frames a MB) at DENSE_FRAMES_A_SECOND (one video at a time: threads do not add);
+    none while the manifest has not named them (a dry run's pending jobs)."""
+    size = sum(os.path.getsize(v) for v in getattr(input, "videos", []) if os.path.exists(v))
+    return size / BYTES_A_FRAME / DENSE_FRAMES_A_SECOND

@@ -30,7 +30,7 @@ from moclip.layout import SHARD_DIGITS, Layout, gpu_slots_line
 from moclip.methods import CONFUSION_PLOT, HEADS, PRODUCT, head_inputs
 from moclip.prompts import prompt_files
 from moclip.provenance import code_digest as _code_digest
-from moclip.resources import Workloads, memory_mb, minutes
+from moclip.resources import DENSE_MB, Workloads, dense_seconds, memory_mb, minutes
 from moclip.runtime import JOBS_PER_CARD, local_gpu, local_gpus
 from moclip.videos import SPLITS as ALL_SPLITS
 from moclip.videos import shard_rows
@@ -269,6 +269,22 @@ def mv_features_inputs(wildcards):
     return inputs
 
 
+DENSE_SHARD = results("dense/shard-{shard}.h5")  # the run's (experiments cannot vary dense:)
+
+
+def dense_inputs(wildcards):
+    """A dense job's videos, the manifest (their ids) and its MV network: a split's trained
+    one, or a given checkpoint (whose time never triggers a rerun)."""
+    net = plan.dense_network(config)
+    model = mvnet_file(EXPERIMENTS[0], "model", net) if isinstance(net, int) else ancient(net)
+    return {"videos": shard_videos(wildcards), "manifest": ancient(rules.manifest.output.tsv), "model": model}
+
+
+def dense_targets():
+    """Every shard's dense file and the timeline plot, with dense: on."""
+    return [*expand(DENSE_SHARD, shard=SHARDS), results("dense/timeline.png")] if plan.dense_on(config) else []
+
+
 def head_feature_inputs(wildcards):
     """A head's features: the shards of the streams it reads (CLIP's, the split's MV)."""
     e = experiment(wildcards)
@@ -364,7 +380,7 @@ def feature_targets():
     mv = []
     if LABELLED or config["features"]["mv_model"]:
         mv = [f for k in RUN.networks for f in mv_feature_shards(e, k)]
-    return [*cache_targets(), *clip_shards(e), *mv]
+    return [*cache_targets(), *clip_shards(e), *mv, *dense_targets()]
 
 
 def final_targets():
