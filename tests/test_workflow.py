@@ -24,6 +24,7 @@ import pytest
 import torch
 import yaml
 from conftest import (
+    CONFIG_NAME,
     DEFAULTS,
     LIST_PARAMS_CHANGES,
     REPO,
@@ -39,7 +40,7 @@ from conftest import (
 )
 
 import moclip
-from moclip import plan
+from moclip import plan, workflow_cli
 from moclip.clip_stream import ClipSettings, load_clip
 from moclip.config import key_line
 from moclip.demo import make_demo_dataset
@@ -601,25 +602,15 @@ def _rules_with_changed_params(run: Path, wf: Path, owner: dict[str, str]) -> se
 def _run_until(workdir: Path, config: dict, rule: str) -> dict[str, list[Path]]:
     """Start the workflow, SIGKILL it (with its jobs) once a ``rule`` job has finished, and
     return the outputs of every job Snakemake had reported finished by then, by rule."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
     log = workdir / "killed.log"
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [*cmd, "--configfile", str(cfg), "--cores", "2"],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        deadline = time.time() + 600
-        while f"(Rule: {rule})" not in log.read_text():
-            assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    session = {"start_new_session": True}
+    proc = workflow_cli.start(workdir, config, log=log, config_name=CONFIG_NAME, popen=session)
+    deadline = time.time() + 600
+    while f"(Rule: {rule})" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     lines = log.read_text().splitlines()
     done = {m.group(1) for ln in lines if (m := re.match(r"Finished jobid: (\d+)", ln))}
     outputs: dict[str, list[Path]] = {}
@@ -660,25 +651,19 @@ def _kill_a_job(workdir: Path, config: dict, rule: str, *args: str) -> str:
     Snakemake's console once it has ended."""
     import psutil  # Snakemake's own dependency
 
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg)]
     log = workdir / "killed.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [*cmd, "--cores", "2", *args], stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"}
-        )
-        deadline, killed = time.time() + 600, None
-        while killed is None:
-            assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if any(a.endswith(f".{rule}.py") for a in child.cmdline()):  # .snakemake/scripts/tmp*.<rule>.py
-                        killed = child
-                        break
-            time.sleep(0.02)
-        killed.kill()
-        assert proc.wait(timeout=600) != 0  # the job failed, and so the run
+    proc = workflow_cli.start(workdir, config, *args, log=log, config_name=CONFIG_NAME)
+    deadline, killed = time.time() + 600, None
+    while killed is None:
+        assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if any(a.endswith(f".{rule}.py") for a in child.cmdline()):  # .snakemake/scripts/tmp*.<rule>.py
+                    killed = child
+                    break
+        time.sleep(0.02)
+    killed.kill()
+    assert proc.wait(timeout=600) != 0  # the job failed, and so the run
     return log.read_text()
 
 
@@ -758,34 +743,24 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     runs only the job left: --forceall is not repeated."""
     wd = tmp_path / "ctrl-c"
     wd.mkdir()
-    cfg = wd / "test-config.yaml"
     # The interrupt lands inside a training job, after its first of 60 epochs (seconds of work
     # left): the tiny run's other jobs can end in less time than the test takes to react.
     slow = {**TINY_CONFIG, "dataset": {"shards": 1, "splits": [1]}}
     slow["mvnet"] = {**TINY_CONFIG["mvnet"], "epochs": 60, "milestones": [50]}
-    cfg.write_text(yaml.safe_dump(slow))
     mv = f"mvnet/{plan.mv_tag(merged(DEFAULTS, slow))}/split1"
     model, log = wd / "results" / mv / "model.pt", wd / "results" / "logs" / f"{mv}.log"
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg)]
-    cmd += ["--cores", "2", "--forceall", f"results/{mv}/model.pt"]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    with open(wd / "console.txt", "w") as f:
-        # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
-        # shell's background job inherits SIGINT ignored, and so would snakemake).
-        proc = subprocess.Popen(
-            cmd,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        deadline = time.time() + 600
-        while not (log.exists() and "epochs 1/60" in log.read_text()):  # training, 59 epochs to go
-            assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=300) != 0
+    # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
+    # shell's background job inherits SIGINT ignored, and so would snakemake).
+    default_sigint = {"start_new_session": True, "preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+    args = ("--forceall", f"results/{mv}/model.pt")
+    proc = workflow_cli.start(wd, slow, *args, log=wd / "console.txt", config_name=CONFIG_NAME, popen=default_sigint)
+    cfg = wd / CONFIG_NAME
+    deadline = time.time() + 600
+    while not (log.exists() and "epochs 1/60" in log.read_text()):  # training, 59 epochs to go
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=300) != 0
     assert not model.exists(), "the training job was not interrupted"
     console = (wd / "console.txt").read_text()
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console
@@ -794,7 +769,9 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     assert "Error in rule" not in console and "WorkflowError" not in console, console
     again = shlex.split(last.partition("to resume: ")[2])
     assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again and "--forceall" not in again
-    out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=workflow_cli.environment(), cwd=REPO
+    )
     assert out.returncode == 0, out.stderr
     assert model.exists() and "up to the targets asked for" in out.stdout + out.stderr
     assert job_counts(out.stdout + "\n" + out.stderr) == {"train_mvnet": 1}, out.stderr  # the rest was done
