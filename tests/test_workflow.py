@@ -331,47 +331,29 @@ def real_layout(tiny_demo, tmp_path):
     return tmp_path / "run", videos, lists, cfg
 
 
-def test_user_dataset_failed_video_is_listed_and_adding_a_video_reruns_one_shard(real_layout):
+def test_a_failed_and_a_cut_video_are_listed_and_adding_a_video_reruns_one_shard(real_layout):
+    """A user's dataset with a truncated video (a failed video) and, the issue's case, one
+    40-frame video among the demo's 24-frame ones with decode.max_frames 30 (cut without a
+    word before): failures.tsv names the first; rule cache_failures' cut.tsv, each split's
+    table and the summary (Markdown and the report's HTML) name the second with the 10
+    frames left out, and moclip verify finds the run consistent. Then a video added to a
+    split list reruns the manifest and one cache shard (one run for both: a run a case)."""
     wd, videos, lists, cfg = real_layout
     bad = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
     bad.write_bytes(bad.read_bytes()[:2000])  # truncated
-    snakemake(wd, cfg)
-    failures = (wd / "results" / "cache" / "failures.tsv").read_text().splitlines()
-    assert len(failures) == 2 and failures[1].startswith("v_BoxFall_g05_c01\tBoxFall/v_BoxFall_g05_c01.avi\t")
-    assert planned(wd, cfg) == {}
-
-    shutil.copy(videos / "BoxFall" / "v_BoxFall_g04_c01.avi", videos / "BoxFall" / "v_BoxFall_g04_c02.avi")
-    with open(lists / "trainlist01.txt", "a", newline="") as f:
-        f.write("BoxFall/v_BoxFall_g04_c02.avi 4\r\n")
-    index = sorted((wd / "results" / "cache" / "index").iterdir())
-    before = {p.name: p.stat().st_mtime_ns for p in index}
-    out = snakemake(wd, cfg)
-    # A dry run cannot see past the manifest checkpoint; the real run re-evaluates after it.
-    assert out.stderr.count("rule cache_shard:") == 1, out.stderr
-    changed = [p.name for p in index if p.stat().st_mtime_ns != before[p.name]]
-    new_shard = f"shard-{shard_of('v_BoxFall_g04_c02', 3):05d}.tsv"
-    assert changed == [new_shard]
-    assert "v_BoxFall_g04_c02" in (wd / "results" / "cache" / "index" / new_shard).read_text()
-    assert "demo_data" not in out.stderr
-
-
-def test_a_video_cut_at_max_frames_is_listed_with_its_frames_left_out_in_cut_tsv_and_the_reports(real_layout):
-    """The issue's case: decode.max_frames cut a long video without a word. One 40-frame
-    video among the demo's 24-frame ones, max_frames 30: rule cache_failures' cut.tsv, each
-    split's table and the summary (Markdown and the report's HTML) name it with the 10
-    frames left out, and moclip verify finds the run consistent."""
-    wd, videos, _, cfg = real_layout
-    long = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
+    long = next(p for p in sorted(videos.glob("*/*_g05_c01.avi")) if p.parent.name != "BoxFall")
     with av.open(str(long)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     encode_video(long, frames + frames[::-1][: 40 - len(frames)])  # there and back: 40 frames
-    cut = merged(cfg, {"decode": {"max_frames": 30}})
-    snakemake(wd, cut)
+    cfg = merged(cfg, {"decode": {"max_frames": 30}})
+    snakemake(wd, cfg)
     res = wd / "results"
+    failures = (res / "cache" / "failures.tsv").read_text().splitlines()
+    assert len(failures) == 2 and failures[1].startswith("v_BoxFall_g05_c01\tBoxFall/v_BoxFall_g05_c01.avi\t")
+    # the cut video is no failure: it is cut.tsv's one row
     assert read_tsv(res / "cache" / "cut.tsv") == [
-        {"video_id": long.stem, "path": f"BoxFall/{long.name}", "n_frames": "30", "frames_left_out": "10"}
+        {"video_id": long.stem, "path": f"{long.parent.name}/{long.name}", "n_frames": "30", "frames_left_out": "10"}
     ]
-    assert read_tsv(res / "cache" / "failures.tsv") == []
     line = f"Cut videos (1), read only up to decode.max_frames (frames left out of the video's): {long.stem} (10 of 40)"
     assert line in (res / "summary.md").read_text() and line in (res / "summary.html").read_text()
     for k in (1, 2, 3):
@@ -380,7 +362,21 @@ def test_a_video_cut_at_max_frames_is_listed_with_its_frames_left_out_in_cut_tsv
         [sys.executable, "-m", "moclip.cli", "verify", "results"], capture_output=True, text=True, cwd=wd
     )
     assert found.returncode == 0, found.stdout + found.stderr
-    assert planned(wd, cut) == {}
+    assert planned(wd, cfg) == {}
+
+    shutil.copy(videos / "BoxFall" / "v_BoxFall_g04_c01.avi", videos / "BoxFall" / "v_BoxFall_g04_c02.avi")
+    with open(lists / "trainlist01.txt", "a", newline="") as f:
+        f.write("BoxFall/v_BoxFall_g04_c02.avi 4\r\n")
+    index = sorted((res / "cache" / "index").iterdir())
+    before = {p.name: p.stat().st_mtime_ns for p in index}
+    out = snakemake(wd, cfg)
+    # A dry run cannot see past the manifest checkpoint; the real run re-evaluates after it.
+    assert out.stderr.count("rule cache_shard:") == 1, out.stderr
+    changed = [p.name for p in index if p.stat().st_mtime_ns != before[p.name]]
+    new_shard = f"shard-{shard_of('v_BoxFall_g04_c02', 3):05d}.tsv"
+    assert changed == [new_shard]
+    assert "v_BoxFall_g04_c02" in (res / "cache" / "index" / new_shard).read_text()
+    assert "demo_data" not in out.stderr
 
 
 def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(real_layout):
