@@ -595,12 +595,12 @@ def _rules_with_changed_params(run: Path, wf: Path, owner: dict[str, str]) -> se
     return {owner[line] for line in out.stdout.splitlines() if line in owner}
 
 
-def _run_until(workdir: Path, config: dict, rule: str) -> dict[str, list[Path]]:
+def _run_until(workdir: Path, config: dict, rule: str, cores: str) -> dict[str, list[Path]]:
     """Start the workflow, SIGKILL it (with its jobs) once a ``rule`` job has finished, and
     return the outputs of every job Snakemake had reported finished by then, by rule."""
     log = workdir / "killed.log"
     session = {"start_new_session": True}
-    proc = workflow_cli.start(workdir, config, log=log, config_name=CONFIG_NAME, popen=session)
+    proc = workflow_cli.start(workdir, config, log=log, cores=cores, config_name=CONFIG_NAME, popen=session)
     deadline = time.time() + 600
     while f"(Rule: {rule})" not in log.read_text():
         assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
@@ -623,17 +623,25 @@ def _run_until(workdir: Path, config: dict, rule: str) -> dict[str, list[Path]]:
     return outputs
 
 
-@pytest.mark.parametrize("rule", ["cache_shard", "clip_embed"], ids=["in-caches", "in-embeddings"])
-def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule):
+@pytest.mark.parametrize(
+    ("rule", "cores"), [("cache_shard", "1"), ("clip_embed", "2")], ids=["in-caches-one-core", "in-embeddings"]
+)
+def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule, cores):
+    """A SIGKILL of Snakemake and its jobs, then --rerun-incomplete: nothing finished runs
+    again and the results are the uninterrupted run's. On one core (the first case, both
+    before and after the kill) also: --cores caps each job's threads; torch computes with
+    the config's cpu_threads whatever they are, and the loader workers they add change no
+    batch, so every cache, feature file, checkpoint, metric, report and plot is the
+    two-core run's (one run for both checks)."""
     wd = tmp_path / "killed"
-    finished_outputs = _run_until(wd, TINY_CONFIG, rule)
+    finished_outputs = _run_until(wd, TINY_CONFIG, rule, cores)
     assert finished_outputs.get(rule), finished_outputs  # killed after a job of that rule had finished
     finished = {p: p.stat().st_mtime_ns for paths in finished_outputs.values() for p in paths if p.is_file()}
     for p in wd.glob("results/cache/*/shard-*/*.h5"):
         with h5py.File(p) as f:  # every file with a final name is complete
             assert f.attrs["status"] == "ok"
     snakemake(wd, TINY_CONFIG, "--unlock")  # a SIGKILL leaves Snakemake's lock behind, as for any user
-    snakemake(wd, TINY_CONFIG, "--rerun-incomplete")
+    snakemake(wd, TINY_CONFIG, "--rerun-incomplete", cores=cores)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished ran again
     # Byte for byte the uninterrupted run's results: caches, shards, models, reports and plots.
     resumed, reference = result_files(wd), result_files(finished_run)
@@ -684,17 +692,6 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
     rebuilt, reference = result_files(demo_run), result_files(finished_run)
     assert sorted(rebuilt) == sorted(reference)
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
-
-
-def test_one_core_gives_the_bytes_two_cores_give(finished_run, tmp_path):
-    """--cores caps each job's threads; torch computes with the config's cpu_threads
-    whatever they are, and the loader workers they add change no batch: every cache,
-    feature file, checkpoint, metric, report and plot is the two-core run's."""
-    wd = tmp_path / "one core"
-    snakemake(wd, TINY_CONFIG, cores="1")
-    one, two = result_files(wd), result_files(finished_run)
-    assert sorted(one) == sorted(two)
-    assert [k for k in one if one[k] != two[k]] == []
 
 
 def test_a_job_killed_in_a_first_run_is_rebuilt_by_the_next_plain_run(finished_run, tmp_path):
