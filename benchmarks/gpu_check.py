@@ -107,7 +107,7 @@ GPU = Sizes(demo={"mvnet": {"epochs": 30}})  # the default demo (216 videos), as
 REHEARSAL = Sizes(
     demo={
         "demo": {"groups": 5, "clips": 1, "frames": 24},
-        "dataset": {"shards": 2},
+        "dataset": {"shards": 2, "splits": [1]},  # the code of every split, a third of the jobs
         "mvnet": {"epochs": 3, "milestones": [2]},
         "heads": {"epochs": 20, "seeds": [0]},
     },
