@@ -32,6 +32,7 @@ from pathlib import Path
 import av
 
 import moclip.cache
+from moclip import workflow_cli
 from moclip.cache import FrameStorage, cache_shard, cache_video, read_mv
 from moclip.codec import DecodeSettings
 from moclip.demo import DemoSpec, make_demo_dataset, render_clip
@@ -194,23 +195,7 @@ def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int, pairs: 
     )
 
     def workflow(wd: Path) -> None:
-        cmd = [
-            str(Path(sys.executable).parent / "snakemake"),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(wd),
-            "--configfile",
-            str(cfg),
-            "--cores",
-            "2",
-            "caches",
-            "--quiet",
-            "all",
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"snakemake failed:\n{out.stdout}\n{out.stderr}")
+        workflow_cli.run(wd, cfg, "caches", "--quiet", "all", cores=2)
 
     def loop(out: Path) -> int:
         rows = build_manifest(videos, lists, [1], 1, shards, 0)

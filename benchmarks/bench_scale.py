@@ -22,8 +22,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from moclip import workflow_cli
 from moclip.cache import read_index
 from moclip.demo import make_scale_dataset
 from moclip.io import read_tsv
@@ -38,7 +37,6 @@ from moclip.shards import read_shard
 from moclip.videos import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 CONFIG = {  # merged over config.yaml: the default pipeline, short training
     "mvnet": {"epochs": 1, "milestones": [1]},
     "heads": {"epochs": 5, "seeds": [0]},
@@ -68,13 +66,7 @@ def _tree_size(path: Path) -> tuple[int, int]:
 def stage_costs(workdir: Path) -> dict[str, dict]:
     """Per rule: jobs, summed job wall and CPU seconds, the largest job's peak RSS and PSS
     (MB), and the files and bytes of its outputs."""
-    out = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--configfile", "scale-config.yaml", "--summary"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = workflow_cli.run(workdir, workdir / "scale-config.yaml", "--summary", cores=None)
     lines = [ln.split("\t") for ln in out.stdout.splitlines() if "\t" in ln]
     head = lines[0]
     costs: dict[str, dict] = defaultdict(lambda: defaultdict(float))
@@ -147,16 +139,7 @@ def run_size(n: int, root: Path, cores: int, encoding: str | None = None) -> dic
     info["encoding"] = encoding or yaml.safe_load((REPO / "config.yaml").read_text())["frames"]["encoding"]
     (run / "scale-config.yaml").write_text(yaml.safe_dump(config))
     t = time.perf_counter()
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        "scale-config.yaml",
-        "--cores",
-        str(cores),
-    ]
-    done = subprocess.run(cmd, cwd=run, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    done = workflow_cli.run(run, run / "scale-config.yaml", cores=cores, check=False)
     if done.returncode:
         raise SystemExit(f"snakemake failed at {n} videos:\n{done.stderr[-4000:]}")
     info["workflow_s"] = time.perf_counter() - t

@@ -68,6 +68,8 @@ import numpy as np
 import torch
 import yaml
 
+from moclip import workflow_cli
+
 REPO = Path(__file__).resolve().parents[1]
 GPU_RULES = ("clip_embed", "train_mvnet", "mv_features")
 # Tolerances of the GPU run against the CPU run of the same config (mixed precision is not
@@ -105,7 +107,7 @@ GPU = Sizes(demo={"mvnet": {"epochs": 30}})  # the default demo (216 videos), as
 REHEARSAL = Sizes(
     demo={
         "demo": {"groups": 5, "clips": 1, "frames": 24},
-        "dataset": {"shards": 2},
+        "dataset": {"shards": 2, "splits": [1]},  # the code of every split, a third of the jobs
         "mvnet": {"epochs": 3, "milestones": [2]},
         "heads": {"epochs": 20, "seeds": [0]},
     },
@@ -150,13 +152,11 @@ def sync(dev: torch.device) -> None:
 def run_snakemake(workdir: Path, config: dict, *args: str, cores: int, log: Path) -> subprocess.Popen:
     """The workflow as a user runs it (the repository's default profile), started in the
     background; its output goes to ``log``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "check-config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    cmd += ["--workflow-profile", str(REPO / "profiles" / "default"), "--configfile", str(cfg)]
-    cmd += ["--cores", str(cores), *args]
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=workdir)  # noqa: SIM115
+    profile = ("--workflow-profile", str(REPO / "profiles" / "default"))
+    python_m = [sys.executable, "-m", "snakemake"]  # the snakemake of this Python, wherever its scripts went
+    return workflow_cli.start(
+        workdir, config, *profile, *args, log=log, cores=cores, program=python_m, config_name="check-config.yaml"
+    )
 
 
 def wait_ok(proc: subprocess.Popen, log: Path, what: str) -> None:

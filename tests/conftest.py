@@ -1,10 +1,10 @@
-"""Shared test helpers: synthetic videos with known motion, tiny demo datasets, and the one
-runner of the ``snakemake`` command line with the finished tiny run the workflow tests share."""
+"""Shared test helpers: synthetic videos with known motion, tiny demo datasets, and the
+``snakemake`` command line (moclip.workflow_cli, the runner the benchmarks use too) with the
+finished tiny run the workflow tests share."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from moclip import workflow_cli
 from moclip.cache import COMPRESSION
 from moclip.config import merge_config as merged  # noqa: F401 (the tests merge configs as Snakemake does)
 from moclip.demo import DemoSpec, make_demo_dataset, smooth_noise
@@ -135,7 +136,8 @@ def imported_modules(scripts: list[Path]) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- the workflow
 
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SNAKEMAKE = workflow_cli.SNAKEMAKE
+CONFIG_NAME = "test-config.yaml"  # the tests' config file in a run's directory
 
 # Snakemake's command line with one bug mended: `--list-changes params` (9.27) lists every
 # output that has a params record, changed or not, because an empty ParamsChange still
@@ -181,39 +183,15 @@ def job_counts(out: str) -> dict[str, int]:
     return jobs
 
 
-def snakemake(
-    workdir: Path,
-    config: dict,
-    *args: str,
-    check: bool = True,
-    cores: str | None = "2",
-    snakefile: Path = REPO / "Snakefile",
-    env: dict | None = None,
-    timeout: float | None = None,
-    program: list[str] | None = None,
-) -> subprocess.CompletedProcess:
-    """The ``snakemake`` command line as a user runs it: ``config`` written to a file in
-    ``workdir`` and passed with --configfile (merged over config.yaml).
-    ``program`` replaces the ``snakemake`` executable (e.g. ``LIST_PARAMS_CHANGES``)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))  # experiments keep their order
-    cmd = [
-        *(program or [SNAKEMAKE]),
-        "--snakefile",
-        str(snakefile),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(cfg),
-    ]
-    cmd += ["--cores", cores] if cores else []
-    cmd += list(args)
-    run_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=run_env, cwd=workdir, timeout=timeout)
-    if check and out.returncode != 0:
-        raise AssertionError(f"snakemake failed ({out.returncode}): {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
-    return out
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """The ``snakemake`` command line as a user runs it (:func:`moclip.workflow_cli.run`):
+    ``config`` written to ``workdir/test-config.yaml`` and passed with --configfile (merged
+    over config.yaml); a failed run fails the test with its output. ``kw``: the runner's
+    (``cores``, ``snakefile``, ``env``, ``timeout``, ``program``, e.g. ``LIST_PARAMS_CHANGES``)."""
+    try:
+        return workflow_cli.run(workdir, config, *args, check=check, config_name=CONFIG_NAME, **kw)
+    except workflow_cli.SnakemakeFailed as e:
+        raise AssertionError(str(e)) from None
 
 
 def planned(workdir: Path, config: dict, *targets: str, **kw) -> dict[str, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
 
 import pytest
 import yaml
@@ -12,7 +11,6 @@ from conftest import (
     DEFAULTS,
     PRESET_WEIGHTS,
     REPO,
-    SNAKEMAKE,
     TINY_CONFIG,
     differences,
     merged,
@@ -286,16 +284,7 @@ def test_the_workflow_refuses_a_key_given_twice_and_infinity_at_parse_time(tmp_p
         ("", "Config file must be given as JSON or YAML with keys at top level"),
     ]:
         cfg.write_text(text)
-        cmd = [
-            SNAKEMAKE,
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(cfg),
-        ]
-        out = subprocess.run([*cmd, "-n"], capture_output=True, text=True, cwd=tmp_path)
+        out = snakemake(tmp_path, cfg, "-n", cores=None, check=False)  # the file as written, not a dict
         assert out.returncode != 0 and said in out.stdout + out.stderr, out.stdout + out.stderr
         assert len((out.stdout + out.stderr).splitlines()) < 10
 

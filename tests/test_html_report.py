@@ -27,15 +27,24 @@ def _browser(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
 
 
+@pytest.fixture(scope="module")
+def reported(finished_run, tmp_path_factory):
+    """A copy of the finished run with its ``snakemake --report report.html``, made once for
+    the tests that open it (each writes its own probe pages beside it)."""
+    run = tmp_path_factory.mktemp("reported") / "run"
+    shutil.copytree(finished_run, run, symlinks=True)
+    snakemake(run, TINY_CONFIG, "--report", "report.html")
+    return run
+
+
 @needs_browser
-def test_report_landing_page_shows_what_ran_and_the_summary_table(demo_run, tmp_path):
-    snakemake(demo_run, TINY_CONFIG, "--report", "report.html")
-    report = demo_run / "report.html"
+def test_report_landing_page_shows_what_ran_and_the_summary_table(reported, tmp_path):
+    report = reported / "report.html"
     dom = html.unescape(_browser("--dump-dom", report.as_uri()).stdout)
     assert "What ran" in dom and "the embedded demo dataset" in dom
     # pretrained: none: the summary's warning, and no second one from the description page
     assert "moclip-tiny" in dom and "the CLIP weights are random" in dom and "Random CLIP weights" not in dom
-    summary = json.loads((demo_run / "results" / "summary.json").read_text())
+    summary = json.loads((reported / "results" / "summary.json").read_text())
     header, rows, notes = summary_table(summary)
     assert "<table" in dom and all(h in dom for h in header)
     for row in rows:  # every cell of every method, as the summary computed it
@@ -67,15 +76,13 @@ setTimeout(function () {{
 
 @needs_browser
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
-def test_report_landing_page_reads_from_its_top_on_a_laptop_and_a_desktop(finished_run, tmp_path, size):
+def test_report_landing_page_reads_from_its_top_on_a_laptop_and_a_desktop(reported, size):
     """Snakemake centres the landing page in its scrolling box, which put a tall page's
     title above the part a reader can scroll to (report/stylesheet.css, from the profiles)."""
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run, symlinks=True)
-    snakemake(run, TINY_CONFIG, "--report", "report.html")
     w, h = size
-    (run / "probe.html").write_text(PROBE.format(w=w, h=h))
-    dom = _browser("--allow-file-access-from-files", "--dump-dom", (run / "probe.html").as_uri()).stdout
+    probe_page = reported / f"probe-{w}x{h}.html"  # beside report.html, which its frame opens
+    probe_page.write_text(PROBE.format(w=w, h=h))
+    dom = _browser("--allow-file-access-from-files", "--dump-dom", probe_page.as_uri()).stdout
     probe = json.loads(html.unescape(re.search(r'data-probe="([^"]*)"', dom).group(1)))
     assert 0 <= probe["top"] < h / 2, probe  # the title, at the top of the window
     assert probe["cells"] >= 3 * 7 and probe["seen"] == probe["cells"], probe
@@ -108,17 +115,15 @@ SPLIT_RESULTS = {  # every result file of a split's report (rules/report.smk) an
 
 
 @needs_browser
-def test_each_split_page_lists_every_result_of_the_split_by_name(finished_run, tmp_path):
+def test_each_split_page_lists_every_result_of_the_split_by_name(reported):
     """Each "Split K" page of the report has a row a result file of the split, labelled
     with what it is and with a control that opens it (one unlabelled row hid all but one)."""
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run, symlinks=True)
-    snakemake(run, TINY_CONFIG, "--report", "report.html")
-    files = {p.name for p in (run / "results" / "reports" / "split1").iterdir() if p.suffix in (".html", ".png")}
+    files = {p.name for p in (reported / "results" / "reports" / "split1").iterdir() if p.suffix in (".html", ".png")}
     assert files == set(SPLIT_RESULTS)  # a new result file needs its label here
     for k in (1, 2, 3):
-        (run / "probe.html").write_text(SPLIT_PAGE.format(k=k))
-        dom = _browser("--allow-file-access-from-files", "--dump-dom", (run / "probe.html").as_uri()).stdout
+        probe_page = reported / f"probe-split{k}.html"
+        probe_page.write_text(SPLIT_PAGE.format(k=k))
+        dom = _browser("--allow-file-access-from-files", "--dump-dom", probe_page.as_uri()).stdout
         rows = json.loads(html.unescape(re.search(r'data-probe="([^"]*)"', dom).group(1)))
         assert sorted(r["text"] for r in rows) == sorted(SPLIT_RESULTS.values()), rows
         assert all(r["open"] >= 1 for r in rows), rows

@@ -297,11 +297,14 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
             "1",  # the profile's 8 would not fit a small node; 1: jobs side by side
             "--latency-wait",
             "5",
-            # No accounting daemon: sacct knows nothing, squeue does (MinJobAge=600 >= 3 x 10 s).
+            # No accounting daemon: sacct knows nothing, squeue does (MinJobAge=600 >= 3 x 2 s).
+            # The plugin's status interval is this after a round that saw a job end, 10 s
+            # longer after each round that saw none (snakemake_executor_plugin_slurm): a
+            # short one lets each stage's few-second jobs be seen done sooner.
             "--slurm-status-command",
             "squeue",
             "--slurm-init-seconds-before-status-checks",
-            "10",
+            "2",
             "--slurm-no-account",  # no accounts here (the plugin would ask sacct for one)
             "--default-resources",
             f"slurm_partition={PARTITION}",

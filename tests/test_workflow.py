@@ -25,6 +25,7 @@ import pytest
 import torch
 import yaml
 from conftest import (
+    CONFIG_NAME,
     DEFAULTS,
     LIST_PARAMS_CHANGES,
     REPO,
@@ -41,7 +42,7 @@ from conftest import (
 )
 
 import moclip
-from moclip import plan
+from moclip import plan, workflow_cli
 from moclip.clip_stream import ClipSettings, load_clip
 from moclip.config import key_line
 from moclip.demo import make_demo_dataset
@@ -356,47 +357,29 @@ def real_layout(tiny_demo, tmp_path):
     return tmp_path / "run", videos, lists, cfg
 
 
-def test_user_dataset_failed_video_is_listed_and_adding_a_video_reruns_one_shard(real_layout):
+def test_a_failed_and_a_cut_video_are_listed_and_adding_a_video_reruns_one_shard(real_layout):
+    """A user's dataset with a truncated video (a failed video) and, the issue's case, one
+    40-frame video among the demo's 24-frame ones with decode.max_frames 30 (cut without a
+    word before): failures.tsv names the first; rule cache_failures' cut.tsv, each split's
+    table and the summary (Markdown and the report's HTML) name the second with the 10
+    frames left out, and moclip verify finds the run consistent. Then a video added to a
+    split list reruns the manifest and one cache shard (one run for both: a run a case)."""
     wd, videos, lists, cfg = real_layout
     bad = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
     bad.write_bytes(bad.read_bytes()[:2000])  # truncated
-    snakemake(wd, cfg)
-    failures = (wd / "results" / "cache" / "failures.tsv").read_text().splitlines()
-    assert len(failures) == 2 and failures[1].startswith("v_BoxFall_g05_c01\tBoxFall/v_BoxFall_g05_c01.avi\t")
-    assert planned(wd, cfg) == {}
-
-    shutil.copy(videos / "BoxFall" / "v_BoxFall_g04_c01.avi", videos / "BoxFall" / "v_BoxFall_g04_c02.avi")
-    with open(lists / "trainlist01.txt", "a", newline="") as f:
-        f.write("BoxFall/v_BoxFall_g04_c02.avi 4\r\n")
-    index = sorted((wd / "results" / "cache" / "index").iterdir())
-    before = {p.name: p.stat().st_mtime_ns for p in index}
-    out = snakemake(wd, cfg)
-    # A dry run cannot see past the manifest checkpoint; the real run re-evaluates after it.
-    assert out.stderr.count("rule cache_shard:") == 1, out.stderr
-    changed = [p.name for p in index if p.stat().st_mtime_ns != before[p.name]]
-    new_shard = f"shard-{shard_of('v_BoxFall_g04_c02', 3):05d}.tsv"
-    assert changed == [new_shard]
-    assert "v_BoxFall_g04_c02" in (wd / "results" / "cache" / "index" / new_shard).read_text()
-    assert "demo_data" not in out.stderr
-
-
-def test_a_video_cut_at_max_frames_is_listed_with_its_frames_left_out_in_cut_tsv_and_the_reports(real_layout):
-    """The issue's case: decode.max_frames cut a long video without a word. One 40-frame
-    video among the demo's 24-frame ones, max_frames 30: rule cache_failures' cut.tsv, each
-    split's table and the summary (Markdown and the report's HTML) name it with the 10
-    frames left out, and moclip verify finds the run consistent."""
-    wd, videos, _, cfg = real_layout
-    long = videos / "BoxFall" / "v_BoxFall_g05_c01.avi"
+    long = next(p for p in sorted(videos.glob("*/*_g05_c01.avi")) if p.parent.name != "BoxFall")
     with av.open(str(long)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     encode_video(long, frames + frames[::-1][: 40 - len(frames)])  # there and back: 40 frames
-    cut = merged(cfg, {"decode": {"max_frames": 30}})
-    snakemake(wd, cut)
+    cfg = merged(cfg, {"decode": {"max_frames": 30}})
+    snakemake(wd, cfg)
     res = wd / "results"
+    failures = (res / "cache" / "failures.tsv").read_text().splitlines()
+    assert len(failures) == 2 and failures[1].startswith("v_BoxFall_g05_c01\tBoxFall/v_BoxFall_g05_c01.avi\t")
+    # the cut video is no failure: it is cut.tsv's one row
     assert read_tsv(res / "cache" / "cut.tsv") == [
-        {"video_id": long.stem, "path": f"BoxFall/{long.name}", "n_frames": "30", "frames_left_out": "10"}
+        {"video_id": long.stem, "path": f"{long.parent.name}/{long.name}", "n_frames": "30", "frames_left_out": "10"}
     ]
-    assert read_tsv(res / "cache" / "failures.tsv") == []
     line = f"Cut videos (1), read only up to decode.max_frames (frames left out of the video's): {long.stem} (10 of 40)"
     assert line in (res / "summary.md").read_text() and line in (res / "summary.html").read_text()
     for k in (1, 2, 3):
@@ -405,7 +388,21 @@ def test_a_video_cut_at_max_frames_is_listed_with_its_frames_left_out_in_cut_tsv
         [sys.executable, "-m", "moclip.cli", "verify", "results"], capture_output=True, text=True, cwd=wd
     )
     assert found.returncode == 0, found.stdout + found.stderr
-    assert planned(wd, cut) == {}
+    assert planned(wd, cfg) == {}
+
+    shutil.copy(videos / "BoxFall" / "v_BoxFall_g04_c01.avi", videos / "BoxFall" / "v_BoxFall_g04_c02.avi")
+    with open(lists / "trainlist01.txt", "a", newline="") as f:
+        f.write("BoxFall/v_BoxFall_g04_c02.avi 4\r\n")
+    index = sorted((res / "cache" / "index").iterdir())
+    before = {p.name: p.stat().st_mtime_ns for p in index}
+    out = snakemake(wd, cfg)
+    # A dry run cannot see past the manifest checkpoint; the real run re-evaluates after it.
+    assert out.stderr.count("rule cache_shard:") == 1, out.stderr
+    changed = [p.name for p in index if p.stat().st_mtime_ns != before[p.name]]
+    new_shard = f"shard-{shard_of('v_BoxFall_g04_c02', 3):05d}.tsv"
+    assert changed == [new_shard]
+    assert "v_BoxFall_g04_c02" in (res / "cache" / "index" / new_shard).read_text()
+    assert "demo_data" not in out.stderr
 
 
 def test_reencode_coviar_caches_the_340x256_reencodes_and_names_a_failed_one(real_layout):
@@ -632,28 +629,18 @@ def _rules_with_changed_params(run: Path, wf: Path, owner: dict[str, str]) -> se
     return {owner[line] for line in out.stdout.splitlines() if line in owner}
 
 
-def _run_until(workdir: Path, config: dict, rule: str) -> dict[str, list[Path]]:
+def _run_until(workdir: Path, config: dict, rule: str, cores: str) -> dict[str, list[Path]]:
     """Start the workflow, SIGKILL it (with its jobs) once a ``rule`` job has finished, and
     return the outputs of every job Snakemake had reported finished by then, by rule."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
     log = workdir / "killed.log"
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [*cmd, "--configfile", str(cfg), "--cores", "2"],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        deadline = time.time() + 600
-        while f"(Rule: {rule})" not in log.read_text():
-            assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    session = {"start_new_session": True}
+    proc = workflow_cli.start(workdir, config, log=log, cores=cores, config_name=CONFIG_NAME, popen=session)
+    deadline = time.time() + 600
+    while f"(Rule: {rule})" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     lines = log.read_text().splitlines()
     done = {m.group(1) for ln in lines if (m := re.match(r"Finished jobid: (\d+)", ln))}
     outputs: dict[str, list[Path]] = {}
@@ -670,17 +657,25 @@ def _run_until(workdir: Path, config: dict, rule: str) -> dict[str, list[Path]]:
     return outputs
 
 
-@pytest.mark.parametrize("rule", ["cache_shard", "clip_embed"], ids=["in-caches", "in-embeddings"])
-def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule):
+@pytest.mark.parametrize(
+    ("rule", "cores"), [("cache_shard", "1"), ("clip_embed", "2")], ids=["in-caches-one-core", "in-embeddings"]
+)
+def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule, cores):
+    """A SIGKILL of Snakemake and its jobs, then --rerun-incomplete: nothing finished runs
+    again and the results are the uninterrupted run's. On one core (the first case, both
+    before and after the kill) also: --cores caps each job's threads; torch computes with
+    the config's cpu_threads whatever they are, and the loader workers they add change no
+    batch, so every cache, feature file, checkpoint, metric, report and plot is the
+    two-core run's (one run for both checks)."""
     wd = tmp_path / "killed"
-    finished_outputs = _run_until(wd, TINY_CONFIG, rule)
+    finished_outputs = _run_until(wd, TINY_CONFIG, rule, cores)
     assert finished_outputs.get(rule), finished_outputs  # killed after a job of that rule had finished
     finished = {p: p.stat().st_mtime_ns for paths in finished_outputs.values() for p in paths if p.is_file()}
     for p in wd.glob("results/cache/*/shard-*/*.h5"):
         with h5py.File(p) as f:  # every file with a final name is complete
             assert f.attrs["status"] == "ok"
     snakemake(wd, TINY_CONFIG, "--unlock")  # a SIGKILL leaves Snakemake's lock behind, as for any user
-    snakemake(wd, TINY_CONFIG, "--rerun-incomplete")
+    snakemake(wd, TINY_CONFIG, "--rerun-incomplete", cores=cores)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished ran again
     # Byte for byte the uninterrupted run's results: caches, shards, models, reports and plots.
     resumed, reference = result_files(wd), result_files(finished_run)
@@ -694,25 +689,19 @@ def _kill_a_job(workdir: Path, config: dict, rule: str, *args: str) -> str:
     Snakemake's console once it has ended."""
     import psutil  # Snakemake's own dependency
 
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg)]
     log = workdir / "killed.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [*cmd, "--cores", "2", *args], stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"}
-        )
-        deadline, killed = time.time() + 600, None
-        while killed is None:
-            assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if any(a.endswith(f".{rule}.py") for a in child.cmdline()):  # .snakemake/scripts/tmp*.<rule>.py
-                        killed = child
-                        break
-            time.sleep(0.02)
-        killed.kill()
-        assert proc.wait(timeout=600) != 0  # the job failed, and so the run
+    proc = workflow_cli.start(workdir, config, *args, log=log, config_name=CONFIG_NAME)
+    deadline, killed = time.time() + 600, None
+    while killed is None:
+        assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if any(a.endswith(f".{rule}.py") for a in child.cmdline()):  # .snakemake/scripts/tmp*.<rule>.py
+                    killed = child
+                    break
+        time.sleep(0.02)
+    killed.kill()
+    assert proc.wait(timeout=600) != 0  # the job failed, and so the run
     return log.read_text()
 
 
@@ -737,17 +726,6 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
     rebuilt, reference = result_files(demo_run), result_files(finished_run)
     assert sorted(rebuilt) == sorted(reference)
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
-
-
-def test_one_core_gives_the_bytes_two_cores_give(finished_run, tmp_path):
-    """--cores caps each job's threads; torch computes with the config's cpu_threads
-    whatever they are, and the loader workers they add change no batch: every cache,
-    feature file, checkpoint, metric, report and plot is the two-core run's."""
-    wd = tmp_path / "one core"
-    snakemake(wd, TINY_CONFIG, cores="1")
-    one, two = result_files(wd), result_files(finished_run)
-    assert sorted(one) == sorted(two)
-    assert [k for k in one if one[k] != two[k]] == []
 
 
 def test_a_job_killed_in_a_first_run_is_rebuilt_by_the_next_plain_run(finished_run, tmp_path):
@@ -820,34 +798,24 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     runs only the job left: --forceall is not repeated."""
     wd = tmp_path / "ctrl-c"
     wd.mkdir()
-    cfg = wd / "test-config.yaml"
     # The interrupt lands inside a training job, after its first of 60 epochs (seconds of work
     # left): the tiny run's other jobs can end in less time than the test takes to react.
     slow = {**TINY_CONFIG, "dataset": {"shards": 1, "splits": [1]}}
     slow["mvnet"] = {**TINY_CONFIG["mvnet"], "epochs": 60, "milestones": [50]}
-    cfg.write_text(yaml.safe_dump(slow))
     mv = f"mvnet/{plan.mv_tag(merged(DEFAULTS, slow))}/split1"
     model, log = wd / "results" / mv / "model.pt", wd / "results" / "logs" / f"{mv}.log"
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", str(cfg)]
-    cmd += ["--cores", "2", "--forceall", f"results/{mv}/model.pt"]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    with open(wd / "console.txt", "w") as f:
-        # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
-        # shell's background job inherits SIGINT ignored, and so would snakemake).
-        proc = subprocess.Popen(
-            cmd,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        deadline = time.time() + 600
-        while not (log.exists() and "epochs 1/60" in log.read_text()):  # training, 59 epochs to go
-            assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=300) != 0
+    # Ctrl-C's default action, as from a terminal, whatever pytest was started from (a
+    # shell's background job inherits SIGINT ignored, and so would snakemake).
+    default_sigint = {"start_new_session": True, "preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+    args = ("--forceall", f"results/{mv}/model.pt")
+    proc = workflow_cli.start(wd, slow, *args, log=wd / "console.txt", config_name=CONFIG_NAME, popen=default_sigint)
+    cfg = wd / CONFIG_NAME
+    deadline = time.time() + 600
+    while not (log.exists() and "epochs 1/60" in log.read_text()):  # training, 59 epochs to go
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the interrupt"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=300) != 0
     assert not model.exists(), "the training job was not interrupted"
     console = (wd / "console.txt").read_text()
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console
@@ -856,7 +824,9 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     assert "Error in rule" not in console and "WorkflowError" not in console, console
     again = shlex.split(last.partition("to resume: ")[2])
     assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again and "--forceall" not in again
-    out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=workflow_cli.environment(), cwd=REPO
+    )
     assert out.returncode == 0, out.stderr
     assert model.exists() and "up to the targets asked for" in out.stdout + out.stderr
     assert job_counts(out.stdout + "\n" + out.stderr) == {"train_mvnet": 1}, out.stderr  # the rest was done
