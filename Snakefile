@@ -8,8 +8,8 @@ import sys
 
 from snakemake.utils import min_version
 
-from moclip.config import CommandLine, ConfigError, check_config, load_config, load_yaml, ordered_like
-from moclip.experiments import experiment_configs
+from moclip.workflow.config import CommandLine, ConfigError, check_config, load_config, load_yaml, ordered_like
+from moclip.workflow.experiments import experiment_configs
 from moclip.io import RunLockedError, hold_run_lock
 from moclip.runtime import watch_run
 

@@ -24,9 +24,9 @@ import h5py
 import numpy as np
 import torch
 
-from moclip.cache import CHECKED, COMPRESSION
-from moclip.mv_data import EpochOrder, MVClips, MVItem, MVSettings, accumulate, accumulate_batch, gop_steps, mv_loader
+from moclip.mv.data import EpochOrder, MVClips, MVItem, MVSettings, accumulate, accumulate_batch, gop_steps, mv_loader
 from moclip.runtime import resolve_device
+from moclip.video.cache import CHECKED, COMPRESSION
 
 H, W, CELL, GOP = 256, 340, 8, 12
 
@@ -39,7 +39,7 @@ def camera_gop(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_caches(root: Path, n: int, gops: int) -> list[MVItem]:
-    """``n`` MV caches of ``gops`` camera-like GOPs each, laid out as moclip.cache writes them."""
+    """``n`` MV caches of ``gops`` camera-like GOPs each, laid out as moclip.video.cache writes them."""
     rng, items = np.random.default_rng(1), []
     for k in range(n):
         mv, ft = zip(*(camera_gop(rng) for _ in range(gops)), strict=True)

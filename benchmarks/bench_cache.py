@@ -31,12 +31,12 @@ from pathlib import Path
 
 import av
 
-import moclip.cache
-from moclip import workflow_cli
-from moclip.cache import FrameStorage, cache_shard, cache_video, read_mv
-from moclip.codec import DecodeSettings
-from moclip.demo import DemoSpec, make_demo_dataset, render_clip
-from moclip.encode import encode_video
+import moclip.video.cache
+from moclip.dataset.demo import DemoSpec, make_demo_dataset, render_clip
+from moclip.video.cache import FrameStorage, cache_shard, cache_video, read_mv
+from moclip.video.codec import DecodeSettings
+from moclip.video.encode import encode_video
+from moclip.workflow import runner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,11 +81,11 @@ def paired_rounds(variants: dict, paths: list[Path], rounds: int, cleanup) -> di
 @contextmanager
 def unchecked():
     """Caches written without their Fletcher-32 checksums (as before they had them)."""
-    saved, moclip.cache.CHECKED = moclip.cache.CHECKED, {}
+    saved, moclip.video.cache.CHECKED = moclip.video.cache.CHECKED, {}
     try:
         yield
     finally:
-        moclip.cache.CHECKED = saved
+        moclip.video.cache.CHECKED = saved
 
 
 def _unchecked_cache_video(*args, **kwargs):
@@ -133,7 +133,7 @@ def read_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
 def frame_costs(paths: list[Path], out: Path) -> dict[str, tuple[float, float]]:
     """(KB of one video's frame cache, ms for the CLIP stage's loader to read it and decode
     its frames on the CPU: best of 3) for JPEG and raw frames."""
-    from moclip.frames import read_frames  # torch: imported only here
+    from moclip.video.frames import read_frames  # torch: imported only here
 
     costs = {}
     for enc in ("jpeg", "jpeg unchecked", "raw"):
@@ -185,7 +185,7 @@ def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int, pairs: 
     machine: each pair gives a ratio."""
     import yaml
 
-    from moclip.manifest import build_manifest
+    from moclip.dataset.manifest import build_manifest
 
     cfg = root / "bench.yaml"
     cfg.write_text(
@@ -195,7 +195,7 @@ def workflow_vs_loop(root: Path, videos: Path, lists: Path, shards: int, pairs: 
     )
 
     def workflow(wd: Path) -> None:
-        workflow_cli.run(wd, cfg, "caches", "--quiet", "all", cores=2)
+        runner.run(wd, cfg, "caches", "--quiet", "all", cores=2)
 
     def loop(out: Path) -> int:
         rows = build_manifest(videos, lists, [1], 1, shards, 0)
@@ -231,7 +231,7 @@ def peak_memory(root: Path, frames: int) -> float:
     clip = render_clip(DemoSpec(frames=50), "Ball", "Shake", 1, 1)
     encode_video(path, (clip[i % 50] for i in range(frames)))
     code = (
-        "from moclip.cache import cache_video; from moclip.codec import DecodeSettings;"
+        "from moclip.video.cache import cache_video; from moclip.video.codec import DecodeSettings;"
         f"r = cache_video({str(path)!r}, 'long', {str(root / 'l_mv.h5')!r}, {str(root / 'l_fr.h5')!r},"
         " DecodeSettings());"
         "assert r.status == 'ok', r;"

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from moclip.cache import ENCODINGS, FrameStorage, cache_shard
-from moclip.clip_stream import embed_frame_caches, load_clip
-from moclip.codec import DecodeSettings
-from moclip.demo import DemoSpec, make_demo_dataset
+from moclip.clip.stream import embed_frame_caches, load_clip
+from moclip.dataset.demo import DemoSpec, make_demo_dataset
 from moclip.runtime import autocast_dtype, resolve_device
+from moclip.video.cache import ENCODINGS, FrameStorage, cache_shard
+from moclip.video.codec import DecodeSettings
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from moclip import workflow_cli
+from moclip.workflow import runner
 
 REPO = Path(__file__).resolve().parents[1]
 N_VIDEOS = 13_320
@@ -54,7 +54,7 @@ def make_placeholder_ucf101(root: Path) -> tuple[Path, Path]:
 def snakemake(wd: Path, cfg: Path, *args: str) -> tuple[float, str]:
     """Wall seconds of one run on 2 cores, and what it printed."""
     t = time.perf_counter()
-    out = workflow_cli.run(wd, cfg, *args, cores=2)
+    out = runner.run(wd, cfg, *args, cores=2)
     return time.perf_counter() - t, out.stdout + out.stderr
 
 

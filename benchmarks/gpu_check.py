@@ -68,7 +68,7 @@ import numpy as np
 import torch
 import yaml
 
-from moclip import workflow_cli
+from moclip.workflow import runner
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_RULES = ("clip_embed", "train_mvnet", "mv_features")
@@ -154,7 +154,7 @@ def run_snakemake(workdir: Path, config: dict, *args: str, cores: int, log: Path
     background; its output goes to ``log``."""
     profile = ("--workflow-profile", str(REPO / "profiles" / "default"))
     python_m = [sys.executable, "-m", "snakemake"]  # the snakemake of this Python, wherever its scripts went
-    return workflow_cli.start(
+    return runner.start(
         workdir, config, *profile, *args, log=log, cores=cores, program=python_m, config_name="check-config.yaml"
     )
 
@@ -310,8 +310,8 @@ def part_demo(sizes: Sizes, dev: torch.device, tmp: Path, cores: int) -> dict:
 
 def demo_mv_items(workdir: Path, split: int = 1) -> tuple[list, list, int]:
     """The demo run's MV caches as (train, val) items of ``split``, and its class count."""
-    from moclip.mv_data import mv_items
-    from moclip.videos import class_names, read_manifest, split_rows
+    from moclip.dataset.videos import class_names, read_manifest, split_rows
+    from moclip.mv.data import mv_items
 
     res = workdir / "results"
     rows = read_manifest(res / "manifest.tsv")
@@ -321,8 +321,8 @@ def demo_mv_items(workdir: Path, split: int = 1) -> tuple[list, list, int]:
 
 
 def part_fp16(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
-    from moclip.mv_data import MVSettings
-    from moclip.mv_train import fit_mvnet
+    from moclip.mv.data import MVSettings
+    from moclip.mv.train import fit_mvnet
 
     wd = Path(demo["workdir"])
     train, val, n = demo_mv_items(wd)
@@ -344,8 +344,8 @@ def part_fp16(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
     diff = [k for k in states[0] if not torch.equal(states[0][k], states[1][k])]
     out["deterministic"] = {"arch": s.arch, "identical": not diff, "tensors_differing": len(diff), "of": len(states[0])}
     # predict on the card against the CPU (the run's precision, auto: mixed on the card)
+    from moclip.dataset.videos import read_manifest
     from moclip.predict import Predictor
-    from moclip.videos import read_manifest
 
     res = wd / "results"
     rows = [r for r in read_manifest(res / "manifest.tsv") if r.split1 == "test"][: sizes.predict_videos]
@@ -367,7 +367,7 @@ def part_fp16(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
 
 
 def part_clip(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
-    from moclip.clip_stream import embed_frame_caches, load_clip
+    from moclip.clip.stream import embed_frame_caches, load_clip
     from moclip.runtime import autocast, autocast_dtype
 
     res = Path(demo["workdir"]) / "results"
@@ -376,7 +376,7 @@ def part_clip(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
     ids = [f"v{i}" for i in range(len(files))]
     clip = load_clip(sizes.clip_model, "none", device=str(dev))
     amp = autocast_dtype(dev)
-    from moclip.frames import read_frames
+    from moclip.video.frames import read_frames
 
     k = read_frames(files[0])[0].shape[0]
     n_img = len(files) * k
@@ -426,8 +426,8 @@ def jpeg_decode(files: list[Path], batch_videos: int, dev: torch.device, rounds:
     """Images a second of ``decode_frames`` on ``dev`` (``batch_videos`` videos a call, the
     stage's) and on the CPU (one thread, as a loader worker), alternating rounds; the
     frames read once beforehand, so that only decoding is timed."""
-    from moclip.cache import open_cache
-    from moclip.frames import decode_frames, stored_frames
+    from moclip.video.cache import open_cache
+    from moclip.video.frames import decode_frames, stored_frames
 
     stored = []
     for f in files:
@@ -461,8 +461,8 @@ def jpeg_decode(files: list[Path], batch_videos: int, dev: torch.device, rounds:
 
 
 def part_mv_train(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
-    from moclip.mv_data import MVSettings
-    from moclip.mv_train import fit_mvnet
+    from moclip.mv.data import MVSettings
+    from moclip.mv.train import fit_mvnet
 
     train, _, n = demo_mv_items(Path(demo["workdir"]))
     items = (train * (sizes.mv_items // len(train) + 1))[: sizes.mv_items]
@@ -505,9 +505,9 @@ def part_mv_train(sizes: Sizes, dev: torch.device, demo: dict) -> dict:
 
 
 def part_mv_features(sizes: Sizes, dev: torch.device, demo: dict, tmp: Path) -> dict:
-    from moclip.mv_data import MVSettings
-    from moclip.mv_nets import MVNet
-    from moclip.mv_stream import extract_features
+    from moclip.mv.data import MVSettings
+    from moclip.mv.nets import MVNet
+    from moclip.mv.stream import extract_features
 
     train, _, n = demo_mv_items(Path(demo["workdir"]))
     items = (train * (sizes.feat_videos // len(train) + 1))[: sizes.feat_videos]
@@ -553,16 +553,16 @@ import h5py, timm, open_clip
 t["import h5py, timm, open_clip"] = process_age()
 stage = args["stage"]
 if stage == "clip_embed":
-    from moclip.clip_stream import ClipSettings, clip_embed
+    from moclip.clip.stream import ClipSettings, clip_embed
     kw = dict(args["kw"]); kw["settings"] = ClipSettings.from_config(kw["settings"])
     clip_embed(**kw)
 elif stage == "train_mvnet":
-    from moclip.mv_data import MVSettings
-    from moclip.mv_stream import train_mvnet
+    from moclip.mv.data import MVSettings
+    from moclip.mv.stream import train_mvnet
     kw = dict(args["kw"]); kw["settings"] = MVSettings.from_config(kw["settings"])
     train_mvnet(**kw)
 else:
-    from moclip.mv_stream import mv_features
+    from moclip.mv.stream import mv_features
     mv_features(**args["kw"])
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
@@ -672,7 +672,9 @@ class FullSizes:
     check_videos: int = 256  # the stage's embeddings against a serialised decode/encode, and nvJPEG against the CPU
     mv_arch: str = "efficientnet_b0"
     mv_size: int = 224
-    mv_workers: int = 0  # loader workers of the MV stages; 0: the workflow's on a GPU (moclip.layout.GPU_THREADS - 1)
+    mv_workers: int = (
+        0  # loader workers of the MV stages; 0: the workflow's on a GPU (moclip.workflow.layout.GPU_THREADS - 1)
+    )
     mv_epochs: int = 2
     mv_epoch_s: float = 40.0  # the training's epoch at most: a subset of the split where the loader is slower
     feat_videos: int = 128  # the paper's 25 x 10 views
@@ -783,7 +785,7 @@ def _camera_video(args: tuple) -> int:
     import h5py
     import PIL.Image
 
-    from moclip.cache import COMPRESSION, FrameStorage, write_frames
+    from moclip.video.cache import COMPRESSION, FrameStorage, write_frames
 
     i, mv_path, frames_path, fs = args
     rng = np.random.default_rng([7, i])
@@ -857,7 +859,7 @@ def full_set(fs: FullSizes, root: Path, cores: int) -> dict:
 
 def full_items(fs: FullSizes, root: Path) -> dict[str, list]:
     """Split 1's MV items by part, and every video's frame cache (``frames``) in shard order."""
-    from moclip.mv_data import MVItem
+    from moclip.mv.data import MVItem
 
     out: dict[str, list] = {"train": [], "val": [], "test": [], "frames": []}
     for i in range(fs.videos):
@@ -883,7 +885,7 @@ def _paper_mv(fs: FullSizes, **over):
 
 def _preset_mv(preset: str, fs: FullSizes, **over):
     """A preset's mvnet settings at this run's architecture and size, random weights."""
-    from moclip.mv_data import MVSettings
+    from moclip.mv.data import MVSettings
 
     cfg = {k: v for k, v in preset_config(preset)["mvnet"].items() if k in MVSettings.__dataclass_fields__}
     tiny = fs.mv_arch == "tiny"
@@ -897,9 +899,9 @@ def part_full_clip(fs: FullSizes, dev: torch.device, info: dict, tmp: Path, budg
     the images after the first batch over the time after it), bare ``encode_image`` at the
     same batch on inputs already on the card, and the stage's embeddings of the first
     videos against a serialised decode and encode (a decode/encode race would show)."""
-    from moclip.clip_stream import FrameShard, embed_shards, encode_videos, load_clip
-    from moclip.frames import decode_frames
+    from moclip.clip.stream import FrameShard, embed_shards, encode_videos, load_clip
     from moclip.runtime import autocast, autocast_dtype
+    from moclip.video.frames import decode_frames
 
     t_start = time.perf_counter()
     items = full_items(fs, Path(info["root"]))
@@ -952,9 +954,9 @@ def part_full_clip(fs: FullSizes, dev: torch.device, info: dict, tmp: Path, budg
     t_bare = bare(n_batches)
     bare_rate = n_batches * batch / t_bare
     # the stage's rows against a serialised pipeline (every decode and encode waited for)
-    from moclip.cache import open_cache
-    from moclip.frames import stored_frames
     from moclip.shards import read_shard
+    from moclip.video.cache import open_cache
+    from moclip.video.frames import stored_frames
 
     n = min(fs.check_videos, len(files))
     got = np.concatenate([read_shard(sh.out)[1] for sh in shards])[:n]
@@ -989,9 +991,9 @@ def part_full_clip(fs: FullSizes, dev: torch.device, info: dict, tmp: Path, budg
 def part_nvjpeg(fs: FullSizes, dev: torch.device, info: dict) -> dict:
     """The card's JPEG decode against the CPU's on the set's first videos: grey levels and
     CLIP cosine (decoder_agreement); and both decoders' images/s (jpeg_decode)."""
-    from moclip.cache import open_cache
-    from moclip.clip_stream import decoder_agreement, load_clip
-    from moclip.frames import stored_frames
+    from moclip.clip.stream import decoder_agreement, load_clip
+    from moclip.video.cache import open_cache
+    from moclip.video.frames import stored_frames
 
     files = full_items(fs, Path(info["root"]))["frames"][: fs.check_videos]
     stored = []
@@ -1009,8 +1011,8 @@ def bare_mv_ceilings(s, n_classes: int, dev: torch.device, steps: int) -> dict:
     the recipe's batch (``s.batch_size`` x ``s.segments`` maps at the input size, no
     augmentation, the loss never read back until the end) and the feature pass at the
     test batch (eval_images inputs). Segments/s and inputs/s, under ``s.precision``."""
-    from moclip.mv_nets import MVNet
-    from moclip.mv_train import eval_images, make_optimizer, train_step
+    from moclip.mv.nets import MVNet
+    from moclip.mv.train import eval_images, make_optimizer, train_step
     from moclip.runtime import autocast, autocast_dtype, precision_name
 
     torch.manual_seed(0)
@@ -1068,7 +1070,7 @@ def part_bare_mv(fs: FullSizes, dev: torch.device) -> dict:
     the network's size) and the library's ceilings, which time what the stage runs (resize
     from the frame's maps, augmentation, the step; the feature pass with its views), eager
     and, for the training step, under ``torch.compile`` with its compile time beside."""
-    from moclip.mv_train import feature_ceiling, train_ceiling
+    from moclip.mv.train import feature_ceiling, train_ceiling
 
     s = _paper_mv(fs)
     out = bare_mv_ceilings(s, fs.classes, dev, fs.bare_steps)
@@ -1080,7 +1082,7 @@ def part_bare_mv(fs: FullSizes, dev: torch.device) -> dict:
 def part_compile(fs: FullSizes, dev: torch.device) -> dict:
     """``mvnet.compile``: the library's bare step eager and under ``torch.compile``, and the
     compiled call's seconds with its compile (paid in the warm-up steps) included."""
-    from moclip.mv_train import train_ceiling
+    from moclip.mv.train import train_ceiling
 
     eager = train_ceiling(_paper_mv(fs), device=str(dev), n_classes=fs.classes, steps=fs.bare_steps)
     t0 = time.perf_counter()
@@ -1109,7 +1111,7 @@ def set_deterministic(on: bool) -> None:
 def part_deterministic(fs: FullSizes, dev: torch.device) -> dict:
     """The bare training step with the deterministic settings off, then on (train_mvnet's
     default): their cost. The process is left deterministic, as train_mvnet leaves it."""
-    from moclip.mv_train import train_ceiling
+    from moclip.mv.train import train_ceiling
 
     rows = {}
     for on in (False, True):
@@ -1132,7 +1134,7 @@ def part_deterministic(fs: FullSizes, dev: torch.device) -> dict:
 
 def mv_workers(fs: FullSizes) -> int:
     """The MV stages' loader workers: the workflow's for a GPU job unless the sizes say."""
-    from moclip.layout import GPU_THREADS
+    from moclip.workflow.layout import GPU_THREADS
 
     return fs.mv_workers or GPU_THREADS - 1
 
@@ -1140,7 +1142,7 @@ def mv_workers(fs: FullSizes) -> int:
 def loader_rate(items: list, s, workers: int, batches: int = 8) -> float:
     """Segments/s the training loader delivers alone (its workers started, then ``batches``
     timed): how many videos an epoch of at most mv_epoch_s can take."""
-    from moclip.mv_data import EpochOrder, MVClips, mv_loader
+    from moclip.mv.data import EpochOrder, MVClips, mv_loader
 
     loader = mv_loader(MVClips(items, s, s.segments, s.seed), s.batch_size, workers, EpochOrder(len(items), s.seed))
     it = iter(loader)
@@ -1157,7 +1159,7 @@ def part_full_mv_train(fs: FullSizes, dev: torch.device, info: dict) -> dict:
     epoch, as train_mvnet runs it: segments/s of each epoch, the share waiting for data,
     the validation's time. Where the loader alone cannot deliver an epoch of the split in
     ``mv_epoch_s``, a subset of the split (and of its validation videos, in proportion)."""
-    from moclip.mv_train import fit_mvnet
+    from moclip.mv.train import fit_mvnet
 
     items = full_items(fs, Path(info["root"]))
     s = _paper_mv(fs, epochs=fs.mv_epochs, milestones=[fs.mv_epochs])
@@ -1209,8 +1211,8 @@ def part_full_mv_features(fs: FullSizes, dev: torch.device, info: dict, tmp: Pat
     """mv_features' two passes on the set with each preset's views and loader: the fixed
     evaluation views (paper 25 x 10, config/ucf101.yaml 8 x 1) and the paper's draws of
     training segments; videos/s and network inputs/s."""
-    from moclip.mv_nets import MVNet
-    from moclip.mv_stream import FeatureShard, extract_draws, extract_shards
+    from moclip.mv.nets import MVNet
+    from moclip.mv.stream import FeatureShard, extract_draws, extract_shards
 
     items = full_items(fs, Path(info["root"]))
     workers = mv_workers(fs)
@@ -1291,8 +1293,8 @@ args = json.loads(sys.argv[1])
 import torch
 from moclip.runtime import use_threads
 use_threads(args["threads"])
-from moclip.mv_data import MVItem, MVSettings
-from moclip.mv_train import fit_mvnet
+from moclip.mv.data import MVItem, MVSettings
+from moclip.mv.train import fit_mvnet
 items = [MVItem(v, p, y) for v, p, y in args["items"]]
 s = MVSettings.from_config(args["settings"])
 if args["device"] == "cuda":

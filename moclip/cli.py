@@ -14,21 +14,21 @@ from pathlib import Path
 import h5py
 
 from moclip import __version__
-from moclip.cache import ENCODINGS, FrameStorage, cache_video
-from moclip.checks import check_experiments
-from moclip.codec import DecodeSettings
-from moclip.config import check_config, load_config
-from moclip.datasets import FORMATS
-from moclip.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
-from moclip.experiments import describe, experiment_configs, experiments
+from moclip.dataset.demo import APPEARANCES, MOTIONS, DemoSpec, make_demo_dataset
+from moclip.dataset.formats import FORMATS
+from moclip.dataset.manifest import build_manifest
+from moclip.dataset.videos import SPLITS, write_manifest
 from moclip.features import LAYOUTS, READERS, export_npy, export_table, load_features
 from moclip.io import BrokenFileError, snakemake_program
-from moclip.layout import Layout
-from moclip.manifest import build_manifest
 from moclip.methods import PRODUCT
 from moclip.runtime import PRECISIONS
 from moclip.settings import default, workflow_defaults
-from moclip.videos import SPLITS, write_manifest
+from moclip.video.cache import ENCODINGS, FrameStorage, cache_video
+from moclip.video.codec import DecodeSettings
+from moclip.workflow.checks import check_experiments
+from moclip.workflow.config import check_config, load_config
+from moclip.workflow.experiments import describe, experiment_configs, experiments
+from moclip.workflow.layout import Layout
 
 SEED = workflow_defaults()["seed"]  # every default below is the workflow's (config.yaml, the settings classes)
 
@@ -62,7 +62,7 @@ def _demo_data(a: argparse.Namespace) -> int:
 
 
 def _demo_long(a: argparse.Namespace) -> int:
-    from moclip.untrimmed import make_untrimmed_videos
+    from moclip.dataset.untrimmed import make_untrimmed_videos
 
     videos = make_untrimmed_videos(a.dir, a.videos, a.seconds, a.actions, seed=a.seed)
     print(

@@ -7,7 +7,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from moclip.clip_stream import Clip
+from moclip.clip.stream import Clip
 from moclip.methods import HEADS
 
 

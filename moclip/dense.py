@@ -23,8 +23,13 @@ import h5py
 import numpy as np
 import torch
 
-from moclip.clip_stream import encode_videos
-from moclip.codec import (
+from moclip.clip.stream import encode_videos
+from moclip.io import atomic_path, listed_ids, reading
+from moclip.mv.data import motion_map, sample_segments
+from moclip.mv.train import load_checkpoint, view_features
+from moclip.runtime import Progress, autocast_dtype, log_startup, precision_name, resolve_device, use_threads
+from moclip.settings import FromConfig, default
+from moclip.video.codec import (
     _PICT,
     FRAME_TYPES,
     SINGLE_REF_CODECS,
@@ -41,11 +46,6 @@ from moclip.codec import (
     output_size,
     rasterize,
 )
-from moclip.io import atomic_path, listed_ids, reading
-from moclip.mv_data import motion_map, sample_segments
-from moclip.mv_train import load_checkpoint, view_features
-from moclip.runtime import Progress, autocast_dtype, log_startup, precision_name, resolve_device, use_threads
-from moclip.settings import FromConfig, default
 
 log = logging.getLogger(__name__)
 I, P = FRAME_TYPES["I"], FRAME_TYPES["P"]
@@ -251,7 +251,7 @@ def dense_video(
     video_id: str, path: Path | str, settings: DenseSettings, clip, net, mv_settings, device, precision: str = "auto"
 ) -> DenseVideo:
     """:class:`DenseVideo` of ``path``: its windows' centre frames through ``clip`` (a loaded
-    :class:`moclip.clip_stream.Clip`, preprocessed as the CLIP stage does) and their motion
+    :class:`moclip.clip.stream.Clip`, preprocessed as the CLIP stage does) and their motion
     through the frozen ``net`` (``mv_settings``: its checkpoint's), on ``device``, in batches
     of ``settings.batch`` windows; CLIP under ``precision`` (clip.precision's autocast)."""
     amp = autocast_dtype(device, precision)
@@ -365,7 +365,7 @@ def dense(
     threads: int = 1,
 ) -> dict[str, str]:
     """Rule ``dense``: every video of one shard (``videos``, ids from the ``manifest``) into
-    the shard file ``out``, its CLIP rows from ``clip`` (a :class:`moclip.clip_stream
+    the shard file ``out``, its CLIP rows from ``clip`` (a :class:`moclip.clip.stream
     .ClipSettings`, the CLIP stage's) and its motion from the frozen MV network ``model``
     (a checkpoint of train_mvnet), both on ``device``; torch computes with clip.cpu_threads
     threads on the CPU. A video that cannot be read is named in the file and the log, with

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moclip.dataset.videos import Video, class_names, read_manifest
 from moclip.io import atomic_path, read_json
 from moclip.outputs import current_tags, shard_name
-from moclip.videos import Video, class_names, read_manifest
 
 if TYPE_CHECKING:
     import numpy as np

@@ -23,13 +23,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from moclip.dataset.videos import class_names, read_manifest, split_rows
 from moclip.io import BrokenFileError, atomic_path, reading, rebuild, write_json
 from moclip.methods import HEADS, STREAMS
 from moclip.metrics import sample_sd, selection_key, summarize, write_predictions
 from moclip.runtime import use_threads
 from moclip.settings import FromConfig, default
 from moclip.shards import DRAWS, pool_frames, pool_segments, read_shards
-from moclip.videos import class_names, read_manifest, split_rows
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def fit_head(
 
 class DrawReader:
     """The training videos' MV feature draws (``train_draws`` of the feature shards, written
-    by :func:`moclip.mv_stream.extract_draws`), one draw a time: [N, D] float32 in the
+    by :func:`moclip.mv.stream.extract_draws`), one draw a time: [N, D] float32 in the
     order of ``video_ids`` (NaN for a video no shard holds). A shard that cannot be read,
     or holds no draws, is a :class:`~moclip.io.BrokenFileError` naming it."""
 

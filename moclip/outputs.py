@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moclip.dataset.videos import SPLITS, Video
 from moclip.io import BrokenFileError, read_json
 from moclip.methods import CONFUSION_PLOT, HEADS, PRODUCT_MODEL, STREAMS, head_inputs, lives_in
-from moclip.videos import SPLITS, Video
 
 REPORT_FILES = ("metrics.json", "table.html", CONFUSION_PLOT, "per_class_top1.png", "training_curves.png")
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.html")

@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moclip.cache import FrameStorage, cache_video
-from moclip.clip_stream import ClipSettings, encode_videos
-from moclip.codec import DecodeSettings
-from moclip.encode import EncodeSettings
-from moclip.frames import read_frames
+from moclip.clip.stream import ClipSettings, encode_videos
 from moclip.heads import load_head
 from moclip.io import read_json
 from moclip.methods import HEADS, PRODUCT, PRODUCT_MODEL
-from moclip.mv_data import read_segments
-from moclip.mv_train import load_checkpoint, view_features
-from moclip.reencode import FAILED, REENCODED, reencode_plan, reencode_video
+from moclip.mv.data import read_segments
+from moclip.mv.train import load_checkpoint, view_features
 from moclip.runtime import autocast_dtype, resolve_device
 from moclip.shards import pool_frames, pool_segments
+from moclip.video.cache import FrameStorage, cache_video
+from moclip.video.codec import DecodeSettings
+from moclip.video.encode import EncodeSettings
+from moclip.video.frames import read_frames
+from moclip.video.reencode import FAILED, REENCODED, reencode_plan, reencode_video
 
 
 @dataclass

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from moclip.cache import read_index
-from moclip.clip_stream import ClipSettings
+from moclip.clip.stream import ClipSettings
 from moclip.costs import method_costs
+from moclip.dataset.videos import class_names, read_manifest
 from moclip.heads import load_head
 from moclip.io import read_json, relative_to, write_json, write_text
 from moclip.methods import HEADS, METHODS, PRODUCT
 from moclip.metrics import sample_sd
-from moclip.mv_train import load_checkpoint
+from moclip.mv.train import load_checkpoint
 from moclip.plots import plot_confusion, plot_curves, plot_per_class
 from moclip.tables import html_table, markdown_table
-from moclip.videos import class_names, read_manifest
+from moclip.video.cache import read_index
 
 log = logging.getLogger(__name__)
 

@@ -462,7 +462,7 @@ def make_deterministic() -> None:
     """Repeatable GPU arithmetic where it is cheap: cuDNN's deterministic algorithms (no
     benchmark search), cuBLAS's fixed workspace, and torch's deterministic mode as warnings
     (an op without a deterministic kernel still runs, and its warning names it in the
-    job's log). The networks avoid the ones they would hit (see moclip.mv_nets, moclip.mv_train)."""
+    job's log). The networks avoid the ones they would hit (see moclip.mv.nets, moclip.mv.train)."""
     import os
 
     import torch

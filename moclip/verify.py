@@ -22,15 +22,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from moclip.cache import ENDS_DATASET, CacheRecord, open_cache, read_index, video_file
-from moclip.codec import reencoded_file
+from moclip.dataset.videos import read_manifest
 from moclip.heads import load_head
 from moclip.io import BrokenFileError, read_json, read_tsv, reading
-from moclip.mv_train import load_checkpoint
+from moclip.mv.train import load_checkpoint
 from moclip.outputs import REPORT_FILES, Run, Trained, read_run
 from moclip.runtime import process_pool
 from moclip.shards import DRAWS, read_shard
-from moclip.videos import read_manifest
+from moclip.video.cache import ENDS_DATASET, CacheRecord, open_cache, read_index, video_file
+from moclip.video.codec import reencoded_file
 
 PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from snakemake_interface_logger_plugins.common import LogEvent
 
 import moclip
-from moclip import plan
-from moclip.checks import check_experiments
-from moclip.config import ConfigError
-from moclip.experiments import (
+from moclip.workflow import plan
+from moclip.workflow.checks import check_experiments
+from moclip.workflow.config import ConfigError
+from moclip.workflow.experiments import (
     DEVICE_SECTIONS,
     STAGE_DIRS,
     by_root,
@@ -26,14 +26,14 @@ from moclip.experiments import (
     experiments,
     own_jobs,
 )
-from moclip.layout import SHARD_DIGITS, Layout, gpu_slots_line
+from moclip.workflow.layout import SHARD_DIGITS, Layout, gpu_slots_line
 from moclip.methods import CONFUSION_PLOT, HEADS, PRODUCT, head_inputs
-from moclip.prompts import prompt_files
-from moclip.provenance import code_digest as _code_digest
-from moclip.resources import DENSE_MB, Workloads, dense_seconds, memory_mb, minutes
+from moclip.clip.prompts import prompt_files
+from moclip.workflow.provenance import code_digest as _code_digest
+from moclip.workflow.resources import DENSE_MB, Workloads, dense_seconds, memory_mb, minutes
 from moclip.runtime import JOBS_PER_CARD, local_gpu, local_gpus
-from moclip.videos import SPLITS as ALL_SPLITS
-from moclip.videos import shard_rows
+from moclip.dataset.videos import SPLITS as ALL_SPLITS
+from moclip.dataset.videos import shard_rows
 
 # --------------------------------------------------------------------------- the run
 
@@ -68,13 +68,13 @@ envvars:
     AUTO_GPU,  # through the executor to every job (SLURM's sbatch exports it anyway)
 
 
-# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.layout).
+# The dataset's paths, videos and shards, and which stages run on a GPU (moclip.workflow.layout).
 RUN = Layout(config, os.environ[AUTO_GPU] == "1", tuple(CONFIG_FILES))
 RESULTS, LABELLED, SPLITS = RUN.results, RUN.labelled, RUN.splits
 # GPU jobs a card runs at once, each in a slot of its own (moclip.runtime.claim_gpu): every
 # job's environment carries the setting, as the stages' scripts never see it.
 os.environ[JOBS_PER_CARD] = str(config["gpu"]["jobs_per_card"])
-# The run's experiments (moclip.experiments): each a whole config, and where each stage's
+# The run's experiments (moclip.workflow.experiments): each a whole config, and where each stage's
 # outputs live (the top level's are the run's own settings'); a run without the key is one
 # experiment, every output at the top level.
 EXPERIMENTS = experiments(config, EXPERIMENT_CONFIGS)
@@ -94,7 +94,7 @@ if workflow.is_main_process:
         if line:
             print(f"moclip: {line}", file=sys.stderr)
 SHARDS = RUN.shards  # counted after the checks, which name a bad list's file and line
-# Each job's mem_mb and runtime from measured peaks and rates (moclip.resources), for the
+# Each job's mem_mb and runtime from measured peaks and rates (moclip.workflow.resources), for the
 # experiment's config (device settings, and so the batching, are the run's).
 WORK = Workloads(
     {r: e.config for r, e in BY_ROOT.items()},
@@ -130,7 +130,7 @@ def experiment(wildcards):
 
 
 def setting(fn, *args):
-    """A param: ``fn`` (a moclip.plan function) of the job's experiment's config."""
+    """A param: ``fn`` (a moclip.workflow.plan function) of the job's experiment's config."""
     return lambda wildcards: fn(experiment(wildcards).config, *args)
 
 

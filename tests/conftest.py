@@ -1,5 +1,5 @@
 """Shared test helpers: synthetic videos with known motion, tiny demo datasets, and the
-``snakemake`` command line (moclip.workflow_cli, the runner the benchmarks use too) with the
+``snakemake`` command line (moclip.workflow.runner, the runner the benchmarks use too) with the
 finished tiny run the workflow tests share."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 import torch
 import yaml
 
-from moclip import workflow_cli
-from moclip.cache import COMPRESSION
-from moclip.config import merge_config as merged  # noqa: F401 (the tests merge configs as Snakemake does)
-from moclip.demo import DemoSpec, make_demo_dataset, smooth_noise
-from moclip.encode import encode_video
-from moclip.mv_data import MVItem
+from moclip.dataset.demo import DemoSpec, make_demo_dataset, smooth_noise
+from moclip.mv.data import MVItem
+from moclip.video.cache import COMPRESSION
+from moclip.video.encode import encode_video
+from moclip.workflow import runner
+from moclip.workflow.config import merge_config as merged  # noqa: F401 (the tests merge configs as Snakemake does)
 
 REPO = Path(__file__).resolve().parents[1]
 # The tiny demo run most workflow tests share (config/test.yaml, merged over config.yaml).
@@ -45,7 +45,7 @@ def moving_object_video(
 ) -> list[tuple[int, int]]:
     """Encode a smooth textured square moving (vx, vy) px a frame over a static textured
     background of ``frame`` (width, height) px; return its top-left corner per frame.
-    ``encode``: more arguments of :func:`moclip.encode.encode_video` (gop, pix_fmt)."""
+    ``encode``: more arguments of :func:`moclip.video.encode.encode_video` (gop, pix_fmt)."""
     rng = np.random.default_rng(seed)
     width, height = frame
     bg = (smooth_noise(rng, height, width, 16) * 80 + 60).astype(np.uint8)
@@ -127,7 +127,7 @@ def library_modules() -> list[str]:
 
 def imported_modules(scripts: list[Path]) -> dict[str, list[str]]:
     """Script stem -> the moclip modules Python loads when it runs the script's imports: an
-    account of what a rule runs that does not go through moclip.provenance."""
+    account of what a rule runs that does not go through moclip.workflow.provenance."""
     out = subprocess.run(
         [sys.executable, "-c", _IMPORTS_ORACLE, *map(str, scripts)], capture_output=True, text=True, check=True
     )
@@ -136,7 +136,7 @@ def imported_modules(scripts: list[Path]) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- the workflow
 
-SNAKEMAKE = workflow_cli.SNAKEMAKE
+SNAKEMAKE = runner.SNAKEMAKE
 CONFIG_NAME = "test-config.yaml"  # the tests' config file in a run's directory
 
 # Snakemake's command line with one bug mended: `--list-changes params` (9.27) lists every
@@ -184,13 +184,13 @@ def job_counts(out: str) -> dict[str, int]:
 
 
 def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    """The ``snakemake`` command line as a user runs it (:func:`moclip.workflow_cli.run`):
+    """The ``snakemake`` command line as a user runs it (:func:`moclip.workflow.runner.run`):
     ``config`` written to ``workdir/test-config.yaml`` and passed with --configfile (merged
     over config.yaml); a failed run fails the test with its output. ``kw``: the runner's
     (``cores``, ``snakefile``, ``env``, ``timeout``, ``program``, e.g. ``LIST_PARAMS_CHANGES``)."""
     try:
-        return workflow_cli.run(workdir, config, *args, check=check, config_name=CONFIG_NAME, **kw)
-    except workflow_cli.SnakemakeFailed as e:
+        return runner.run(workdir, config, *args, check=check, config_name=CONFIG_NAME, **kw)
+    except runner.SnakemakeFailed as e:
         raise AssertionError(str(e)) from None
 
 
@@ -234,7 +234,7 @@ def demo_run(finished_run, tmp_path) -> Path:
 
 # --------------------------------------------------------------------------- real weights, offline
 
-# The hub files the presets' pretrained tags load (moclip.checks.weight_files): OpenAI's
+# The hub files the presets' pretrained tags load (moclip.workflow.checks.weight_files): OpenAI's
 # ViT-B-32 through open_clip, EfficientNet-B0's ImageNet weights through timm.
 PRESET_WEIGHTS = (
     ("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors"),
@@ -274,7 +274,7 @@ P, B, I = ord("P"), ord("B"), ord("I")  # frame types as the caches store them
 
 
 def write_mv_cache(path, mv: np.ndarray, frame_type: np.ndarray, ref_distance: np.ndarray) -> Path:
-    """An MV cache file as moclip.cache writes them (chunked, LZ4), from arrays."""
+    """An MV cache file as moclip.video.cache writes them (chunked, LZ4), from arrays."""
     with h5py.File(path, "w") as f:
         f.create_dataset("mv", data=mv, chunks=(min(64, len(mv)), *mv.shape[1:]), **COMPRESSION["lz4"])
         f.create_dataset("frame_type", data=frame_type)

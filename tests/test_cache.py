@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import flip_byte, moving_object_video
 
-import moclip.cache as cache
-from moclip.cache import (
+import moclip.video.cache as cache
+from moclip.io import BrokenFileError, snakemake_program
+from moclip.video.cache import (
     COMPRESSION,
     ENCODINGS,
     FrameStorage,
@@ -22,10 +23,9 @@ from moclip.cache import (
     read_index,
     read_mv,
 )
-from moclip.codec import DecodeSettings
-from moclip.frames import read_frames
-from moclip.io import BrokenFileError, snakemake_program
-from moclip.reencode import reencode_shard
+from moclip.video.codec import DecodeSettings
+from moclip.video.frames import read_frames
+from moclip.video.reencode import reencode_shard
 
 SETTINGS = DecodeSettings(frame_count=4)
 
@@ -67,7 +67,7 @@ def test_failed_video_gets_failed_files_not_zeros(videos, tmp_path, name, messag
 
 
 def test_no_partial_file_on_crash(videos, tmp_path, monkeypatch):
-    import moclip.cache as cache
+    import moclip.video.cache as cache
 
     def boom(*a, **k):
         raise KeyboardInterrupt  # a kill arriving mid-decode

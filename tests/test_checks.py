@@ -1,4 +1,4 @@
-"""The parse-time checks the workflow and ``moclip check-config`` share (moclip.checks)."""
+"""The parse-time checks the workflow and ``moclip check-config`` share (moclip.workflow.checks)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import sys
 import pytest
 from conftest import DEFAULTS, REPO, merged
 
-from moclip.checks import check_experiments, check_run
-from moclip.config import ConfigError, load_config
-from moclip.experiments import experiment_configs, experiments
-from moclip.layout import Layout
+from moclip.workflow.checks import check_experiments, check_run
+from moclip.workflow.config import ConfigError, load_config
+from moclip.workflow.experiments import experiment_configs, experiments
+from moclip.workflow.layout import Layout
 
 
 def test_the_demo_with_its_own_models_passes_without_the_registries():
     """The demo's own models are checked from their config files: a fresh interpreter runs
     the checks and has imported neither open_clip's nor timm's registry (nor torch) after."""
     code = (
-        "import sys; from pathlib import Path; from moclip.checks import check_run; "
-        "from moclip.config import load_config; files = [Path('config.yaml')]; "
+        "import sys; from pathlib import Path; from moclip.workflow.checks import check_run; "
+        "from moclip.workflow.config import load_config; files = [Path('config.yaml')]; "
         "check_run(load_config(files), files, None, None); "
         "print(' '.join(m for m in ('open_clip', 'timm', 'torch') if m in sys.modules))"
     )
@@ -80,7 +80,7 @@ def _no_network(monkeypatch, tmp_path, endpoint: str) -> list[tuple[str, int]]:
 
     from huggingface_hub import constants
 
-    from moclip import checks
+    from moclip.workflow import checks
 
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
@@ -101,7 +101,7 @@ def test_the_weights_check_knows_there_is_no_network_once_and_in_seconds(monkeyp
     tried for 2 s, and the message says that HF_HUB_OFFLINE=1 skips the wait."""
     import time
 
-    from moclip.checks import CONNECT_TIMEOUT, check_weights, weight_files
+    from moclip.workflow.checks import CONNECT_TIMEOUT, check_weights, weight_files
 
     files = [REPO / "config.yaml", REPO / "config" / "ucf101-paper.yaml"]
     cfg = load_config(files)
@@ -129,7 +129,7 @@ def test_the_weights_check_knows_there_is_no_network_once_and_in_seconds(monkeyp
 def test_hf_hub_offline_opens_no_connection(monkeypatch, tmp_path, dropped_packets):
     from huggingface_hub import constants
 
-    from moclip.checks import check_weights
+    from moclip.workflow.checks import check_weights
 
     files = [REPO / "config.yaml", REPO / "config" / "ucf101-paper.yaml"]
     opened = _no_network(monkeypatch, tmp_path, dropped_packets)

@@ -13,9 +13,9 @@ from conftest import DEFAULTS, moving_object_video
 
 import moclip
 from moclip.cli import build_parser, decode_settings, main
-from moclip.codec import DecodeSettings
+from moclip.dataset.videos import SPLITS
 from moclip.runtime import PRECISIONS
-from moclip.videos import SPLITS
+from moclip.video.codec import DecodeSettings
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -12,9 +12,7 @@ import torch
 from conftest import DEFAULTS, merged
 from PIL import Image
 
-from moclip.cache import ENCODINGS, FrameStorage, cache_shard
-from moclip.checks import check_models
-from moclip.clip_stream import (
+from moclip.clip.stream import (
     ClipLoadError,
     FrameShard,
     built_name,
@@ -28,12 +26,14 @@ from moclip.clip_stream import (
     tag_quick_gelu,
     videos_tensor,
 )
-from moclip.codec import DecodeSettings
-from moclip.config import ConfigError
-from moclip.frames import decode_frames, read_frames
 from moclip.io import BrokenFileError
 from moclip.metrics import per_class_top1, summarize, topk_hits
 from moclip.shards import pool_frames, read_shard
+from moclip.video.cache import ENCODINGS, FrameStorage, cache_shard
+from moclip.video.codec import DecodeSettings
+from moclip.video.frames import decode_frames, read_frames
+from moclip.workflow.checks import check_models
+from moclip.workflow.config import ConfigError
 
 TINY = "moclip-tiny"
 
@@ -299,7 +299,7 @@ def test_jpeg_frames_are_decoded_on_the_encoders_device_in_one_call_a_batch(fram
     """On a GPU the loader's workers only read the JPEG bytes; the stage decodes a batch's
     frames on the card in one ``decode_jpeg`` call (nvJPEG), and the frames stay there up to
     the encoder. A stand-in decoder makes the meta device's images (values cannot come back)."""
-    import moclip.frames
+    import moclip.video.frames
 
     root, ids = frame_caches
     calls = []
@@ -309,7 +309,7 @@ def test_jpeg_frames_are_decoded_on_the_encoders_device_in_one_call_a_batch(fram
         assert isinstance(data, list) and all(x.dtype == torch.uint8 and x.dim() == 1 for x in data)
         return [torch.empty((3, 240, 320), dtype=torch.uint8, device=device) for _ in data]
 
-    monkeypatch.setattr(moclip.frames, "decode_jpeg", decode_on_device)
+    monkeypatch.setattr(moclip.video.frames, "decode_jpeg", decode_on_device)
     clip = load_clip(TINY, "none")
     files = [root / "frames" / f"{v}.h5" for v in ids]
     with pytest.raises(NotImplementedError, match="meta"):  # reading the embeddings back
@@ -322,7 +322,7 @@ def test_jpeg_frames_are_decoded_on_the_encoders_device_in_one_call_a_batch(fram
 
 
 def _stored(path):
-    from moclip.frames import stored_frames
+    from moclip.video.frames import stored_frames
 
     with h5py.File(path) as f:
         return stored_frames(f)
@@ -330,7 +330,7 @@ def _stored(path):
 
 def test_a_broken_jpeg_on_the_device_names_its_cache(frame_caches, tmp_path, monkeypatch):
     """nvJPEG fails a whole batch; the stage names the cache whose frame is broken."""
-    import moclip.frames
+    import moclip.video.frames
 
     root, ids = frame_caches
     bad = tmp_path / "frames" / "shard-00000" / "bad.h5"
@@ -343,9 +343,9 @@ def test_a_broken_jpeg_on_the_device_names_its_cache(frame_caches, tmp_path, mon
     def decode_on_device(data, mode, device):
         raise RuntimeError("nvjpeg: batched decode failed")
 
-    real = moclip.frames.decode_jpeg
+    real = moclip.video.frames.decode_jpeg
     monkeypatch.setattr(
-        moclip.frames,
+        moclip.video.frames,
         "decode_jpeg",
         lambda d, mode, device: (decode_on_device if device.type != "cpu" else real)(d, mode, device),
     )
@@ -486,7 +486,7 @@ def test_the_parse_names_the_line_of_a_file_whose_activation_is_unsaid(checkpoin
 def _embed_as_before(clip, files, batch_videos, dtype):
     """The stage's loop as it was before the card's pipeline: a loader decoding on the CPU,
     each group encoded and read back at once."""
-    from moclip.clip_stream import _FrameCaches
+    from moclip.clip.stream import _FrameCaches
 
     loader = torch.utils.data.DataLoader(_FrameCaches(files), batch_size=batch_videos, collate_fn=collate_frames)
     rows = [None] * len(files)
@@ -553,7 +553,7 @@ def test_each_decode_waits_for_the_previous_ones_readers_and_hands_its_frames_ov
     frames to the encoder's stream before it reads them; it records one event a shard, none
     a batch (no host sync per batch). Logged with stand-in streams, JPEG decoded in the
     stage as on a card; the embeddings equal the CPU path's."""
-    import moclip.clip_stream as cs
+    import moclip.clip.stream as cs
 
     root, ids = frame_caches
     log = []
@@ -587,7 +587,7 @@ def test_each_decode_waits_for_the_previous_ones_readers_and_hands_its_frames_ov
 def test_the_decoder_agreement_measures_grey_levels_and_cosines(frame_caches, monkeypatch):
     """decoder_agreement: the device's decode against the CPU's; the CPU against itself is
     exact, and frames two grey levels off are measured as such."""
-    import moclip.clip_stream as cs
+    import moclip.clip.stream as cs
 
     root, ids = frame_caches
     clip = load_clip(TINY, "none")

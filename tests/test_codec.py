@@ -1,5 +1,5 @@
 """Motion vectors against ground truth, frame sampling, odd videos, the decoder's limits, and
-the re-encodes of the encoder (moclip.encode) read back through the decoder."""
+the re-encodes of the encoder (moclip.video.encode) read back through the decoder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import moving_object_video
 
-from moclip.codec import (
+from moclip.dataset.demo import smooth_noise
+from moclip.mv.data import accumulate
+from moclip.video.codec import (
     DecodeError,
     DecodeSettings,
     decode_video,
@@ -20,9 +22,7 @@ from moclip.codec import (
     rasterize,
     segment_centres,
 )
-from moclip.demo import smooth_noise
-from moclip.encode import REENCODE, EncodeSettings, encode_video, reencode
-from moclip.mv_data import accumulate
+from moclip.video.encode import REENCODE, EncodeSettings, encode_video, reencode
 
 P, B, I = ord("P"), ord("B"), ord("I")
 VELOCITIES = [(3, 0), (-3, 0), (0, -2), (0, 4), (2, 2), (-5, 3), (1, 0), (6, -6)]

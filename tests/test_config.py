@@ -18,21 +18,21 @@ from conftest import (
     snakemake,
 )
 
-from moclip import plan
-from moclip.cache import COMPRESSION, ENCODINGS, FrameStorage
-from moclip.checks import check_models
 from moclip.cli import main
-from moclip.clip_stream import EMBEDDING_DTYPES, INTERPOLATIONS
-from moclip.codec import DecodeSettings
-from moclip.config import ConfigError, check_config, key_line, load_config, load_yaml, ordered_like
-from moclip.datasets import FORMATS
-from moclip.demo import APPEARANCES, MOTIONS, DemoSpec
-from moclip.encode import REENCODE
+from moclip.clip.prompts import PROMPT_SETS
+from moclip.clip.stream import EMBEDDING_DTYPES, INTERPOLATIONS
+from moclip.dataset.demo import APPEARANCES, MOTIONS, DemoSpec
+from moclip.dataset.formats import FORMATS
+from moclip.dataset.videos import SPLITS
 from moclip.heads import NORMALIZATIONS, HeadSettings
-from moclip.mv_data import AUGMENT_UNITS, EVAL_CROPS, OPTIMIZERS, MVSettings
-from moclip.prompts import PROMPT_SETS
+from moclip.mv.data import AUGMENT_UNITS, EVAL_CROPS, OPTIMIZERS, MVSettings
 from moclip.runtime import PRECISIONS
-from moclip.videos import SPLITS
+from moclip.video.cache import COMPRESSION, ENCODINGS, FrameStorage
+from moclip.video.codec import DecodeSettings
+from moclip.video.encode import REENCODE
+from moclip.workflow import plan
+from moclip.workflow.checks import check_models
+from moclip.workflow.config import ConfigError, check_config, key_line, load_config, load_yaml, ordered_like
 
 SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
 PRESETS = ("ucf101.yaml", "ucf101-paper.yaml")  # our recommended recipe, the authors'
@@ -349,7 +349,7 @@ def test_a_settings_class_built_without_arguments_is_the_workflows(section):
 
 def test_decode_settings_built_without_arguments_are_the_workflows_caches():
     """The cache's frame settings come from config.yaml's ``frames`` (as the workflow's params
-    pass them, moclip.plan.decode_settings): ``DecodeSettings()`` writes the workflow's cache."""
+    pass them, moclip.workflow.plan.decode_settings): ``DecodeSettings()`` writes the workflow's cache."""
     assert DecodeSettings.from_config(plan.decode_settings(DEFAULTS)) == DecodeSettings()
 
 
@@ -388,7 +388,7 @@ def test_pretrained_weights_are_checked_before_the_run(tmp_path, monkeypatch):
     and the command that gets the file; once the files are in the cache, it passes."""
     from huggingface_hub import constants
 
-    from moclip.checks import check_weights
+    from moclip.workflow.checks import check_weights
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -457,7 +457,7 @@ def test_a_path_snakemake_would_read_as_a_wildcard_is_refused_naming_file_line_a
 
 
 def test_an_experiments_braced_path_is_refused_naming_the_experiment_file_and_line(tmp_path):
-    from moclip.experiments import experiment_configs
+    from moclip.workflow.experiments import experiment_configs
 
     f = tmp_path / "my config.yaml"
     f.write_text(f"experiments:\n  a:\n    clip:\n      prompts: '{BRACED}.yaml'\n")
@@ -498,7 +498,7 @@ def test_the_wildcard_test_is_snakemakes_own():
 
 
 def test_a_prompt_file_naming_a_braced_file_is_refused_naming_the_prompt_file(tmp_path):
-    from moclip.checks import check_run
+    from moclip.workflow.checks import check_run
 
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text("templates: 'tmpl {wild}.yaml'\n")
@@ -520,7 +520,7 @@ def _command_line(*entries: str):
     """--config values exactly as Snakemake parses them."""
     from snakemake.cli import parse_config
 
-    from moclip.config import CommandLine
+    from moclip.workflow.config import CommandLine
 
     return CommandLine(parse_config(list(entries)))
 

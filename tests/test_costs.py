@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from moclip.clip_stream import load_clip
+from moclip.clip.stream import load_clip
 from moclip.costs import count_gflops, method_costs
 from moclip.heads import HeadSettings, build_head
-from moclip.mv_data import MVSettings
-from moclip.mv_nets import MVNet
+from moclip.mv.data import MVSettings
+from moclip.mv.nets import MVNet
 
 
 def vit_macs(image: int, patch: int, width: int, layers: int, heads: int, out_dim: int, mlp_ratio: int = 4) -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from moclip.datasets import PSEUDO_GROUPS, count_videos, list_files, safe_ids
+from moclip.dataset.formats import PSEUDO_GROUPS, count_videos, list_files, safe_ids
+from moclip.dataset.manifest import build_manifest, manifest
+from moclip.dataset.videos import ManifestError, read_manifest
 from moclip.io import read_json
-from moclip.manifest import build_manifest, manifest
-from moclip.videos import ManifestError, read_manifest
 
 
 def touch(path: Path) -> Path:

@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 from conftest import TINY_DEMO
 
-from moclip.cache import cache_video, read_mv
-from moclip.codec import DecodeSettings
-from moclip.datasets import FORMATS
-from moclip.demo import (
+from moclip.dataset.demo import (
     LAYOUTS,
     DemoSpec,
     hmdb51_class,
@@ -25,7 +22,10 @@ from moclip.demo import (
     render_clip,
     ucf101_shaped_lengths,
 )
-from moclip.manifest import build_manifest
+from moclip.dataset.formats import FORMATS
+from moclip.dataset.manifest import build_manifest
+from moclip.video.cache import cache_video, read_mv
+from moclip.video.codec import DecodeSettings
 
 
 def test_layout_and_splits_follow_ucf101(tiny_demo):

@@ -13,20 +13,20 @@ import torch
 import yaml
 from conftest import DEFAULTS, TINY_CONFIG, merged, planned, snakemake
 
-from moclip.cache import FrameStorage, cache_shard, video_file
-from moclip.checks import check_dense
-from moclip.clip_stream import ClipSettings, embed_frame_caches
-from moclip.codec import DecodeSettings, decode_video
-from moclip.config import ConfigError, check_config
+from moclip.clip.stream import ClipSettings, embed_frame_caches
+from moclip.dataset.untrimmed import Action, make_untrimmed_videos, write_untrimmed
 from moclip.dense import DenseSettings, DenseVideo, dense, dense_failures, read_dense, stream_windows, window_motion
 from moclip.dense_plots import clip_change, plot_dense_timeline
-from moclip.experiments import experiment_configs
 from moclip.features import load_features
-from moclip.mv_data import MVSettings, motion_map, sample_segments
-from moclip.mv_nets import MVNet
-from moclip.mv_train import TrainResult, load_checkpoint, save_checkpoint, view_features
+from moclip.mv.data import MVSettings, motion_map, sample_segments
+from moclip.mv.nets import MVNet
+from moclip.mv.train import TrainResult, load_checkpoint, save_checkpoint, view_features
 from moclip.shards import read_shard
-from moclip.untrimmed import Action, make_untrimmed_videos, write_untrimmed
+from moclip.video.cache import FrameStorage, cache_shard, video_file
+from moclip.video.codec import DecodeSettings, decode_video
+from moclip.workflow.checks import check_dense
+from moclip.workflow.config import ConfigError, check_config
+from moclip.workflow.experiments import experiment_configs
 
 ACTIONS = [Action(3.0, 6.0), Action(12.5, 15.0)]
 SCHEMA = "schemas/config.schema.yaml"

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from conftest import REPO, differences, dotted
 
-from moclip.config import ConfigError, key_line, load_config
-from moclip.experiments import (
+from moclip.methods import HEADS, head_inputs
+from moclip.workflow.config import ConfigError, key_line, load_config
+from moclip.workflow.experiments import (
     SHARED_STAGES,
     by_root,
     describe,
@@ -18,7 +19,6 @@ from moclip.experiments import (
     own_jobs,
     stage_keys,
 )
-from moclip.methods import HEADS, head_inputs
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
@@ -173,7 +173,7 @@ def test_an_experiment_name_must_be_a_directory_name(tmp_path):
 
 
 def test_the_schema_rejects_a_non_mapping_experiment(tmp_path):
-    from moclip.config import check_config
+    from moclip.workflow.config import check_config
 
     config, files, f = _run(tmp_path, "  a: 3\n")
     with pytest.raises(ConfigError, match="experiments.a"):

@@ -12,9 +12,9 @@ import pytest
 
 import moclip
 from moclip.cli import main
+from moclip.dataset.videos import Video, write_manifest
 from moclip.features import export_npy, export_table, features_of, load_features
 from moclip.shards import pool_frames, pool_segments, write_shard
-from moclip.videos import Video, write_manifest
 
 CLIP_TAG, MV_TAG = "clipA_random-seed0", "tiny-1234abcd"
 # (video, class, shard, split1, split2): shards hold their videos out of manifest order, v5 in no part of split 1

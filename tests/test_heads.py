@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import moclip.heads as heads
+from moclip.dataset.videos import Video, write_manifest
 from moclip.heads import HeadSettings, build_head, load_head, train_head, trainable_parameters
 from moclip.io import BrokenFileError
 from moclip.shards import DRAWS, pool_frames, read_shards
-from moclip.videos import Video, write_manifest
 
 
 def test_fusion_head_is_the_papers_size():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import DEFAULTS, REPO, merged
 
-from moclip.config import ConfigError
-from moclip.demo import DemoSpec
-from moclip.layout import CPU_THREADS, GPU_THREADS, Layout, gpu_slots_line
+from moclip.dataset.demo import DemoSpec
+from moclip.workflow.config import ConfigError
+from moclip.workflow.layout import CPU_THREADS, GPU_THREADS, Layout, gpu_slots_line
 
 DEFAULTS_FILE = REPO / "config.yaml"
 

@@ -8,11 +8,11 @@ import pytest
 from conftest import DEFAULTS, merged
 
 from moclip.cli import main
-from moclip.datasets import count_videos, read_class_index
+from moclip.dataset.formats import count_videos, read_class_index
+from moclip.dataset.manifest import build_manifest, shard_count, val_share_groups
+from moclip.dataset.videos import COLUMNS, ManifestError, read_manifest, shard_of, write_manifest
 from moclip.io import BrokenFileError
-from moclip.layout import Layout
-from moclip.manifest import build_manifest, shard_count, val_share_groups
-from moclip.videos import COLUMNS, ManifestError, read_manifest, shard_of, write_manifest
+from moclip.workflow.layout import Layout
 
 # UCF101's own ordering traps: case-insensitive classInd order, and a folder whose files
 # spell the class differently.
@@ -152,7 +152,7 @@ def test_auto_shards_from_the_lists_of_a_ucf101_sized_dataset(tmp_path):
 def test_moclip_manifest_gives_a_ucf101_sized_tree_the_workflows_shards(tmp_path):
     """``moclip manifest`` without --shards shards as the workflow does (config.yaml's
     ``shards: auto``, about videos_per_shard a shard): the same count as the workflow's
-    parse (moclip.layout) on the same tree, 52 for UCF101's 13,320 videos."""
+    parse (moclip.workflow.layout) on the same tree, 52 for UCF101's 13,320 videos."""
     names, lists = ucf101_sized_lists(tmp_path)
     videos = tmp_path / "UCF-101"  # empty files: the manifest checks they exist, opens none
     for c in {n.split("/")[0] for n in names}:
@@ -273,8 +273,8 @@ def test_names_with_a_tab_or_a_line_break_are_refused_one_line_a_file(tmp_path):
     """The manifest and indexes are tab-separated lines: such names cannot be written. The
     parse-time check (the workflow's and check-config's) names each, where the manifest job
     used to stop on the first with a traceback."""
-    from moclip.checks import check_run
-    from moclip.config import ConfigError, load_config
+    from moclip.workflow.checks import check_run
+    from moclip.workflow.config import ConfigError, load_config
 
     videos = tmp_path / "videos"
     (videos / "a").mkdir(parents=True)
@@ -369,10 +369,10 @@ def test_validation_by_default_on_a_few_large_groups_holds_out_one_and_says_so(c
     under a fifth, so the smallest that leaves every class a training video is held out,
     with a warning, instead of no validation at all."""
     train = [(f"c{k}", g) for g in (1, 2, 3) for k in range(9)]
-    with caplog.at_level("WARNING", logger="moclip.manifest"):
+    with caplog.at_level("WARNING", logger="moclip.dataset.manifest"):
         assert val_share_groups([*train, ("c0", 4)], seed=0, split=1) == {4}  # a small group fits: as usual
     assert caplog.text == ""
-    with caplog.at_level("WARNING", logger="moclip.manifest"):
+    with caplog.at_level("WARNING", logger="moclip.dataset.manifest"):
         held = val_share_groups(train, seed=0, split=1)
     assert len(held) == 1 and held < {1, 2, 3}
     assert (
@@ -384,8 +384,8 @@ def test_a_video_name_snakemake_would_read_as_a_wildcard_is_refused_like_a_tab(t
     """A video is a job's input: ``{name}`` in its path ended the run with Snakemake's
     WildcardError; now the parse-time check names each such file (in a class folder too),
     and braces Snakemake leaves alone are kept."""
-    from moclip.checks import check_run
-    from moclip.config import ConfigError, load_config
+    from moclip.workflow.checks import check_run
+    from moclip.workflow.config import ConfigError, load_config
 
     videos = tmp_path / "videos"
     (videos / "a").mkdir(parents=True)

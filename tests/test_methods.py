@@ -13,8 +13,8 @@ from test_heads import feature_run  # noqa: F401 (the fixture)
 import moclip.heads as heads
 from moclip.heads import HeadSettings, build_head, load_head
 from moclip.methods import HEADS, PRODUCT, TRAINED, Head, head_inputs, lives_in, shapes
-from moclip.plan import head_settings
 from moclip.plots import PER_CLASS_METHODS
+from moclip.workflow.plan import head_settings
 
 
 def test_a_head_lives_under_the_tags_of_the_streams_it_reads():

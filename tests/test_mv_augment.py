@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import moclip.mv_augment as mv_augment
-from moclip.mv_augment import augment, crop_flip, hflip_mv
-from moclip.mv_data import MVSettings
+import moclip.mv.augment as mv_augment
+from moclip.mv.augment import augment, crop_flip, hflip_mv
+from moclip.mv.data import MVSettings
 
 
 def test_flip_negates_dx_and_mirrors():

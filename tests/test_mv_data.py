@@ -7,9 +7,8 @@ import pytest
 import torch
 from conftest import gop_videos, random_gops, synthetic_videos, write_mv_cache
 
-import moclip.mv_data as mv_data
-from moclip.cache import read_mv
-from moclip.mv_data import (
+import moclip.mv.data as mv_data
+from moclip.mv.data import (
     EpochOrder,
     Kept,
     MVClips,
@@ -25,6 +24,7 @@ from moclip.mv_data import (
     sample_segments,
     trace_on_device,
 )
+from moclip.video.cache import read_mv
 
 P, B, I = ord("P"), ord("B"), ord("I")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import moclip.mv_nets as mv_nets
-import moclip.mv_train as mv_train
-from moclip.mv_nets import MVNet
+import moclip.mv.nets as mv_nets
+import moclip.mv.train as mv_train
+from moclip.mv.nets import MVNet
 
 
 def test_imagenet_start_has_the_mean_rgb_stem_and_the_input_bn(rgb_checkpoint):

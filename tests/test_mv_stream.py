@@ -13,19 +13,19 @@ import torch
 import yaml
 from conftest import gop_videos, synthetic_videos
 
-import moclip.mv_augment as mv_augment
-import moclip.mv_data as mv_data
-import moclip.mv_stream as mv_stream
-import moclip.mv_train as mv_train
-from moclip.cache import CacheRecord, cache_shard, write_index
-from moclip.codec import DecodeSettings
-from moclip.manifest import build_manifest
-from moclip.mv_augment import augment_params, crop_flip, to_input
-from moclip.mv_data import MVItem, MVSettings, read_segments
-from moclip.mv_stream import extract_features, train_mvnet
-from moclip.mv_train import fit_mvnet, load_checkpoint, model_device, save_checkpoint
+import moclip.mv.augment as mv_augment
+import moclip.mv.data as mv_data
+import moclip.mv.stream as mv_stream
+import moclip.mv.train as mv_train
+from moclip.dataset.manifest import build_manifest
+from moclip.dataset.videos import Video, write_manifest
+from moclip.mv.augment import augment_params, crop_flip, to_input
+from moclip.mv.data import MVItem, MVSettings, read_segments
+from moclip.mv.stream import extract_features, train_mvnet
+from moclip.mv.train import fit_mvnet, load_checkpoint, model_device, save_checkpoint
 from moclip.shards import DRAWS, read_shard
-from moclip.videos import Video, write_manifest
+from moclip.video.cache import CacheRecord, cache_shard, write_index
+from moclip.video.codec import DecodeSettings
 
 META = torch.device("meta")
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import gop_videos, synthetic_videos
 
-import moclip.mv_augment as mv_augment
-import moclip.mv_nets as mv_nets
-import moclip.mv_train as mv_train
-from moclip.mv_augment import augment_generator, crop_views, to_input
-from moclip.mv_data import MVSettings, read_segments
-from moclip.mv_nets import MVNet
-from moclip.mv_stream import extract_features
-from moclip.mv_train import fit_mvnet, make_optimizer, train_step, view_features
+import moclip.mv.augment as mv_augment
+import moclip.mv.nets as mv_nets
+import moclip.mv.train as mv_train
+from moclip.mv.augment import augment_generator, crop_views, to_input
+from moclip.mv.data import MVSettings, read_segments
+from moclip.mv.nets import MVNet
+from moclip.mv.stream import extract_features
+from moclip.mv.train import fit_mvnet, make_optimizer, train_step, view_features
 from moclip.shards import read_shard
 
 
@@ -58,8 +58,8 @@ import sys, numpy as np, torch
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from conftest import gop_videos, synthetic_videos
-from moclip.mv_data import MVSettings
-from moclip.mv_train import fit_mvnet
+from moclip.mv.data import MVSettings
+from moclip.mv.train import fit_mvnet
 torch.set_num_threads(1)
 items = synthetic_videos(Path(sys.argv[1]), int(sys.argv[2]), 0, t=600)
 s = MVSettings(epochs=1, milestones=(1,), batch_size=8, input_size=16, augment=False)
@@ -279,7 +279,7 @@ def test_validation_inputs_are_read_once_and_score_as_read_every_epoch(tmp_path,
     """The validation videos' caches are read once a run and kept; the per-epoch metrics and
     the selected weights are those of reading them again every epoch (a budget too small to
     keep them: the old path)."""
-    import moclip.mv_data as mv_data
+    import moclip.mv.data as mv_data
 
     train, val = synthetic_videos(tmp_path / "train", 4, 0), synthetic_videos(tmp_path / "val", 2, 1)
     s = MVSettings(epochs=3, milestones=(3,), lr=3e-3, batch_size=4, input_size=16, seed=2)

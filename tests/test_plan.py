@@ -7,10 +7,10 @@ import sys
 
 from conftest import DEFAULTS, merged
 
-from moclip import plan
-from moclip.clip_stream import ClipSettings
+from moclip.clip.stream import ClipSettings
 from moclip.heads import HeadSettings
-from moclip.mv_data import MVSettings
+from moclip.mv.data import MVSettings
+from moclip.workflow import plan
 
 
 def test_stage_settings_are_the_settings_classes_fields_without_machine_settings():
@@ -26,9 +26,9 @@ def test_stage_settings_are_the_settings_classes_fields_without_machine_settings
 
 
 def test_the_zeroshot_rules_settings_are_its_functions_settings():
-    """plan.zeroshot_settings is every keyword of moclip.zeroshot.zeroshot but the job's files,
+    """plan.zeroshot_settings is every keyword of moclip.clip.zeroshot.zeroshot but the job's files,
     split and device: a setting added to the function and not to the plan fails here."""
-    from moclip.zeroshot import zeroshot
+    from moclip.clip.zeroshot import zeroshot
 
     job = {"manifest", "shards", "split", "device", "predictions", "metrics"}
     assert set(plan.zeroshot_settings(DEFAULTS)) == set(inspect.signature(zeroshot).parameters) - job

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from moclip.prompts import (
+from moclip.clip.prompts import (
     CLIP_UCF101_TEMPLATES,
     PHRASE_TEMPLATES,
     PROMPT_SETS,

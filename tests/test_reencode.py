@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import moving_object_video
 
-from moclip.cache import cache_failures, cache_shard, read_index, read_mv
-from moclip.codec import DecodeSettings
-from moclip.encode import encode_video
 from moclip.io import read_tsv
-from moclip.reencode import INDEX_COLUMNS, ORIGINAL, REENCODED, reencode_shard, reencode_video
+from moclip.video.cache import cache_failures, cache_shard, read_index, read_mv
+from moclip.video.codec import DecodeSettings
+from moclip.video.encode import encode_video
+from moclip.video.reencode import INDEX_COLUMNS, ORIGINAL, REENCODED, reencode_shard, reencode_video
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,8 @@ def test_predict_reencodes_a_new_video_as_the_run_would_have(mixed_shard, tmp_pa
     vectors is re-encoded first (the default settings), one with vectors is not; with
     dataset.reencode every video is, by its recipe. It takes the stage's own plan and
     re-encode (reencode_plan, reencode_video)."""
-    from moclip.encode import REENCODE, EncodeSettings
     from moclip.predict import run_reencode_plan
+    from moclip.video.encode import REENCODE, EncodeSettings
 
     root, _ = mixed_shard
     decode = {"max_frames": DecodeSettings().max_frames}

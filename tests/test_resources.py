@@ -9,10 +9,10 @@ import pytest
 import yaml
 from conftest import DEFAULTS, REPO, merged
 
-from moclip.datasets import split_sizes
-from moclip.layout import CPU_THREADS, GPU_THREADS
-from moclip.mv_train import eval_batch_videos, eval_images
-from moclip.resources import (
+from moclip.dataset.formats import split_sizes
+from moclip.mv.train import eval_batch_videos, eval_images
+from moclip.workflow.layout import CPU_THREADS, GPU_THREADS
+from moclip.workflow.resources import (
     BACKBONES,
     GPU_HOST_MB,
     KEPT_HOST_MB,
@@ -79,7 +79,7 @@ def test_efficientnet_on_the_cpu_asks_for_its_measured_activations_and_a_gpu_for
 
 
 def test_each_backbone_is_sized_by_its_own_figures_and_an_unmeasured_one_says_so():
-    from moclip.mv_nets import OWN_NETS
+    from moclip.mv.nets import OWN_NETS
 
     assert {k for k, b in BACKBONES.items() if not b.timm} == set(OWN_NETS)  # one registry a kind, in step
     tiny = merged(PAPER, {"mvnet": {"arch": "tiny", "input_size": 64}})
@@ -96,7 +96,7 @@ def test_each_backbone_is_sized_by_its_own_figures_and_an_unmeasured_one_says_so
 
 
 def test_check_models_warns_of_an_unmeasured_backbone(caplog):
-    from moclip.checks import check_models
+    from moclip.workflow.checks import check_models
 
     check_models(merged(PAPER, {"mvnet": {"arch": "resnet18", "pretrained": False}}))
     assert "mvnet.arch: resnet18 has no measured resource figures" in caplog.text

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import REPO, TINY_CONFIG, merged, snakemake
 
-import moclip.cache  # noqa: F401  registers the HDF5 filters the MV caches are written with
+import moclip.video.cache  # noqa: F401  registers the HDF5 filters the MV caches are written with
 
 pytestmark = pytest.mark.workflow
 # The workflow tests' tiny run with shorter training; the default target (the whole workflow).

@@ -42,14 +42,14 @@ from conftest import (
 )
 
 import moclip
-from moclip import plan, workflow_cli
-from moclip.clip_stream import ClipSettings, load_clip
-from moclip.config import key_line
-from moclip.demo import make_demo_dataset
-from moclip.encode import encode_video
+from moclip.clip.stream import ClipSettings, load_clip
+from moclip.dataset.demo import make_demo_dataset
+from moclip.dataset.videos import read_manifest, shard_of
 from moclip.io import read_tsv, snakemake_program
 from moclip.shards import read_shard
-from moclip.videos import read_manifest, shard_of
+from moclip.video.encode import encode_video
+from moclip.workflow import plan, runner
+from moclip.workflow.config import key_line
 
 pytestmark = pytest.mark.workflow
 CLIP_DIR = "results/embeddings/clip/moclip-tiny_random-seed0"
@@ -556,11 +556,11 @@ MODULES = library_modules()
 # imports; these few carry the check through Snakemake: one module a stage's scripts alone
 # import, one every job imports, and the zero-shot prompts no cache or embedding reads.
 REPRESENTATIVES = [
-    "moclip.cache",
-    "moclip.clip_stream",
+    "moclip.video.cache",
+    "moclip.clip.stream",
     "moclip.heads",
-    "moclip.mv_train",
-    "moclip.prompts",
+    "moclip.mv.train",
+    "moclip.clip.prompts",
     "moclip.report",
     "moclip.runtime",
 ]
@@ -591,8 +591,8 @@ def test_a_library_change_reruns_exactly_the_rules_whose_scripts_import_it(finis
     finally:
         source.write_text(original)
     assert changed == expected
-    if module == "moclip.prompts":  # zero-shot alone reads them (the demo's random CLIP weights run no zero-shot)
-        assert {rule for rule, mods in imports.items() if "moclip.prompts" in mods} == {"zeroshot"}
+    if module == "moclip.clip.prompts":  # zero-shot alone reads them (the demo's random CLIP weights run no zero-shot)
+        assert {rule for rule, mods in imports.items() if "moclip.clip.prompts" in mods} == {"zeroshot"}
 
 
 def test_comments_docstrings_and_blank_lines_in_the_library_rerun_nothing(finished_run, workflow_copy):
@@ -634,7 +634,7 @@ def _run_until(workdir: Path, config: dict, rule: str, cores: str) -> dict[str, 
     return the outputs of every job Snakemake had reported finished by then, by rule."""
     log = workdir / "killed.log"
     session = {"start_new_session": True}
-    proc = workflow_cli.start(workdir, config, log=log, cores=cores, config_name=CONFIG_NAME, popen=session)
+    proc = runner.start(workdir, config, log=log, cores=cores, config_name=CONFIG_NAME, popen=session)
     deadline = time.time() + 600
     while f"(Rule: {rule})" not in log.read_text():
         assert proc.poll() is None and time.time() < deadline, "the run ended before the kill point"
@@ -690,7 +690,7 @@ def _kill_a_job(workdir: Path, config: dict, rule: str, *args: str) -> str:
     import psutil  # Snakemake's own dependency
 
     log = workdir / "killed.log"
-    proc = workflow_cli.start(workdir, config, *args, log=log, config_name=CONFIG_NAME)
+    proc = runner.start(workdir, config, *args, log=log, config_name=CONFIG_NAME)
     deadline, killed = time.time() + 600, None
     while killed is None:
         assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
@@ -808,7 +808,7 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     # shell's background job inherits SIGINT ignored, and so would snakemake).
     default_sigint = {"start_new_session": True, "preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
     args = ("--forceall", f"results/{mv}/model.pt")
-    proc = workflow_cli.start(wd, slow, *args, log=wd / "console.txt", config_name=CONFIG_NAME, popen=default_sigint)
+    proc = runner.start(wd, slow, *args, log=wd / "console.txt", config_name=CONFIG_NAME, popen=default_sigint)
     cfg = wd / CONFIG_NAME
     deadline = time.time() + 600
     while not (log.exists() and "epochs 1/60" in log.read_text()):  # training, 59 epochs to go
@@ -824,9 +824,7 @@ def test_ctrl_c_prints_no_traceback_and_names_the_command_that_resumes(tmp_path)
     assert "Error in rule" not in console and "WorkflowError" not in console, console
     again = shlex.split(last.partition("to resume: ")[2])
     assert again[-1] == f"results/{mv}/model.pt" and str(cfg) in again and "--forceall" not in again
-    out = subprocess.run(
-        [SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=workflow_cli.environment(), cwd=REPO
-    )
+    out = subprocess.run([SNAKEMAKE, *again[1:]], capture_output=True, text=True, env=runner.environment(), cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert model.exists() and "up to the targets asked for" in out.stdout + out.stderr
     assert job_counts(out.stdout + "\n" + out.stderr) == {"train_mvnet": 1}, out.stderr  # the rest was done

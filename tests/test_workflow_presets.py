@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import PRESET_WEIGHTS, REPO, job_counts, merged, put_hub_file, snakemake
 
-from moclip.demo import DemoSpec, make_demo_dataset
+from moclip.dataset.demo import DemoSpec, make_demo_dataset
 
 pytestmark = pytest.mark.workflow
 

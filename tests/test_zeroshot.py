@@ -8,11 +8,11 @@ import numpy as np
 import open_clip
 import torch
 
-from moclip.clip_stream import load_clip
-from moclip.prompts import class_prompt_name
+from moclip.clip.prompts import class_prompt_name
+from moclip.clip.stream import load_clip
+from moclip.clip.zeroshot import evaluate_zeroshot, logit_scale, text_classifier, zeroshot_scores
+from moclip.dataset.videos import Video
 from moclip.shards import pool_frames
-from moclip.videos import Video
-from moclip.zeroshot import evaluate_zeroshot, logit_scale, text_classifier, zeroshot_scores
 
 TINY = "moclip-tiny"
 

@@ -4,6 +4,6 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.cache import cache_failures
+from moclip.video.cache import cache_failures
 
 cache_failures(**snakemake.input, **snakemake.output)

@@ -4,8 +4,8 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.cache import FrameStorage, cache_shard
-from moclip.codec import DecodeSettings
+from moclip.video.cache import FrameStorage, cache_shard
+from moclip.video.codec import DecodeSettings
 
 p = snakemake.params
 cache_shard(

@@ -5,7 +5,7 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.clip_stream import ClipSettings, clip_embed
+from moclip.clip.stream import ClipSettings, clip_embed
 
 clip_embed(
     frames=list(snakemake.input.frames),

@@ -4,7 +4,7 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.clip_stream import ClipSettings
+from moclip.clip.stream import ClipSettings
 from moclip.dense import DenseSettings, dense
 
 p = snakemake.params

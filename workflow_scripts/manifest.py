@@ -4,7 +4,7 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.manifest import manifest
+from moclip.dataset.manifest import manifest
 
 p = snakemake.params
 manifest(

@@ -5,7 +5,7 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.mv_stream import mv_features
+from moclip.mv.stream import mv_features
 
 inp = snakemake.input
 mv_features(

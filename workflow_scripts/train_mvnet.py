@@ -4,8 +4,8 @@ from moclip.runtime import log_to
 
 log_to(snakemake.log[0])  # first: Ctrl-C during the imports below stays off the console
 
-from moclip.mv_data import MVSettings
-from moclip.mv_stream import train_mvnet
+from moclip.mv.data import MVSettings
+from moclip.mv.stream import train_mvnet
 
 inp = snakemake.input
 train_mvnet(

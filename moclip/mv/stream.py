@@ -17,13 +17,13 @@ import h5py
 import numpy as np
 import torch
 
-from moclip.cache import read_index, video_file
+from moclip.dataset.videos import class_names, read_manifest, split_rows
 from moclip.io import atomic_path, write_json
 from moclip.metrics import summarize
-from moclip.mv_augment import augment_params, crop_flip, draw_generator, to_input
-from moclip.mv_data import MVClips, MVItem, MVSettings, mv_items, mv_loader, trace_on_device, video_status
-from moclip.mv_nets import MVNet
-from moclip.mv_train import (
+from moclip.mv.augment import augment_params, crop_flip, draw_generator, to_input
+from moclip.mv.data import MVClips, MVItem, MVSettings, mv_items, mv_loader, trace_on_device, video_status
+from moclip.mv.nets import MVNet
+from moclip.mv.train import (
     eval_batch_videos,
     eval_images,
     fit_mvnet,
@@ -35,7 +35,7 @@ from moclip.mv_train import (
 )
 from moclip.runtime import Progress, autocast, autocast_dtype, log_startup, precision_name, resolve_device, use_threads
 from moclip.shards import DRAWS, write_shard
-from moclip.videos import class_names, read_manifest, split_rows
+from moclip.video.cache import read_index, video_file
 
 log = logging.getLogger(__name__)
 

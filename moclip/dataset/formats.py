@@ -2,7 +2,7 @@
 table of labelled videos, or a bare folder of videos (``dataset.format``).
 
 Each reader returns a :class:`Listing`: class names in label order, one entry a video (its
-path, class, group and clip) and each split's train/test assignment. :mod:`moclip.manifest`
+path, class, group and clip) and each split's train/test assignment. :mod:`moclip.dataset.manifest`
 turns a listing into manifest rows (validation groups, shards), the same columns for every
 format. Every malformed entry is an error naming the file and line; no reader walks more than
 its format needs (UCF101, HMDB51 and CSV read their lists; only ``folder`` walks the tree).
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from moclip.videos import SPLITS, ManifestError
+from moclip.dataset.videos import SPLITS, ManifestError
 
 # What a folder run takes for a video (lower-case suffixes); anything else is left alone.
 VIDEO_SUFFIXES = frozenset(
@@ -415,7 +415,7 @@ def _folder(videos: Path, *_) -> Listing:
 
 
 # --------------------------------------------------------------------------- the registry
-# A new format is one entry here (its readers above, its names), one in moclip.demo.LAYOUTS (its demo,
+# A new format is one entry here (its readers above, its names), one in moclip.dataset.demo.LAYOUTS (its demo,
 # so every test and the scale benchmark can make one) and its tests.
 
 

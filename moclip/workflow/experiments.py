@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moclip import plan
-from moclip.config import ConfigError, check_config, merge_config, where_set
 from moclip.methods import HEADS, head_inputs
+from moclip.workflow import plan
+from moclip.workflow.config import ConfigError, check_config, merge_config, where_set
 
 # What one run's experiments cannot vary: where the outputs go, the dataset and its shards (one
 # manifest for all), and the machine settings (how jobs are sized and batched).

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 
 from moclip.io import atomic_path, reading
 from moclip.metrics import selection_key
-from moclip.mv_augment import augment, augment_generator, crop_views, to_input
-from moclip.mv_budgets import EVAL_IMAGES  # network inputs a forward pass at test and feature time
-from moclip.mv_data import OPTIMIZERS, EpochOrder, Kept, MVClips, MVItem, MVSettings, mv_loader, trace_on_device
-from moclip.mv_nets import MVNet
+from moclip.mv.augment import augment, augment_generator, crop_views, to_input
+from moclip.mv.budgets import EVAL_IMAGES  # network inputs a forward pass at test and feature time
+from moclip.mv.data import OPTIMIZERS, EpochOrder, Kept, MVClips, MVItem, MVSettings, mv_loader, trace_on_device
+from moclip.mv.nets import MVNet
 from moclip.runtime import (
     Progress,
     autocast,

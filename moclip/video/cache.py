@@ -12,7 +12,7 @@ JPEG, all frames' bytes in one uint8 dataset ``frames_jpeg`` cut where ``frame_e
 int64 [K] say (frame k: bytes ``frame_ends[k-1]``, 0 for the first, to ``frame_ends[k]``),
 or raw, ``frames`` uint8 [K, H, W, 3]; its attrs ``encoding``,
 ``frame_height`` and ``frame_width`` say which and at what size (a file without
-``encoding``, written before JPEG, is raw). :mod:`moclip.frames` reads either back.
+``encoding``, written before JPEG, is raw). :mod:`moclip.video.frames` reads either back.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import numpy as np
 import PIL.Image
 from h5py import h5a, h5s, h5t
 
-from moclip.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, ffmpeg_message, reencoded_file
 from moclip.io import atomic_path, listed_ids, one_line, read_tsv, reading, rebuild, relative_to, write_tsv
 from moclip.runtime import Progress, process_pool
 from moclip.settings import FromConfig, default, did_you_mean
+from moclip.video.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, ffmpeg_message, reencoded_file
 
 log = logging.getLogger(__name__)
 INDEX_COLUMNS = ("video_id", "path", "status", "n_frames", "error", "reencoded", "frames_left_out")
@@ -361,7 +361,7 @@ def cache_shard(
         missing = [i for i in ids if i not in status]
         if missing:
             raise ValueError(f"{reencode_index}: no re-encode of {', '.join(missing)}")
-        for k, i in enumerate(ids):  # the statuses of moclip.reencode's index
+        for k, i in enumerate(ids):  # the statuses of moclip.video.reencode's index
             if status[i].status == "reencoded":
                 sources[k], redone[k] = reencoded_file(reencoded, i), True
             elif status[i].status != "original":

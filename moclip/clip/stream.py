@@ -1,5 +1,5 @@
 """The frozen CLIP image stream: model loading and per-shard frame embeddings (zero-shot
-classification from them: :mod:`moclip.zeroshot`).
+classification from them: :mod:`moclip.clip.zeroshot`).
 
 One loading path serves an open_clip pretrained tag, a local checkpoint file and ``none``
 (random weights, seeded). Embeddings are stored unnormalised, every cached frame of every
@@ -22,8 +22,6 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from moclip.cache import open_cache, read_index, video_file
-from moclip.frames import StoredFrames, decode_frames, stored_frames
 from moclip.runtime import (
     Progress,
     autocast,
@@ -35,10 +33,12 @@ from moclip.runtime import (
 )
 from moclip.settings import FromConfig, default, did_you_mean
 from moclip.shards import shard_attrs, write_shard
+from moclip.video.cache import open_cache, read_index, video_file
+from moclip.video.frames import StoredFrames, decode_frames, stored_frames
 
 log = logging.getLogger(__name__)
-__data__ = ("model_configs",)  # package data this module reads: part of its code digest (moclip.provenance)
-MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+__data__ = ("../model_configs",)  # package data this module reads: part of its code digest (moclip.workflow.provenance)
+MODEL_CONFIGS = Path(__file__).parents[1] / "model_configs"
 INTERPOLATIONS = ("bicubic", "bilinear")  # clip.interpolation: the preprocessing resize (open_clip's; the authors')
 EMBEDDING_DTYPES = ("float16", "float32")  # clip.dtype: how the shards store the embeddings
 open_clip.add_model_config(MODEL_CONFIGS)  # the project's small test/demo architectures

@@ -1,7 +1,7 @@
 """A dataset's listing -> one manifest row per video (labels, groups, splits, shards).
 
-The formats (UCF101, HMDB51, a CSV table, a folder) are read by :mod:`moclip.datasets`;
-here every format becomes the same columns (the table: :mod:`moclip.videos`), each split's
+The formats (UCF101, HMDB51, a CSV table, a folder) are read by :mod:`moclip.dataset.formats`;
+here every format becomes the same columns (the table: :mod:`moclip.dataset.videos`), each split's
 training part loses whole groups to validation, and each video gets its shard. A dataset summary (format, root, classes,
 videos, where the groups came from) goes beside the manifest, for the reports.
 """
@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from moclip.datasets import Listing, count_videos, read_listing
+from moclip.dataset.formats import Listing, count_videos, read_listing
+from moclip.dataset.videos import SPLITS, ManifestError, Video, name_problems, shard_of, split_rows, write_manifest
 from moclip.io import write_json
-from moclip.videos import SPLITS, ManifestError, Video, name_problems, shard_of, split_rows, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def build_manifest(
     classes: Path | str | None = None,
     videos_per_shard: int | None = None,
 ) -> list[Video]:
-    """Read a dataset in ``format`` (see :func:`moclip.datasets.read_listing`) into manifest
+    """Read a dataset in ``format`` (see :func:`moclip.dataset.formats.read_listing`) into manifest
     rows (see :func:`manifest_rows`); ``num_shards`` ``auto``: as the workflow counts them,
     about ``videos_per_shard`` videos a shard (:func:`resolve_shards`)."""
     if num_shards != "auto" and num_shards < 1:

@@ -1,7 +1,7 @@
 """What a validated config asks of each stage, as pure functions of it: the settings (the
 params that shape its outputs) and the tags that name output directories. rules/common.smk
 keeps Snakemake's glue (paths, wildcards, inputs, targets, the checkpoint) and calls these
-(and moclip.layout, the dataset and the jobs); they are tested without Snakemake.
+(and moclip.workflow.layout, the dataset and the jobs); they are tested without Snakemake.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-from moclip.datasets import FORMATS
+from moclip.dataset.formats import FORMATS
 from moclip.io import snakemake_program
 from moclip.methods import shapes
 
@@ -48,7 +48,7 @@ def reencode_settings(config: dict) -> dict:
 
 
 def decode_settings(config: dict) -> dict:
-    """Everything that shapes a cache: the fields of moclip.codec.DecodeSettings
+    """Everything that shapes a cache: the fields of moclip.video.codec.DecodeSettings
     (decode.reencode_unsupported shapes the re-encode stage instead)."""
     return {
         **{k: v for k, v in config["decode"].items() if k != "reencode_unsupported"},
@@ -58,27 +58,27 @@ def decode_settings(config: dict) -> dict:
 
 
 def frame_storage(config: dict) -> dict:
-    """Fields of moclip.cache.FrameStorage: how the frame caches store the frames
+    """Fields of moclip.video.cache.FrameStorage: how the frame caches store the frames
     (frames.jpeg_quality only with JPEG, so that it reruns nothing with raw frames)."""
     f = config["frames"]
     return {"encoding": f["encoding"], **({"jpeg_quality": f["jpeg_quality"]} if f["encoding"] == "jpeg" else {})}
 
 
 def mv_settings(config: dict) -> dict:
-    """Fields of moclip.mv_data.MVSettings: everything that shapes the MV network (not
+    """Fields of moclip.mv.data.MVSettings: everything that shapes the MV network (not
     mvnet.device, a machine setting the scripts read)."""
     return {**{k: v for k, v in config["mvnet"].items() if k not in MACHINE_SETTINGS["mvnet"]}, "seed": config["seed"]}
 
 
 def clip_settings(config: dict) -> dict:
-    """Fields of moclip.clip_stream.ClipSettings: what shapes the CLIP embeddings (not the
+    """Fields of moclip.clip.stream.ClipSettings: what shapes the CLIP embeddings (not the
     zero-shot prompts, nor clip.device, a machine setting the scripts read)."""
     other = (*MACHINE_SETTINGS["clip"], *ZEROSHOT_SETTINGS)
     return {**{k: v for k, v in config["clip"].items() if k not in other}, "seed": config["seed"]}
 
 
 def zeroshot_settings(config: dict) -> dict:
-    """The settings of moclip.zeroshot.zeroshot (rule zeroshot): the model as clip_embed
+    """The settings of moclip.clip.zeroshot.zeroshot (rule zeroshot): the model as clip_embed
     builds it, the prompts, the seed and the threads (not clip.device, a machine setting)."""
     c = config["clip"]
     model = {k: c[k] for k in ("model", "pretrained", "quick_gelu", "cpu_threads")}
@@ -159,7 +159,7 @@ def clip_tag(config: dict) -> str:
     else:
         weights = pretrained
     if pretrained != "none" or c.get("quick_gelu"):
-        from moclip.clip_stream import built_name, tag_quick_gelu
+        from moclip.clip.stream import built_name, tag_quick_gelu
 
         model = built_name(model, tag_quick_gelu(model, pretrained, c.get("quick_gelu")))
     resize = "" if c["interpolation"] == "bicubic" else f"_{c['interpolation']}"

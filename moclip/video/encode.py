@@ -2,7 +2,7 @@
 re-encode of a source by a recipe (:data:`REENCODE`: CoViAR's; :class:`EncodeSettings`'
 default: UCF101's own format, for footage whose codec exports no motion vectors).
 
-Apart from the decoder (:mod:`moclip.codec`), so that an edit to the encoder reruns the
+Apart from the decoder (:mod:`moclip.video.codec`), so that an edit to the encoder reruns the
 demo data and the re-encodes, never the caches of a run that re-encodes nothing.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from moclip.codec import DecodeError, declared_frames, is_truncated, open_video
 from moclip.io import atomic_path
+from moclip.video.codec import DecodeError, declared_frames, is_truncated, open_video
 
 
 def encode_video(

@@ -1,7 +1,7 @@
 """Zero-shot classification: each class's prompts embedded by CLIP's text encoder, and
 the test videos' pooled frame embeddings scored against them (rule ``zeroshot``).
 
-Apart from the image-embedding stage (:mod:`moclip.clip_stream`), so that an edit to the
+Apart from the image-embedding stage (:mod:`moclip.clip.stream`), so that an edit to the
 prompts or their scoring reruns the zero-shot jobs and never the embeddings.
 """
 
@@ -15,14 +15,14 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from moclip.clip_stream import Clip, load_clip
+from moclip.clip.prompts import PromptSet, missing_phrases, prompt_set
+from moclip.clip.stream import Clip, load_clip
+from moclip.dataset.videos import Video, class_names, read_manifest
 from moclip.io import write_json
 from moclip.metrics import summarize, write_predictions
-from moclip.prompts import PromptSet, missing_phrases, prompt_set
 from moclip.runtime import resolve_device, use_threads
 from moclip.settings import default
 from moclip.shards import pool_frames, read_shards
-from moclip.videos import Video, class_names, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def text_classifier(
     prompt_norm: bool = True,
 ) -> np.ndarray:
     """[C, D]: each class's prompts (a set's name, a prompt file, or a
-    :class:`~moclip.prompts.PromptSet`) embedded in float32 and averaged, then normalised;
+    :class:`~moclip.clip.prompts.PromptSet`) embedded in float32 and averaged, then normalised;
     ``prompt_norm`` normalises each prompt's embedding before the mean (ours; the authors
     average the raw embeddings)."""
     ps = prompts if isinstance(prompts, PromptSet) else prompt_set(prompts, templates)

@@ -10,12 +10,12 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from moclip import plan
-from moclip.config import ConfigError, where_set
-from moclip.datasets import FORMATS, count_videos, folder_videos, split_sizes
-from moclip.datasets import list_files as format_list_files
-from moclip.demo import DemoSpec
-from moclip.manifest import resolve_shards
+from moclip.dataset.demo import DemoSpec
+from moclip.dataset.formats import FORMATS, count_videos, folder_videos, split_sizes
+from moclip.dataset.formats import list_files as format_list_files
+from moclip.dataset.manifest import resolve_shards
+from moclip.workflow import plan
+from moclip.workflow.config import ConfigError, where_set
 
 SHARD_DIGITS = 5  # shard-00000 ...: the wildcard constraint and the shard list
 # A GPU job's start-up (Python, torch, the CUDA context, the model: 10.6-14.8 s for

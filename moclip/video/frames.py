@@ -1,7 +1,7 @@
 """The frames of a frame cache back as uint8 tensors [K, H, W, 3], one way wherever they are
 used (the CLIP stage's loader, ``moclip predict``, the benchmarks and tests).
 
-A cache stores them raw or as JPEG (:class:`moclip.cache.FrameStorage`). Reading
+A cache stores them raw or as JPEG (:class:`moclip.video.cache.FrameStorage`). Reading
 (:func:`stored_frames`) is apart from decoding (:func:`decode_frames`), so that JPEG is
 decoded where the frames are used: in batches on the device that embeds them (nvJPEG on
 CUDA: ``torchvision.io.decode_jpeg`` takes a list and a device), or on the CPU in the
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from moclip.cache import ENDS_DATASET, JPEG_DATASET, open_cache
 from moclip.io import reading, rebuild
+from moclip.video.cache import ENDS_DATASET, JPEG_DATASET, open_cache
 
 # torchvision 0.29 (pinned) warns on every image call that its decoders will move to
 # TorchCodec; they are what runs here until then.
@@ -73,7 +73,7 @@ def _decoded(video: StoredFrames, images: list[torch.Tensor]) -> torch.Tensor:
 
 def _reading(video: StoredFrames):
     """A failure in the block names the video's cache and the rebuild of its shard (its
-    directory: rule cache_shard's output), as :func:`moclip.cache.open_cache` does."""
+    directory: rule cache_shard's output), as :func:`moclip.video.cache.open_cache` does."""
     return reading(video.path, rebuild(Path(video.path).parent))
 
 

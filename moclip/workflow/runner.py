@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")  # the venv's, beside this Python
 CONFIG_NAME = "run-config.yaml"

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moclip.cache import open_cache, read_index, video_file
-from moclip.mv_budgets import KEPT_CARD_SHARE, KEPT_HOST_MB
+from moclip.dataset.videos import Video
+from moclip.mv.budgets import KEPT_CARD_SHARE, KEPT_HOST_MB
 from moclip.settings import FromConfig, default
-from moclip.videos import Video
+from moclip.video.cache import open_cache, read_index, video_file
 
 log = logging.getLogger(__name__)
 P, I = ord("P"), ord("I")

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from moclip.demo import smooth_noise
+from moclip.dataset.demo import smooth_noise
 from moclip.io import atomic_path
 
 SPEED = 60.0  # px a second an object moves during an action

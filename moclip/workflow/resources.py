@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moclip.manifest import VAL_SHARE  # validation's most of a training list (val_groups auto: 0.2)
-from moclip.mv_budgets import EVAL_IMAGES, KEPT_HOST_MB
+from moclip.dataset.manifest import VAL_SHARE  # validation's most of a training list (val_groups auto: 0.2)
+from moclip.mv.budgets import EVAL_IMAGES, KEPT_HOST_MB
 
 RATES = {
     "cache_frames": 3700,  # frames decoded and cached a second, a thread (bench_scale: 2.46 M frames, 329 s x 2)
@@ -86,7 +86,7 @@ def unmeasured(arch: str) -> str | None:
         return None
     return (
         f"mvnet.arch: {arch} has no measured resource figures; its jobs are sized as {REFERENCE_BACKBONE}'s "
-        f"(measure it with benchmarks/bench_mv.py --arch {arch} and add it to moclip.resources.BACKBONES)"
+        f"(measure it with benchmarks/bench_mv.py --arch {arch} and add it to moclip.workflow.resources.BACKBONES)"
     )
 
 
@@ -181,7 +181,7 @@ class Workload:
     def loader_rate(self, threads: int) -> float:
         """MV segments a second the job's ``threads - 1`` loader workers deliver (the main
         process's own reading where there are none): maps traced per pixel on a CPU job with
-        ``accumulate``, else vectors or cell-grid maps (moclip.mv_data.trace_on_device)."""
+        ``accumulate``, else vectors or cell-grid maps (moclip.mv.data.trace_on_device)."""
         traced = self.config["mvnet"]["accumulate"] and not self.mv_gpu
         return RATES["mv_loader_segments"]["traced" if traced else "vectors"] * max(1, threads - 1)
 

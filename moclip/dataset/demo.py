@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moclip.datasets import FORMATS
+from moclip.dataset.formats import FORMATS
 from moclip.runtime import Progress, process_pool
 from moclip.settings import FromConfig, default
 
@@ -156,7 +156,7 @@ def render_clip(spec: DemoSpec, appearance: str, motion: str, group: int, clip: 
 
 def _write_clip(args: tuple) -> str:
     spec, appearance, motion, group, clip, path = args
-    from moclip.encode import encode_video  # PyAV, imported here: the workflow's parse reads DemoSpec
+    from moclip.video.encode import encode_video  # PyAV, imported here: the workflow's parse reads DemoSpec
 
     encode_video(path, render_clip(spec, appearance, motion, group, clip), fps=FPS, codec="mpeg4", gop=12)
     return str(path)
@@ -314,7 +314,7 @@ def _hmdb51_lists(lists: Path, spec: DemoSpec, rel: dict[ClipKey, str]) -> None:
 
 @dataclass(frozen=True)
 class Layout:
-    """A dataset format's demo (moclip.datasets.FORMATS names the same formats, and the
+    """A dataset format's demo (moclip.dataset.formats.FORMATS names the same formats, and the
     folders of their downloads): a clip's path under the videos, and the lists' writer
     (None: videos only)."""
 

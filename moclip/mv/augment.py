@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moclip.mv_data import EVAL_CROPS, MVSettings, resize_maps, video_key
+from moclip.mv.data import EVAL_CROPS, MVSettings, resize_maps, video_key
 
 
 def to_input(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The manifest table: one :class:`Video` a row (label, group, clip, shard, each split's
 part), written by the manifest stage and read by every stage after it.
 
-Apart from building the manifest (:mod:`moclip.manifest`, :mod:`moclip.datasets`), so that
+Apart from building the manifest (:mod:`moclip.dataset.manifest`, :mod:`moclip.dataset.formats`), so that
 the stages that only read it never depend on the dataset formats' code.
 """
 

@@ -16,19 +16,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moclip.config import ConfigError, uses_registries, where_set
-from moclip.datasets import FORMATS
-from moclip.datasets import folder_videos as list_folder
+from moclip.clip.prompts import PromptFileError, prompt_files, prompt_set
+from moclip.dataset.formats import FORMATS
+from moclip.dataset.formats import folder_videos as list_folder
+from moclip.dataset.manifest import build_manifest
+from moclip.dataset.videos import ManifestError, name_problems
 from moclip.io import braced, wildcard_in
-from moclip.manifest import build_manifest
-from moclip.plan import dense_network, dense_on, labelled
-from moclip.prompts import PromptFileError, prompt_files, prompt_set
-from moclip.resources import backbone, unmeasured
-from moclip.videos import ManifestError, name_problems
+from moclip.workflow.config import ConfigError, uses_registries, where_set
+from moclip.workflow.plan import dense_network, dense_on, labelled
+from moclip.workflow.resources import backbone, unmeasured
 
 if TYPE_CHECKING:
-    from moclip.experiments import Experiment
-    from moclip.layout import Layout
+    from moclip.workflow.experiments import Experiment
+    from moclip.workflow.layout import Layout
 
 log = logging.getLogger(__name__)
 AT_LINE = re.compile(r"^[^\n]+?:\d+: ")  # an error that already names a file and its line
@@ -131,8 +131,8 @@ def check_models(config: dict, sources: Iterable[Path | str] = (), under: Sequen
     """The CLIP model and tag, and the MV architecture, looked up in open_clip's and timm's
     registries; ConfigError names the file and line that set an unknown one and the nearest
     valid name."""
-    from moclip.clip_stream import ClipLoadError, tag_quick_gelu
-    from moclip.mv_nets import check_arch
+    from moclip.clip.stream import ClipLoadError, tag_quick_gelu
+    from moclip.mv.nets import check_arch
 
     c, m = config["clip"], config["mvnet"]
     try:

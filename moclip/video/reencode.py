@@ -1,18 +1,18 @@
 """The optional re-encode stage, before the cache: each video of a shard re-encoded into
 ``<video_id>.avi``, and the shard an index (one status line a video). Two modes, one rule:
 
-- config ``dataset.reencode``: every video, by a recipe of :data:`moclip.encode.REENCODE`
+- config ``dataset.reencode``: every video, by a recipe of :data:`moclip.video.encode.REENCODE`
   (CoViAR's: MPEG-4 Part 2, 340x256, GOP 12, no B-frames);
 - config ``decode.reencode_unsupported`` (without ``dataset.reencode``): only the videos
-  whose decode exports no motion vectors (:func:`moclip.codec.exports_motion_vectors`:
+  whose decode exports no motion vectors (:func:`moclip.video.codec.exports_motion_vectors`:
   MJPEG, VP9, AV1, intra-only streams...), to MPEG-4 Part 2 at their own size, GOP 12, no
-  B-frames (:class:`moclip.encode.EncodeSettings`); the others are cached as they are.
+  B-frames (:class:`moclip.video.encode.EncodeSettings`); the others are cached as they are.
 
 The index's status says which: ``reencoded`` (the cache decodes the re-encoded file),
 ``original`` (it decodes the video itself) or ``failed`` (the video could not be
 re-encoded: no file; the cache stage records it as failed with this message).
 
-A module of its own rather than part of :mod:`moclip.cache`: the cache rule's code digest
+A module of its own rather than part of :mod:`moclip.video.cache`: the cache rule's code digest
 does not reach it, so a change here reruns the re-encodes (and through their files the
 caches made from them) but never the caches of a run without re-encoding.
 """
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import av
 
-from moclip.codec import DecodeError, DecodeSettings, exports_motion_vectors, reencoded_file
-from moclip.encode import REENCODE, EncodeSettings, reencode
 from moclip.io import listed_ids, one_line, relative_to, write_tsv
 from moclip.runtime import Progress, process_pool
+from moclip.video.codec import DecodeError, DecodeSettings, exports_motion_vectors, reencoded_file
+from moclip.video.encode import REENCODE, EncodeSettings, reencode
 
 log = logging.getLogger(__name__)
-# The columns of moclip.cache's shard index less n_frames: moclip.cache.read_index reads it.
+# The columns of moclip.video.cache's shard index less n_frames: moclip.video.cache.read_index reads it.
 INDEX_COLUMNS = ("video_id", "path", "status", "error")
 REENCODED, ORIGINAL, FAILED = "reencoded", "original", "failed"  # a video's status in the index
 
@@ -48,7 +48,7 @@ class ReencodeRecord:
 
 
 def reencode_plan(recipe: str | None, probe_frames: int) -> tuple[EncodeSettings, int]:
-    """How a video is re-encoded: by ``recipe`` (a key of :data:`moclip.encode.REENCODE`)
+    """How a video is re-encoded: by ``recipe`` (a key of :data:`moclip.video.encode.REENCODE`)
     every video, no probe; with None only a video without motion vectors in its first
     ``probe_frames`` frames, by the default :class:`EncodeSettings`. The settings and the
     probe length :func:`reencode_video` takes (rule ``reencode_shard`` and ``moclip predict``)."""
@@ -74,7 +74,7 @@ def reencode_video(
     """Re-encode one video; a video that cannot be read becomes a failed record (no file).
 
     With ``probe_frames``, only a video whose first ``probe_frames`` frames carry no motion
-    vector (as :func:`moclip.codec.decode_video` decides) is re-encoded; one that has
+    vector (as :func:`moclip.video.codec.decode_video` decides) is re-encoded; one that has
     vectors, or that cannot be read at all, is left ``original`` (the cache stage decodes
     it, and names its error).
     """
@@ -108,7 +108,7 @@ def reencode_shard(
     ``threads`` videos at a time, and write the shard's ``index`` last (paths relative to
     ``videos_root``).
 
-    ``recipe`` (a key of :data:`moclip.encode.REENCODE`): every video by that recipe. None:
+    ``recipe`` (a key of :data:`moclip.video.encode.REENCODE`): every video by that recipe. None:
     only the videos without motion vectors in their first ``probe_frames`` frames (config
     ``decode.max_frames``, what the cache reads), by the default :class:`EncodeSettings`.
     A video's id (its file ``<id>.avi``) is the ``manifest``'s, or without one its file's stem.

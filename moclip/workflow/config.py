@@ -13,8 +13,8 @@ import jsonschema
 import yaml
 
 from moclip.io import braced, wildcard_in
-from moclip.resources import BACKBONES
 from moclip.settings import did_you_mean
+from moclip.workflow.resources import BACKBONES
 
 
 class ConfigError(ValueError):
@@ -287,7 +287,7 @@ def _non_finite(value, keys: tuple = ()):
 def uses_registries(config: dict) -> bool:
     """Whether checking the model names needs open_clip's and timm's registries (and so
     torch): not for the project's own small models with random weights (demo, tests)."""
-    own = Path(__file__).parent / "model_configs" / f"{config['clip']['model']}.json"
+    own = Path(__file__).parents[1] / "model_configs" / f"{config['clip']['model']}.json"
     mv = config["mvnet"]
     own_mv = mv["arch"] in BACKBONES and not BACKBONES[mv["arch"]].timm
     return not (own.is_file() and config["clip"]["pretrained"] == "none" and own_mv and not mv["pretrained"])

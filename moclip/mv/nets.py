@@ -37,7 +37,7 @@ class TinyMVNet(nn.Module):
 
 
 # The project's own networks (no ImageNet start), by mvnet.arch; any other name is a timm
-# architecture. Their jobs' measured figures: moclip.resources.BACKBONES.
+# architecture. Their jobs' measured figures: moclip.workflow.resources.BACKBONES.
 OWN_NETS: dict[str, type[nn.Module]] = {"tiny": TinyMVNet}
 
 

@@ -1,0 +1,1 @@
+"""The CLIP stream: the frozen image encoder's embeddings, zero-shot scoring, the prompt sets."""

@@ -1,0 +1,3 @@
+"""Video files: one PyAV decode pass, the encoder, the per-video caches and their frames, re-
+encodes.
+"""
