@@ -354,12 +354,13 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
             assert attrs_a[name].keys() == attrs_b[name].keys(), (rel, name)
             for key, value in attrs_a[name].items():
                 assert np.array_equal(value, attrs_b[name][key]), (rel, name, key, value, attrs_b[name][key])
+    comparisons = [json.loads((r / "experiments.json").read_text()) for r in (a, b)]
+    roots = comparisons[0]["roots"]  # base: the run itself, at the top level
+    assert roots == comparisons[1]["roots"] == {"base": ".", "slower-heads": "experiments/slower-heads"}
     for name in EXPERIMENTS:  # each experiment's reports: every method's numbers identical
         for k in (1, 2, 3):
             ra, rb = (
-                json.loads((r / "experiments" / name / "reports" / f"split{k}" / "metrics.json").read_text())
-                for r in (a, b)
+                json.loads((r / roots[name] / "reports" / f"split{k}" / "metrics.json").read_text()) for r in (a, b)
             )
             assert ra["methods"] == rb["methods"] and set(ra["methods"]) == {"mv_only", "clip_linear", "fusion"}
-    comparisons = [json.loads((r / "experiments.json").read_text()) for r in (a, b)]
     assert comparisons[0]["experiments"] == list(EXPERIMENTS) and comparisons[0]["rows"] == comparisons[1]["rows"]
