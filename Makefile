@@ -45,24 +45,29 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# After a change of pyproject.toml's ranges or TORCH_PAIR, or to take newer releases; the
-# next make installs the new lock.
+# After a change of pyproject.toml's ranges or TORCH_PAIR: the lock in place holds every other
+# version; UPGRADE=1 resolves afresh and takes newer releases. The next make installs it.
 lock:
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) tools/lock.py --pair $(TORCH_PAIR)
+	$(PY) tools/lock.py --pair $(TORCH_PAIR) $(if $(UPGRADE),--upgrade)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES)
 
+# Tests run in TEST_JOBS pytest-xdist workers (0: in this process), a test file a worker so
+# that a module's fixtures are built once; the session's tiny demo run is shared by all.
+TEST_JOBS ?= 2
+XDIST = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+
 test: $(STAMP)
-	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 # Every test that does not run the workflow, then one tiny demo run and the checks that read
 # it (marked `fast`).
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not workflow or fast" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(XDIST) -m "not workflow or fast" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py

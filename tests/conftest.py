@@ -5,6 +5,7 @@ finished tiny run the workflow tests share."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 
 from moclip.dataset.demo import DemoSpec, make_demo_dataset, smooth_noise
 from moclip.mv.data import MVItem
@@ -77,11 +79,36 @@ def flip_byte(path, dataset: str, at: float = 0.5) -> None:
         fh.write(bytes([b[0] ^ 0x10]))
 
 
+def once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``name``, filled by ``build(folder)`` once a test session however many
+    pytest-xdist workers share it: the first to ask builds it under a file lock in the
+    workers' common temp dir, the others wait and read it. A failed build fails every test
+    that asks, with the first error, and is not tried again."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        path = tmp_path_factory.mktemp(name, numbered=False)
+        build(path)
+        return path
+    path = tmp_path_factory.getbasetemp().parent / name  # the run's temp dir, above each worker's
+    done, failed = path.with_name(name + ".done"), path.with_name(name + ".failed")
+    with FileLock(path.with_name(name + ".lock")):
+        if not done.exists() and not failed.exists():
+            path.mkdir()
+            try:
+                build(path)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}")
+                raise
+            done.touch()
+    if failed.exists():
+        pytest.fail(f"{name}, built by another worker, failed: {failed.read_text()}", pytrace=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
     """A small demo dataset (9 classes x 5 groups x 1 clip), built once a session."""
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_dataset(root / "UCF-101", root / "ucfTrainTestlist", TINY_DEMO, threads=2)
+    build = lambda root: make_demo_dataset(root / "UCF-101", root / "ucfTrainTestlist", TINY_DEMO, threads=2)
+    root = once(tmp_path_factory, "demo", build)
     return root / "UCF-101", root / "ucfTrainTestlist"
 
 
@@ -218,10 +245,12 @@ def result_files(workdir: Path) -> dict[str, bytes]:
 def finished_run(tmp_path_factory) -> Path:
     """The tiny demo run to the end, once a session. Read it, never change it: a test that
     runs the workflow again in it takes ``demo_run`` (its own copy) instead."""
-    wd = tmp_path_factory.mktemp("wf demo ü")  # spaces and unicode in the path
-    out = snakemake(wd, TINY_CONFIG, env={"MOCLIP_PROGRESS_EVERY": "1"})  # the jobs' progress every second
-    (wd / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
-    return wd
+
+    def build(wd: Path) -> None:
+        out = snakemake(wd, TINY_CONFIG, env={"MOCLIP_PROGRESS_EVERY": "1"})  # the jobs' progress every second
+        (wd / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
+
+    return once(tmp_path_factory, "wf demo ü", build)  # spaces and unicode in the path
 
 
 @pytest.fixture
@@ -263,9 +292,8 @@ def put_hub_file(cache: Path, repo: str, filename: str, state: dict | None = Non
 def hub_stub(tmp_path_factory) -> dict[str, str]:
     """An offline Hugging Face cache holding (empty) the files the presets' tags name: enough
     for the parse-time check that they are here (dry runs load no weights)."""
-    cache = tmp_path_factory.mktemp("hub-stub")
-    for repo, filename in PRESET_WEIGHTS:
-        put_hub_file(cache, repo, filename)
+    build = lambda cache: [put_hub_file(cache, repo, filename) for repo, filename in PRESET_WEIGHTS]
+    cache = once(tmp_path_factory, "hub-stub", build)
     return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
 
 

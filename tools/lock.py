@@ -6,6 +6,9 @@ resolver run on pyproject.toml's ranges and the torch pair, in a dry run of a fr
 Versions only, no hashes: pip's report gives the hash of the one file this machine picked,
 and a lock with it would refuse every other platform's wheel of the same version and
 PyTorch's CPU builds (``make venv TORCH_INDEX=cpu``).
+
+The lock in place constrains the new one (a package added or a range changed moves nothing
+else); ``--upgrade`` (``make lock UPGRADE=1``) resolves afresh and takes newer releases.
 """
 
 import argparse
@@ -61,10 +64,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", nargs=2, required=True, metavar=("TORCH", "TORCHVISION"), help="e.g. torch==2.14.1")
     ap.add_argument("--python", default=sys.executable, help="the interpreter whose pip resolves (markers are its)")
+    ap.add_argument("--upgrade", action="store_true", help="resolve afresh, not within the lock in place")
     args = ap.parse_args(argv)
     lock_file, env_file = ROOT / "requirements.txt", ROOT / "envs" / "moclip.yaml"
 
-    every = resolve(args.python, *args.pair, ".[workflow,test]")
+    keep = [] if args.upgrade or not lock_file.exists() else ["-c", str(lock_file)]
+    every = resolve(args.python, *keep, *args.pair, ".[workflow,test]")
     lock_file.write_text(
         LOCK_HEADER.format(pair=" ".join(args.pair))
         + "".join(f"{n}=={v}\n" for n, v in sorted(every.items(), key=lambda nv: key(nv[0])))
