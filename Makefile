@@ -57,9 +57,10 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 # Tests run in TEST_JOBS pytest-xdist workers (0: in this process), a test file a worker so
-# that a module's fixtures are built once; the session's tiny demo run is shared by all.
+# that a module's fixtures are built once, the longest files first (tests/conftest.py's
+# LONGEST_FIRST); the session's tiny demo run is shared by all.
 TEST_JOBS ?= 2
-XDIST = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+XDIST = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q $(XDIST) --durations=15 $(PYTEST_ARGS)

@@ -79,6 +79,30 @@ def flip_byte(path, dataset: str, at: float = 0.5) -> None:
         fh.write(bytes([b[0] ^ 0x10]))
 
 
+# The test files that take longest (make test's --durations), handed out first: a file runs
+# on one worker (--dist loadfile, --no-loadscope-reorder), and a long one handed out last
+# would run alone at the end. Order only; a file left out runs after these.
+LONGEST_FIRST = (
+    "test_workflow.py",
+    "test_verify.py",
+    "test_slurm.py",
+    "test_readme.py",
+    "test_gpu_check.py",
+    "test_workflow_presets.py",
+    "test_workflow_experiments.py",
+    "test_clip_stream.py",
+    "test_dense.py",
+    "test_mv_stream.py",
+    "test_mv_train.py",
+    "test_html_report.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order kept
+
+
 def once(tmp_path_factory, name: str, build) -> Path:
     """The folder ``name``, filled by ``build(folder)`` once a test session however many
     pytest-xdist workers share it: the first to ask builds it under a file lock in the

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -154,7 +155,9 @@ def test_the_venv_is_the_lock():
     """What make installed is the lock, package for package, version for version (the
     torch pair and CUDA packages left out where TORCH_INDEX chose another torch)."""
     lock = pins(LOCK.read_text().splitlines())
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions()}
+    # The venv's own site-packages: setuptools, once imported, puts its vendored packages on sys.path.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions(path=site)}
     for name in ("moclip", "pip"):
         installed.pop(name, None)
     if not lock_torch_is_installed():
