@@ -28,7 +28,7 @@ from moclip.io import atomic_path, listed_ids, reading
 from moclip.mv.data import motion_map, sample_segments
 from moclip.mv.train import load_checkpoint, view_features
 from moclip.runtime import Progress, autocast_dtype, log_startup, precision_name, resolve_device, use_threads
-from moclip.settings import FromConfig, default
+from moclip.settings import FromConfig, check_bound, default
 from moclip.video.codec import (
     _PICT,
     FRAME_TYPES,
@@ -98,8 +98,8 @@ def stream_windows(path: Path | str, settings: DenseSettings, keep_gop: bool = F
     Raises :class:`DecodeError` for a video that cannot be read, has frames without
     timestamps or going back in time, or carries no motion vector (as the caches)."""
     path, s = Path(path), settings
-    if s.every_s <= 0 or s.window_s <= 0:
-        raise ValueError(f"dense: every_s and window_s must be positive, got {s.every_s}, {s.window_s}")
+    check_bound("dense.every_s", s.every_s)
+    check_bound("dense.window_s", s.window_s)
     with open_video(path) as container:
         stream = container.streams.video[0]
         codec, codec_id = stream.codec_context.name, _codec_id(stream)
