@@ -325,28 +325,29 @@ def write_dense(out: Path | str, videos: list[tuple[str, DenseVideo | str]], cli
         h.attrs.update(attrs)
 
 
-def read_dense(path: Path | str) -> list[DenseVideo]:
-    """The videos of one dense shard file that worked, in its order, each with its windows'
-    rows (:class:`DenseVideo`: ``video_id, start, end, centre_time, centre_index, clip, mv,
-    motion``); :func:`dense_failures` names the others."""
+@dataclass
+class DenseShard:
+    """One dense shard file: the videos that worked, in its order, and why the others failed."""
+
+    videos: list[DenseVideo]
+    failed: dict[str, str]  # video_id -> error
+
+
+def read_dense(path: Path | str) -> DenseShard:
+    """One dense shard file, opened once: each video that worked with its windows' rows
+    (:class:`DenseVideo`: ``video_id, start, end, centre_time, centre_index, clip, mv,
+    motion``), and the others named with their errors."""
     with reading(path), h5py.File(path, "r") as h:
         ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
         errors = [v.decode() if isinstance(v, bytes) else v for v in h["error"][()]]
         off = h["offset"][()]
         rows = {k: h[k][()] for k in ROWS}
-    return [
+    videos = [
         DenseVideo(i, **{k: rows[k][off[n] : off[n + 1]] for k in ROWS})
         for n, (i, err) in enumerate(zip(ids, errors))
         if not err
     ]
-
-
-def dense_failures(path: Path | str) -> dict[str, str]:
-    """video_id -> why it failed, of one dense shard file."""
-    with reading(path), h5py.File(path, "r") as h:
-        ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
-        errors = [v.decode() if isinstance(v, bytes) else v for v in h["error"][()]]
-    return {i: e for i, e in zip(ids, errors) if e}
+    return DenseShard(videos, {i: e for i, e in zip(ids, errors) if e})
 
 
 # --------------------------------------------------------------------------- the stage
