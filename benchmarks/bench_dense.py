@@ -53,7 +53,7 @@ def child(video: Path, manifest: Path, out: Path, every: float, model: str, thre
         threads=threads,
     )
     seconds = time.perf_counter() - t0
-    (v,) = read_dense(out)
+    (v,) = read_dense(out).videos
     return {
         "seconds": seconds,
         "windows": len(v.start),

@@ -22,7 +22,7 @@ from moclip.features import LAYOUTS, READERS, export_npy, export_table, load_fea
 from moclip.io import BrokenFileError, snakemake_program
 from moclip.methods import PRODUCT
 from moclip.runtime import PRECISIONS
-from moclip.settings import default, workflow_defaults
+from moclip.settings import bound, default, workflow_defaults
 from moclip.video.cache import ENCODINGS, FrameStorage, cache_video
 from moclip.video.codec import DecodeSettings
 from moclip.workflow.checks import check_experiments
@@ -251,17 +251,18 @@ def _positive(text: str) -> int:
     return value
 
 
-def _auto_or(least: int):
-    """A flag's type: ``auto``, or a whole number of at least ``least``."""
+def _setting(key: str):
+    """A flag's type for the numeric setting ``key``: its range (and ``auto`` where it takes
+    that) as the workflow's schema states it (:func:`moclip.settings.bound`)."""
+    rule = bound(key)
 
     def parse(text: str) -> int | str:
-        if text == "auto":
-            return text
-        value = int(text)
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be auto or {least} or more, got {value}")
+        value = text if rule.auto and text == "auto" else int(text)
+        if problem := rule.problem(value):
+            raise argparse.ArgumentTypeError(problem.split(": ", 1)[1] + f", got {text}")
         return value
 
+    parse.__name__ = key  # argparse names the type in its message for a value int() refuses
     return parse
 
 
@@ -292,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(MOTIONS),
         help="motion patterns (each a class family)",
     )
-    d.add_argument("--groups", type=_positive, default=DemoSpec.groups, help="groups a class (UCF101: 25)")
-    d.add_argument("--clips", type=_positive, default=DemoSpec.clips, help="clips a group")
-    d.add_argument("--frames", type=_positive, default=DemoSpec.frames, help="frames a clip (25 fps)")
+    d.add_argument(
+        "--groups", type=_setting("demo.groups"), default=DemoSpec.groups, help="groups a class (UCF101: 25)"
+    )
+    d.add_argument("--clips", type=_setting("demo.clips"), default=DemoSpec.clips, help="clips a group")
+    d.add_argument("--frames", type=_setting("demo.frames"), default=DemoSpec.frames, help="frames a clip (25 fps)")
     d.add_argument("--seed", type=int, default=SEED, help="fixes every random choice")
     d.add_argument("--threads", type=_positive, default=1, help="clips rendered in parallel")
     d.add_argument(
@@ -335,19 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--val-groups",
-        type=_auto_or(0),
+        type=_setting("dataset.val_groups"),
         default=default("dataset", "val_groups"),
         help="whole training groups held out for validation: a number, or auto (the format's rule)",
     )
     m.add_argument(
         "--shards",
-        type=_auto_or(1),
+        type=_setting("dataset.shards"),
         default=default("dataset", "shards"),
         help="work units (a video's is a hash of its id): a number, or auto (as the workflow: about "
         "--videos-per-shard videos a shard, counted from the lists)",
     )
     m.add_argument(
-        "--videos-per-shard", type=_positive, default=default("dataset", "videos_per_shard"), help="with --shards auto"
+        "--videos-per-shard",
+        type=_setting("dataset.videos_per_shard"),
+        default=default("dataset", "videos_per_shard"),
+        help="with --shards auto",
     )
     m.add_argument("--seed", type=int, default=SEED, help="fixes the validation groups")
     m.set_defaults(func=_manifest)
@@ -355,19 +361,31 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="decode videos into MV and frame caches (OUT/mv, OUT/frames)", formatter_class=fmt)
     c.add_argument("videos", nargs="+", help="video files; one that fails gets a line naming it, the rest go on")
     c.add_argument("--out", required=True, help="output directory")
-    c.add_argument("--mv-cell", type=_positive, default=DecodeSettings.mv_cell, help="pixels a motion-vector grid cell")
-    c.add_argument("--frames", type=_positive, default=DecodeSettings.frame_count, help="RGB frames kept a video")
+    c.add_argument(
+        "--mv-cell",
+        type=_setting("decode.mv_cell"),
+        default=DecodeSettings.mv_cell,
+        help="pixels a motion-vector grid cell",
+    )
+    c.add_argument(
+        "--frames", type=_setting("frames.count"), default=DecodeSettings.frame_count, help="RGB frames kept a video"
+    )
     c.add_argument(
         "--short-side",
-        type=_positive,
+        type=_setting("frames.short_side"),
         default=DecodeSettings.short_side,
         help="shorter side of the kept frames, at most",
     )
     c.add_argument(
-        "--max-frames", type=_positive, default=DecodeSettings.max_frames, help="longer videos are read up to this"
+        "--max-frames",
+        type=_setting("decode.max_frames"),
+        default=DecodeSettings.max_frames,
+        help="longer videos are read up to this",
     )
     c.add_argument("--frame-encoding", choices=ENCODINGS, default=FrameStorage.encoding, help="how frames are stored")
-    c.add_argument("--jpeg-quality", type=_positive, default=FrameStorage.jpeg_quality, help="1-100, JPEG frames")
+    c.add_argument(
+        "--jpeg-quality", type=_setting("frames.jpeg_quality"), default=FrameStorage.jpeg_quality, help="JPEG frames"
+    )
     c.set_defaults(func=_cache)
 
     pr = sub.add_parser(

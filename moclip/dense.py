@@ -28,7 +28,7 @@ from moclip.io import atomic_path, listed_ids, reading
 from moclip.mv.data import motion_map, sample_segments
 from moclip.mv.train import load_checkpoint, view_features
 from moclip.runtime import Progress, autocast_dtype, log_startup, precision_name, resolve_device, use_threads
-from moclip.settings import FromConfig, default
+from moclip.settings import FromConfig, check_bound, default
 from moclip.video.codec import (
     _PICT,
     FRAME_TYPES,
@@ -98,8 +98,8 @@ def stream_windows(path: Path | str, settings: DenseSettings, keep_gop: bool = F
     Raises :class:`DecodeError` for a video that cannot be read, has frames without
     timestamps or going back in time, or carries no motion vector (as the caches)."""
     path, s = Path(path), settings
-    if s.every_s <= 0 or s.window_s <= 0:
-        raise ValueError(f"dense: every_s and window_s must be positive, got {s.every_s}, {s.window_s}")
+    check_bound("dense.every_s", s.every_s)
+    check_bound("dense.window_s", s.window_s)
     with open_video(path) as container:
         stream = container.streams.video[0]
         codec, codec_id = stream.codec_context.name, _codec_id(stream)
@@ -325,28 +325,29 @@ def write_dense(out: Path | str, videos: list[tuple[str, DenseVideo | str]], cli
         h.attrs.update(attrs)
 
 
-def read_dense(path: Path | str) -> list[DenseVideo]:
-    """The videos of one dense shard file that worked, in its order, each with its windows'
-    rows (:class:`DenseVideo`: ``video_id, start, end, centre_time, centre_index, clip, mv,
-    motion``); :func:`dense_failures` names the others."""
+@dataclass
+class DenseShard:
+    """One dense shard file: the videos that worked, in its order, and why the others failed."""
+
+    videos: list[DenseVideo]
+    failed: dict[str, str]  # video_id -> error
+
+
+def read_dense(path: Path | str) -> DenseShard:
+    """One dense shard file, opened once: each video that worked with its windows' rows
+    (:class:`DenseVideo`: ``video_id, start, end, centre_time, centre_index, clip, mv,
+    motion``), and the others named with their errors."""
     with reading(path), h5py.File(path, "r") as h:
         ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
         errors = [v.decode() if isinstance(v, bytes) else v for v in h["error"][()]]
         off = h["offset"][()]
         rows = {k: h[k][()] for k in ROWS}
-    return [
+    videos = [
         DenseVideo(i, **{k: rows[k][off[n] : off[n + 1]] for k in ROWS})
         for n, (i, err) in enumerate(zip(ids, errors))
         if not err
     ]
-
-
-def dense_failures(path: Path | str) -> dict[str, str]:
-    """video_id -> why it failed, of one dense shard file."""
-    with reading(path), h5py.File(path, "r") as h:
-        ids = [v.decode() if isinstance(v, bytes) else v for v in h["video_id"][()]]
-        errors = [v.decode() if isinstance(v, bytes) else v for v in h["error"][()]]
-    return {i: e for i, e in zip(ids, errors) if e}
+    return DenseShard(videos, {i: e for i, e in zip(ids, errors) if e})
 
 
 # --------------------------------------------------------------------------- the stage

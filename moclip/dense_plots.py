@@ -49,7 +49,7 @@ def dense_plot(*, shards: list[Path | str], out: Path | str) -> None:
     """Rule ``dense_plot``: the timeline of the first videos of ``shards``."""
     videos = []
     for s in shards:
-        videos += read_dense(s)
+        videos += read_dense(s).videos
         if len(videos) >= MAX_VIDEOS:
             break
     plot_dense_timeline(videos, out)

@@ -317,7 +317,6 @@ def read_dense(results: Path, stream: str, *, split=None, experiment=None, tag=N
     none; ``tag`` does not apply (the folder holds one configuration's)."""
     import numpy as np
 
-    from moclip.dense import dense_failures
     from moclip.dense import read_dense as read_file
     from moclip.shards import shard_attrs
 
@@ -337,11 +336,12 @@ def read_dense(results: Path, stream: str, *, split=None, experiment=None, tag=N
     key = stream.removeprefix("dense_")
     ids, vectors, times, failed = [], [], [], []
     for f in files:
-        for v in read_file(f):
+        shard = read_file(f)
+        for v in shard.videos:
             ids += [v.video_id] * len(v.start)
             vectors.append(np.asarray(getattr(v, key), np.float32))
             times.append(np.stack([v.start, v.end], axis=1))
-        failed += list(dense_failures(f))
+        failed += list(shard.failed)
     width = vectors[0].shape[1] if vectors else 0
     return features_of(
         results,

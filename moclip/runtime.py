@@ -16,9 +16,13 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from moclip.io import BrokenFileError
+
+T, R = TypeVar("T"), TypeVar("R")
 
 
 def log_to(path: Path | str | None, level: int = logging.INFO) -> None:
@@ -537,6 +541,19 @@ def process_pool(workers: int):
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_leave_interrupt)
+
+
+@contextlib.contextmanager
+def map_videos(fn: Callable[[T], R], jobs: Sequence[T], threads: int, chunksize: int = 1) -> Iterator[Iterator[R]]:
+    """``fn`` over ``jobs``, results in job order as they come: in a :func:`process_pool` of
+    up to ``threads`` processes, or in this process where one would do (one thread or one
+    job), so that every stage maps its videos one way. The pool lives as long as the block."""
+    workers = min(threads, len(jobs))
+    if workers <= 1:
+        yield map(fn, jobs)
+        return
+    with process_pool(workers) as pool:
+        yield pool.map(fn, jobs, chunksize=chunksize)
 
 
 def _leave_interrupt() -> None:

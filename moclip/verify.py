@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from moclip.heads import load_head
 from moclip.io import BrokenFileError, read_json, read_tsv, reading
 from moclip.mv.train import load_checkpoint
 from moclip.outputs import REPORT_FILES, Run, Trained, read_run
-from moclip.runtime import process_pool
+from moclip.runtime import map_videos
 from moclip.shards import DRAWS, read_shard
 from moclip.video.cache import ENDS_DATASET, CacheRecord, open_cache, read_index, video_file
 from moclip.video.codec import reencoded_file
@@ -255,19 +255,6 @@ def _report(c: Checks, folder: Path) -> None:
 # --------------------------------------------------------------------------- the run
 
 
-class _Serial:
-    """ProcessPoolExecutor's map and context, in this process."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map(self, fn: Callable, items: Iterable):
-        return map(fn, items)
-
-
 def verify(results: Path | str, threads: int = 1) -> Checks:
     """Check every output of the run in ``results`` that its manifest, shard indexes and
     folders imply; ``threads`` processes read the caches."""
@@ -279,8 +266,8 @@ def verify(results: Path | str, threads: int = 1) -> Checks:
 
     jobs = [(run.cache_shard(n), run.shard_ids(n)) for n in run.shards]
     records: dict[int, list[CacheRecord] | None] = {}
-    with process_pool(threads) if threads > 1 and len(jobs) > 1 else _Serial() as pool:
-        for n, (shard_checks, recs) in zip(run.shards, pool.map(_check_cache_shard, jobs)):
+    with map_videos(_check_cache_shard, jobs, threads) as checked:
+        for n, (shard_checks, recs) in zip(run.shards, checked):
             c.add(shard_checks)
             records[n] = recs
 

@@ -349,7 +349,7 @@ def test_broken_jpeg_frames_name_their_cache(videos, tmp_path):
 def test_unknown_frame_encoding_and_quality_are_named():
     with pytest.raises(ValueError, match=r"frames.encoding: unknown 'jpg' \(did you mean 'jpeg'\?\)"):
         FrameStorage("jpg")
-    with pytest.raises(ValueError, match="frames.jpeg_quality: 101 is not in 1-100"):
+    with pytest.raises(ValueError, match=r"frames.jpeg_quality=101: must be 1-100$"):
         FrameStorage("jpeg", 101)
 
 

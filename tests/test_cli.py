@@ -250,9 +250,10 @@ def test_check_config_runs_the_dataset_checks_of_the_workflows_parse(tmp_path, t
 
 
 def test_a_commands_errors_name_its_flags_not_config_keys(tmp_path, capsys):
-    assert main(["demo-data", str(tmp_path / "d"), "--groups", "2"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["demo-data", str(tmp_path / "d"), "--groups", "2"])
     err = capsys.readouterr().err
-    assert "--groups=2" in err and "need 4 or more" in err and "demo." not in err
+    assert e.value.code == 2 and "argument --groups: must be 4 or more, got 2" in err and "demo." not in err
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "a.avi").write_bytes(b"x")
     (tmp_path / "labels.csv").write_text("path,label\na.avi,run\n")  # no split columns: split 1 only

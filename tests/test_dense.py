@@ -15,7 +15,7 @@ from conftest import DEFAULTS, TINY_CONFIG, merged, planned, snakemake
 
 from moclip.clip.stream import ClipSettings, embed_frame_caches
 from moclip.dataset.untrimmed import Action, make_untrimmed_videos, write_untrimmed
-from moclip.dense import DenseSettings, DenseVideo, dense, dense_failures, read_dense, stream_windows, window_motion
+from moclip.dense import DenseSettings, DenseVideo, dense, read_dense, stream_windows, window_motion
 from moclip.dense_plots import clip_change, plot_dense_timeline
 from moclip.features import load_features
 from moclip.mv.data import MVSettings, motion_map, sample_segments
@@ -110,7 +110,7 @@ def test_clip_rows_are_the_clip_stages_embeddings_of_the_same_frames(long_videos
         clip=clip,
         device="cpu",
     )
-    (d,) = read_dense(tmp_path / "dense.h5")
+    (d,) = read_dense(tmp_path / "dense.h5").videos
     assert valid.all() and len(d.start) == k
     assert d.centre_index.tolist() == [12 + 25 * i for i in range(k)]
     a, b = d.clip, stage[0].astype(np.float32)
@@ -139,7 +139,7 @@ def test_mv_rows_are_the_networks_features_of_each_windows_maps(long_videos, mv_
         clip=ClipSettings(),
         device="cpu",
     )
-    (d,) = read_dense(tmp_path / "dense.h5")
+    (d,) = read_dense(tmp_path / "dense.h5").videos
     for w in range(len(d.start)):
         inside = np.flatnonzero((times >= d.start[w] - 1e-9) & (times < d.end[w] - 1e-9))
         ft, ref, part = whole.frame_type[inside], whole.ref_distance[inside], mv[inside]
@@ -167,8 +167,9 @@ def test_a_video_that_cannot_be_read_is_named_and_has_no_rows(long_videos, mv_ch
         device="cpu",
     )
     assert list(failed) == ["broken"] and "cannot open" in failed["broken"]
-    assert dense_failures(tmp_path / "dense.h5") == failed
-    videos = read_dense(tmp_path / "dense.h5")
+    shard = read_dense(tmp_path / "dense.h5")
+    assert shard.failed == failed
+    videos = shard.videos
     assert [v.video_id for v in videos] == [path.stem] and len(videos[0].start) == 10
     assert np.isfinite(videos[0].clip).all() and np.isfinite(videos[0].mv).all()
 
@@ -271,7 +272,7 @@ def test_a_folder_run_writes_dense_features_of_its_long_videos_and_reruns_them_o
     )
     target = "results/dense/shard-00000.h5"
     snakemake(tmp_path / "run", config, target)
-    rows = {v.video_id: v for v in read_dense(tmp_path / "run" / target)}
+    rows = {v.video_id: v for v in read_dense(tmp_path / "run" / target).videos}
     assert sorted(rows) == ["long-0", "long-1"]
     for name, (action,) in videos:
         d = rows[name]

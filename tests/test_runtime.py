@@ -15,7 +15,7 @@ import pytest
 
 from moclip import runtime
 from moclip.io import snakemake_program
-from moclip.runtime import Progress, process_pool
+from moclip.runtime import Progress, map_videos, process_pool
 
 
 class _Clock:
@@ -430,6 +430,19 @@ def test_pool_workers_leave_ctrl_c_to_the_jobs_process():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process is untouched
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def _pid_of(x: int) -> tuple[int, int]:
+    return x, os.getpid()
+
+
+@pytest.mark.parametrize("threads, jobs, pooled", [(1, 5, False), (4, 1, False), (2, 5, True), (8, 3, True)])
+def test_videos_map_in_a_pool_only_where_more_than_one_process_can_work(threads, jobs, pooled):
+    with map_videos(_pid_of, list(range(jobs)), threads) as results:
+        out = list(results)
+    assert [x for x, _ in out] == list(range(jobs))  # job order, pool or not
+    pids = {pid for _, pid in out}
+    assert (os.getpid() not in pids) is pooled and len(pids) <= min(threads, jobs)
 
 
 def test_determinism_is_a_switch_both_ways(monkeypatch):

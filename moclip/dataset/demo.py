@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from moclip.dataset.formats import FORMATS
-from moclip.runtime import Progress, process_pool
-from moclip.settings import FromConfig, default
+from moclip.runtime import Progress, map_videos
+from moclip.settings import FromConfig, check_bound, default
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class DemoSpec(FromConfig):
                 f"demo.groups={self.groups}: the 3 splits' test blocks take {max(self.test_groups(3))} groups "
                 f"and at least one must be left to train on: need {need} or more"
             )
-        if self.frames < 2 or self.clips < 1:
-            raise ValueError("demo.frames must be >= 2 and demo.clips >= 1")
+        check_bound("demo.frames", self.frames)
+        check_bound("demo.clips", self.clips)
 
 
 def smooth_noise(rng: np.random.Generator, height: int, width: int, scale: int) -> np.ndarray:
@@ -243,13 +243,8 @@ def _render(jobs: list[tuple], threads: int) -> None:
     """Render and encode every clip job (see ``_write_clip``), ``threads`` at a time, a
     progress line in the job's log every few seconds."""
     progress = Progress("videos", len(jobs), log)
-    if threads > 1:
-        with process_pool(threads) as pool:
-            for _ in pool.map(_write_clip, jobs, chunksize=4):
-                progress.update()
-    else:
-        for j in jobs:
-            _write_clip(j)
+    with map_videos(_write_clip, jobs, threads, chunksize=4) as written:
+        for _ in written:
             progress.update()
 
 

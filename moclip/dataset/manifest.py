@@ -17,6 +17,7 @@ from pathlib import Path
 from moclip.dataset.formats import Listing, count_videos, read_listing
 from moclip.dataset.videos import SPLITS, ManifestError, Video, name_problems, shard_of, split_rows, write_manifest
 from moclip.io import write_json
+from moclip.settings import bound
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ def build_manifest(
     """Read a dataset in ``format`` (see :func:`moclip.dataset.formats.read_listing`) into manifest
     rows (see :func:`manifest_rows`); ``num_shards`` ``auto``: as the workflow counts them,
     about ``videos_per_shard`` videos a shard (:func:`resolve_shards`)."""
-    if num_shards != "auto" and num_shards < 1:
-        raise ManifestError(f"dataset.shards must be >= 1, got {num_shards}")
+    if problem := bound("dataset.shards").problem(num_shards):
+        raise ManifestError(problem)
     listing = read_listing(format, videos, lists, splits, seed, classes)
     num_shards = resolve_shards(num_shards, videos_per_shard, lambda: count_videos(format, videos, lists, splits))
     entries = listing.entries.values()

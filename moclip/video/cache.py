@@ -32,8 +32,8 @@ import PIL.Image
 from h5py import h5a, h5s, h5t
 
 from moclip.io import atomic_path, listed_ids, one_line, read_tsv, reading, rebuild, relative_to, write_tsv
-from moclip.runtime import Progress, process_pool
-from moclip.settings import FromConfig, default, did_you_mean
+from moclip.runtime import Progress, map_videos
+from moclip.settings import FromConfig, check_bound, default, did_you_mean
 from moclip.video.codec import DecodedVideo, DecodeError, DecodeSettings, decode_video, ffmpeg_message, reencoded_file
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ class FrameStorage(FromConfig):
                 f"frames.encoding: unknown {self.encoding!r}{did_you_mean(self.encoding, ENCODINGS)} "
                 f"(one of {', '.join(ENCODINGS)})"
             )
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"frames.jpeg_quality: {self.jpeg_quality} is not in 1-100")
+        check_bound("frames.jpeg_quality", self.jpeg_quality)
 
 
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
@@ -373,9 +372,7 @@ def cache_shard(
     mv.mkdir(parents=True, exist_ok=True)
     frames.mkdir(parents=True, exist_ok=True)
     records, n_frames, progress = [], 0, Progress("videos", len(jobs), log)
-    pool = process_pool(min(threads, len(jobs))) if threads > 1 and len(jobs) > 1 else None
-    with pool or contextlib.nullcontext():
-        results = pool.map(_cache_one, jobs, chunksize=1) if pool else map(_cache_one, jobs)
+    with map_videos(_cache_one, jobs, threads) as results:
         for video, rec, again in zip(videos, results, redone):
             rec = replace(rec, path=relative_to(video, videos_root), reencoded=again)  # the original's path
             records.append(rec)

@@ -19,7 +19,6 @@ caches made from them) but never the caches of a run without re-encoding.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import av
 
 from moclip.io import listed_ids, one_line, relative_to, write_tsv
-from moclip.runtime import Progress, process_pool
+from moclip.runtime import Progress, map_videos
 from moclip.video.codec import DecodeError, DecodeSettings, exports_motion_vectors, reencoded_file
 from moclip.video.encode import REENCODE, EncodeSettings, reencode
 
@@ -119,9 +118,8 @@ def reencode_shard(
     ids = listed_ids(manifest, videos, videos_root) if manifest else [Path(v).stem for v in videos]
     jobs = [(v, i, reencoded_file(out, i), settings, probe) for v, i in zip(videos, ids)]
     records, done, failed, progress = [], 0, 0, Progress("videos", len(jobs), log)
-    pool = process_pool(min(threads, len(jobs))) if threads > 1 and len(jobs) > 1 else None
-    with pool or contextlib.nullcontext():
-        for rec in pool.map(_reencode_one, jobs, chunksize=1) if pool else map(_reencode_one, jobs):
+    with map_videos(_reencode_one, jobs, threads) as results:
+        for rec in results:
             records.append(rec)
             if rec.status == FAILED:
                 failed += 1
