@@ -4,6 +4,7 @@ finished tiny run the workflow tests share."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -234,13 +235,19 @@ def job_counts(out: str) -> dict[str, int]:
     return jobs
 
 
+# Run folders that several workers' tests read at once (the finished run).
+SHARED_RUNS: set[Path] = set()
+
+
 def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     """The ``snakemake`` command line as a user runs it (:func:`moclip.workflow.runner.run`):
     ``config`` written to ``workdir/test-config.yaml`` and passed with --configfile (merged
     over config.yaml); a failed run fails the test with its output. ``kw``: the runner's
     (``cores``, ``snakefile``, ``env``, ``timeout``, ``program``, e.g. ``LIST_PARAMS_CHANGES``)."""
+    shared = Path(workdir) in SHARED_RUNS  # its config file is rewritten by each call: one call at a time
     try:
-        return runner.run(workdir, config, *args, check=check, config_name=CONFIG_NAME, **kw)
+        with FileLock(f"{workdir}.lock") if shared else contextlib.nullcontext():
+            return runner.run(workdir, config, *args, check=check, config_name=CONFIG_NAME, **kw)
     except runner.SnakemakeFailed as e:
         raise AssertionError(str(e)) from None
 
@@ -274,14 +281,17 @@ def finished_run(tmp_path_factory) -> Path:
         out = snakemake(wd, TINY_CONFIG, env={"MOCLIP_PROGRESS_EVERY": "1"})  # the jobs' progress every second
         (wd / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
 
-    return once(tmp_path_factory, "wf demo ü", build)  # spaces and unicode in the path
+    wd = once(tmp_path_factory, "wf demo ü", build)  # spaces and unicode in the path
+    SHARED_RUNS.add(wd)
+    return wd
 
 
 @pytest.fixture
 def demo_run(finished_run, tmp_path) -> Path:
     """A copy of the finished run (outputs, times and Snakemake's records) for one test to change."""
     wd = tmp_path / "run copy"
-    shutil.copytree(finished_run, wd, symlinks=True)
+    with FileLock(f"{finished_run}.lock"):  # not while another worker's call rewrites its config
+        shutil.copytree(finished_run, wd, symlinks=True)
     return wd
 
 
