@@ -19,6 +19,7 @@ import ast
 import copy
 import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 _PACKAGE = "moclip"
@@ -37,28 +38,45 @@ def _module_file(package_dir: Path, module: str) -> Path | None:
 
 
 def _imports(tree: ast.Module, package: str | None) -> set[str]:
-    """Full names of every ``moclip`` module an import statement in ``tree`` names.
+    """Full names of every ``moclip`` module an import statement in ``tree`` names (see :func:`_imports_of`)."""
+    return _imports_of(_import_statements(tree), package)
+
+
+def _imports_of(statements, package: str | None) -> set[str]:
+    """Full names of every ``moclip`` module the import ``statements`` (:func:`_import_statements`) name.
 
     ``from moclip.x import y`` names ``moclip.x`` and, if ``y`` is a module, ``moclip.x.y``;
     relative imports resolve against ``package``, the package the module is in (None for a
     script outside the package).
     """
     names: set[str] = set()
+    for level, module, aliases in statements:
+        if level:
+            if package is None:
+                continue
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - level + 1])
+            source = f"{base}.{module}" if module else base
+        elif module is None:  # import a, b
+            names.update(aliases)
+            continue
+        else:
+            source = module
+        names.add(source)
+        names.update(f"{source}.{a}" for a in aliases)
+    return {n for n in names if n == _PACKAGE or n.startswith(_PACKAGE + ".")}
+
+
+def _import_statements(tree: ast.Module) -> list[tuple[int, str | None, tuple[str, ...]]]:
+    """Every import statement of ``tree`` as (level, module, names): ``import a, b`` as
+    (0, None, ("a", "b")), ``from .x import y`` as (1, "x", ("y",))."""
+    out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
+            out.append((0, None, tuple(a.name for a in node.names)))
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                if package is None:
-                    continue
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                source = f"{base}.{node.module}" if node.module else base
-            else:
-                source = node.module or ""
-            names.add(source)
-            names.update(f"{source}.{a.name}" for a in node.names)
-    return {n for n in names if n == _PACKAGE or n.startswith(_PACKAGE + ".")}
+            out.append((node.level, node.module or ("" if not node.level else None), tuple(a.name for a in node.names)))
+    return out
 
 
 def _declared_data(tree: ast.Module) -> tuple[str, ...]:
@@ -75,7 +93,11 @@ _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 def executable_form(tree: ast.Module) -> bytes:
     """What of a module executes: its syntax tree without docstrings, line numbers or
     formatting (comments never reach the tree), as bytes to hash."""
-    tree = copy.deepcopy(tree)
+    return _strip_and_dump(copy.deepcopy(tree))
+
+
+def _strip_and_dump(tree: ast.Module) -> bytes:
+    """:func:`executable_form` of a tree no one else holds: its docstrings deleted in place."""
     for node in ast.walk(tree):
         first = node.body[0] if isinstance(node, _DOCUMENTED) and node.body else None
         if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
@@ -83,17 +105,33 @@ def executable_form(tree: ast.Module) -> bytes:
     return ast.dump(tree, annotate_fields=False, include_attributes=False).encode()
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What the digests read of one file, read once a version of it."""
+
+    executable: bytes  # executable_form
+    statements: tuple  # _import_statements
+    data: tuple[str, ...]  # _declared_data
+
+
 @functools.lru_cache(maxsize=256)
-def _parse(path: str, mtime_ns: int, size: int) -> tuple[bytes, ast.Module]:
+def _parse(path: str, mtime_ns: int, size: int) -> _Source:
     tree = ast.parse(Path(path).read_bytes(), filename=path)
-    return executable_form(tree), tree
+    statements, data = tuple(_import_statements(tree)), _declared_data(tree)
+    return _Source(_strip_and_dump(tree), statements, data)  # the tree is this call's own: no copy
 
 
-def _parsed(path: Path) -> tuple[bytes, ast.Module]:
-    """A file's executable form (:func:`executable_form`) and syntax tree, parsed once a
-    version (every rule's closure shares the same few modules; the key changes when the file does)."""
+def _parsed(path: Path) -> _Source:
+    """A file's :class:`_Source`, parsed once a version (every rule's closure shares the same
+    few modules; the key changes when the file does)."""
     st = path.stat()
     return _parse(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _imported(path: Path, package: str | None, mtime_ns: int, size: int) -> frozenset[str]:
+    """:func:`_imports` of one file version, with the packages above each."""
+    return frozenset(_with_parents(_imports_of(_parse(str(path), mtime_ns, size).statements, package)))
 
 
 def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
@@ -104,7 +142,8 @@ def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
     while todo:
         path, name = todo.pop()
         package = name if name is None or path.name == "__init__.py" else name.rpartition(".")[0]
-        for m in _with_parents(_imports(_parsed(path)[1], package)):
+        st = path.stat()
+        for m in _imported(path, package, st.st_mtime_ns, st.st_size):
             f = _module_file(package_dir, m)
             if f is not None and m not in seen:
                 seen.add(m)
@@ -125,9 +164,9 @@ def code_digest(script: Path | str, package_dir: Path | str) -> str:
     h = hashlib.sha256()
     for m in module_closure(script, package_dir):
         f = _module_file(package_dir, m)
-        executable, tree = _parsed(f)
-        h.update(f"{m}\0".encode() + executable)
-        for entry in _declared_data(tree):
+        source = _parsed(f)
+        h.update(f"{m}\0".encode() + source.executable)
+        for entry in source.data:
             root = f.parent / entry
             for d in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
                 h.update(f"{d.relative_to(package_dir).as_posix()}\0".encode() + d.read_bytes())
