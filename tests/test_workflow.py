@@ -657,40 +657,64 @@ def _run_until(workdir: Path, config: dict, rule: str, cores: str) -> dict[str, 
     return outputs
 
 
-@pytest.mark.parametrize(
-    ("rule", "cores"), [("cache_shard", "1"), ("clip_embed", "2")], ids=["in-caches-one-core", "in-embeddings"]
-)
-def test_killed_run_resumes_to_identical_results(finished_run, tmp_path, rule, cores):
-    """A SIGKILL of Snakemake and its jobs, then --rerun-incomplete: nothing finished runs
-    again and the results are the uninterrupted run's. On one core (the first case, both
-    before and after the kill) also: --cores caps each job's threads; torch computes with
-    the config's cpu_threads whatever they are, and the loader workers they add change no
-    batch, so every cache, feature file, checkpoint, metric, report and plot is the
-    two-core run's (one run for both checks)."""
+def test_killed_run_resumes_to_identical_results(finished_run, tmp_path):
+    """A SIGKILL of Snakemake and its jobs once a clip_embed job has finished, then
+    --rerun-incomplete: nothing finished runs again and the results are the uninterrupted
+    run's, byte for byte."""
     wd = tmp_path / "killed"
-    finished_outputs = _run_until(wd, TINY_CONFIG, rule, cores)
-    assert finished_outputs.get(rule), finished_outputs  # killed after a job of that rule had finished
-    finished = {p: p.stat().st_mtime_ns for paths in finished_outputs.values() for p in paths if p.is_file()}
-    for p in wd.glob("results/cache/*/shard-*/*.h5"):
-        with h5py.File(p) as f:  # every file with a final name is complete
-            assert f.attrs["status"] == "ok"
+    finished = _kill_the_run(wd, "clip_embed", "2")
     snakemake(wd, TINY_CONFIG, "--unlock")  # a SIGKILL leaves Snakemake's lock behind, as for any user
-    snakemake(wd, TINY_CONFIG, "--rerun-incomplete", cores=cores)
+    snakemake(wd, TINY_CONFIG, "--rerun-incomplete")
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished ran again
-    # Byte for byte the uninterrupted run's results: caches, shards, models, reports and plots.
     resumed, reference = result_files(wd), result_files(finished_run)
     assert sorted(resumed) == sorted(reference)
     assert [k for k in resumed if resumed[k] != reference[k]] == []
 
 
-def _kill_a_job(workdir: Path, config: dict, rule: str, *args: str) -> str:
+def _kill_the_run(wd: Path, rule: str, cores: str) -> dict[Path, int]:
+    """:func:`_run_until` ``rule``, checked: the files of the jobs finished by the kill, with
+    their mtimes; every cache with a final name is complete."""
+    finished_outputs = _run_until(wd, TINY_CONFIG, rule, cores)
+    assert finished_outputs.get(rule), finished_outputs  # killed after a job of that rule had finished
+    for p in wd.glob("results/cache/*/shard-*/*.h5"):
+        with h5py.File(p) as f:  # every file with a final name is complete
+            assert f.attrs["status"] == "ok"
+    return {p: p.stat().st_mtime_ns for paths in finished_outputs.values() for p in paths if p.is_file()}
+
+
+def test_a_run_killed_twice_on_one_core_ends_as_the_untouched_two_core_run(finished_run, tmp_path):
+    """A first run on one core, SIGKILLed with its jobs once a cache_shard job has finished;
+    resumed (--rerun-incomplete, one core) until a kill -9 of a train_mvnet job's process
+    (not Snakemake's), as the kernel's OOM killer or a user would, which fails the run and
+    makes Snakemake delete that job's outputs; then the next plain run (no
+    --rerun-incomplete) builds what is missing. Each kill leaves every file that survived
+    it as it was, and the results are the two-core run's byte for byte: --cores caps each
+    job's threads, torch computes with the config's cpu_threads whatever they are, and the
+    loader workers they add change no batch."""
+    wd = tmp_path / "killed"
+    finished = _kill_the_run(wd, "cache_shard", "1")
+    snakemake(wd, TINY_CONFIG, "--unlock")
+    console = _kill_a_job(wd, TINY_CONFIG, "train_mvnet", "--rerun-incomplete", cores="1")
+    assert "Error in rule train_mvnet" in console, console
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing finished ran again
+    survived = {wd / rel: (wd / rel).stat().st_mtime_ns for rel in result_files(wd)}
+    assert len(survived) < len(result_files(finished_run))  # the run stopped short
+    snakemake(wd, TINY_CONFIG, cores="1")
+    assert planned(wd, TINY_CONFIG) == {}  # done
+    assert {p: p.stat().st_mtime_ns for p in survived} == survived  # nothing that survived ran again
+    rebuilt, reference = result_files(wd), result_files(finished_run)
+    assert sorted(rebuilt) == sorted(reference)
+    assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
+
+
+def _kill_a_job(workdir: Path, config: dict, rule: str, *args: str, cores: str = "2") -> str:
     """Run the workflow with ``args`` and SIGKILL the first ``rule`` job's process (the job's
     script, not Snakemake) once it runs, as the kernel's OOM killer or a user would; return
     Snakemake's console once it has ended."""
     import psutil  # Snakemake's own dependency
 
     log = workdir / "killed.log"
-    proc = runner.start(workdir, config, *args, log=log, config_name=CONFIG_NAME)
+    proc = runner.start(workdir, config, *args, log=log, cores=cores, config_name=CONFIG_NAME)
     deadline, killed = time.time() + 600, None
     while killed is None:
         assert proc.poll() is None and time.time() < deadline, "the run ended before a job of the rule ran"
@@ -724,25 +748,6 @@ def test_a_job_killed_in_a_forced_rerun_is_rebuilt_by_the_next_plain_run(finishe
     snakemake(demo_run, TINY_CONFIG)
     assert planned(demo_run, TINY_CONFIG) == {}  # done
     rebuilt, reference = result_files(demo_run), result_files(finished_run)
-    assert sorted(rebuilt) == sorted(reference)
-    assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
-
-
-def test_a_job_killed_in_a_first_run_is_rebuilt_by_the_next_plain_run(finished_run, tmp_path):
-    """kill -9 of a train_mvnet job's process (not Snakemake's) in a first run: the run
-    fails, Snakemake deletes that job's outputs; the next plain run (no --rerun-incomplete)
-    builds what is missing and leaves every file that survived the kill as it was, and
-    the results are the untouched run's, byte for byte."""
-    wd = tmp_path / "first run"
-    wd.mkdir()
-    console = _kill_a_job(wd, TINY_CONFIG, "train_mvnet")
-    assert "Error in rule train_mvnet" in console, console
-    survived = {wd / rel: (wd / rel).stat().st_mtime_ns for rel in result_files(wd)}
-    assert len(survived) < len(result_files(finished_run))  # the run stopped short
-    snakemake(wd, TINY_CONFIG)
-    assert planned(wd, TINY_CONFIG) == {}  # done
-    assert {p: p.stat().st_mtime_ns for p in survived} == survived  # nothing that survived ran again
-    rebuilt, reference = result_files(wd), result_files(finished_run)
     assert sorted(rebuilt) == sorted(reference)
     assert [k for k in rebuilt if rebuilt[k] != reference[k]] == []  # byte for byte
 
