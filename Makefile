@@ -56,9 +56,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES)
 
-# Tests run in TEST_JOBS pytest-xdist workers (0: in this process), a test file a worker so
-# that a module's fixtures are built once, the longest files first (tests/conftest.py's
-# LONGEST_FIRST); the session's tiny demo run is shared by all.
+# Tests run in TEST_JOBS pytest-xdist workers (0: in this process), as tests/conftest.py
+# groups them (a file a worker but for the longest, the longest first); the session's tiny
+# demo run is built once for all.
 TEST_JOBS ?= 2
 XDIST = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
 

@@ -80,28 +80,51 @@ def flip_byte(path, dataset: str, at: float = 0.5) -> None:
         fh.write(bytes([b[0] ^ 0x10]))
 
 
-# The test files that take longest (make test's --durations), handed out first: a file runs
-# on one worker (--dist loadfile, --no-loadscope-reorder), and a long one handed out last
-# would run alone at the end. Order only; a file left out runs after these.
-LONGEST_FIRST = (
-    "test_workflow.py",
-    "test_verify.py",
+# How make test's pytest-xdist workers share the suite (--dist loadfile, scheduled by the hook
+# below): a file goes to one worker, so that its module fixtures are built once, except the
+# files in SPREAD (none with a module fixture), whose tests go out one by one; files in
+# LONGEST_FIRST (make test's --durations) are handed out first, so that no long one is left
+# to run alone at the end. Order and grouping only: every file runs, listed or not.
+SPREAD = ("test_workflow.py",)
+LONGEST_FIRST = (  # the files of one or two long tests first; SPREAD's tests then fill the gaps
     "test_slurm.py",
     "test_readme.py",
-    "test_gpu_check.py",
     "test_workflow_presets.py",
+    "test_gpu_check.py",
     "test_workflow_experiments.py",
+    "test_verify.py",
+    "test_workflow_code.py",
+    "test_workflow.py",
     "test_clip_stream.py",
     "test_dense.py",
-    "test_mv_stream.py",
     "test_mv_train.py",
     "test_html_report.py",
+    "test_mv_stream.py",
 )
 
 
 def pytest_collection_modifyitems(items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order kept
+    for item in items:
+        if item.path.name in SPREAD:
+            shared = [f for f, d in item._fixtureinfo.name2fixturedefs.items() if d and d[-1].scope == "module"]
+            assert not shared, f"{item.nodeid}: module fixture {shared} in a SPREAD file (built once a worker)"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, less SPREAD's files (xdist's loadgroup marks do not reach pytest 9's node ids)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Spread(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if file.rpartition("/")[2] in SPREAD else file
+
+    return Spread(config, log)
 
 
 def once(tmp_path_factory, name: str, build) -> Path:
