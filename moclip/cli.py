@@ -22,7 +22,7 @@ from moclip.features import LAYOUTS, READERS, export_npy, export_table, load_fea
 from moclip.io import BrokenFileError, snakemake_program
 from moclip.methods import PRODUCT
 from moclip.runtime import PRECISIONS
-from moclip.settings import bound, default, workflow_defaults
+from moclip.settings import WORKFLOW_DEFAULTS, WORKFLOW_SCHEMA, bound, default, workflow_defaults
 from moclip.video.cache import ENCODINGS, FrameStorage, cache_video
 from moclip.video.codec import DecodeSettings
 from moclip.workflow.checks import check_experiments
@@ -407,7 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_predict)
 
     # The workflow's config.yaml and schema: links to a clone's files, copies in an installed package.
-    data = Path(__file__).resolve().parent / "data"
     k = sub.add_parser(
         "check-config",
         help="check workflow config files as the workflow will (YAML errors with file and line, unknown keys "
@@ -415,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     k.add_argument("files", nargs="+", help="config files, merged in order over the defaults")
-    k.add_argument("--defaults", default=str(data / "config.yaml"), help="the workflow's defaults (its config.yaml)")
-    k.add_argument("--schema", default=str(data / "config.schema.yaml"), help="the workflow's schema")
+    k.add_argument("--defaults", default=str(WORKFLOW_DEFAULTS), help="the workflow's defaults (its config.yaml)")
+    k.add_argument("--schema", default=str(WORKFLOW_SCHEMA), help="the workflow's schema")
     k.set_defaults(func=_check_config)
 
     v = sub.add_parser(

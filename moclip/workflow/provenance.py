@@ -37,12 +37,7 @@ def _module_file(package_dir: Path, module: str) -> Path | None:
     return None
 
 
-def _imports(tree: ast.Module, package: str | None) -> set[str]:
-    """Full names of every ``moclip`` module an import statement in ``tree`` names (see :func:`_imports_of`)."""
-    return _imports_of(_import_statements(tree), package)
-
-
-def _imports_of(statements, package: str | None) -> set[str]:
+def _imports(statements, package: str | None) -> set[str]:
     """Full names of every ``moclip`` module the import ``statements`` (:func:`_import_statements`) name.
 
     ``from moclip.x import y`` names ``moclip.x`` and, if ``y`` is a module, ``moclip.x.y``;
@@ -75,7 +70,7 @@ def _import_statements(tree: ast.Module) -> list[tuple[int, str | None, tuple[st
         if isinstance(node, ast.Import):
             out.append((0, None, tuple(a.name for a in node.names)))
         elif isinstance(node, ast.ImportFrom):
-            out.append((node.level, node.module or ("" if not node.level else None), tuple(a.name for a in node.names)))
+            out.append((node.level, node.module, tuple(a.name for a in node.names)))  # module: None only if level
     return out
 
 
@@ -128,12 +123,6 @@ def _parsed(path: Path) -> _Source:
     return _parse(str(path), st.st_mtime_ns, st.st_size)
 
 
-@functools.lru_cache(maxsize=1024)
-def _imported(path: Path, package: str | None, mtime_ns: int, size: int) -> frozenset[str]:
-    """:func:`_imports` of one file version, with the packages above each."""
-    return frozenset(_with_parents(_imports_of(_parse(str(path), mtime_ns, size).statements, package)))
-
-
 def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
     """Sorted names of the ``moclip`` modules that ``script`` reaches through its imports."""
     package_dir = Path(package_dir)
@@ -142,8 +131,7 @@ def module_closure(script: Path | str, package_dir: Path | str) -> list[str]:
     while todo:
         path, name = todo.pop()
         package = name if name is None or path.name == "__init__.py" else name.rpartition(".")[0]
-        st = path.stat()
-        for m in _imported(path, package, st.st_mtime_ns, st.st_size):
+        for m in _with_parents(_imports(_parsed(path).statements, package)):
             f = _module_file(package_dir, m)
             if f is not None and m not in seen:
                 seen.add(m)
