@@ -18,6 +18,10 @@ min_version("9.0")
 # The jobs import moclip from this repository, whatever the environment they run in: an
 # --sdm conda env (envs/moclip.yaml) holds the packages but not the workflow's own code.
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
+# OpenMP threads wait by sleeping, not spinning, unless the environment says otherwise: a
+# job's spinning threads take the cores its own data preparation and the run's other jobs
+# need. The numbers do not change (the thread count sets the arithmetic, not the wait).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # The defaults (config.yaml), always read from this repository whatever the working

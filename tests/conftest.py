@@ -4,9 +4,15 @@ finished tiny run the workflow tests share."""
 
 from __future__ import annotations
 
+import os
+
+# Two workers, each running jobs on 2 cores, share this machine's cores by design: OpenMP
+# threads that spin while they wait take a core from the other worker (the Snakefile sets the
+# same for its jobs). Set before torch loads its OpenMP runtime, which reads it once.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
