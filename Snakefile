@@ -4,6 +4,7 @@
 # -> heads (clip_linear, fusion) -> per-split reports and the summary.
 
 
+import atexit
 import sys
 
 from snakemake.utils import min_version
@@ -103,7 +104,9 @@ onstart:
         hold_run_lock(RESULTS)
     except RunLockedError as e:
         raise WorkflowError(str(e)) from None
-    watch_run(running_jobs)  # the console hears of a running job at least every ~20 s
+    watch = watch_run(running_jobs)  # the console hears of a running job at least every ~20 s
+    if watch:
+        atexit.register(watch.stamp.close)  # its stamp file ($TMPDIR) goes with the run
 
 
 onsuccess:

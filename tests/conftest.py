@@ -301,13 +301,18 @@ def result_files(workdir: Path) -> dict[str, bytes]:
     return out
 
 
+RUN_TMP = "tmp"  # finished_run's $TMPDIR, in its folder
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory) -> Path:
     """The tiny demo run to the end, once a session. Read it, never change it: a test that
     runs the workflow again in it takes ``demo_run`` (its own copy) instead."""
 
     def build(wd: Path) -> None:
-        out = snakemake(wd, TINY_CONFIG, env={"MOCLIP_PROGRESS_EVERY": "1"})  # the jobs' progress every second
+        (wd / RUN_TMP).mkdir(parents=True)  # the run's $TMPDIR, to see what it leaves there
+        env = {"MOCLIP_PROGRESS_EVERY": "1", "TMPDIR": str(wd / RUN_TMP)}  # the jobs' progress every second
+        out = snakemake(wd, TINY_CONFIG, env=env)
         (wd / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
 
     wd = once(tmp_path_factory, "wf demo ü", build)  # spaces and unicode in the path

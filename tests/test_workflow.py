@@ -28,6 +28,7 @@ from conftest import (
     CONFIG_NAME,
     DEFAULTS,
     REPO,
+    RUN_TMP,
     SNAKEMAKE,
     TINY_CONFIG,
     TINY_DEMO,
@@ -681,6 +682,15 @@ def test_a_runs_console_hears_of_its_jobs_at_least_every_30_seconds(finished_run
     assert any(re.search(counting, line) for lines in ours.values() for _, line in lines), ours
     for lines in ours.values():  # one line a second at most, whatever the job does
         assert all((b - a) % 86400 >= 1 for (a, _), (b, _) in zip(lines, lines[1:])), lines
+
+
+def test_a_finished_run_leaves_nothing_of_its_own_in_the_temporary_folder(finished_run):
+    """Not the console's stamp file, nor a job's temporary file: a user's /tmp keeps only what
+    the libraries leave there (the problem files of Snakemake's ILP scheduler, PuLP's, and
+    torch's compile cache)."""
+    theirs = re.compile(r"^[0-9a-f]{32}-pulp\.(mps|sol)$|^torchinductor_")
+    left = sorted(p.name for p in (finished_run / RUN_TMP).iterdir() if not theirs.match(p.name))
+    assert left == []
 
 
 def test_a_finished_runs_console_ends_naming_its_results(finished_run):
