@@ -8,14 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from moclip.clip.stream import ClipSettings
-from moclip.costs import method_costs
 from moclip.dataset.videos import class_names, read_manifest
-from moclip.heads import load_head
 from moclip.io import read_json, relative_to, write_json, write_text
 from moclip.methods import HEADS, METHODS, PRODUCT
 from moclip.metrics import sample_sd
-from moclip.mv.train import load_checkpoint
 from moclip.plots import plot_confusion, plot_curves, plot_per_class
 from moclip.tables import html_table, markdown_table
 from moclip.video.cache import read_index
@@ -331,6 +327,12 @@ def summary(
     method (from the first split's models), the CLIP weights used (as ``clip_shard``, an
     embedding shard of the run, records them), the tag directories the rows came from and
     the ``dataset`` (the manifest stage's summary)."""
+    # torch and open_clip only here: report_split, a job a split, imports this module without them
+    from moclip.clip.stream import ClipSettings
+    from moclip.costs import method_costs
+    from moclip.heads import load_head
+    from moclip.mv.train import load_checkpoint
+
     clip = ClipSettings.of_shard(clip_shard).load()
     mvnet, mv_settings, _ = load_checkpoint(mv_model)
     heads = {}
