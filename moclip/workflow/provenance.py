@@ -16,7 +16,6 @@ The package's ``__init__`` is left out: it holds only the docstring and ``__vers
 from __future__ import annotations
 
 import ast
-import copy
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -87,12 +86,8 @@ _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 def executable_form(tree: ast.Module) -> bytes:
     """What of a module executes: its syntax tree without docstrings, line numbers or
-    formatting (comments never reach the tree), as bytes to hash."""
-    return _strip_and_dump(copy.deepcopy(tree))
-
-
-def _strip_and_dump(tree: ast.Module) -> bytes:
-    """:func:`executable_form` of a tree no one else holds: its docstrings deleted in place."""
+    formatting (comments never reach the tree), as bytes to hash. The docstrings are deleted
+    from ``tree`` in place: pass a tree no one else reads (:func:`_parse`'s own)."""
     for node in ast.walk(tree):
         first = node.body[0] if isinstance(node, _DOCUMENTED) and node.body else None
         if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
@@ -113,7 +108,7 @@ class _Source:
 def _parse(path: str, mtime_ns: int, size: int) -> _Source:
     tree = ast.parse(Path(path).read_bytes(), filename=path)
     statements, data = tuple(_import_statements(tree)), _declared_data(tree)
-    return _Source(_strip_and_dump(tree), statements, data)  # the tree is this call's own: no copy
+    return _Source(executable_form(tree), statements, data)  # the tree is this call's own: no copy
 
 
 def _parsed(path: Path) -> _Source:
